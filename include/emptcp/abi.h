@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * emptcp/abi.h - the binary contract between emptcp (user space, Rust) and
+ * every chain stage (ours and third-party ones).
+ *
+ * Needs:      vmlinux.h (for __u8.. __u32) included before it.
+ * Guarantees: fixed-width fields only, explicit padding, no bool, no
+ *             bitfields; every size is pinned by a _Static_assert, and Rust
+ *             reads these types from the skeleton's BTF, never from a
+ *             hand-written copy.
+ * Limits:     a hook type (XDP, TC) has EMPTCP_MAX_SLOTS stage slots;
+ *             slot 0 is never used (it means "end of chain").
+ */
+#ifndef __EMPTCP_ABI_H
+#define __EMPTCP_ABI_H
+
+#define EMPTCP_ABI_VERSION	1
+
+/* Stage slots per hook type (size of the tail-call PROG_ARRAY). */
+#define EMPTCP_MAX_SLOTS	1024
+/* Attach points (device x hook) per hook type. */
+#define EMPTCP_MAX_ATTACH	256
+/* Bytes of parameters a stage carries in its slot. */
+#define EMPTCP_PARAM_SIZE	56
+
+/* Where a chain runs. */
+enum emptcp_hook {
+	EMPTCP_HOOK_XDP = 0,
+	EMPTCP_HOOK_TC_INGRESS = 1,
+	EMPTCP_HOOK_TC_EGRESS = 2,
+};
+
+/* Per-stage counters, one per (slot, reason), per CPU. */
+enum emptcp_counter {
+	EMPTCP_CNT_RUN = 0,	/* packets that entered the stage */
+	EMPTCP_CNT_HIT = 1,	/* selector matched / actor changed the packet */
+	EMPTCP_CNT_SKIP = 2,	/* actor: packet not eligible (SYN, payload on TC, once) */
+	EMPTCP_CNT_PARSE_ERR = 3, /* packet or option could not be parsed: passed */
+	EMPTCP_CNT_NO_ROOM = 4,	/* no room for an option (60-byte TCP header): passed */
+	EMPTCP_CNT_TAIL_MISS = 5, /* tail call to the next stage failed: passed */
+	EMPTCP_CNT_ERROR = 6,	/* a helper failed (grow, store, csum) */
+	EMPTCP_CNT_NOT_TCP = 7,	/* entry only: not TCP, or not parseable to TCP */
+	EMPTCP_CNT__MAX = 8,
+};
+
+/* emptcp_stage.flags */
+#define EMPTCP_SF_OR		0x01	/* selector: OR with the result so far (else AND) */
+#define EMPTCP_SF_NOT		0x02	/* selector: invert own result */
+#define EMPTCP_SF_FIRST		0x04	/* first stage of a chain: result resets */
+#define EMPTCP_SF_ACTOR		0x08	/* stage is an actor */
+
+/*
+ * One stage of a chain, stored in the stage map at its slot. The planner in
+ * user space writes it before the slot becomes reachable.
+ */
+struct emptcp_stage {
+	__u16 next;	/* slot of the next stage; 0 = end of all chains */
+	__u16 skip;	/* actor: slot to jump to when the chain did not match */
+	__u16 chain;	/* chain number, for show/stats */
+	__u8 flags;	/* EMPTCP_SF_* */
+	__u8 kind;	/* stage kind id (informational, checked by the stage) */
+	__u8 param[EMPTCP_PARAM_SIZE];
+};
+_Static_assert(sizeof(struct emptcp_stage) == 64, "emptcp_stage is 64 bytes");
+
+/* The attach table: where the entry program of an attach point starts. */
+struct emptcp_attach {
+	__u16 first;	/* first slot; 0 = nothing to run */
+	__u16 pad;
+	__u32 gen;	/* generation, bumped on every swap (show) */
+};
+_Static_assert(sizeof(struct emptcp_attach) == 8, "emptcp_attach is 8 bytes");
+
+/* emptcp_pctx.flags */
+#define EMPTCP_PF_V6		0x01	/* network header is IPv6 */
+#define EMPTCP_PF_OPTS		0x02	/* .mptcp holds the option summary */
+
+/* emptcp_pctx.match */
+#define EMPTCP_PM_TRUE		0x01	/* result so far */
+#define EMPTCP_PM_FRESH		0x02	/* no selector has run in this chain yet */
+
+/*
+ * The per-packet policy context: 12 bytes, carried in skb->cb on TC and in
+ * a per-CPU scratch slot on XDP (see docs/design.md). Offsets are from the
+ * start of the packet (data).
+ */
+struct emptcp_pctx {
+	__u16 slot;	/* slot of the stage running now */
+	__u8 match;	/* EMPTCP_PM_* */
+	__u8 flags;	/* EMPTCP_PF_* */
+	__u16 l3_off;	/* network header */
+	__u16 l4_off;	/* TCP header */
+	__u32 mptcp;	/* option summary: bit (1 << subtype) per MPTCP subtype seen */
+};
+_Static_assert(sizeof(struct emptcp_pctx) == 12, "emptcp_pctx is 12 bytes");
+
+/* ---- parameters of the built-in stages (in emptcp_stage.param) ---- */
+
+enum emptcp_kind {
+	EMPTCP_KIND_CUSTOM = 0,
+	EMPTCP_KIND_IP_PAIR = 1,
+	EMPTCP_KIND_PACKET_TYPE = 2,
+	EMPTCP_KIND_SET_BACKUP = 3,
+};
+
+/* ip_pair: v4 addresses use the first 4 bytes of the 16. */
+#define EMPTCP_IPP_V6		0x01	/* addresses are IPv6 */
+#define EMPTCP_IPP_BIDIR	0x02	/* also match dst->src */
+#define EMPTCP_IPP_SRC		0x04	/* src is set (else any) */
+#define EMPTCP_IPP_DST		0x08	/* dst is set (else any) */
+struct emptcp_ip_pair {
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 flags;
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct emptcp_ip_pair) == 40, "emptcp_ip_pair is 40 bytes");
+
+/*
+ * packet_type: a bit per type. Bits 0..8 are the MPTCP subtypes seen in
+ * emptcp_pctx.mptcp refined by TCP flags; the rest are TCP-level kinds.
+ */
+enum emptcp_ptype {
+	EMPTCP_PT_MP_CAPABLE_SYN = 0,
+	EMPTCP_PT_MP_CAPABLE_SYNACK = 1,
+	EMPTCP_PT_MP_CAPABLE_ACK = 2,
+	EMPTCP_PT_MP_JOIN_SYN = 3,
+	EMPTCP_PT_MP_JOIN_SYNACK = 4,
+	EMPTCP_PT_MP_JOIN_ACK = 5,
+	EMPTCP_PT_DSS_DATA = 6,		/* DSS with a mapping (carries data) */
+	EMPTCP_PT_DSS_ACK = 7,		/* DSS with a data ACK and no payload */
+	EMPTCP_PT_DATA_FIN = 8,
+	EMPTCP_PT_ADD_ADDR = 9,
+	EMPTCP_PT_ADD_ADDR_ECHO = 10,
+	EMPTCP_PT_RM_ADDR = 11,
+	EMPTCP_PT_MP_PRIO = 12,
+	EMPTCP_PT_MP_FAIL = 13,
+	EMPTCP_PT_MP_FASTCLOSE = 14,
+	EMPTCP_PT_MP_TCPRST = 15,
+	EMPTCP_PT_TCP_PLAIN = 16,	/* no MPTCP option at all */
+	EMPTCP_PT_SYN = 17,
+	EMPTCP_PT_FIN = 18,
+	EMPTCP_PT_RST = 19,
+	EMPTCP_PT__MAX = 20,
+};
+struct emptcp_packet_type {
+	__u32 mask;	/* 1 << enum emptcp_ptype */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct emptcp_packet_type) == 8, "emptcp_packet_type is 8 bytes");
+
+/* set_backup */
+#define EMPTCP_BK_BACKUP	0x01	/* set (1) or clear (0) the backup flag */
+#define EMPTCP_BK_ONCE		0x02	/* once per subflow and slot */
+struct emptcp_set_backup {
+	__u8 flags;
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct emptcp_set_backup) == 8, "emptcp_set_backup is 8 bytes");
+
+/* Key of the per-subflow "already done" LRU map (v4 in the first 4 bytes). */
+struct emptcp_flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 slot;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct emptcp_flow_key) == 40, "emptcp_flow_key is 40 bytes");
+
+#endif /* __EMPTCP_ABI_H */

@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * emptcp/chain.h - the per-packet policy context and the step from one
+ * stage of a chain to the next.
+ *
+ * Needs:      vmlinux.h, <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>,
+ *             emptcp/abi.h, emptcp/csum.h, emptcp/ctx.h, emptcp/tcpopt.h,
+ *             emptcp/mptcp.h.
+ * Guarantees: the chain maps below, which every stage object declares
+ *             identically so that emptcp can share them (reuse_fd) between
+ *             objects built separately; this header is the one public
+ *             header that defines maps, because those maps ARE the chain's
+ *             ABI. A stage is written as:
+ *
+ *		struct emptcp_run r;
+ *		if (emptcp_stage_begin(ctx, &r) < 0)
+ *			return EMPTCP_PASS;
+ *		selector: if (emptcp_select_decided(&r))
+ *				return emptcp_next(ctx, &r, r.st->next);
+ *			  return emptcp_select(ctx, &r, hit);
+ *		actor:    if (!emptcp_matched(&r))
+ *				return emptcp_next(ctx, &r, r.st->skip);
+ *			  ... act ...
+ *			  return emptcp_next(ctx, &r, r.st->next);
+ *
+ *             The context lives in skb->cb (TC) or a per-CPU scratch slot
+ *             (XDP), never in a map shared by two packets in flight; a
+ *             missed tail call is counted and the default verdict returned.
+ * Limits:     EMPTCP_MAX_SLOTS stages per hook type (abi.h).
+ */
+#ifndef __EMPTCP_CHAIN_H
+#define __EMPTCP_CHAIN_H
+
+/* Stage programs, by slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, EMPTCP_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} emptcp_progs SEC(".maps");
+
+/* Stage descriptions (next slot, flags, parameters), by slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EMPTCP_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct emptcp_stage);
+} emptcp_stages SEC(".maps");
+
+/* First slot per attach point; one update swaps a whole chain list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EMPTCP_MAX_ATTACH);
+	__type(key, __u32);
+	__type(value, struct emptcp_attach);
+} emptcp_attach SEC(".maps");
+
+/* Counters: slot * EMPTCP_CNT__MAX + reason, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_MAX_SLOTS * EMPTCP_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} emptcp_stats SEC(".maps");
+
+/* XDP: the per-packet context of the packet this CPU is running. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emptcp_pctx);
+} emptcp_scratch SEC(".maps");
+
+/* What a stage works with while it runs. */
+struct emptcp_run {
+	struct emptcp_pctx p;
+	struct emptcp_stage *st;
+};
+
+static __always_inline void emptcp_count(__u32 slot, __u32 reason)
+{
+	__u32 key = (slot % EMPTCP_MAX_SLOTS) * EMPTCP_CNT__MAX + reason;
+	__u64 *v = bpf_map_lookup_elem(&emptcp_stats, &key);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int emptcp_pctx_load(emptcp_ctx *ctx, struct emptcp_pctx *p)
+{
+#ifdef EMPTCP_XDP
+	__u32 zero = 0;
+	struct emptcp_pctx *s = bpf_map_lookup_elem(&emptcp_scratch, &zero);
+
+	if (!s)
+		return -1;
+	*p = *s;
+#else
+	/* cb[0..2], word by word (see EMPTCP_CTX_LD32 in ctx.h) */
+	__u32 a = EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB);
+	__u32 b = EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 4);
+	__u32 c = EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 8);
+
+	__builtin_memcpy((__u8 *)p, &a, 4);
+	__builtin_memcpy((__u8 *)p + 4, &b, 4);
+	__builtin_memcpy((__u8 *)p + 8, &c, 4);
+#endif
+	return 0;
+}
+
+static __always_inline int emptcp_pctx_store(emptcp_ctx *ctx, const struct emptcp_pctx *p)
+{
+#ifdef EMPTCP_XDP
+	__u32 zero = 0;
+	struct emptcp_pctx *s = bpf_map_lookup_elem(&emptcp_scratch, &zero);
+
+	if (!s)
+		return -1;
+	*s = *p;
+#else
+	__u32 a, b, c;
+
+	__builtin_memcpy(&a, (const __u8 *)p, 4);
+	__builtin_memcpy(&b, (const __u8 *)p + 4, 4);
+	__builtin_memcpy(&c, (const __u8 *)p + 8, 4);
+	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB, a);
+	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB + 4, b);
+	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB + 8, c);
+#endif
+	return 0;
+}
+
+/*
+ * Jump to the stage at @slot (0 = the chains are done: default verdict).
+ * Only returns when the tail call fails, which is counted.
+ */
+static __always_inline int emptcp_goto(emptcp_ctx *ctx, struct emptcp_pctx *p, __u32 slot)
+{
+	if (slot == 0 || slot >= EMPTCP_MAX_SLOTS)
+		return EMPTCP_PASS;
+	p->slot = slot;
+	if (emptcp_pctx_store(ctx, p) < 0)
+		return EMPTCP_PASS;
+	bpf_tail_call(ctx, &emptcp_progs, slot);
+	emptcp_count(slot, EMPTCP_CNT_TAIL_MISS);
+	return EMPTCP_PASS;
+}
+
+/* Load the context and this stage's description; count the run. */
+static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	__u32 slot;
+
+	if (emptcp_pctx_load(ctx, &r->p) < 0)
+		return -1;
+	slot = r->p.slot;
+	r->st = bpf_map_lookup_elem(&emptcp_stages, &slot);
+	if (!r->st)
+		return -1;
+	if (r->st->flags & EMPTCP_SF_FIRST)
+		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
+	emptcp_count(slot, EMPTCP_CNT_RUN);
+	return 0;
+}
+
+/* Go on with the stage at @slot, carrying the context. */
+static __always_inline int emptcp_next(emptcp_ctx *ctx, struct emptcp_run *r, __u32 slot)
+{
+	return emptcp_goto(ctx, &r->p, slot);
+}
+
+/*
+ * Selector short cut: true when the result of this selector cannot change
+ * the chain's result (AND after a miss, OR after a hit).
+ */
+static __always_inline int emptcp_select_decided(const struct emptcp_run *r)
+{
+	if (r->p.match & EMPTCP_PM_FRESH)
+		return 0;
+	if (r->st->flags & EMPTCP_SF_OR)
+		return r->p.match & EMPTCP_PM_TRUE;
+	return !(r->p.match & EMPTCP_PM_TRUE);
+}
+
+/* Combine a selector's result into the chain's and go to the next stage. */
+static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, int hit)
+{
+	__u8 m = r->p.match;
+
+	hit = !!hit;
+	if (r->st->flags & EMPTCP_SF_NOT)
+		hit = !hit;
+	if (hit)
+		emptcp_count(r->p.slot, EMPTCP_CNT_HIT);
+	if (m & EMPTCP_PM_FRESH)
+		m = hit ? EMPTCP_PM_TRUE : 0;
+	else if (r->st->flags & EMPTCP_SF_OR)
+		m = (m & EMPTCP_PM_TRUE) | (hit ? EMPTCP_PM_TRUE : 0);
+	else
+		m = (m & EMPTCP_PM_TRUE) & (hit ? EMPTCP_PM_TRUE : 0);
+	r->p.match = m;
+	return emptcp_next(ctx, r, r->st->next);
+}
+
+/* Actor: did the selectors before it pick this packet? */
+static __always_inline int emptcp_matched(const struct emptcp_run *r)
+{
+	return r->p.match & EMPTCP_PM_TRUE;
+}
+
+/* The TCP header of the packet, bounds-checked (NULL if not readable). */
+static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct emptcp_run *r)
+{
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 off = r->p.l4_off;
+	struct tcphdr *th;
+
+	/* bound the variable offset for the verifier */
+	if (off > EMPTCP_MAX_L4_OFF)
+		return NULL;
+	th = data + off;
+	if ((void *)(th + 1) > data_end)
+		return NULL;
+	return th;
+}
+
+/*
+ * Load the TCP options of the packet into @w and walk them.
+ * Returns 0, or -1 when the header cannot be read or an option is
+ * malformed.
+ */
+static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp_run *r,
+					    struct tcpopt_walk *w, __u32 tcp_hlen)
+{
+	__u32 len = tcp_hlen - 20;
+
+	w->len = 0;
+	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN)
+		return -1;
+	if (len) {
+		/* non-zero, at most 40: a bounded helper size */
+		if (len > TCP_MAX_OPT_LEN)
+			return -1;
+		if (ctx_load_bytes(ctx, r->p.l4_off + 20, w->b, len) < 0)
+			return -1;
+	}
+	w->len = len;
+	return tcpopt_walk_buf(w);
+}
+
+/* Network-layer payload length (TCP header + data) of the packet. */
+static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_run *r)
+{
+	__u16 len;
+
+	if (r->p.flags & EMPTCP_PF_V6) {
+		if (ctx_load_bytes(ctx, r->p.l3_off + 4, &len, 2) < 0)
+			return -1;
+		return (int)bpf_ntohs(len) - (int)(r->p.l4_off - r->p.l3_off - 40);
+	}
+	if (ctx_load_bytes(ctx, r->p.l3_off + 2, &len, 2) < 0)
+		return -1;
+	return (int)bpf_ntohs(len) - (int)(r->p.l4_off - r->p.l3_off);
+}
+
+/*
+ * The packet-type summary (abi.h enum emptcp_ptype bits), computed by the
+ * first stage that needs it and kept in the context for the rest.
+ * Returns 0 or -1 (unparseable: counted by the caller as a parse error).
+ */
+static __always_inline int emptcp_ptypes(emptcp_ctx *ctx, struct emptcp_run *r, __u32 *types)
+{
+	struct tcpopt_walk w;
+	struct tcphdr *th;
+	__u32 hlen;
+	int l4len;
+	__u8 fl;
+
+	if (r->p.flags & EMPTCP_PF_OPTS) {
+		*types = r->p.mptcp;
+		return 0;
+	}
+	th = emptcp_tcp(ctx, r);
+	if (!th)
+		return -1;
+	hlen = th->doff * 4;
+	fl = ((__u8 *)th)[13];
+	l4len = emptcp_l4_len(ctx, r);
+	if (l4len < (int)hlen)
+		return -1;
+	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+		return -1;
+	r->p.mptcp = mptcp_classify(&w, fl, l4len - hlen);
+	r->p.flags |= EMPTCP_PF_OPTS;
+	*types = r->p.mptcp;
+	return 0;
+}
+
+#endif /* __EMPTCP_CHAIN_H */

@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * emptcp/mptcp.h - RFC 8684 (MPTCP v1) option layouts and parsers.
+ *
+ * Needs:      vmlinux.h, <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>,
+ *             emptcp/abi.h, emptcp/tcpopt.h.
+ * Guarantees: lengths and flag bits as in RFC 8684 and Linux
+ *             net/mptcp/protocol.h; parsers read only from a tcpopt_walk
+ *             buffer through masked indexes and check the option length
+ *             before every field. v0 (RFC 6824) layouts are recognised only
+ *             where they differ in length (MP_CAPABLE v0 ACK = 20, same as v1).
+ * Limits:     the first option of each subtype is parsed (Linux sends at
+ *             most one of each per segment).
+ */
+#ifndef __EMPTCP_MPTCP_H
+#define __EMPTCP_MPTCP_H
+
+/* Subtypes (byte 2, high nibble). */
+#define MPTCPOPT_MP_CAPABLE	0
+#define MPTCPOPT_MP_JOIN	1
+#define MPTCPOPT_DSS		2
+#define MPTCPOPT_ADD_ADDR	3
+#define MPTCPOPT_RM_ADDR	4
+#define MPTCPOPT_MP_PRIO	5
+#define MPTCPOPT_MP_FAIL	6
+#define MPTCPOPT_MP_FASTCLOSE	7
+#define MPTCPOPT_MP_TCPRST	8
+
+/* Option lengths (kind and length bytes included). */
+#define TCPOLEN_MPTCP_MPC_SYN		4
+#define TCPOLEN_MPTCP_MPC_SYNACK	12
+#define TCPOLEN_MPTCP_MPC_ACK		20
+#define TCPOLEN_MPTCP_MPC_ACK_DATA	22
+#define TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM	24
+#define TCPOLEN_MPTCP_MPJ_SYN		12
+#define TCPOLEN_MPTCP_MPJ_SYNACK	16
+#define TCPOLEN_MPTCP_MPJ_ACK		24
+#define TCPOLEN_MPTCP_DSS_BASE		4
+#define TCPOLEN_MPTCP_ADD_ADDR4_ECHO	8
+#define TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT 10
+#define TCPOLEN_MPTCP_ADD_ADDR4		16
+#define TCPOLEN_MPTCP_ADD_ADDR4_PORT	18
+#define TCPOLEN_MPTCP_ADD_ADDR6_ECHO	20
+#define TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT 22
+#define TCPOLEN_MPTCP_ADD_ADDR6		28
+#define TCPOLEN_MPTCP_ADD_ADDR6_PORT	30
+#define TCPOLEN_MPTCP_RM_ADDR_BASE	3
+#define TCPOLEN_MPTCP_PRIO		3
+#define TCPOLEN_MPTCP_PRIO_ALIGN	4	/* MP_PRIO + NOP */
+#define TCPOLEN_MPTCP_FAIL		12
+#define TCPOLEN_MPTCP_FASTCLOSE		12
+#define TCPOLEN_MPTCP_RST		4
+
+/* MP_CAPABLE flags (byte 3) */
+#define MPTCP_CAP_CHECKSUM_REQD	0x80
+#define MPTCP_CAP_EXTENSIBILITY	0x40
+#define MPTCP_CAP_DENY_JOIN_ID0	0x20
+#define MPTCP_CAP_HMAC_SHA256	0x01
+/* MP_JOIN, MP_PRIO: backup bit in byte 2 */
+#define MPTCP_BACKUP		0x01
+/* DSS flags (byte 3) */
+#define MPTCP_DSS_DATA_FIN	0x10
+#define MPTCP_DSS_DSN64		0x08
+#define MPTCP_DSS_HAS_MAP	0x04
+#define MPTCP_DSS_ACK64		0x02
+#define MPTCP_DSS_HAS_ACK	0x01
+/* ADD_ADDR: echo bit in byte 2 */
+#define MPTCP_ADDR_ECHO		0x01
+
+/* TCP flags in byte 13 of the TCP header */
+#define EMPTCP_TCP_FIN	0x01
+#define EMPTCP_TCP_SYN	0x02
+#define EMPTCP_TCP_RST	0x04
+#define EMPTCP_TCP_PSH	0x08
+#define EMPTCP_TCP_ACK	0x10
+
+/* Parsed MP_CAPABLE. */
+struct mptcp_mpc {
+	__u8 version;
+	__u8 flags;
+	__u8 len;
+	__u8 has_skey;
+	__u8 has_rkey;
+	__u64 skey;	/* sender's key, as on the wire (big endian bytes) */
+	__u64 rkey;
+};
+
+/* Parsed MP_JOIN (whichever form the length says). */
+struct mptcp_mpj {
+	__u8 len;
+	__u8 backup;
+	__u8 addr_id;
+	__u8 pad;
+	__u32 token;	/* SYN: receiver's token (wire order) */
+	__u32 nonce;	/* SYN, SYN-ACK: sender's random number (wire order) */
+};
+
+/* Parsed DSS header. */
+struct mptcp_dss {
+	__u8 flags;
+	__u8 len;
+	__u8 has_csum;
+	__u8 pad;
+	__u64 data_ack;
+	__u64 dsn;
+	__u32 ssn;
+	__u16 dll;
+	__u16 csum;
+};
+
+/* Parsed ADD_ADDR. */
+struct mptcp_add_addr {
+	__u8 len;
+	__u8 echo;
+	__u8 addr_id;
+	__u8 v6;
+	__u8 has_port;
+	__u8 has_hmac;
+	__u16 port;	/* wire order */
+	__u8 addr[16];
+};
+
+static __always_inline __u64 mptcp_read_be64(const struct tcpopt_walk *w, __u32 off)
+{
+	__u64 v = 0;
+
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | tcpopt_byte(w, off + i);
+	return v;
+}
+
+static __always_inline __u32 mptcp_read_be32(const struct tcpopt_walk *w, __u32 off)
+{
+	__u32 v = 0;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		v = (v << 8) | tcpopt_byte(w, off + i);
+	return v;
+}
+
+/* Returns 0 on success, -1 if absent or malformed. Keys in host order. */
+static __always_inline int mptcp_parse_mpc(const struct tcpopt_walk *w, struct mptcp_mpc *m)
+{
+	int off = tcpopt_mptcp_off(w, MPTCPOPT_MP_CAPABLE);
+	__u8 len;
+
+	if (off < 0)
+		return -1;
+	len = tcpopt_byte(w, off + 1);
+	m->len = len;
+	m->version = tcpopt_byte(w, off + 2) & 0x0f;
+	m->flags = len >= 4 ? tcpopt_byte(w, off + 3) : 0;
+	m->has_skey = len >= TCPOLEN_MPTCP_MPC_SYNACK;
+	m->has_rkey = len >= TCPOLEN_MPTCP_MPC_ACK;
+	m->skey = m->has_skey ? mptcp_read_be64(w, off + 4) : 0;
+	m->rkey = m->has_rkey ? mptcp_read_be64(w, off + 12) : 0;
+	if (len != TCPOLEN_MPTCP_MPC_SYN && len != TCPOLEN_MPTCP_MPC_SYNACK &&
+	    len != TCPOLEN_MPTCP_MPC_ACK && len != TCPOLEN_MPTCP_MPC_ACK_DATA &&
+	    len != TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM)
+		return -1;
+	return 0;
+}
+
+static __always_inline int mptcp_parse_mpj(const struct tcpopt_walk *w, struct mptcp_mpj *j)
+{
+	int off = tcpopt_mptcp_off(w, MPTCPOPT_MP_JOIN);
+	__u8 len;
+
+	if (off < 0)
+		return -1;
+	len = tcpopt_byte(w, off + 1);
+	j->len = len;
+	j->backup = tcpopt_byte(w, off + 2) & MPTCP_BACKUP;
+	j->addr_id = tcpopt_byte(w, off + 3);
+	j->token = 0;
+	j->nonce = 0;
+	if (len == TCPOLEN_MPTCP_MPJ_SYN) {
+		j->token = mptcp_read_be32(w, off + 4);
+		j->nonce = mptcp_read_be32(w, off + 8);
+	} else if (len == TCPOLEN_MPTCP_MPJ_SYNACK) {
+		j->nonce = mptcp_read_be32(w, off + 12);
+	} else if (len == TCPOLEN_MPTCP_MPJ_ACK) {
+		j->backup = 0;
+		j->addr_id = 0;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/* Expected DSS length for a flags byte. */
+static __always_inline __u32 mptcp_dss_len(__u8 flags, int csum)
+{
+	__u32 len = TCPOLEN_MPTCP_DSS_BASE;
+
+	if (flags & MPTCP_DSS_HAS_ACK)
+		len += (flags & MPTCP_DSS_ACK64) ? 8 : 4;
+	if (flags & MPTCP_DSS_HAS_MAP)
+		len += ((flags & MPTCP_DSS_DSN64) ? 8 : 4) + 4 + 2 + (csum ? 2 : 0);
+	return len;
+}
+
+static __always_inline int mptcp_parse_dss(const struct tcpopt_walk *w, struct mptcp_dss *d)
+{
+	int off = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	__u32 p;
+	__u8 len, fl;
+
+	if (off < 0)
+		return -1;
+	len = tcpopt_byte(w, off + 1);
+	if (len < TCPOLEN_MPTCP_DSS_BASE)
+		return -1;
+	fl = tcpopt_byte(w, off + 3);
+	d->flags = fl;
+	d->len = len;
+	if (len == mptcp_dss_len(fl, 0))
+		d->has_csum = 0;
+	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
+		d->has_csum = 1;
+	else
+		return -1;
+	p = off + 4;
+	d->data_ack = 0;
+	if (fl & MPTCP_DSS_HAS_ACK) {
+		if (fl & MPTCP_DSS_ACK64) {
+			d->data_ack = mptcp_read_be64(w, p);
+			p += 8;
+		} else {
+			d->data_ack = mptcp_read_be32(w, p);
+			p += 4;
+		}
+	}
+	d->dsn = 0;
+	d->ssn = 0;
+	d->dll = 0;
+	d->csum = 0;
+	if (fl & MPTCP_DSS_HAS_MAP) {
+		if (fl & MPTCP_DSS_DSN64) {
+			d->dsn = mptcp_read_be64(w, p);
+			p += 8;
+		} else {
+			d->dsn = mptcp_read_be32(w, p);
+			p += 4;
+		}
+		d->ssn = mptcp_read_be32(w, p);
+		d->dll = (tcpopt_byte(w, p + 4) << 8) | tcpopt_byte(w, p + 5);
+		if (d->has_csum)
+			d->csum = (tcpopt_byte(w, p + 6) << 8) | tcpopt_byte(w, p + 7);
+	}
+	return 0;
+}
+
+static __always_inline int mptcp_parse_add_addr(const struct tcpopt_walk *w,
+						struct mptcp_add_addr *a)
+{
+	int off = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
+	__u32 alen;
+	__u8 len;
+
+	if (off < 0)
+		return -1;
+	len = tcpopt_byte(w, off + 1);
+	a->len = len;
+	a->echo = tcpopt_byte(w, off + 2) & MPTCP_ADDR_ECHO;
+	a->addr_id = tcpopt_byte(w, off + 3);
+	switch (len) {
+	case TCPOLEN_MPTCP_ADD_ADDR4_ECHO:
+	case TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT:
+	case TCPOLEN_MPTCP_ADD_ADDR4:
+	case TCPOLEN_MPTCP_ADD_ADDR4_PORT:
+		a->v6 = 0;
+		alen = 4;
+		break;
+	case TCPOLEN_MPTCP_ADD_ADDR6_ECHO:
+	case TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT:
+	case TCPOLEN_MPTCP_ADD_ADDR6:
+	case TCPOLEN_MPTCP_ADD_ADDR6_PORT:
+		a->v6 = 1;
+		alen = 16;
+		break;
+	default:
+		return -1;
+	}
+	a->has_port = (len - 4 - alen == 2) || (len - 4 - alen == 10);
+	a->has_hmac = len - 4 - alen >= 8;
+	if (a->echo && a->has_hmac)
+		return -1;
+	__builtin_memset(a->addr, 0, sizeof(a->addr));
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if ((__u32)i >= alen)
+			break;
+		a->addr[i] = tcpopt_byte(w, off + 4 + i);
+	}
+	a->port = 0;
+	if (a->has_port)
+		a->port = bpf_htons((tcpopt_byte(w, off + 4 + alen) << 8) |
+				    tcpopt_byte(w, off + 5 + alen));
+	return 0;
+}
+
+/*
+ * Classify a TCP segment into the emptcp_ptype bits (abi.h) from its TCP
+ * flags, option walk and payload length.
+ */
+static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tcp_flags,
+					    __u32 payload_len)
+{
+	__u32 t = 0;
+	int off;
+	__u8 b;
+
+	if (tcp_flags & EMPTCP_TCP_SYN)
+		t |= 1U << EMPTCP_PT_SYN;
+	if (tcp_flags & EMPTCP_TCP_FIN)
+		t |= 1U << EMPTCP_PT_FIN;
+	if (tcp_flags & EMPTCP_TCP_RST)
+		t |= 1U << EMPTCP_PT_RST;
+	if (!w->mptcp)
+		return t | (1U << EMPTCP_PT_TCP_PLAIN);
+
+	if (w->mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
+		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
+			t |= 1U << EMPTCP_PT_MP_CAPABLE_SYN;
+		else if (tcp_flags & EMPTCP_TCP_SYN)
+			t |= 1U << EMPTCP_PT_MP_CAPABLE_SYNACK;
+		else
+			t |= 1U << EMPTCP_PT_MP_CAPABLE_ACK;
+	}
+	if (w->mptcp & (1U << MPTCPOPT_MP_JOIN)) {
+		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
+			t |= 1U << EMPTCP_PT_MP_JOIN_SYN;
+		else if (tcp_flags & EMPTCP_TCP_SYN)
+			t |= 1U << EMPTCP_PT_MP_JOIN_SYNACK;
+		else
+			t |= 1U << EMPTCP_PT_MP_JOIN_ACK;
+	}
+	off = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	if (off >= 0) {
+		b = tcpopt_byte(w, off + 3);
+		if ((b & MPTCP_DSS_HAS_MAP) && payload_len)
+			t |= 1U << EMPTCP_PT_DSS_DATA;
+		if ((b & MPTCP_DSS_HAS_ACK) && !payload_len)
+			t |= 1U << EMPTCP_PT_DSS_ACK;
+		if (b & MPTCP_DSS_DATA_FIN)
+			t |= 1U << EMPTCP_PT_DATA_FIN;
+	}
+	off = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
+	if (off >= 0) {
+		b = tcpopt_byte(w, off + 2);
+		t |= 1U << ((b & MPTCP_ADDR_ECHO) ? EMPTCP_PT_ADD_ADDR_ECHO : EMPTCP_PT_ADD_ADDR);
+	}
+	if (w->mptcp & (1U << MPTCPOPT_RM_ADDR))
+		t |= 1U << EMPTCP_PT_RM_ADDR;
+	if (w->mptcp & (1U << MPTCPOPT_MP_PRIO))
+		t |= 1U << EMPTCP_PT_MP_PRIO;
+	if (w->mptcp & (1U << MPTCPOPT_MP_FAIL))
+		t |= 1U << EMPTCP_PT_MP_FAIL;
+	if (w->mptcp & (1U << MPTCPOPT_MP_FASTCLOSE))
+		t |= 1U << EMPTCP_PT_MP_FASTCLOSE;
+	if (w->mptcp & (1U << MPTCPOPT_MP_TCPRST))
+		t |= 1U << EMPTCP_PT_MP_TCPRST;
+	return t;
+}
+
+#endif /* __EMPTCP_MPTCP_H */

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * entry - the program attached to a device and hook. It parses the packet
+ * once (Ethernet, VLAN, IPv4/IPv6, TCP), puts the offsets into the
+ * per-packet context and tail-calls the first stage of the chains of its
+ * attach point. Non-TCP packets and packets it cannot parse pass untouched.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+/* Which emptcp_attach entry this program instance serves (set at load). */
+const volatile __u32 attach_id = 0;
+
+SEC(EMPTCP_SEC)
+int emptcp_entry(emptcp_ctx *ctx)
+{
+	struct emptcp_attach *a;
+	struct emptcp_pctx p = {};
+	struct emptcp_l34 l = {};
+	__u32 id = attach_id;
+	int ret;
+
+	a = bpf_map_lookup_elem(&emptcp_attach, &id);
+	if (!a || !a->first)
+		return EMPTCP_PASS;
+	emptcp_count(0, EMPTCP_CNT_RUN);
+	/* TC: headers may sit in frags; make the usual TCP/IP headers linear */
+	ctx_pull(ctx, 128);
+	ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
+	if (ret != 0) {
+		emptcp_count(0, ret < 0 ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NOT_TCP);
+		return EMPTCP_PASS;
+	}
+	p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
+	p.flags = l.v6 ? EMPTCP_PF_V6 : 0;
+	p.l3_off = l.l3_off;
+	p.l4_off = l.l4_off;
+	return emptcp_goto(ctx, &p, a->first);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

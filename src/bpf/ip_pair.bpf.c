@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * ip_pair - selector: the packet's (source, destination) address pair equals
+ * the configured one (either side may be "any"); with bidir, the reverse
+ * pair matches too. IPv4 and IPv6.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+static __always_inline int addr_eq(const __u8 *a, const __u8 *b, int n)
+{
+	if (n == 4)
+		return *(const __u32 *)a == *(const __u32 *)b;
+	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] &&
+	       ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
+}
+
+static __always_inline int pair_eq(const struct emptcp_ip_pair *pp, const __u8 *s,
+				   const __u8 *d, int n)
+{
+	if ((pp->flags & EMPTCP_IPP_SRC) && !addr_eq(pp->src, s, n))
+		return 0;
+	if ((pp->flags & EMPTCP_IPP_DST) && !addr_eq(pp->dst, d, n))
+		return 0;
+	return 1;
+}
+
+SEC(EMPTCP_SEC)
+int ip_pair(emptcp_ctx *ctx)
+{
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	const struct emptcp_ip_pair *pp;
+	struct emptcp_run r;
+	__u8 s[16], d[16];
+	__u32 off;
+	int n, v6, hit;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (emptcp_select_decided(&r))
+		return emptcp_next(ctx, &r, r.st->next);
+	pp = (const void *)r.st->param;
+	v6 = !!(r.p.flags & EMPTCP_PF_V6);
+	if (v6 != !!(pp->flags & EMPTCP_IPP_V6))
+		return emptcp_select(ctx, &r, 0);
+	/* variable offset, bounded for the verifier */
+	off = r.p.l3_off;
+	if (off > EMPTCP_MAX_L4_OFF)
+		return emptcp_select(ctx, &r, 0);
+	if (v6) {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end) {
+			emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_select(ctx, &r, 0);
+		}
+		__builtin_memcpy(s, &ip6->saddr, 16);
+		__builtin_memcpy(d, &ip6->daddr, 16);
+		n = 16;
+	} else {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end) {
+			emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_select(ctx, &r, 0);
+		}
+		__builtin_memcpy(s, &ip->saddr, 4);
+		__builtin_memcpy(d, &ip->daddr, 4);
+		n = 4;
+	}
+	hit = pair_eq(pp, s, d, n);
+	if (!hit && (pp->flags & EMPTCP_IPP_BIDIR))
+		hit = pair_eq(pp, d, s, n);
+	return emptcp_select(ctx, &r, hit);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
