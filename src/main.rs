@@ -1,1 +1,135 @@
-fn main(){}
+//! emptcp: the command-line front end of the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser};
+
+use emptcp::catalog::{StageRole, CATALOG};
+use emptcp::cli::{Cli, Command};
+use emptcp::policy::Policy;
+use emptcp::runtime::Runtime;
+
+fn run(cli: Cli) -> Result<()> {
+    emptcp::loader::init_logging(cli.verbose);
+    let mut rt = Runtime {
+        dir: cli.state_dir.clone(),
+        netns: cli.netns.clone(),
+        ..Default::default()
+    };
+    match cli.cmd {
+        Command::Apply { policy, dry_run, xdp_mode } => {
+            let p = Policy::from_file(&policy)?;
+            rt.xdp_mode = xdp_mode;
+            if dry_run {
+                for c in &p.chains {
+                    let ns = c.netns.as_ref().or(rt.netns.as_ref());
+                    let stages: Vec<&str> = c.select.iter().map(|s| s.kind.name()).chain(c.act.iter().map(|a| a.name())).collect();
+                    println!(
+                        "chain {} on {} {}{}: {}",
+                        c.name,
+                        c.dev,
+                        c.hook,
+                        ns.map(|n| format!(" (netns {n})")).unwrap_or_default(),
+                        stages.join(" -> ")
+                    );
+                }
+                return Ok(());
+            }
+            emptcp::priv_check()?;
+            let r = rt.apply(&p)?;
+            for a in &r.attached {
+                println!("attached {a}");
+            }
+            println!("applied {}", r.applied.join(", "));
+        }
+        Command::Check { policy } => {
+            let p = Policy::from_file(&policy)?;
+            emptcp::priv_check()?;
+            let n = rt.check(&p)?;
+            println!("{}: ok ({} chains, {n} programs verified)", policy.display(), p.chains.len());
+        }
+        Command::Show { name, json } => {
+            let v = rt.show(name.as_deref())?;
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &v)?;
+                writeln!(out)?;
+                return Ok(());
+            }
+            if v.is_empty() {
+                writeln!(out, "no chains")?;
+            }
+            for c in &v {
+                writeln!(
+                    out,
+                    "{}: {} {}{} ({}, generation {})",
+                    c.name,
+                    c.dev,
+                    c.hook,
+                    c.netns.as_ref().map(|n| format!(" netns {n}")).unwrap_or_default(),
+                    c.attach,
+                    c.generation
+                )?;
+                for s in &c.stages {
+                    let cnt: Vec<String> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    writeln!(out, "  [{:>4}] {:<12} {}", s.slot, s.kind, cnt.join("  "))?;
+                }
+            }
+        }
+        Command::Detach { name, all } => {
+            emptcp::priv_check()?;
+            if all {
+                let n = rt.detach_all()?;
+                println!("detached {n} chains");
+            } else if let Some(n) = name {
+                rt.detach(&n)?;
+                println!("detached {n}");
+            }
+        }
+        Command::Catalog { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(CATALOG)?);
+                return Ok(());
+            }
+            for role in [StageRole::Selector, StageRole::Actor] {
+                println!("{}s:", if role == StageRole::Selector { "selector" } else { "actor" });
+                for e in CATALOG.iter().filter(|e| e.role == role) {
+                    println!("  {:<12} {}", e.kind, e.doc);
+                    for p in e.params {
+                        println!(
+                            "      {:<8} {:<13} {}{}",
+                            p.name,
+                            format!("{:?}", p.ty).to_lowercase(),
+                            p.doc,
+                            p.default.map(|d| format!(" (default {d})")).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            println!("every selector also takes: op = \"and\"|\"or\" (default and), not = true|false");
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("failed to render the man page")?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emptcp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -11,6 +11,21 @@
 /* Which emptcp_attach entry this program instance serves (set at load). */
 const volatile __u32 attach_id = 0;
 
+/*
+ * Every ABI type user space writes, kept in BTF so that the skeleton's
+ * types module is the one C<->Rust definition. No program reads it.
+ */
+struct emptcp_abi_types {
+	struct emptcp_stage stage;
+	struct emptcp_attach attach;
+	struct emptcp_pctx pctx;
+	struct emptcp_ip_pair ip_pair;
+	struct emptcp_packet_type packet_type;
+	struct emptcp_set_backup set_backup;
+	struct emptcp_flow_key flow_key;
+};
+const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
+
 SEC(EMPTCP_SEC)
 int emptcp_entry(emptcp_ctx *ctx)
 {

@@ -1,0 +1,303 @@
+//! Chain planning: turning the chains of one attach point into stage
+//! descriptions laid out on free slots. Pure code, no BPF calls.
+//!
+//! The chains of an attach point run one after another: the last stage of
+//! chain k goes on to the first stage of chain k+1. A whole list is always
+//! laid out on fresh slots and switched in with one attach-table update, so
+//! a packet walking the old layout finishes on it.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+
+use crate::policy::{Actor, Chain, Op, SelectorKind, PACKET_TYPES};
+pub use crate::skel::entry_xdp::types;
+
+// SAFETY: the skeleton types are plain C structs generated from BTF: integer
+// fields and byte arrays only, no padding the C side leaves undefined
+// (abi.h pads explicitly), every bit pattern valid.
+unsafe impl plain::Plain for types::emptcp_stage {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_attach {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_ip_pair {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_packet_type {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_set_backup {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_pctx {}
+
+/// Constants of abi.h (checked against the C side by tests/packets.rs).
+pub const MAX_SLOTS: u16 = 1024;
+pub const MAX_ATTACH: u32 = 256;
+pub const CNT_MAX: u32 = 8;
+pub const COUNTER_NAMES: [&str; 8] = [
+    "run",
+    "hit",
+    "skip",
+    "parse_err",
+    "no_room",
+    "tail_miss",
+    "error",
+    "not_tcp",
+];
+
+pub const SF_OR: u8 = 0x01;
+pub const SF_NOT: u8 = 0x02;
+pub const SF_FIRST: u8 = 0x04;
+pub const SF_ACTOR: u8 = 0x08;
+
+const KIND_IP_PAIR: u8 = 1;
+const KIND_PACKET_TYPE: u8 = 2;
+const KIND_SET_BACKUP: u8 = 3;
+
+const IPP_V6: u8 = 0x01;
+const IPP_BIDIR: u8 = 0x02;
+const IPP_SRC: u8 = 0x04;
+const IPP_DST: u8 = 0x08;
+
+const BK_BACKUP: u8 = 0x01;
+const BK_ONCE: u8 = 0x02;
+
+/// One stage placed on a slot.
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    pub slot: u16,
+    /// BPF object (src/bpf/<object>.bpf.c) whose program runs on the slot.
+    pub object: &'static str,
+    pub kind: &'static str,
+    pub desc: types::emptcp_stage,
+}
+
+/// A chain's stages, in order.
+#[derive(Debug, Clone)]
+pub struct PlannedChain {
+    pub name: String,
+    pub stages: Vec<PlannedStage>,
+}
+
+fn put<T: plain::Plain>(param: &mut [u8; 56], v: &T) {
+    // SAFETY: T is Plain (checked by the bound); we only read its bytes.
+    let b = unsafe { plain::as_bytes(v) };
+    param[..b.len()].copy_from_slice(b);
+}
+
+fn addr_bytes(a: &IpAddr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => out.copy_from_slice(&v6.octets()),
+    }
+    out
+}
+
+/// The 32-bit mask of packet types, bit = index in PACKET_TYPES.
+pub fn packet_type_mask(types: &[String]) -> Result<u32> {
+    let mut mask = 0u32;
+    for t in types {
+        let Some(bit) = PACKET_TYPES.iter().position(|p| p == t) else {
+            bail!("unknown packet type {t:?}");
+        };
+        mask |= 1 << bit;
+    }
+    Ok(mask)
+}
+
+fn selector_stage(kind: &SelectorKind) -> Result<(&'static str, u8, [u8; 56])> {
+    let mut param = [0u8; 56];
+    match kind {
+        SelectorKind::IpPair { src, dst, bidir } => {
+            let mut p = types::emptcp_ip_pair::default();
+            let v6 = src.or(*dst).is_some_and(|a| a.is_ipv6());
+            if v6 {
+                p.flags |= IPP_V6;
+            }
+            if *bidir {
+                p.flags |= IPP_BIDIR;
+            }
+            if let Some(s) = src {
+                p.src = addr_bytes(s);
+                p.flags |= IPP_SRC;
+            }
+            if let Some(d) = dst {
+                p.dst = addr_bytes(d);
+                p.flags |= IPP_DST;
+            }
+            put(&mut param, &p);
+            Ok(("ip_pair", KIND_IP_PAIR, param))
+        }
+        SelectorKind::PacketType { types: t } => {
+            let p = types::emptcp_packet_type {
+                mask: packet_type_mask(t)?,
+                ..Default::default()
+            };
+            put(&mut param, &p);
+            Ok(("packet_type", KIND_PACKET_TYPE, param))
+        }
+    }
+}
+
+fn actor_stage(a: &Actor) -> (&'static str, u8, [u8; 56]) {
+    let mut param = [0u8; 56];
+    match a {
+        Actor::SetBackup { backup, once } => {
+            let mut p = types::emptcp_set_backup::default();
+            if *backup {
+                p.flags |= BK_BACKUP;
+            }
+            if *once {
+                p.flags |= BK_ONCE;
+            }
+            put(&mut param, &p);
+            ("set_backup", KIND_SET_BACKUP, param)
+        }
+    }
+}
+
+/// Number of slots a chain needs.
+pub fn stage_count(c: &Chain) -> usize {
+    c.select.len() + c.act.len()
+}
+
+/// Lays out `chains` (in run order, with their numeric ids) on `slots`
+/// (exactly as many as their stages together), linking each chain to the
+/// next.
+pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>> {
+    let need: usize = chains.iter().map(|(c, _)| stage_count(c)).sum();
+    if need != slots.len() {
+        bail!("internal: {need} stages but {} slots", slots.len());
+    }
+    if slots.iter().any(|s| *s == 0 || *s >= MAX_SLOTS) {
+        bail!("internal: slot out of range");
+    }
+    // first slot of each chain, and of the one after it
+    let mut firsts = Vec::with_capacity(chains.len() + 1);
+    let mut at = 0usize;
+    for (c, _) in chains {
+        firsts.push(slots[at]);
+        at += stage_count(c);
+    }
+    firsts.push(0);
+
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for (ci, (c, id)) in chains.iter().enumerate() {
+        let n = stage_count(c);
+        let chain_end = firsts[ci + 1];
+        let mut stages = Vec::with_capacity(n);
+        for i in 0..n {
+            let slot = slots[at + i];
+            let next = if i + 1 < n { slots[at + i + 1] } else { chain_end };
+            let mut flags = if i == 0 { SF_FIRST } else { 0 };
+            let (object, kind, param) = if i < c.select.len() {
+                let s = &c.select[i];
+                if s.op == Op::Or {
+                    flags |= SF_OR;
+                }
+                if s.not {
+                    flags |= SF_NOT;
+                }
+                selector_stage(&s.kind)?
+            } else {
+                flags |= SF_ACTOR;
+                actor_stage(&c.act[i - c.select.len()])
+            };
+            let desc = types::emptcp_stage {
+                next,
+                // all selectors come before the actors: an unmatched packet
+                // has nothing more to do in this chain
+                skip: chain_end,
+                chain: *id,
+                flags,
+                kind,
+                param,
+            };
+            stages.push(PlannedStage {
+                slot,
+                object,
+                kind: object,
+                desc,
+            });
+        }
+        at += n;
+        out.push(PlannedChain {
+            name: c.name.clone(),
+            stages,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn two_chains() -> Policy {
+        Policy::parse(
+            r#"
+[[chain]]
+name = "a"
+dev = "eth0"
+hook = "xdp"
+  [[chain.select]]
+  kind = "ip_pair"
+  src = "10.0.0.1"
+  [[chain.select]]
+  kind = "packet_type"
+  op = "or"
+  not = true
+  types = ["dss_ack", "syn"]
+  [[chain.act]]
+  kind = "set_backup"
+[[chain]]
+name = "b"
+dev = "eth0"
+hook = "xdp"
+  [[chain.act]]
+  kind = "set_backup"
+  backup = false
+  once = false
+"#,
+            "t.toml",
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn links_stages_and_chains() {
+        let p = two_chains();
+        let chains: Vec<(&Chain, u16)> = p.chains.iter().zip([7u16, 9]).collect();
+        let plan = plan(&chains, &[10, 11, 12, 40]).expect("plan");
+        let a = &plan[0].stages;
+        assert_eq!(a.iter().map(|s| s.slot).collect::<Vec<_>>(), [10, 11, 12]);
+        assert_eq!(a[0].desc.next, 11);
+        assert_eq!(a[1].desc.next, 12);
+        assert_eq!(a[2].desc.next, 40, "last stage of a goes on to chain b");
+        assert_eq!(a[2].desc.skip, 40);
+        assert_eq!(a[0].desc.flags, SF_FIRST);
+        assert_eq!(a[1].desc.flags, SF_OR | SF_NOT);
+        assert_eq!(a[2].desc.flags, SF_ACTOR);
+        assert_eq!(a[0].desc.chain, 7);
+        let b = &plan[1].stages;
+        assert_eq!(b[0].desc.flags, SF_FIRST | SF_ACTOR);
+        assert_eq!(b[0].desc.next, 0, "end of all chains");
+        assert_eq!(b[0].desc.param[0], 0, "backup=false once=false");
+        assert_eq!(a[2].desc.param[0], BK_BACKUP | BK_ONCE);
+        // ip_pair: v4 src in the first 4 bytes, flags at byte 32
+        assert_eq!(&a[0].desc.param[..4], &[10, 0, 0, 1]);
+        assert_eq!(a[0].desc.param[32], IPP_SRC);
+        // packet_type mask: dss_ack = bit 7, syn = bit 17
+        let mask = u32::from_ne_bytes(a[1].desc.param[..4].try_into().unwrap());
+        assert_eq!(mask, (1 << 7) | (1 << 17));
+    }
+
+    #[test]
+    fn rejects_wrong_slot_counts() {
+        let p = two_chains();
+        let chains: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (c, 1)).collect();
+        assert!(plan(&chains, &[1, 2, 3]).is_err());
+        assert!(plan(&chains, &[0, 2, 3, 4]).is_err());
+    }
+}

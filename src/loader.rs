@@ -1,0 +1,178 @@
+//! Opening and loading the embedded BPF objects, sharing the chain maps
+//! (`emptcp_*`) between objects through pins and `reuse_fd`.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
+
+/// libbpf messages of the current load, for the one-line error.
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static VERBOSE: Mutex<bool> = Mutex::new(false);
+
+fn print_cb(level: PrintLevel, msg: String) {
+    if *VERBOSE.lock().unwrap_or_else(|e| e.into_inner()) {
+        eprint!("{msg}");
+    }
+    if level != PrintLevel::Debug || msg.contains("BEGIN PROG LOAD LOG") || !msg.starts_with("libbpf:") {
+        let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() < 100_000 {
+            log.extend(msg.lines().map(str::to_owned));
+        }
+    }
+}
+
+/// Routes libbpf's log: printed with `-v`, else kept for error messages.
+pub fn init_logging(verbose: bool) {
+    *VERBOSE.lock().unwrap_or_else(|e| e.into_inner()) = verbose;
+    libbpf_rs::set_print(Some((PrintLevel::Debug, print_cb)));
+}
+
+fn take_log() -> Vec<String> {
+    std::mem::take(&mut *LOG.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The verifier's last meaningful line from a failed load's log.
+fn verifier_reason(log: &[String]) -> Option<String> {
+    let end = log.iter().rposition(|l| l.contains("END PROG LOAD LOG"))?;
+    log[..end]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("libbpf:")
+        })
+        .map(str::to_owned)
+}
+
+/// The embedded object of a stage for a hook family ("xdp" or "tc").
+pub fn object_bytes(object: &str, family: &str) -> Result<&'static [u8]> {
+    crate::skel::OBJECTS
+        .iter()
+        .find(|(o, f, _)| *o == object && *f == family)
+        .map(|(_, _, bytes)| bytes())
+        .ok_or_else(|| anyhow!("no built-in BPF object {object:?} for {family}"))
+}
+
+/// Opens an object from memory under a stable name.
+pub fn open(bytes: &[u8], name: &str) -> Result<OpenObject> {
+    let mut b = ObjectBuilder::default();
+    b.name(name).context("object name")?;
+    b.open_memory(bytes).with_context(|| format!("failed to open BPF object {name}"))
+}
+
+/// Makes every `emptcp_*` map of `open` reuse the map pinned under `dir`
+/// when there is one, after checking that both agree. Returns the names of
+/// the maps that have no pin yet (to pin after load).
+pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<String>> {
+    let mut to_pin = Vec::new();
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if !name.starts_with("emptcp_") {
+            continue;
+        }
+        let path = dir.join(&name);
+        if !path.exists() {
+            to_pin.push(name);
+            continue;
+        }
+        let pinned = MapHandle::from_pinned_path(&path)
+            .with_context(|| format!("failed to open pinned map {}", path.display()))?;
+        let ours = (map.map_type(), map.key_size(), map.value_size(), map.max_entries());
+        let theirs = (pinned.map_type(), pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        // PROG_ARRAY value size is the fd (4) on both sides; compare all four.
+        if ours != theirs {
+            bail!(
+                "map {name} of {what} (type {:?}, key {}, value {}, entries {}) does not match \
+                 the pinned {} (type {:?}, key {}, value {}, entries {}): remove the old state \
+                 with `emptcp detach --all`",
+                ours.0,
+                ours.1,
+                ours.2,
+                ours.3,
+                path.display(),
+                theirs.0,
+                theirs.1,
+                theirs.2,
+                theirs.3
+            );
+        }
+        map.reuse_fd(pinned.as_fd())
+            .with_context(|| format!("failed to reuse {} for {what}", path.display()))?;
+    }
+    Ok(to_pin)
+}
+
+/// Loads an opened object; on a verifier rejection the error is one line
+/// naming `what` and the verifier's last message (the whole log with -v).
+pub fn load(open: OpenObject, what: &str) -> Result<Object> {
+    take_log();
+    match open.load() {
+        Ok(o) => {
+            take_log();
+            Ok(o)
+        }
+        Err(e) => {
+            let log = take_log();
+            match verifier_reason(&log) {
+                Some(r) => bail!("failed to load {what}: verifier: {r}"),
+                None => Err(anyhow!(e).context(format!("failed to load {what}"))),
+            }
+        }
+    }
+}
+
+/// Pins the maps named in `names` (created by this load) under `dir`.
+pub fn pin_new_maps(obj: &mut Object, dir: &Path, names: &[String]) -> Result<()> {
+    for mut map in obj.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if names.contains(&name) {
+            let path = dir.join(&name);
+            map.pin(&path)
+                .with_context(|| format!("failed to pin map {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_verifier_reason() {
+        let log: Vec<String> = [
+            "libbpf: prog 'x': BPF program load failed: Permission denied",
+            "libbpf: prog 'x': -- BEGIN PROG LOAD LOG --",
+            "0: R1=ctx() R10=fp0",
+            "30: (67) r2 <<= 32",
+            "R2 pointer arithmetic with <<= operator prohibited",
+            "processed 28 insns (limit 1000000) max_states_per_insn 0",
+            "-- END PROG LOAD LOG --",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            verifier_reason(&log).as_deref(),
+            Some("R2 pointer arithmetic with <<= operator prohibited")
+        );
+        assert_eq!(verifier_reason(&[]), None);
+    }
+
+    #[test]
+    fn every_object_is_embedded_for_both_hooks() {
+        for (o, _, _) in crate::skel::OBJECTS {
+            for f in ["xdp", "tc"] {
+                let b = object_bytes(o, f).expect("embedded");
+                assert_eq!(&b[..4], b"\x7fELF", "{o}/{f} is an ELF object");
+            }
+        }
+    }
+}

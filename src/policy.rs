@@ -1,0 +1,522 @@
+//! Policy files (TOML) and the typed chain model they describe.
+//!
+//! ```toml
+//! [[chain]]
+//! name = "wifi-backup"
+//! dev  = "veth1"
+//! hook = "tc-egress"
+//!   [[chain.select]]
+//!   kind = "ip_pair"
+//!   src  = "10.1.0.1"
+//!   [[chain.act]]
+//!   kind   = "set_backup"
+//!   backup = true
+//! ```
+//! Every error names the file, the chain and the key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use toml::{Table, Value};
+
+use crate::catalog::{self, ParamType, StageRole};
+
+/// Where a chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress => "tc-ingress",
+            Hook::TcEgress => "tc-egress",
+        }
+    }
+    /// The BPF program type family: "xdp" or "tc".
+    pub fn family(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress | Hook::TcEgress => "tc",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Hook {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "xdp" => Ok(Hook::Xdp),
+            "tc-ingress" => Ok(Hook::TcIngress),
+            "tc-egress" => Ok(Hook::TcEgress),
+            _ => Err(format!("unknown hook {s:?} (xdp, tc-ingress, tc-egress)")),
+        }
+    }
+}
+
+/// How a selector combines with the result of the selectors before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    #[default]
+    And,
+    Or,
+}
+
+/// Packet kinds the `packet_type` selector knows (bit = index, as in abi.h).
+pub const PACKET_TYPES: &[&str] = &[
+    "mp_capable_syn",
+    "mp_capable_synack",
+    "mp_capable_ack",
+    "mp_join_syn",
+    "mp_join_synack",
+    "mp_join_ack",
+    "dss_data",
+    "dss_ack",
+    "data_fin",
+    "add_addr",
+    "add_addr_echo",
+    "rm_addr",
+    "mp_prio",
+    "mp_fail",
+    "mp_fastclose",
+    "mp_tcprst",
+    "tcp_plain",
+    "syn",
+    "fin",
+    "rst",
+];
+
+/// A selector and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SelectorKind {
+    IpPair {
+        src: Option<IpAddr>,
+        dst: Option<IpAddr>,
+        bidir: bool,
+    },
+    PacketType {
+        types: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selector {
+    pub op: Op,
+    pub not: bool,
+    #[serde(flatten)]
+    pub kind: SelectorKind,
+}
+
+/// An actor and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    SetBackup { backup: bool, once: bool },
+}
+
+impl SelectorKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SelectorKind::IpPair { .. } => "ip_pair",
+            SelectorKind::PacketType { .. } => "packet_type",
+        }
+    }
+}
+
+impl Actor {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Actor::SetBackup { .. } => "set_backup",
+        }
+    }
+}
+
+/// One chain: selectors, then actors, on one device and hook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chain {
+    pub name: String,
+    pub dev: String,
+    pub hook: Hook,
+    pub netns: Option<String>,
+    pub select: Vec<Selector>,
+    pub act: Vec<Actor>,
+}
+
+/// A parsed policy file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub chains: Vec<Chain>,
+}
+
+/// A policy error: one line, naming the file, chain and key.
+#[derive(Debug, Error, PartialEq)]
+#[error("{file}: {msg}")]
+pub struct PolicyError {
+    pub file: String,
+    pub msg: String,
+}
+
+/// Checks a chain name: `[a-z0-9_-]`, 1..=32 characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl Policy {
+    /// Reads and parses a policy file.
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: file.clone(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        Policy::parse(&text, &file)
+    }
+
+    /// Parses policy text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+        let err = |msg: String| PolicyError {
+            file: file.to_owned(),
+            msg,
+        };
+        let root: Table = text.parse::<Table>().map_err(|e| {
+            let m = e.message().to_owned();
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(l) => err(format!("line {l}: not valid TOML: {m}")),
+                None => err(format!("not valid TOML: {m}")),
+            }
+        })?;
+        for k in root.keys() {
+            if k != "chain" {
+                return Err(err(format!("unknown top-level key `{k}` (expected [[chain]])")));
+            }
+        }
+        let chains = match root.get("chain") {
+            None => return Err(err("no [[chain]] in the file".into())),
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(err("`chain` must be an array of tables ([[chain]])".into())),
+        };
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        for (i, c) in chains.iter().enumerate() {
+            let t = c
+                .as_table()
+                .ok_or_else(|| err(format!("chain #{}: not a table", i + 1)))?;
+            let chain = parse_chain(t, i).map_err(err)?;
+            if !names.insert(chain.name.clone()) {
+                return Err(err(format!("chain \"{}\": duplicate name", chain.name)));
+            }
+            out.push(chain);
+        }
+        Ok(Policy { chains: out })
+    }
+}
+
+fn get_str<'a>(t: &'a Table, key: &str, what: &str) -> Result<Option<&'a str>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("{what}: key `{key}`: expected a string, got {}", v.type_str())),
+    }
+}
+
+fn get_bool(t: &Table, key: &str, what: &str) -> Result<Option<bool>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::Boolean(b)) => Ok(Some(*b)),
+        Some(v) => Err(format!("{what}: key `{key}`: expected true or false, got {}", v.type_str())),
+    }
+}
+
+fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
+    let fallback = format!("chain #{}", idx + 1);
+    let name = get_str(t, "name", &fallback)?
+        .ok_or_else(|| format!("{fallback}: missing key `name`"))?;
+    let what = format!("chain \"{name}\"");
+    if !valid_name(name) {
+        return Err(format!(
+            "{what}: key `name`: must be 1-32 characters of [a-z0-9_-]"
+        ));
+    }
+    for k in t.keys() {
+        if !["name", "dev", "hook", "netns", "select", "act"].contains(&k.as_str()) {
+            return Err(format!(
+                "{what}: unknown key `{k}` (name, dev, hook, netns, select, act)"
+            ));
+        }
+    }
+    let dev = get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?;
+    if dev.is_empty() || dev.len() > 15 || dev.contains('/') || dev.contains(char::is_whitespace) {
+        return Err(format!("{what}: key `dev`: {dev:?} is not a device name"));
+    }
+    let hook = get_str(t, "hook", &what)?.ok_or_else(|| format!("{what}: missing key `hook`"))?;
+    let hook = Hook::from_str(hook).map_err(|e| format!("{what}: key `hook`: {e}"))?;
+    let netns = get_str(t, "netns", &what)?.map(str::to_owned);
+    if let Some(n) = &netns {
+        if n.is_empty() || n.contains('/') {
+            return Err(format!("{what}: key `netns`: {n:?} is not a namespace name"));
+        }
+    }
+    let mut select = Vec::new();
+    for (i, s) in stage_tables(t, "select", &what)?.into_iter().enumerate() {
+        select.push(parse_selector(s, &format!("{what}: select[{i}]"))?);
+    }
+    let mut act = Vec::new();
+    for (i, a) in stage_tables(t, "act", &what)?.into_iter().enumerate() {
+        act.push(parse_actor(a, &format!("{what}: act[{i}]"))?);
+    }
+    if act.is_empty() {
+        return Err(format!("{what}: no [[chain.act]]: a chain needs at least one actor"));
+    }
+    Ok(Chain {
+        name: name.to_owned(),
+        dev: dev.to_owned(),
+        hook,
+        netns,
+        select,
+        act,
+    })
+}
+
+fn stage_tables<'a>(t: &'a Table, key: &str, what: &str) -> Result<Vec<&'a Table>, String> {
+    match t.get(key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_table()
+                    .ok_or_else(|| format!("{what}: {key}[{i}]: not a table"))
+            })
+            .collect(),
+        Some(_) => Err(format!(
+            "{what}: key `{key}` must be an array of tables ([[chain.{key}]])"
+        )),
+    }
+}
+
+/// Checks a stage table's keys against the catalogue entry for its kind.
+fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), String> {
+    let entry = catalog::find(kind).filter(|e| e.role == role).ok_or_else(|| {
+        let names: Vec<&str> = catalog::CATALOG
+            .iter()
+            .filter(|e| e.role == role)
+            .map(|e| e.kind)
+            .collect();
+        format!("{what}: unknown kind {kind:?} (known: {})", names.join(", "))
+    })?;
+    for k in t.keys() {
+        let common = k == "kind" || (role == StageRole::Selector && (k == "op" || k == "not"));
+        if !common && !entry.params.iter().any(|p| p.name == k) {
+            let known: Vec<&str> = entry.params.iter().map(|p| p.name).collect();
+            return Err(format!(
+                "{what} ({kind}): unknown key `{k}` (known: {})",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ));
+        }
+    }
+    for p in entry.params {
+        if p.required && !t.contains_key(p.name) {
+            return Err(format!("{what} ({kind}): missing key `{}`", p.name));
+        }
+        if let (Some(v), ParamType::Bool) = (t.get(p.name), p.ty) {
+            if !v.is_bool() {
+                return Err(format!(
+                    "{what} ({kind}): key `{}`: expected true or false, got {}",
+                    p.name,
+                    v.type_str()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_addr(t: &Table, key: &str, what: &str) -> Result<Option<IpAddr>, String> {
+    match get_str(t, key, what)? {
+        None => Ok(None),
+        Some(s) => IpAddr::from_str(s)
+            .map(Some)
+            .map_err(|_| format!("{what}: key `{key}`: {s:?} is not an IP address")),
+    }
+}
+
+fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
+    let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
+    check_keys(t, kind, StageRole::Selector, what)?;
+    let what = format!("{what} ({kind})");
+    let op = match get_str(t, "op", &what)? {
+        None | Some("and") => Op::And,
+        Some("or") => Op::Or,
+        Some(o) => return Err(format!("{what}: key `op`: {o:?} is not `and` or `or`")),
+    };
+    let not = get_bool(t, "not", &what)?.unwrap_or(false);
+    let kind = match kind {
+        "ip_pair" => {
+            let src = parse_addr(t, "src", &what)?;
+            let dst = parse_addr(t, "dst", &what)?;
+            if src.is_none() && dst.is_none() {
+                return Err(format!("{what}: needs `src`, `dst` or both"));
+            }
+            if let (Some(s), Some(d)) = (src, dst) {
+                if s.is_ipv4() != d.is_ipv4() {
+                    return Err(format!(
+                        "{what}: key `dst`: {d} is not the same family as `src` {s}"
+                    ));
+                }
+            }
+            SelectorKind::IpPair {
+                src,
+                dst,
+                bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
+            }
+        }
+        "packet_type" => {
+            let arr = t
+                .get("types")
+                .and_then(Value::as_array)
+                .ok_or_else(|| format!("{what}: key `types`: expected a list of packet types"))?;
+            if arr.is_empty() {
+                return Err(format!("{what}: key `types`: empty list"));
+            }
+            let mut types = Vec::new();
+            for v in arr {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("{what}: key `types`: expected strings"))?;
+                if !PACKET_TYPES.contains(&s) {
+                    return Err(format!(
+                        "{what}: key `types`: unknown packet type {s:?} (known: {})",
+                        PACKET_TYPES.join(", ")
+                    ));
+                }
+                types.push(s.to_owned());
+            }
+            SelectorKind::PacketType { types }
+        }
+        _ => unreachable!("check_keys accepted an unknown kind"),
+    };
+    Ok(Selector { op, not, kind })
+}
+
+fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
+    let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
+    check_keys(t, kind, StageRole::Actor, what)?;
+    let what = format!("{what} ({kind})");
+    Ok(match kind {
+        "set_backup" => Actor::SetBackup {
+            backup: get_bool(t, "backup", &what)?.unwrap_or(true),
+            once: get_bool(t, "once", &what)?.unwrap_or(true),
+        },
+        _ => unreachable!("check_keys accepted an unknown kind"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[chain]]
+name = "wifi-backup"
+dev  = "veth1"
+hook = "tc-egress"
+  [[chain.select]]
+  kind = "ip_pair"
+  src  = "10.1.0.1"
+  dst  = "10.1.0.2"
+  [[chain.select]]
+  kind  = "packet_type"
+  op    = "or"
+  types = ["dss_ack"]
+  [[chain.act]]
+  kind   = "set_backup"
+  backup = true
+"#;
+
+    #[test]
+    fn parses_the_example() {
+        let p = Policy::parse(GOOD, "p.toml").expect("valid policy");
+        assert_eq!(p.chains.len(), 1);
+        let c = &p.chains[0];
+        assert_eq!(c.name, "wifi-backup");
+        assert_eq!(c.hook, Hook::TcEgress);
+        assert_eq!(c.select.len(), 2);
+        assert_eq!(c.select[1].op, Op::Or);
+        assert_eq!(
+            c.select[0].kind,
+            SelectorKind::IpPair {
+                src: Some("10.1.0.1".parse().unwrap()),
+                dst: Some("10.1.0.2".parse().unwrap()),
+                bidir: false
+            }
+        );
+        assert_eq!(c.act, vec![Actor::SetBackup { backup: true, once: true }]);
+    }
+
+    fn err_of(text: &str) -> String {
+        Policy::parse(text, "p.toml").expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn errors_name_file_chain_and_key() {
+        let e = err_of(&GOOD.replace("hook = \"tc-egress\"", "hook = \"egress\""));
+        assert_eq!(
+            e,
+            "p.toml: chain \"wifi-backup\": key `hook`: unknown hook \"egress\" (xdp, tc-ingress, tc-egress)"
+        );
+        let e = err_of(&GOOD.replace("src  = \"10.1.0.1\"", "src  = \"10.1.0\""));
+        assert!(e.contains("select[0] (ip_pair): key `src`: \"10.1.0\" is not an IP address"), "{e}");
+        let e = err_of(&GOOD.replace("dst  = \"10.1.0.2\"", "dst  = \"fe80::1\""));
+        assert!(e.contains("key `dst`: fe80::1 is not the same family"), "{e}");
+        let e = err_of(&GOOD.replace("kind = \"ip_pair\"", "kind = \"ip_pairs\""));
+        assert!(e.contains("select[0]: unknown kind \"ip_pairs\""), "{e}");
+        let e = err_of(&GOOD.replace("backup = true", "backup = \"yes\""));
+        assert!(e.contains("act[0] (set_backup): key `backup`: expected true or false"), "{e}");
+        let e = err_of(&GOOD.replace("types = [\"dss_ack\"]", "types = [\"dss_acks\"]"));
+        assert!(e.contains("unknown packet type \"dss_acks\""), "{e}");
+        let e = err_of(&GOOD.replace("op    = \"or\"", "op    = \"xor\""));
+        assert!(e.contains("key `op`: \"xor\" is not `and` or `or`"), "{e}");
+        let e = err_of(&GOOD.replace("backup = true", "backup = true\n  speed = 3"));
+        assert!(e.contains("act[0] (set_backup): unknown key `speed`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_structure() {
+        assert!(err_of("").contains("no [[chain]]"));
+        assert!(err_of("[[chain]\n").contains("line 1: not valid TOML"));
+        assert!(err_of("x = 1").contains("unknown top-level key `x`"));
+        let twice = format!("{GOOD}\n{GOOD}");
+        assert!(err_of(&twice).contains("chain \"wifi-backup\": duplicate name"));
+        let e = err_of(&GOOD.replace("wifi-backup", "Wifi Backup"));
+        assert!(e.contains("key `name`: must be 1-32 characters"), "{e}");
+        let no_act: String = GOOD.split("[[chain.act]]").next().unwrap().to_owned();
+        assert!(err_of(&no_act).contains("needs at least one actor"));
+        let e = err_of(&GOOD.replace("dev  = \"veth1\"", "dev = \"a/b\""));
+        assert!(e.contains("is not a device name"), "{e}");
+    }
+}

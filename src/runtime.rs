@@ -1,0 +1,663 @@
+//! Applying, showing and removing chains: the only code that changes what
+//! runs in the kernel.
+//!
+//! `apply` keeps a fixed order so that a failure leaves nothing behind:
+//! 1. resolve devices and load every object (nothing reachable yet);
+//! 2. write the new stage slots (still unreachable);
+//! 3. attach entry programs of new attach points (undone on failure);
+//! 4. switch each existing attach point to its new layout: one map update;
+//! 5. retire the old slots (freed later, once no packet can walk them);
+//! 6. save the state.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramType};
+use serde::Serialize;
+
+use crate::attach::{self, Attachment, XdpMode};
+use crate::chain::{self, types, CNT_MAX, COUNTER_NAMES, MAX_SLOTS};
+use crate::loader;
+use crate::netns;
+use crate::policy::{Chain, Hook, Policy};
+use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
+
+/// How long retired slots are kept before they are reused: far longer than
+/// any packet takes to walk a chain.
+const RETIRE_GRACE_MS: u64 = 1000;
+
+/// Options shared by all commands.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub dir: PathBuf,
+    /// `-n NETNS`: default namespace for chains that name none.
+    pub netns: Option<String>,
+    pub xdp_mode: XdpMode,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            dir: PathBuf::from(crate::state::DEFAULT_DIR),
+            netns: None,
+            xdp_mode: XdpMode::Auto,
+        }
+    }
+}
+
+/// Loaded stage objects of one apply, by (object, family).
+#[derive(Default)]
+struct Objects {
+    loaded: BTreeMap<(String, String), Object>,
+}
+
+impl Objects {
+    fn get_or_load(&mut self, sd: &StateDir, object: &str, family: &str, what: &str) -> Result<&Object> {
+        let key = (object.to_owned(), family.to_owned());
+        if !self.loaded.contains_key(&key) {
+            let dir = sd.family_dir(family);
+            let mut open = loader::open(loader::object_bytes(object, family)?, &format!("{object}_{family}"))?;
+            let to_pin = loader::share_maps(&mut open, &dir, &format!("{object} ({family})"))?;
+            let mut obj = loader::load(open, what)?;
+            loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+            self.loaded.insert(key.clone(), obj);
+        }
+        Ok(&self.loaded[&key])
+    }
+}
+
+fn stage_prog_fd(obj: &Object, object: &str) -> Result<i32> {
+    let p = obj
+        .progs()
+        .find(|p| p.name() == object)
+        .ok_or_else(|| anyhow!("object {object} has no program named {object}"))?;
+    Ok(p.as_fd().as_raw_fd())
+}
+
+fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
+    let p = sd.family_dir(family).join(name);
+    MapHandle::from_pinned_path(&p).with_context(|| format!("failed to open {}", p.display()))
+}
+
+fn u32_key(k: u32) -> [u8; 4] {
+    k.to_ne_bytes()
+}
+
+/// Frees retired slots older than the grace period (removes their programs).
+fn free_retired(sd: &StateDir, st: &mut State, force_wait: bool) -> Result<()> {
+    if force_wait {
+        if let Some(newest) = st.retired.iter().map(|r| r.at_ms).max() {
+            let age = now_ms().saturating_sub(newest);
+            if age < RETIRE_GRACE_MS {
+                std::thread::sleep(Duration::from_millis(RETIRE_GRACE_MS - age));
+            }
+        }
+    }
+    let now = now_ms();
+    let mut keep = Vec::new();
+    for r in std::mem::take(&mut st.retired) {
+        if now.saturating_sub(r.at_ms) < RETIRE_GRACE_MS {
+            keep.push(r);
+            continue;
+        }
+        let progs = pinned_map(sd, &r.family, "emptcp_progs")?;
+        for s in &r.slots {
+            let _ = progs.delete(&u32_key(*s as u32));
+        }
+    }
+    st.retired = keep;
+    Ok(())
+}
+
+/// Picks `n` free slots of a family.
+fn alloc_slots(st: &State, family: &str, taken: &[u16], n: usize) -> Option<Vec<u16>> {
+    let used = st.used_slots(family);
+    let v: Vec<u16> = (1..MAX_SLOTS)
+        .filter(|s| used.binary_search(s).is_err() && !taken.contains(s))
+        .take(n)
+        .collect();
+    (v.len() == n).then_some(v)
+}
+
+/// Writes a planned layout into the stage map, zeroes its counters and puts
+/// the programs into the slots. The slots are not reachable yet.
+fn write_slots(sd: &StateDir, family: &str, plan: &[chain::PlannedChain], objs: &mut Objects) -> Result<()> {
+    let stages = pinned_map(sd, family, "emptcp_stages")?;
+    let stats = pinned_map(sd, family, "emptcp_stats")?;
+    let progs = pinned_map(sd, family, "emptcp_progs")?;
+    let ncpu = libbpf_rs::num_possible_cpus()?;
+    let zeros = vec![vec![0u8; 8]; ncpu];
+    for c in plan {
+        for s in &c.stages {
+            // SAFETY: emptcp_stage is Plain (chain.rs).
+            let bytes = unsafe { plain::as_bytes(&s.desc) };
+            stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
+            for r in 0..CNT_MAX {
+                stats.update_percpu(&u32_key(s.slot as u32 * CNT_MAX + r), &zeros, MapFlags::ANY)?;
+            }
+        }
+    }
+    for c in plan {
+        for s in &c.stages {
+            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
+            let obj = objs.get_or_load(sd, s.object, family, &what)?;
+            let fd = stage_prog_fd(obj, s.object)?;
+            progs
+                .update(&u32_key(s.slot as u32), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
+                .with_context(|| format!("failed to put {} into slot {}", s.kind, s.slot))?;
+        }
+    }
+    Ok(())
+}
+
+fn entry_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
+    sd.family_dir(family).join(format!("entry-{id}"))
+}
+
+fn link_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
+    sd.family_dir(family).join(format!("link-{id}"))
+}
+
+/// Loads the entry program for attach point `id`, pins it and attaches it.
+fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachment> {
+    let family = p.hook.family();
+    let dir = sd.family_dir(family);
+    let mut open = loader::open(loader::object_bytes("entry", family)?, &format!("entry_{family}"))?;
+    for mut m in open.maps_mut() {
+        if m.name().to_string_lossy().ends_with(".rodata") {
+            let init = m.initial_value_mut().context("entry .rodata has no initial value")?;
+            if init.len() != 4 {
+                bail!("internal: entry .rodata is {} bytes, expected attach_id only", init.len());
+            }
+            init.copy_from_slice(&p.id.to_ne_bytes());
+        }
+    }
+    let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
+    let mut obj = loader::load(open, &format!("entry program for {} {}", p.dev, p.hook))?;
+    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    let epin = entry_pin(sd, family, p.id);
+    let _ = std::fs::remove_file(&epin);
+    let mut prog = obj
+        .progs_mut()
+        .find(|pr| pr.name() == "emptcp_entry")
+        .context("entry object has no emptcp_entry")?;
+    prog.pin(&epin).with_context(|| format!("failed to pin {}", epin.display()))?;
+    let lpin = link_pin(sd, family, p.id);
+    let _ = std::fs::remove_file(&lpin);
+    let res = netns::run_in(p.netns.as_deref(), || {
+        attach::attach(&prog, p.hook, p.ifindex, rt.xdp_mode, &lpin, 0xe0 + p.id)
+    });
+    match res {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            let _ = std::fs::remove_file(&epin);
+            Err(e.context(format!(
+                "failed to attach ({}{}) to {} (ifindex {})",
+                p.hook,
+                if p.hook == Hook::Xdp { format!(", {:?}", rt.xdp_mode).to_lowercase() } else { String::new() },
+                p.dev,
+                p.ifindex
+            )))
+        }
+    }
+}
+
+/// Detaches an attach point's entry program and removes its pins.
+fn detach_point(sd: &StateDir, p: &AttachPoint) -> Result<()> {
+    let family = p.hook.family();
+    if let Ok(m) = pinned_map(sd, family, "emptcp_attach") {
+        let a = types::emptcp_attach::default();
+        // SAFETY: emptcp_attach is Plain (chain.rs).
+        let _ = m.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY);
+    }
+    let epin = entry_pin(sd, family, p.id);
+    let prog_fd = libbpf_rs::Program::fd_from_pinned_path(&epin).ok();
+    // the namespace may be gone: then so is the device and its hooks
+    let gone = p.netns.as_deref().is_some_and(|n| {
+        netns::netns_inode(Some(n)).map(|i| i != p.netns_ino).unwrap_or(true)
+    });
+    if !gone {
+        let r = netns::run_in(p.netns.as_deref(), || {
+            attach::detach(&p.attachment, p.hook, p.ifindex, prog_fd.as_ref().map(|f| f.as_fd()))
+        });
+        if let Err(e) = r {
+            // a vanished device took its hooks with it
+            if netns::run_in(p.netns.as_deref(), || netns::ifindex(&p.dev, None)).is_ok() {
+                return Err(e);
+            }
+        }
+    }
+    if let Attachment::Link { pin, .. } = &p.attachment {
+        let _ = std::fs::remove_file(pin);
+    }
+    let _ = std::fs::remove_file(&epin);
+    Ok(())
+}
+
+fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, String, Hook) {
+    (netns.clone(), dev.to_owned(), hook)
+}
+
+/// What `apply` did, for printing.
+#[derive(Debug, Serialize)]
+pub struct ApplyReport {
+    pub applied: Vec<String>,
+    pub attached: Vec<String>,
+}
+
+impl Runtime {
+    fn chain_netns(&self, c: &Chain) -> Option<String> {
+        c.netns.clone().or_else(|| self.netns.clone())
+    }
+
+    /// Creates or atomically replaces the chains of `policy`.
+    pub fn apply(&self, policy: &Policy) -> Result<ApplyReport> {
+        // 1. devices first: a missing one changes nothing
+        let mut ifindexes = Vec::new();
+        for c in &policy.chains {
+            let ns = self.chain_netns(c);
+            let idx = netns::run_in(ns.as_deref(), || netns::ifindex(&c.dev, ns.as_deref()))
+                .with_context(|| format!("chain \"{}\"", c.name))?;
+            let ino = netns::netns_inode(ns.as_deref())?;
+            ifindexes.push((idx, ino));
+        }
+        let sd = StateDir::open(&self.dir, true)?.expect("created");
+        let mut st = sd.load()?;
+        free_retired(&sd, &mut st, false)?;
+        let old = st.clone();
+
+        // new chain lists per attach point
+        let mut touched: Vec<(Option<String>, String, Hook)> = Vec::new();
+        for (c, (idx, ino)) in policy.chains.iter().zip(&ifindexes) {
+            let ns = self.chain_netns(c);
+            let key = point_key(&ns, &c.dev, c.hook);
+            let mut spec = c.clone();
+            spec.netns = ns.clone();
+            let id = match st.find_chain(&c.name) {
+                Some((pi, ci)) => {
+                    let p = &mut st.points[pi];
+                    let same = point_key(&p.netns, &p.dev, p.hook) == key && p.ifindex == *idx;
+                    if same {
+                        p.chains[ci].spec = spec;
+                        if !touched.contains(&key) {
+                            touched.push(key);
+                        }
+                        continue;
+                    }
+                    let old_key = point_key(&p.netns, &p.dev, p.hook);
+                    let id = p.chains.remove(ci).id;
+                    if !touched.contains(&old_key) {
+                        touched.push(old_key);
+                    }
+                    id
+                }
+                None => st.alloc_chain_id(),
+            };
+            let cs = ChainState { id, spec, slots: Vec::new(), kinds: Vec::new() };
+            match st.points.iter_mut().find(|p| point_key(&p.netns, &p.dev, p.hook) == key) {
+                Some(p) if p.ifindex == *idx && p.netns_ino == *ino => p.chains.push(cs),
+                Some(_) => bail!(
+                    "chain \"{}\": {} {} was replaced since emptcp attached to it; `emptcp detach` its chains first",
+                    c.name,
+                    c.dev,
+                    c.hook
+                ),
+                None => {
+                    let family = c.hook.family();
+                    let taken: Vec<u32> = st.points.iter().filter(|p| p.hook.family() == family).map(|p| p.id).collect();
+                    let aid = (1..chain::MAX_ATTACH)
+                        .find(|i| !taken.contains(i))
+                        .ok_or_else(|| anyhow!("no free attach point left for {family}"))?;
+                    st.points.push(AttachPoint {
+                        id: aid,
+                        netns: ns.clone(),
+                        netns_ino: *ino,
+                        dev: c.dev.clone(),
+                        ifindex: *idx,
+                        hook: c.hook,
+                        xdp_mode: self.xdp_mode,
+                        attachment: Attachment::Link { pin: String::new(), how: "pending".into() },
+                        gen: 0,
+                        chains: vec![cs],
+                    });
+                }
+            }
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+
+        // every object, through the verifier, before anything is written
+        let mut objs = Objects::default();
+        for c in &policy.chains {
+            let family = c.hook.family();
+            let kinds = c.select.iter().map(|s| s.kind.name()).chain(c.act.iter().map(|a| a.name()));
+            for k in kinds {
+                let what = format!("chain \"{}\" stage {k} ({family})", c.name);
+                objs.get_or_load(&sd, k, family, &what)?;
+            }
+        }
+
+        // 2. lay out and write the touched points on fresh slots
+        let mut new_slots: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
+        let mut plans = Vec::new();
+        for key in &touched {
+            let pi = st
+                .points
+                .iter()
+                .position(|p| point_key(&p.netns, &p.dev, p.hook) == *key)
+                .expect("touched point exists");
+            let p = &st.points[pi];
+            let family = p.hook.family();
+            let n: usize = p.chains.iter().map(|c| chain::stage_count(&c.spec)).sum();
+            let taken = new_slots.entry(family).or_default();
+            let slots = match alloc_slots(&st, family, taken, n) {
+                Some(s) => s,
+                None => {
+                    free_retired(&sd, &mut st, true)?;
+                    alloc_slots(&st, family, new_slots.entry(family).or_default(), n)
+                        .ok_or_else(|| anyhow!("not enough free stage slots for {family} ({n} needed)"))?
+                }
+            };
+            new_slots.entry(family).or_default().extend(&slots);
+            let p = &st.points[pi];
+            let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
+            let plan = chain::plan(&list, &slots)?;
+            write_slots(&sd, family, &plan, &mut objs)?;
+            plans.push((pi, plan));
+        }
+
+        // 3. attach new points; undo them all if one fails
+        let mut attached_now: Vec<usize> = Vec::new();
+        for (pi, plan) in &plans {
+            let p = st.points[*pi].clone();
+            let fresh = matches!(&p.attachment, Attachment::Link { how, .. } if how == "pending");
+            if !fresh || plan.is_empty() {
+                continue;
+            }
+            let first = plan[0].stages[0].slot;
+            let amap = pinned_map(&sd, p.hook.family(), "emptcp_attach")?;
+            let a = types::emptcp_attach { first, gen: 1, ..Default::default() };
+            // SAFETY: emptcp_attach is Plain (chain.rs).
+            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+            match attach_entry(&sd, self, &p) {
+                Ok(att) => {
+                    st.points[*pi].attachment = att;
+                    st.points[*pi].gen = 1;
+                    attached_now.push(*pi);
+                }
+                Err(e) => {
+                    let _ = amap.update(&u32_key(p.id), &[0u8; 8], MapFlags::ANY);
+                    for done in &attached_now {
+                        let _ = detach_point(&sd, &st.points[*done]);
+                    }
+                    // the slots written above were never reachable
+                    let mut keep = old;
+                    for (fam, slots) in new_slots {
+                        keep.retired.push(Retired { family: fam.to_owned(), slots, at_ms: now_ms() });
+                    }
+                    sd.save(&keep)?;
+                    return Err(e);
+                }
+            }
+        }
+
+        // 4. switch existing points: one update each
+        for (pi, plan) in &plans {
+            if attached_now.contains(pi) {
+                continue;
+            }
+            let p = &mut st.points[*pi];
+            let family = p.hook.family();
+            let amap = pinned_map(&sd, family, "emptcp_attach")?;
+            p.gen = p.gen.wrapping_add(1);
+            let first = plan.first().and_then(|c| c.stages.first()).map(|s| s.slot).unwrap_or(0);
+            let a = types::emptcp_attach { first, gen: p.gen, ..Default::default() };
+            // SAFETY: emptcp_attach is Plain (chain.rs).
+            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+        }
+
+        // record slots; 5. retire what the old layouts used
+        let mut report = ApplyReport { applied: Vec::new(), attached: Vec::new() };
+        for (pi, plan) in &plans {
+            let p = &mut st.points[*pi];
+            for (c, pc) in p.chains.iter_mut().zip(plan) {
+                c.slots = pc.stages.iter().map(|s| s.slot).collect();
+                c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
+            }
+            if attached_now.contains(pi) {
+                report.attached.push(format!("{} {}{}", p.dev, p.hook, p.netns.as_ref().map(|n| format!(" (netns {n})")).unwrap_or_default()));
+            }
+        }
+        for op in &old.points {
+            let key = point_key(&op.netns, &op.dev, op.hook);
+            if !touched.contains(&key) {
+                continue;
+            }
+            let slots: Vec<u16> = op.chains.iter().flat_map(|c| c.slots.iter().copied()).collect();
+            if !slots.is_empty() {
+                st.retired.push(Retired { family: op.hook.family().to_owned(), slots, at_ms: now_ms() });
+            }
+        }
+        // points left without chains
+        let mut i = 0;
+        while i < st.points.len() {
+            if st.points[i].chains.is_empty() {
+                detach_point(&sd, &st.points[i])?;
+                st.points.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        report.applied = policy.chains.iter().map(|c| c.name.clone()).collect();
+        sd.save(&st)?;
+        Ok(report)
+    }
+
+    /// Removes one chain (its attach point goes when it was the last).
+    pub fn detach(&self, name: &str) -> Result<()> {
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            bail!("no chain called \"{name}\" (nothing applied)");
+        };
+        let mut st = sd.load()?;
+        free_retired(&sd, &mut st, false)?;
+        let (pi, ci) = st.find_chain(name).ok_or_else(|| anyhow!("no chain called \"{name}\""))?;
+        let old_slots: Vec<u16> = st.points[pi].chains.iter().flat_map(|c| c.slots.iter().copied()).collect();
+        let family = st.points[pi].hook.family();
+        st.points[pi].chains.remove(ci);
+        if st.points[pi].chains.is_empty() {
+            let p = st.points.remove(pi);
+            detach_point(&sd, &p)?;
+        } else {
+            let n: usize = st.points[pi].chains.iter().map(|c| chain::stage_count(&c.spec)).sum();
+            let slots = match alloc_slots(&st, family, &[], n) {
+                Some(s) => s,
+                None => {
+                    free_retired(&sd, &mut st, true)?;
+                    alloc_slots(&st, family, &[], n).ok_or_else(|| anyhow!("not enough free stage slots"))?
+                }
+            };
+            let p = &st.points[pi];
+            let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
+            let plan = chain::plan(&list, &slots)?;
+            let mut objs = Objects::default();
+            write_slots(&sd, family, &plan, &mut objs)?;
+            let p = &mut st.points[pi];
+            p.gen = p.gen.wrapping_add(1);
+            let a = types::emptcp_attach { first: slots[0], gen: p.gen, ..Default::default() };
+            let amap = pinned_map(&sd, family, "emptcp_attach")?;
+            // SAFETY: emptcp_attach is Plain (chain.rs).
+            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+            for (c, pc) in p.chains.iter_mut().zip(&plan) {
+                c.slots = pc.stages.iter().map(|s| s.slot).collect();
+                c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
+            }
+        }
+        st.retired.push(Retired { family: family.to_owned(), slots: old_slots, at_ms: now_ms() });
+        sd.save(&st)?;
+        Ok(())
+    }
+
+    /// Removes every chain, link, program and pin emptcp made.
+    pub fn detach_all(&self) -> Result<usize> {
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            return Ok(0);
+        };
+        let st = sd.load().unwrap_or_default();
+        let mut first_err = None;
+        for p in &st.points {
+            if let Err(e) = detach_point(&sd, p) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let n = st.points.iter().map(|p| p.chains.len()).sum();
+        std::fs::remove_dir_all(&sd.dir).with_context(|| format!("failed to remove {}", sd.dir.display()))?;
+        Ok(n)
+    }
+
+    /// The applied chains with their counters.
+    pub fn show(&self, name: Option<&str>) -> Result<Vec<ChainView>> {
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            if let Some(n) = name {
+                bail!("no chain called \"{n}\"");
+            }
+            return Ok(Vec::new());
+        };
+        let st = sd.load()?;
+        let mut out = Vec::new();
+        for p in &st.points {
+            let family = p.hook.family();
+            let stats = pinned_map(&sd, family, "emptcp_stats").ok();
+            for c in &p.chains {
+                if name.is_some_and(|n| n != c.spec.name) {
+                    continue;
+                }
+                let mut stages = Vec::new();
+                for (slot, kind) in c.slots.iter().zip(&c.kinds) {
+                    let mut counters = BTreeMap::new();
+                    if let Some(m) = &stats {
+                        for (r, cname) in COUNTER_NAMES.iter().enumerate() {
+                            let v = read_counter(m, *slot as u32 * CNT_MAX + r as u32);
+                            if v > 0 || r < 2 {
+                                counters.insert(cname.to_string(), v);
+                            }
+                        }
+                    }
+                    stages.push(StageView { slot: *slot, kind: kind.clone(), counters });
+                }
+                let how = match &p.attachment {
+                    Attachment::Link { how, .. } => how.clone(),
+                    Attachment::Clsact { .. } => "clsact".into(),
+                };
+                out.push(ChainView {
+                    name: c.spec.name.clone(),
+                    dev: p.dev.clone(),
+                    ifindex: p.ifindex,
+                    hook: p.hook,
+                    netns: p.netns.clone(),
+                    attach: how,
+                    generation: p.gen,
+                    stages,
+                });
+            }
+        }
+        if let Some(n) = name {
+            if out.is_empty() {
+                bail!("no chain called \"{n}\"");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses nothing, attaches nothing: loads every object a policy needs
+    /// through the verifier with private maps.
+    pub fn check(&self, policy: &Policy) -> Result<usize> {
+        let mut done: Vec<(String, &str)> = Vec::new();
+        let mut n = 0;
+        for c in &policy.chains {
+            let family = c.hook.family();
+            let kinds = c
+                .select
+                .iter()
+                .map(|s| s.kind.name())
+                .chain(c.act.iter().map(|a| a.name()))
+                .chain(std::iter::once("entry"));
+            for k in kinds {
+                if done.contains(&(k.to_owned(), family)) {
+                    continue;
+                }
+                let open = loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?;
+                let obj = loader::load(open, &format!("chain \"{}\" stage {k} ({family})", c.name))?;
+                let want = if family == "xdp" { ProgramType::Xdp } else { ProgramType::SchedCls };
+                for p in obj.progs() {
+                    if p.prog_type() != want {
+                        bail!("chain \"{}\": stage {k} is a {:?} program, not {:?}", c.name, p.prog_type(), want);
+                    }
+                }
+                done.push((k.to_owned(), family));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Entry-level counters (slot 0) per family: packets seen, not TCP, parse errors.
+    pub fn entry_counters(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        let mut out = BTreeMap::new();
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            return Ok(out);
+        };
+        for family in ["xdp", "tc"] {
+            if let Ok(m) = pinned_map(&sd, family, "emptcp_stats") {
+                let mut c = BTreeMap::new();
+                for (r, cname) in COUNTER_NAMES.iter().enumerate() {
+                    c.insert(cname.to_string(), read_counter(&m, r as u32));
+                }
+                out.insert(family.to_owned(), c);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_counter(m: &MapHandle, key: u32) -> u64 {
+    m.lookup_percpu(&u32_key(key), MapFlags::ANY)
+        .ok()
+        .flatten()
+        .map(|vals| {
+            vals.iter()
+                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageView {
+    pub slot: u16,
+    pub kind: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChainView {
+    pub name: String,
+    pub dev: String,
+    pub ifindex: u32,
+    pub hook: Hook,
+    pub netns: Option<String>,
+    pub attach: String,
+    pub generation: u32,
+    pub stages: Vec<StageView>,
+}
+
+/// True when `path` is a directory emptcp can use (for tests and show).
+pub fn state_exists(dir: &Path) -> bool {
+    dir.join("state").exists()
+}
