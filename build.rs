@@ -15,7 +15,11 @@ fn find_clang() -> PathBuf {
         return PathBuf::from(c);
     }
     for c in ["clang-19", "clang"] {
-        if Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return PathBuf::from(c);
         }
     }
@@ -70,7 +74,11 @@ fn main() {
     skels.push_str("\n/// (stage, hook, object) for every object built.\npub static OBJECTS: &[(&str, &str, fn() -> &'static [u8])] = &[\n");
     for stem in &stems {
         for hook in ["xdp", "tc"] {
-            writeln!(skels, "    (\"{stem}\", \"{hook}\", {stem}_{hook}::object),").unwrap();
+            writeln!(
+                skels,
+                "    (\"{stem}\", \"{hook}\", {stem}_{hook}::object),"
+            )
+            .unwrap();
         }
     }
     skels.push_str("];\n");

@@ -39,13 +39,20 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 fn errno_text(ret: i32) -> String {
     let e = std::io::Error::from_raw_os_error(-ret);
     match -ret {
-        libc::EBUSY | libc::EEXIST => format!("{e} (another XDP program is attached; emptcp does not replace it)"),
+        libc::EBUSY | libc::EEXIST => {
+            format!("{e} (another XDP program is attached; emptcp does not replace it)")
+        }
         libc::EOPNOTSUPP => format!("{e} (mode not supported by the driver)"),
         _ => e.to_string(),
     }
 }
 
-fn link_create(prog: &impl AsFd, ifindex: u32, attach_type: libbpf_sys::bpf_attach_type, flags: u32) -> Result<OwnedFd, i32> {
+fn link_create(
+    prog: &impl AsFd,
+    ifindex: u32,
+    attach_type: libbpf_sys::bpf_attach_type,
+    flags: u32,
+) -> Result<OwnedFd, i32> {
     let opts = libbpf_sys::bpf_link_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
         flags,
@@ -68,14 +75,25 @@ fn pin_fd(fd: &OwnedFd, path: &Path) -> Result<()> {
     // SAFETY: fd is a valid link fd and c a NUL-terminated path.
     let ret = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) };
     if ret < 0 {
-        bail!("failed to pin link at {}: {}", path.display(), std::io::Error::from_raw_os_error(-ret));
+        bail!(
+            "failed to pin link at {}: {}",
+            path.display(),
+            std::io::Error::from_raw_os_error(-ret)
+        );
     }
     Ok(())
 }
 
 /// Attaches `prog` (an entry program) to `ifindex` at `hook`; the link is
 /// pinned at `pin`. Must run inside the device's network namespace.
-pub fn attach(prog: &impl AsFd, hook: Hook, ifindex: u32, xdp_mode: XdpMode, pin: &Path, clsact_handle: u32) -> Result<Attachment> {
+pub fn attach(
+    prog: &impl AsFd,
+    hook: Hook,
+    ifindex: u32,
+    xdp_mode: XdpMode,
+    pin: &Path,
+    clsact_handle: u32,
+) -> Result<Attachment> {
     match hook {
         Hook::Xdp => {
             let flags = match xdp_mode {
@@ -88,7 +106,14 @@ pub fn attach(prog: &impl AsFd, hook: Hook, ifindex: u32, xdp_mode: XdpMode, pin
             pin_fd(&fd, pin)?;
             Ok(Attachment::Link {
                 pin: pin.display().to_string(),
-                how: format!("xdp-{}", match xdp_mode { XdpMode::Auto => "auto", XdpMode::Native => "native", XdpMode::Generic => "generic" }),
+                how: format!(
+                    "xdp-{}",
+                    match xdp_mode {
+                        XdpMode::Auto => "auto",
+                        XdpMode::Native => "native",
+                        XdpMode::Generic => "generic",
+                    }
+                ),
             })
         }
         Hook::TcIngress | Hook::TcEgress => {
@@ -100,16 +125,29 @@ pub fn attach(prog: &impl AsFd, hook: Hook, ifindex: u32, xdp_mode: XdpMode, pin
             match link_create(prog, ifindex, at, 0) {
                 Ok(fd) => {
                     pin_fd(&fd, pin)?;
-                    Ok(Attachment::Link { pin: pin.display().to_string(), how: "tcx".into() })
+                    Ok(Attachment::Link {
+                        pin: pin.display().to_string(),
+                        how: "tcx".into(),
+                    })
                 }
                 // no tcx (Linux < 6.6): a clsact filter instead
                 Err(r) if -r == libc::EINVAL || -r == libc::EOPNOTSUPP => {
                     let mut b = TcHookBuilder::new(prog.as_fd());
-                    b.ifindex(ifindex as i32).replace(false).handle(clsact_handle).priority(clsact_handle);
-                    let mut h = b.hook(if hook == Hook::TcIngress { TC_INGRESS } else { TC_EGRESS });
+                    b.ifindex(ifindex as i32)
+                        .replace(false)
+                        .handle(clsact_handle)
+                        .priority(clsact_handle);
+                    let mut h = b.hook(if hook == Hook::TcIngress {
+                        TC_INGRESS
+                    } else {
+                        TC_EGRESS
+                    });
                     let _ = h.create(); // clsact may exist already
                     h.attach().context("failed to attach clsact filter")?;
-                    Ok(Attachment::Clsact { handle: clsact_handle, priority: clsact_handle })
+                    Ok(Attachment::Clsact {
+                        handle: clsact_handle,
+                        priority: clsact_handle,
+                    })
                 }
                 Err(r) => bail!("{}", errno_text(r)),
             }
@@ -119,7 +157,12 @@ pub fn attach(prog: &impl AsFd, hook: Hook, ifindex: u32, xdp_mode: XdpMode, pin
 
 /// Removes an attachment made by `attach`. Must run inside the device's
 /// network namespace for clsact filters.
-pub fn detach(a: &Attachment, hook: Hook, ifindex: u32, prog_fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
+pub fn detach(
+    a: &Attachment,
+    hook: Hook,
+    ifindex: u32,
+    prog_fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<()> {
     match a {
         Attachment::Link { pin, .. } => {
             // the pin is the only reference left: removing it detaches
@@ -132,8 +175,14 @@ pub fn detach(a: &Attachment, hook: Hook, ifindex: u32, prog_fd: Option<std::os:
         Attachment::Clsact { handle, priority } => {
             let Some(fd) = prog_fd else { return Ok(()) };
             let mut b = TcHookBuilder::new(fd);
-            b.ifindex(ifindex as i32).handle(*handle).priority(*priority);
-            let mut h = b.hook(if hook == Hook::TcIngress { TC_INGRESS } else { TC_EGRESS });
+            b.ifindex(ifindex as i32)
+                .handle(*handle)
+                .priority(*priority);
+            let mut h = b.hook(if hook == Hook::TcIngress {
+                TC_INGRESS
+            } else {
+                TC_EGRESS
+            });
             h.detach().context("failed to detach clsact filter")?;
             Ok(())
         }

@@ -188,7 +188,11 @@ pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>
         let mut stages = Vec::with_capacity(n);
         for i in 0..n {
             let slot = slots[at + i];
-            let next = if i + 1 < n { slots[at + i + 1] } else { chain_end };
+            let next = if i + 1 < n {
+                slots[at + i + 1]
+            } else {
+                chain_end
+            };
             let mut flags = if i == 0 { SF_FIRST } else { 0 };
             let (object, kind, param) = if i < c.select.len() {
                 let s = &c.select[i];

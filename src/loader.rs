@@ -16,7 +16,10 @@ fn print_cb(level: PrintLevel, msg: String) {
     if *VERBOSE.lock().unwrap_or_else(|e| e.into_inner()) {
         eprint!("{msg}");
     }
-    if level != PrintLevel::Debug || msg.contains("BEGIN PROG LOAD LOG") || !msg.starts_with("libbpf:") {
+    if level != PrintLevel::Debug
+        || msg.contains("BEGIN PROG LOAD LOG")
+        || !msg.starts_with("libbpf:")
+    {
         let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
         if log.len() < 100_000 {
             log.extend(msg.lines().map(str::to_owned));
@@ -64,7 +67,8 @@ pub fn object_bytes(object: &str, family: &str) -> Result<&'static [u8]> {
 pub fn open(bytes: &[u8], name: &str) -> Result<OpenObject> {
     let mut b = ObjectBuilder::default();
     b.name(name).context("object name")?;
-    b.open_memory(bytes).with_context(|| format!("failed to open BPF object {name}"))
+    b.open_memory(bytes)
+        .with_context(|| format!("failed to open BPF object {name}"))
 }
 
 /// Makes every `emptcp_*` map of `open` reuse the map pinned under `dir`
@@ -84,8 +88,18 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
         }
         let pinned = MapHandle::from_pinned_path(&path)
             .with_context(|| format!("failed to open pinned map {}", path.display()))?;
-        let ours = (map.map_type(), map.key_size(), map.value_size(), map.max_entries());
-        let theirs = (pinned.map_type(), pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        let ours = (
+            map.map_type(),
+            map.key_size(),
+            map.value_size(),
+            map.max_entries(),
+        );
+        let theirs = (
+            pinned.map_type(),
+            pinned.key_size(),
+            pinned.value_size(),
+            pinned.max_entries(),
+        );
         // PROG_ARRAY value size is the fd (4) on both sides; compare all four.
         if ours != theirs {
             bail!(

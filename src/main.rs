@@ -19,13 +19,22 @@ fn run(cli: Cli) -> Result<()> {
         ..Default::default()
     };
     match cli.cmd {
-        Command::Apply { policy, dry_run, xdp_mode } => {
+        Command::Apply {
+            policy,
+            dry_run,
+            xdp_mode,
+        } => {
             let p = Policy::from_file(&policy)?;
             rt.xdp_mode = xdp_mode;
             if dry_run {
                 for c in &p.chains {
                     let ns = c.netns.as_ref().or(rt.netns.as_ref());
-                    let stages: Vec<&str> = c.select.iter().map(|s| s.kind.name()).chain(c.act.iter().map(|a| a.name())).collect();
+                    let stages: Vec<&str> = c
+                        .select
+                        .iter()
+                        .map(|s| s.kind.name())
+                        .chain(c.act.iter().map(|a| a.name()))
+                        .collect();
                     println!(
                         "chain {} on {} {}{}: {}",
                         c.name,
@@ -48,7 +57,11 @@ fn run(cli: Cli) -> Result<()> {
             let p = Policy::from_file(&policy)?;
             emptcp::priv_check()?;
             let n = rt.check(&p)?;
-            println!("{}: ok ({} chains, {n} programs verified)", policy.display(), p.chains.len());
+            println!(
+                "{}: ok ({} chains, {n} programs verified)",
+                policy.display(),
+                p.chains.len()
+            );
         }
         Command::Show { name, json } => {
             let v = rt.show(name.as_deref())?;
@@ -69,12 +82,16 @@ fn run(cli: Cli) -> Result<()> {
                     c.name,
                     c.dev,
                     c.hook,
-                    c.netns.as_ref().map(|n| format!(" netns {n}")).unwrap_or_default(),
+                    c.netns
+                        .as_ref()
+                        .map(|n| format!(" netns {n}"))
+                        .unwrap_or_default(),
                     c.attach,
                     c.generation
                 )?;
                 for s in &c.stages {
-                    let cnt: Vec<String> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    let cnt: Vec<String> =
+                        s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
                     writeln!(out, "  [{:>4}] {:<12} {}", s.slot, s.kind, cnt.join("  "))?;
                 }
             }
@@ -95,7 +112,14 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             for role in [StageRole::Selector, StageRole::Actor] {
-                println!("{}s:", if role == StageRole::Selector { "selector" } else { "actor" });
+                println!(
+                    "{}s:",
+                    if role == StageRole::Selector {
+                        "selector"
+                    } else {
+                        "actor"
+                    }
+                );
                 for e in CATALOG.iter().filter(|e| e.role == role) {
                     println!("  {:<12} {}", e.kind, e.doc);
                     for p in e.params {
@@ -104,12 +128,16 @@ fn run(cli: Cli) -> Result<()> {
                             p.name,
                             format!("{:?}", p.ty).to_lowercase(),
                             p.doc,
-                            p.default.map(|d| format!(" (default {d})")).unwrap_or_default()
+                            p.default
+                                .map(|d| format!(" (default {d})"))
+                                .unwrap_or_default()
                         );
                     }
                 }
             }
-            println!("every selector also takes: op = \"and\"|\"or\" (default and), not = true|false");
+            println!(
+                "every selector also takes: op = \"and\"|\"or\" (default and), not = true|false"
+            );
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());

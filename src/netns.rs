@@ -30,11 +30,13 @@ pub fn run_in<T>(name: Option<&str>, f: impl FnOnce() -> Result<T>) -> Result<T>
     };
     let target = File::open(format!("{NETNS_RUN_DIR}/{name}"))
         .with_context(|| format!("network namespace {name:?} not found (ip netns list)"))?;
-    let home = File::open("/proc/thread-self/ns/net").context("failed to open own network namespace")?;
+    let home =
+        File::open("/proc/thread-self/ns/net").context("failed to open own network namespace")?;
     setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("failed to enter network namespace {name:?}"))?;
     let out = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).context("failed to return to own network namespace")?;
+    setns(home.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("failed to return to own network namespace")?;
     out
 }
 
@@ -43,7 +45,9 @@ pub fn ifindex(dev: &str, netns: Option<&str>) -> Result<u32> {
     nix::net::if_::if_nametoindex(dev).map_err(|e| {
         anyhow::anyhow!(
             "device {dev:?} not found{}: {}",
-            netns.map(|n| format!(" in network namespace {n:?}")).unwrap_or_default(),
+            netns
+                .map(|n| format!(" in network namespace {n:?}"))
+                .unwrap_or_default(),
             e.desc()
         )
     })

@@ -212,7 +212,9 @@ impl Policy {
         })?;
         for k in root.keys() {
             if k != "chain" {
-                return Err(err(format!("unknown top-level key `{k}` (expected [[chain]])")));
+                return Err(err(format!(
+                    "unknown top-level key `{k}` (expected [[chain]])"
+                )));
             }
         }
         let chains = match root.get("chain") {
@@ -240,7 +242,10 @@ fn get_str<'a>(t: &'a Table, key: &str, what: &str) -> Result<Option<&'a str>, S
     match t.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("{what}: key `{key}`: expected a string, got {}", v.type_str())),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: expected a string, got {}",
+            v.type_str()
+        )),
     }
 }
 
@@ -248,14 +253,17 @@ fn get_bool(t: &Table, key: &str, what: &str) -> Result<Option<bool>, String> {
     match t.get(key) {
         None => Ok(None),
         Some(Value::Boolean(b)) => Ok(Some(*b)),
-        Some(v) => Err(format!("{what}: key `{key}`: expected true or false, got {}", v.type_str())),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: expected true or false, got {}",
+            v.type_str()
+        )),
     }
 }
 
 fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
     let fallback = format!("chain #{}", idx + 1);
-    let name = get_str(t, "name", &fallback)?
-        .ok_or_else(|| format!("{fallback}: missing key `name`"))?;
+    let name =
+        get_str(t, "name", &fallback)?.ok_or_else(|| format!("{fallback}: missing key `name`"))?;
     let what = format!("chain \"{name}\"");
     if !valid_name(name) {
         return Err(format!(
@@ -278,7 +286,9 @@ fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
     let netns = get_str(t, "netns", &what)?.map(str::to_owned);
     if let Some(n) = &netns {
         if n.is_empty() || n.contains('/') {
-            return Err(format!("{what}: key `netns`: {n:?} is not a namespace name"));
+            return Err(format!(
+                "{what}: key `netns`: {n:?} is not a namespace name"
+            ));
         }
     }
     let mut select = Vec::new();
@@ -290,7 +300,9 @@ fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
         act.push(parse_actor(a, &format!("{what}: act[{i}]"))?);
     }
     if act.is_empty() {
-        return Err(format!("{what}: no [[chain.act]]: a chain needs at least one actor"));
+        return Err(format!(
+            "{what}: no [[chain.act]]: a chain needs at least one actor"
+        ));
     }
     Ok(Chain {
         name: name.to_owned(),
@@ -321,21 +333,30 @@ fn stage_tables<'a>(t: &'a Table, key: &str, what: &str) -> Result<Vec<&'a Table
 
 /// Checks a stage table's keys against the catalogue entry for its kind.
 fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), String> {
-    let entry = catalog::find(kind).filter(|e| e.role == role).ok_or_else(|| {
-        let names: Vec<&str> = catalog::CATALOG
-            .iter()
-            .filter(|e| e.role == role)
-            .map(|e| e.kind)
-            .collect();
-        format!("{what}: unknown kind {kind:?} (known: {})", names.join(", "))
-    })?;
+    let entry = catalog::find(kind)
+        .filter(|e| e.role == role)
+        .ok_or_else(|| {
+            let names: Vec<&str> = catalog::CATALOG
+                .iter()
+                .filter(|e| e.role == role)
+                .map(|e| e.kind)
+                .collect();
+            format!(
+                "{what}: unknown kind {kind:?} (known: {})",
+                names.join(", ")
+            )
+        })?;
     for k in t.keys() {
         let common = k == "kind" || (role == StageRole::Selector && (k == "op" || k == "not"));
         if !common && !entry.params.iter().any(|p| p.name == k) {
             let known: Vec<&str> = entry.params.iter().map(|p| p.name).collect();
             return Err(format!(
                 "{what} ({kind}): unknown key `{k}` (known: {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         }
     }
@@ -475,11 +496,19 @@ hook = "tc-egress"
                 bidir: false
             }
         );
-        assert_eq!(c.act, vec![Actor::SetBackup { backup: true, once: true }]);
+        assert_eq!(
+            c.act,
+            vec![Actor::SetBackup {
+                backup: true,
+                once: true
+            }]
+        );
     }
 
     fn err_of(text: &str) -> String {
-        Policy::parse(text, "p.toml").expect_err("must be rejected").to_string()
+        Policy::parse(text, "p.toml")
+            .expect_err("must be rejected")
+            .to_string()
     }
 
     #[test]
@@ -490,19 +519,31 @@ hook = "tc-egress"
             "p.toml: chain \"wifi-backup\": key `hook`: unknown hook \"egress\" (xdp, tc-ingress, tc-egress)"
         );
         let e = err_of(&GOOD.replace("src  = \"10.1.0.1\"", "src  = \"10.1.0\""));
-        assert!(e.contains("select[0] (ip_pair): key `src`: \"10.1.0\" is not an IP address"), "{e}");
+        assert!(
+            e.contains("select[0] (ip_pair): key `src`: \"10.1.0\" is not an IP address"),
+            "{e}"
+        );
         let e = err_of(&GOOD.replace("dst  = \"10.1.0.2\"", "dst  = \"fe80::1\""));
-        assert!(e.contains("key `dst`: fe80::1 is not the same family"), "{e}");
+        assert!(
+            e.contains("key `dst`: fe80::1 is not the same family"),
+            "{e}"
+        );
         let e = err_of(&GOOD.replace("kind = \"ip_pair\"", "kind = \"ip_pairs\""));
         assert!(e.contains("select[0]: unknown kind \"ip_pairs\""), "{e}");
         let e = err_of(&GOOD.replace("backup = true", "backup = \"yes\""));
-        assert!(e.contains("act[0] (set_backup): key `backup`: expected true or false"), "{e}");
+        assert!(
+            e.contains("act[0] (set_backup): key `backup`: expected true or false"),
+            "{e}"
+        );
         let e = err_of(&GOOD.replace("types = [\"dss_ack\"]", "types = [\"dss_acks\"]"));
         assert!(e.contains("unknown packet type \"dss_acks\""), "{e}");
         let e = err_of(&GOOD.replace("op    = \"or\"", "op    = \"xor\""));
         assert!(e.contains("key `op`: \"xor\" is not `and` or `or`"), "{e}");
         let e = err_of(&GOOD.replace("backup = true", "backup = true\n  speed = 3"));
-        assert!(e.contains("act[0] (set_backup): unknown key `speed`"), "{e}");
+        assert!(
+            e.contains("act[0] (set_backup): unknown key `speed`"),
+            "{e}"
+        );
     }
 
     #[test]

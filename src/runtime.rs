@@ -50,16 +50,25 @@ impl Default for Runtime {
 
 /// Loaded stage objects of one apply, by (object, family).
 #[derive(Default)]
-struct Objects {
+pub(crate) struct Objects {
     loaded: BTreeMap<(String, String), Object>,
 }
 
 impl Objects {
-    fn get_or_load(&mut self, sd: &StateDir, object: &str, family: &str, what: &str) -> Result<&Object> {
+    pub(crate) fn get_or_load(
+        &mut self,
+        sd: &StateDir,
+        object: &str,
+        family: &str,
+        what: &str,
+    ) -> Result<&Object> {
         let key = (object.to_owned(), family.to_owned());
         if !self.loaded.contains_key(&key) {
             let dir = sd.family_dir(family);
-            let mut open = loader::open(loader::object_bytes(object, family)?, &format!("{object}_{family}"))?;
+            let mut open = loader::open(
+                loader::object_bytes(object, family)?,
+                &format!("{object}_{family}"),
+            )?;
             let to_pin = loader::share_maps(&mut open, &dir, &format!("{object} ({family})"))?;
             let mut obj = loader::load(open, what)?;
             loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
@@ -77,7 +86,7 @@ fn stage_prog_fd(obj: &Object, object: &str) -> Result<i32> {
     Ok(p.as_fd().as_raw_fd())
 }
 
-fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
+pub(crate) fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
     let p = sd.family_dir(family).join(name);
     MapHandle::from_pinned_path(&p).with_context(|| format!("failed to open {}", p.display()))
 }
@@ -124,7 +133,12 @@ fn alloc_slots(st: &State, family: &str, taken: &[u16], n: usize) -> Option<Vec<
 
 /// Writes a planned layout into the stage map, zeroes its counters and puts
 /// the programs into the slots. The slots are not reachable yet.
-fn write_slots(sd: &StateDir, family: &str, plan: &[chain::PlannedChain], objs: &mut Objects) -> Result<()> {
+pub(crate) fn write_slots(
+    sd: &StateDir,
+    family: &str,
+    plan: &[chain::PlannedChain],
+    objs: &mut Objects,
+) -> Result<()> {
     let stages = pinned_map(sd, family, "emptcp_stages")?;
     let stats = pinned_map(sd, family, "emptcp_stats")?;
     let progs = pinned_map(sd, family, "emptcp_progs")?;
@@ -136,7 +150,11 @@ fn write_slots(sd: &StateDir, family: &str, plan: &[chain::PlannedChain], objs: 
             let bytes = unsafe { plain::as_bytes(&s.desc) };
             stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
             for r in 0..CNT_MAX {
-                stats.update_percpu(&u32_key(s.slot as u32 * CNT_MAX + r), &zeros, MapFlags::ANY)?;
+                stats.update_percpu(
+                    &u32_key(s.slot as u32 * CNT_MAX + r),
+                    &zeros,
+                    MapFlags::ANY,
+                )?;
             }
         }
     }
@@ -146,7 +164,11 @@ fn write_slots(sd: &StateDir, family: &str, plan: &[chain::PlannedChain], objs: 
             let obj = objs.get_or_load(sd, s.object, family, &what)?;
             let fd = stage_prog_fd(obj, s.object)?;
             progs
-                .update(&u32_key(s.slot as u32), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
+                .update(
+                    &u32_key(s.slot as u32),
+                    &(fd as u32).to_ne_bytes(),
+                    MapFlags::ANY,
+                )
                 .with_context(|| format!("failed to put {} into slot {}", s.kind, s.slot))?;
         }
     }
@@ -161,30 +183,51 @@ fn link_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
     sd.family_dir(family).join(format!("link-{id}"))
 }
 
-/// Loads the entry program for attach point `id`, pins it and attaches it.
-fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachment> {
-    let family = p.hook.family();
+/// Loads the entry program of attach point `id` (its attach_id set in
+/// .rodata), sharing the family's pinned maps.
+pub(crate) fn load_entry(sd: &StateDir, family: &str, id: u32, what: &str) -> Result<Object> {
     let dir = sd.family_dir(family);
-    let mut open = loader::open(loader::object_bytes("entry", family)?, &format!("entry_{family}"))?;
+    let mut open = loader::open(
+        loader::object_bytes("entry", family)?,
+        &format!("entry_{family}"),
+    )?;
     for mut m in open.maps_mut() {
         if m.name().to_string_lossy().ends_with(".rodata") {
-            let init = m.initial_value_mut().context("entry .rodata has no initial value")?;
+            let init = m
+                .initial_value_mut()
+                .context("entry .rodata has no initial value")?;
             if init.len() != 4 {
-                bail!("internal: entry .rodata is {} bytes, expected attach_id only", init.len());
+                bail!(
+                    "internal: entry .rodata is {} bytes, expected attach_id only",
+                    init.len()
+                );
             }
-            init.copy_from_slice(&p.id.to_ne_bytes());
+            init.copy_from_slice(&id.to_ne_bytes());
         }
     }
     let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
-    let mut obj = loader::load(open, &format!("entry program for {} {}", p.dev, p.hook))?;
+    let mut obj = loader::load(open, what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    Ok(obj)
+}
+
+/// Loads the entry program for attach point `id`, pins it and attaches it.
+fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachment> {
+    let family = p.hook.family();
+    let obj = load_entry(
+        sd,
+        family,
+        p.id,
+        &format!("entry program for {} {}", p.dev, p.hook),
+    )?;
     let epin = entry_pin(sd, family, p.id);
     let _ = std::fs::remove_file(&epin);
     let mut prog = obj
         .progs_mut()
         .find(|pr| pr.name() == "emptcp_entry")
         .context("entry object has no emptcp_entry")?;
-    prog.pin(&epin).with_context(|| format!("failed to pin {}", epin.display()))?;
+    prog.pin(&epin)
+        .with_context(|| format!("failed to pin {}", epin.display()))?;
     let lpin = link_pin(sd, family, p.id);
     let _ = std::fs::remove_file(&lpin);
     let res = netns::run_in(p.netns.as_deref(), || {
@@ -197,7 +240,11 @@ fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachme
             Err(e.context(format!(
                 "failed to attach ({}{}) to {} (ifindex {})",
                 p.hook,
-                if p.hook == Hook::Xdp { format!(", {:?}", rt.xdp_mode).to_lowercase() } else { String::new() },
+                if p.hook == Hook::Xdp {
+                    format!(", {:?}", rt.xdp_mode).to_lowercase()
+                } else {
+                    String::new()
+                },
                 p.dev,
                 p.ifindex
             )))
@@ -211,17 +258,28 @@ fn detach_point(sd: &StateDir, p: &AttachPoint) -> Result<()> {
     if let Ok(m) = pinned_map(sd, family, "emptcp_attach") {
         let a = types::emptcp_attach::default();
         // SAFETY: emptcp_attach is Plain (chain.rs).
-        let _ = m.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY);
+        let _ = m.update(
+            &u32_key(p.id),
+            unsafe { plain::as_bytes(&a) },
+            MapFlags::ANY,
+        );
     }
     let epin = entry_pin(sd, family, p.id);
     let prog_fd = libbpf_rs::Program::fd_from_pinned_path(&epin).ok();
     // the namespace may be gone: then so is the device and its hooks
     let gone = p.netns.as_deref().is_some_and(|n| {
-        netns::netns_inode(Some(n)).map(|i| i != p.netns_ino).unwrap_or(true)
+        netns::netns_inode(Some(n))
+            .map(|i| i != p.netns_ino)
+            .unwrap_or(true)
     });
     if !gone {
         let r = netns::run_in(p.netns.as_deref(), || {
-            attach::detach(&p.attachment, p.hook, p.ifindex, prog_fd.as_ref().map(|f| f.as_fd()))
+            attach::detach(
+                &p.attachment,
+                p.hook,
+                p.ifindex,
+                prog_fd.as_ref().map(|f| f.as_fd()),
+            )
         });
         if let Err(e) = r {
             // a vanished device took its hooks with it
@@ -296,7 +354,12 @@ impl Runtime {
                 }
                 None => st.alloc_chain_id(),
             };
-            let cs = ChainState { id, spec, slots: Vec::new(), kinds: Vec::new() };
+            let cs = ChainState {
+                id,
+                spec,
+                slots: Vec::new(),
+                kinds: Vec::new(),
+            };
             match st.points.iter_mut().find(|p| point_key(&p.netns, &p.dev, p.hook) == key) {
                 Some(p) if p.ifindex == *idx && p.netns_ino == *ino => p.chains.push(cs),
                 Some(_) => bail!(
@@ -334,7 +397,11 @@ impl Runtime {
         let mut objs = Objects::default();
         for c in &policy.chains {
             let family = c.hook.family();
-            let kinds = c.select.iter().map(|s| s.kind.name()).chain(c.act.iter().map(|a| a.name()));
+            let kinds = c
+                .select
+                .iter()
+                .map(|s| s.kind.name())
+                .chain(c.act.iter().map(|a| a.name()));
             for k in kinds {
                 let what = format!("chain \"{}\" stage {k} ({family})", c.name);
                 objs.get_or_load(&sd, k, family, &what)?;
@@ -358,8 +425,9 @@ impl Runtime {
                 Some(s) => s,
                 None => {
                     free_retired(&sd, &mut st, true)?;
-                    alloc_slots(&st, family, new_slots.entry(family).or_default(), n)
-                        .ok_or_else(|| anyhow!("not enough free stage slots for {family} ({n} needed)"))?
+                    alloc_slots(&st, family, new_slots.entry(family).or_default(), n).ok_or_else(
+                        || anyhow!("not enough free stage slots for {family} ({n} needed)"),
+                    )?
                 }
             };
             new_slots.entry(family).or_default().extend(&slots);
@@ -380,9 +448,17 @@ impl Runtime {
             }
             let first = plan[0].stages[0].slot;
             let amap = pinned_map(&sd, p.hook.family(), "emptcp_attach")?;
-            let a = types::emptcp_attach { first, gen: 1, ..Default::default() };
+            let a = types::emptcp_attach {
+                first,
+                gen: 1,
+                ..Default::default()
+            };
             // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+            amap.update(
+                &u32_key(p.id),
+                unsafe { plain::as_bytes(&a) },
+                MapFlags::ANY,
+            )?;
             match attach_entry(&sd, self, &p) {
                 Ok(att) => {
                     st.points[*pi].attachment = att;
@@ -397,7 +473,11 @@ impl Runtime {
                     // the slots written above were never reachable
                     let mut keep = old;
                     for (fam, slots) in new_slots {
-                        keep.retired.push(Retired { family: fam.to_owned(), slots, at_ms: now_ms() });
+                        keep.retired.push(Retired {
+                            family: fam.to_owned(),
+                            slots,
+                            at_ms: now_ms(),
+                        });
                     }
                     sd.save(&keep)?;
                     return Err(e);
@@ -414,14 +494,29 @@ impl Runtime {
             let family = p.hook.family();
             let amap = pinned_map(&sd, family, "emptcp_attach")?;
             p.gen = p.gen.wrapping_add(1);
-            let first = plan.first().and_then(|c| c.stages.first()).map(|s| s.slot).unwrap_or(0);
-            let a = types::emptcp_attach { first, gen: p.gen, ..Default::default() };
+            let first = plan
+                .first()
+                .and_then(|c| c.stages.first())
+                .map(|s| s.slot)
+                .unwrap_or(0);
+            let a = types::emptcp_attach {
+                first,
+                gen: p.gen,
+                ..Default::default()
+            };
             // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+            amap.update(
+                &u32_key(p.id),
+                unsafe { plain::as_bytes(&a) },
+                MapFlags::ANY,
+            )?;
         }
 
         // record slots; 5. retire what the old layouts used
-        let mut report = ApplyReport { applied: Vec::new(), attached: Vec::new() };
+        let mut report = ApplyReport {
+            applied: Vec::new(),
+            attached: Vec::new(),
+        };
         for (pi, plan) in &plans {
             let p = &mut st.points[*pi];
             for (c, pc) in p.chains.iter_mut().zip(plan) {
@@ -429,7 +524,15 @@ impl Runtime {
                 c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
             }
             if attached_now.contains(pi) {
-                report.attached.push(format!("{} {}{}", p.dev, p.hook, p.netns.as_ref().map(|n| format!(" (netns {n})")).unwrap_or_default()));
+                report.attached.push(format!(
+                    "{} {}{}",
+                    p.dev,
+                    p.hook,
+                    p.netns
+                        .as_ref()
+                        .map(|n| format!(" (netns {n})"))
+                        .unwrap_or_default()
+                ));
             }
         }
         for op in &old.points {
@@ -437,9 +540,17 @@ impl Runtime {
             if !touched.contains(&key) {
                 continue;
             }
-            let slots: Vec<u16> = op.chains.iter().flat_map(|c| c.slots.iter().copied()).collect();
+            let slots: Vec<u16> = op
+                .chains
+                .iter()
+                .flat_map(|c| c.slots.iter().copied())
+                .collect();
             if !slots.is_empty() {
-                st.retired.push(Retired { family: op.hook.family().to_owned(), slots, at_ms: now_ms() });
+                st.retired.push(Retired {
+                    family: op.hook.family().to_owned(),
+                    slots,
+                    at_ms: now_ms(),
+                });
             }
         }
         // points left without chains
@@ -464,20 +575,31 @@ impl Runtime {
         };
         let mut st = sd.load()?;
         free_retired(&sd, &mut st, false)?;
-        let (pi, ci) = st.find_chain(name).ok_or_else(|| anyhow!("no chain called \"{name}\""))?;
-        let old_slots: Vec<u16> = st.points[pi].chains.iter().flat_map(|c| c.slots.iter().copied()).collect();
+        let (pi, ci) = st
+            .find_chain(name)
+            .ok_or_else(|| anyhow!("no chain called \"{name}\""))?;
+        let old_slots: Vec<u16> = st.points[pi]
+            .chains
+            .iter()
+            .flat_map(|c| c.slots.iter().copied())
+            .collect();
         let family = st.points[pi].hook.family();
         st.points[pi].chains.remove(ci);
         if st.points[pi].chains.is_empty() {
             let p = st.points.remove(pi);
             detach_point(&sd, &p)?;
         } else {
-            let n: usize = st.points[pi].chains.iter().map(|c| chain::stage_count(&c.spec)).sum();
+            let n: usize = st.points[pi]
+                .chains
+                .iter()
+                .map(|c| chain::stage_count(&c.spec))
+                .sum();
             let slots = match alloc_slots(&st, family, &[], n) {
                 Some(s) => s,
                 None => {
                     free_retired(&sd, &mut st, true)?;
-                    alloc_slots(&st, family, &[], n).ok_or_else(|| anyhow!("not enough free stage slots"))?
+                    alloc_slots(&st, family, &[], n)
+                        .ok_or_else(|| anyhow!("not enough free stage slots"))?
                 }
             };
             let p = &st.points[pi];
@@ -487,16 +609,28 @@ impl Runtime {
             write_slots(&sd, family, &plan, &mut objs)?;
             let p = &mut st.points[pi];
             p.gen = p.gen.wrapping_add(1);
-            let a = types::emptcp_attach { first: slots[0], gen: p.gen, ..Default::default() };
+            let a = types::emptcp_attach {
+                first: slots[0],
+                gen: p.gen,
+                ..Default::default()
+            };
             let amap = pinned_map(&sd, family, "emptcp_attach")?;
             // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(&u32_key(p.id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+            amap.update(
+                &u32_key(p.id),
+                unsafe { plain::as_bytes(&a) },
+                MapFlags::ANY,
+            )?;
             for (c, pc) in p.chains.iter_mut().zip(&plan) {
                 c.slots = pc.stages.iter().map(|s| s.slot).collect();
                 c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
             }
         }
-        st.retired.push(Retired { family: family.to_owned(), slots: old_slots, at_ms: now_ms() });
+        st.retired.push(Retired {
+            family: family.to_owned(),
+            slots: old_slots,
+            at_ms: now_ms(),
+        });
         sd.save(&st)?;
         Ok(())
     }
@@ -517,7 +651,8 @@ impl Runtime {
             return Err(e);
         }
         let n = st.points.iter().map(|p| p.chains.len()).sum();
-        std::fs::remove_dir_all(&sd.dir).with_context(|| format!("failed to remove {}", sd.dir.display()))?;
+        std::fs::remove_dir_all(&sd.dir)
+            .with_context(|| format!("failed to remove {}", sd.dir.display()))?;
         Ok(n)
     }
 
@@ -549,7 +684,11 @@ impl Runtime {
                             }
                         }
                     }
-                    stages.push(StageView { slot: *slot, kind: kind.clone(), counters });
+                    stages.push(StageView {
+                        slot: *slot,
+                        kind: kind.clone(),
+                        counters,
+                    });
                 }
                 let how = match &p.attachment {
                     Attachment::Link { how, .. } => how.clone(),
@@ -592,12 +731,23 @@ impl Runtime {
                 if done.contains(&(k.to_owned(), family)) {
                     continue;
                 }
-                let open = loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?;
-                let obj = loader::load(open, &format!("chain \"{}\" stage {k} ({family})", c.name))?;
-                let want = if family == "xdp" { ProgramType::Xdp } else { ProgramType::SchedCls };
+                let open =
+                    loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?;
+                let obj =
+                    loader::load(open, &format!("chain \"{}\" stage {k} ({family})", c.name))?;
+                let want = if family == "xdp" {
+                    ProgramType::Xdp
+                } else {
+                    ProgramType::SchedCls
+                };
                 for p in obj.progs() {
                     if p.prog_type() != want {
-                        bail!("chain \"{}\": stage {k} is a {:?} program, not {:?}", c.name, p.prog_type(), want);
+                        bail!(
+                            "chain \"{}\": stage {k} is a {:?} program, not {:?}",
+                            c.name,
+                            p.prog_type(),
+                            want
+                        );
                     }
                 }
                 done.push((k.to_owned(), family));

@@ -98,7 +98,10 @@ impl State {
     /// Finds the chain called `name`: (attach point index, chain index).
     pub fn find_chain(&self, name: &str) -> Option<(usize, usize)> {
         self.points.iter().enumerate().find_map(|(pi, p)| {
-            p.chains.iter().position(|c| c.spec.name == name).map(|ci| (pi, ci))
+            p.chains
+                .iter()
+                .position(|c| c.spec.name == name)
+                .map(|ci| (pi, ci))
         })
     }
 
@@ -158,7 +161,8 @@ impl StateDir {
                 return Ok(None);
             }
             ensure_bpffs(dir)?;
-            fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
         }
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("failed to set mode 0700 on {}", dir.display()))?;
@@ -192,7 +196,9 @@ impl StateDir {
     fn state_map(&self, create: bool) -> Result<Option<MapHandle>> {
         let path = self.dir.join("state");
         if path.exists() {
-            return Ok(Some(MapHandle::from_pinned_path(&path).context("failed to open the state map")?));
+            return Ok(Some(
+                MapHandle::from_pinned_path(&path).context("failed to open the state map")?,
+            ));
         }
         if !create {
             return Ok(None);
@@ -201,8 +207,15 @@ impl StateDir {
             sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
             ..Default::default()
         };
-        let mut m = MapHandle::create(MapType::Array, Some("emptcp_state"), 4, STATE_VALUE_SIZE, 1, &opts)
-            .context("failed to create the state map")?;
+        let mut m = MapHandle::create(
+            MapType::Array,
+            Some("emptcp_state"),
+            4,
+            STATE_VALUE_SIZE,
+            1,
+            &opts,
+        )
+        .context("failed to create the state map")?;
         m.pin(&path).context("failed to pin the state map")?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         Ok(Some(m))
@@ -228,9 +241,13 @@ impl StateDir {
         if len > v.len() - 4 {
             bail!("state map is corrupt (length {len}); remove it with `emptcp detach --all`");
         }
-        let s: State = serde_json::from_slice(&v[4..4 + len]).context("state map does not parse")?;
+        let s: State =
+            serde_json::from_slice(&v[4..4 + len]).context("state map does not parse")?;
         if s.version != STATE_VERSION {
-            bail!("state written by another emptcp version ({}); `emptcp detach --all` first", s.version);
+            bail!(
+                "state written by another emptcp version ({}); `emptcp detach --all` first",
+                s.version
+            );
         }
         Ok(s)
     }
@@ -239,7 +256,10 @@ impl StateDir {
         let m = self.state_map(true)?.expect("created");
         let json = serde_json::to_vec(s)?;
         if json.len() + 4 > STATE_VALUE_SIZE as usize {
-            bail!("too many chains: state does not fit {} bytes", STATE_VALUE_SIZE);
+            bail!(
+                "too many chains: state does not fit {} bytes",
+                STATE_VALUE_SIZE
+            );
         }
         let mut v = vec![0u8; STATE_VALUE_SIZE as usize];
         v[..4].copy_from_slice(&(json.len() as u32).to_ne_bytes());
@@ -249,4 +269,3 @@ impl StateDir {
         Ok(())
     }
 }
-

@@ -1,0 +1,145 @@
+//! Running chains on packets without attaching them: the chain is built in
+//! a private bpffs directory exactly as `apply` builds it, and packets go
+//! through its entry program with BPF_PROG_TEST_RUN. Used by the packet
+//! tests and the cost benchmarks.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, Object, ProgramInput};
+
+use crate::chain::{self, types, CNT_MAX, COUNTER_NAMES};
+use crate::policy::{Chain, Hook};
+use crate::runtime::{load_entry, pinned_map, write_slots, Objects};
+use crate::state::StateDir;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A chain list loaded for test runs; its pins go away on drop.
+pub struct Harness {
+    dir: PathBuf,
+    sd: Option<StateDir>,
+    family: &'static str,
+    entry: Object,
+    _objs: Objects,
+    /// Slots of each chain's stages.
+    pub slots: Vec<Vec<u16>>,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct RunOut {
+    pub ret: i32,
+    pub data: Vec<u8>,
+}
+
+impl Harness {
+    /// Builds `chains` (all for `hook`'s family) in a fresh private
+    /// directory under /sys/fs/bpf.
+    pub fn new(hook: Hook, chains: &[Chain]) -> Result<Harness> {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/emptcp-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sd = StateDir::open(&dir, true)?.context("state dir")?;
+        let family = hook.family();
+        let mut objs = Objects::default();
+        let ids: Vec<(&Chain, u16)> = chains.iter().zip(1u16..).collect();
+        let n: usize = chains.iter().map(chain::stage_count).sum();
+        let slots: Vec<u16> = (1..=n as u16).collect();
+        let plan = chain::plan(&ids, &slots)?;
+        let entry = load_entry(&sd, family, 1, "entry")?;
+        write_slots(&sd, family, &plan, &mut objs)?;
+        let amap = pinned_map(&sd, family, "emptcp_attach")?;
+        let a = types::emptcp_attach {
+            first: slots.first().copied().unwrap_or(0),
+            gen: 1,
+            ..Default::default()
+        };
+        // SAFETY: emptcp_attach is Plain (chain.rs).
+        amap.update(
+            &1u32.to_ne_bytes(),
+            unsafe { plain::as_bytes(&a) },
+            MapFlags::ANY,
+        )?;
+        Ok(Harness {
+            dir,
+            sd: Some(sd),
+            family,
+            entry,
+            _objs: objs,
+            slots: plan
+                .iter()
+                .map(|c| c.stages.iter().map(|s| s.slot).collect())
+                .collect(),
+        })
+    }
+
+    /// Runs one packet through the entry program.
+    pub fn run(&self, pkt: &[u8]) -> Result<RunOut> {
+        let prog = self
+            .entry
+            .progs_mut()
+            .find(|p| p.name() == "emptcp_entry")
+            .context("no entry program")?;
+        let mut out = vec![0u8; pkt.len() + 256];
+        let mut input = ProgramInput::default();
+        input.data_in = Some(pkt);
+        input.data_out = Some(&mut out);
+        input.repeat = 1;
+        let o = prog.test_run(input).context("BPF_PROG_TEST_RUN")?;
+        let n = o.data.as_ref().map(|d| d.len()).unwrap_or(0);
+        let data = o.data.map(|d| d[..n].to_vec()).unwrap_or_default();
+        Ok(RunOut {
+            ret: o.return_value as i32,
+            data,
+        })
+    }
+
+    /// Average time per run over `repeat` runs (kernel-measured).
+    pub fn time(&self, pkt: &[u8], repeat: u32) -> Result<Duration> {
+        let prog = self
+            .entry
+            .progs_mut()
+            .find(|p| p.name() == "emptcp_entry")
+            .context("no entry program")?;
+        let mut input = ProgramInput::default();
+        input.data_in = Some(pkt);
+        input.repeat = repeat;
+        Ok(prog.test_run(input).context("BPF_PROG_TEST_RUN")?.duration)
+    }
+
+    /// A counter of stage `stage` of chain `chain` ("run", "hit", ...);
+    /// chain None = the entry's own counters.
+    pub fn counter(&self, chain: Option<(usize, usize)>, name: &str) -> u64 {
+        let slot = chain.map(|(c, s)| self.slots[c][s] as u32).unwrap_or(0);
+        let r = COUNTER_NAMES
+            .iter()
+            .position(|c| *c == name)
+            .expect("counter name") as u32;
+        let Some(sd) = &self.sd else { return 0 };
+        let Ok(m) = pinned_map(sd, self.family, "emptcp_stats") else {
+            return 0;
+        };
+        m.lookup_percpu(&(slot * CNT_MAX + r).to_ne_bytes(), MapFlags::ANY)
+            .ok()
+            .flatten()
+            .map(|v| {
+                v.iter()
+                    .map(|c| u64::from_ne_bytes(c[..8].try_into().unwrap()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.sd.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
