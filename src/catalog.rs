@@ -16,6 +16,9 @@ pub enum ParamType {
     Bool,
     IpAddr,
     PacketTypes,
+    Path,
+    Name,
+    U32List,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +116,22 @@ pub static CATALOG: &[Entry] = &[
             },
         ],
     },
+    Entry {
+        kind: "custom",
+        role: StageRole::Selector,
+        object: "",
+        hooks: ALL_HOOKS,
+        doc: "a third-party selector from a BPF object (see examples/)",
+        params: CUSTOM_PARAMS,
+    },
+    Entry {
+        kind: "custom",
+        role: StageRole::Actor,
+        object: "",
+        hooks: ALL_HOOKS,
+        doc: "a third-party actor from a BPF object (see examples/)",
+        params: CUSTOM_PARAMS,
+    },
 ];
 
 /// The catalogue entry of a kind.
@@ -120,13 +139,42 @@ pub fn find(kind: &str) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.kind == kind)
 }
 
+/// The catalogue entry of a kind in a role (`custom` exists in both).
+pub fn find_role(kind: &str, role: StageRole) -> Option<&'static Entry> {
+    CATALOG.iter().find(|e| e.kind == kind && e.role == role)
+}
+
+const CUSTOM_PARAMS: &[Param] = &[
+    Param {
+        name: "object",
+        ty: ParamType::Path,
+        required: true,
+        default: None,
+        doc: "BPF object built against include/emptcp for the chain's hook (-DEMPTCP_XDP or -DEMPTCP_TC)",
+    },
+    Param {
+        name: "program",
+        ty: ParamType::Name,
+        required: true,
+        default: None,
+        doc: "the program (C function) in the object",
+    },
+    Param {
+        name: "params",
+        ty: ParamType::U32List,
+        required: false,
+        default: None,
+        doc: "up to 14 integers, native-endian u32 in emptcp_stage.param",
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_entry_has_an_object() {
-        for e in CATALOG {
+        for e in CATALOG.iter().filter(|e| e.kind != "custom") {
             assert!(
                 crate::skel::OBJECTS.iter().any(|(s, _, _)| *s == e.object),
                 "catalogue entry {} names object {} which build.rs did not build",

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use crate::policy::{Actor, Chain, Op, SelectorKind, PACKET_TYPES};
+use crate::policy::{Actor, Chain, CustomStage, Op, SelectorKind, PACKET_TYPES};
 pub use crate::skel::entry_xdp::types;
 
 // SAFETY: the skeleton types are plain C structs generated from BTF: integer
@@ -48,6 +48,7 @@ pub const SF_NOT: u8 = 0x02;
 pub const SF_FIRST: u8 = 0x04;
 pub const SF_ACTOR: u8 = 0x08;
 
+const KIND_CUSTOM: u8 = 0;
 const KIND_IP_PAIR: u8 = 1;
 const KIND_PACKET_TYPE: u8 = 2;
 const KIND_SET_BACKUP: u8 = 3;
@@ -60,13 +61,41 @@ const IPP_DST: u8 = 0x08;
 const BK_BACKUP: u8 = 0x01;
 const BK_ONCE: u8 = 0x02;
 
+/// Where a stage's program comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StageObject {
+    /// Built in: src/bpf/<name>.bpf.c, program <name>.
+    Builtin(&'static str),
+    /// A third-party object file and the program in it.
+    File {
+        path: std::path::PathBuf,
+        program: String,
+    },
+}
+
+impl StageObject {
+    /// The program's name in its object.
+    pub fn program(&self) -> &str {
+        match self {
+            StageObject::Builtin(n) => n,
+            StageObject::File { program, .. } => program,
+        }
+    }
+    /// A short label for show/state: the kind, or custom:<program>.
+    pub fn label(&self) -> String {
+        match self {
+            StageObject::Builtin(n) => (*n).to_owned(),
+            StageObject::File { program, .. } => format!("custom:{program}"),
+        }
+    }
+}
+
 /// One stage placed on a slot.
 #[derive(Debug, Clone)]
 pub struct PlannedStage {
     pub slot: u16,
-    /// BPF object (src/bpf/<object>.bpf.c) whose program runs on the slot.
-    pub object: &'static str,
-    pub kind: &'static str,
+    pub object: StageObject,
+    pub kind: String,
     pub desc: types::emptcp_stage,
 }
 
@@ -104,7 +133,22 @@ pub fn packet_type_mask(types: &[String]) -> Result<u32> {
     Ok(mask)
 }
 
-fn selector_stage(kind: &SelectorKind) -> Result<(&'static str, u8, [u8; 56])> {
+fn custom_stage(c: &CustomStage) -> (StageObject, u8, [u8; 56]) {
+    let mut param = [0u8; 56];
+    for (i, v) in c.params.iter().take(14).enumerate() {
+        param[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    (
+        StageObject::File {
+            path: c.object.clone(),
+            program: c.program.clone(),
+        },
+        KIND_CUSTOM,
+        param,
+    )
+}
+
+fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
     let mut param = [0u8; 56];
     match kind {
         SelectorKind::IpPair { src, dst, bidir } => {
@@ -125,7 +169,7 @@ fn selector_stage(kind: &SelectorKind) -> Result<(&'static str, u8, [u8; 56])> {
                 p.flags |= IPP_DST;
             }
             put(&mut param, &p);
-            Ok(("ip_pair", KIND_IP_PAIR, param))
+            Ok((StageObject::Builtin("ip_pair"), KIND_IP_PAIR, param))
         }
         SelectorKind::PacketType { types: t } => {
             let p = types::emptcp_packet_type {
@@ -133,12 +177,13 @@ fn selector_stage(kind: &SelectorKind) -> Result<(&'static str, u8, [u8; 56])> {
                 ..Default::default()
             };
             put(&mut param, &p);
-            Ok(("packet_type", KIND_PACKET_TYPE, param))
+            Ok((StageObject::Builtin("packet_type"), KIND_PACKET_TYPE, param))
         }
+        SelectorKind::Custom(c) => Ok(custom_stage(c)),
     }
 }
 
-fn actor_stage(a: &Actor) -> (&'static str, u8, [u8; 56]) {
+fn actor_stage(a: &Actor) -> (StageObject, u8, [u8; 56]) {
     let mut param = [0u8; 56];
     match a {
         Actor::SetBackup { backup, once } => {
@@ -150,8 +195,9 @@ fn actor_stage(a: &Actor) -> (&'static str, u8, [u8; 56]) {
                 p.flags |= BK_ONCE;
             }
             put(&mut param, &p);
-            ("set_backup", KIND_SET_BACKUP, param)
+            (StageObject::Builtin("set_backup"), KIND_SET_BACKUP, param)
         }
+        Actor::Custom(c) => custom_stage(c),
     }
 }
 
@@ -219,8 +265,8 @@ pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>
             };
             stages.push(PlannedStage {
                 slot,
+                kind: object.label(),
                 object,
-                kind: object,
                 desc,
             });
         }

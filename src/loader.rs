@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel};
+use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType};
 
 /// libbpf messages of the current load, for the one-line error.
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -27,10 +27,14 @@ fn print_cb(level: PrintLevel, msg: String) {
     }
 }
 
+static INIT: std::sync::Once = std::sync::Once::new();
+
 /// Routes libbpf's log: printed with `-v`, else kept for error messages.
 pub fn init_logging(verbose: bool) {
     *VERBOSE.lock().unwrap_or_else(|e| e.into_inner()) = verbose;
-    libbpf_rs::set_print(Some((PrintLevel::Debug, print_cb)));
+    INIT.call_once(|| {
+        libbpf_rs::set_print(Some((PrintLevel::Debug, print_cb)));
+    });
 }
 
 fn take_log() -> Vec<String> {
@@ -69,6 +73,50 @@ pub fn open(bytes: &[u8], name: &str) -> Result<OpenObject> {
     b.name(name).context("object name")?;
     b.open_memory(bytes)
         .with_context(|| format!("failed to open BPF object {name}"))
+}
+
+/// Opens a third-party stage object and checks it before anything is
+/// loaded: the program exists, has the hook family's type, and the object
+/// declares the chain maps a stage needs.
+pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Result<OpenObject> {
+    let mut b = ObjectBuilder::default();
+    let open = b
+        .open_file(path)
+        .with_context(|| format!("{what}: failed to open BPF object {}", path.display()))?;
+    let want = if family == "xdp" {
+        ProgramType::Xdp
+    } else {
+        ProgramType::SchedCls
+    };
+    let prog = open.progs().find(|p| p.name() == program).ok_or_else(|| {
+        let names: Vec<String> = open
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        anyhow!(
+            "{what}: {} has no program {program:?} (it has: {})",
+            path.display(),
+            names.join(", ")
+        )
+    })?;
+    if prog.prog_type() != want {
+        bail!(
+            "{what}: program {program} in {} is {:?}, the chain's hook needs {:?} (build it with -DEMPTCP_{})",
+            path.display(),
+            prog.prog_type(),
+            want,
+            family.to_uppercase()
+        );
+    }
+    for m in ["emptcp_progs", "emptcp_stages", "emptcp_stats"] {
+        if !open.maps().any(|x| x.name() == m) {
+            bail!(
+                "{what}: {} declares no map {m}: build it with <emptcp/chain.h>",
+                path.display()
+            );
+        }
+    }
+    Ok(open)
 }
 
 /// Makes every `emptcp_*` map of `open` reuse the map pinned under `dir`
@@ -126,6 +174,10 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
 /// Loads an opened object; on a verifier rejection the error is one line
 /// naming `what` and the verifier's last message (the whole log with -v).
 pub fn load(open: OpenObject, what: &str) -> Result<Object> {
+    // library users that never called init_logging get the quiet default
+    if !INIT.is_completed() {
+        init_logging(false);
+    }
     take_log();
     match open.load() {
         Ok(o) => {

@@ -115,6 +115,19 @@ pub enum SelectorKind {
     PacketType {
         types: Vec<String>,
     },
+    /// A third-party selector from a BPF object file.
+    Custom(CustomStage),
+}
+
+/// A stage from a BPF object built outside emptcp (`kind = "custom"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomStage {
+    /// Path of the BPF object (.o), built for the chain's hook family.
+    pub object: std::path::PathBuf,
+    /// Name of the program (the C function) in the object.
+    pub program: String,
+    /// Up to 14 integers, stored as native-endian u32 in the stage's parameters.
+    pub params: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,7 +142,12 @@ pub struct Selector {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Actor {
-    SetBackup { backup: bool, once: bool },
+    SetBackup {
+        backup: bool,
+        once: bool,
+    },
+    /// A third-party actor from a BPF object file.
+    Custom(CustomStage),
 }
 
 impl SelectorKind {
@@ -137,6 +155,7 @@ impl SelectorKind {
         match self {
             SelectorKind::IpPair { .. } => "ip_pair",
             SelectorKind::PacketType { .. } => "packet_type",
+            SelectorKind::Custom(_) => "custom",
         }
     }
 }
@@ -145,6 +164,7 @@ impl Actor {
     pub fn name(&self) -> &'static str {
         match self {
             Actor::SetBackup { .. } => "set_backup",
+            Actor::Custom(_) => "custom",
         }
     }
 }
@@ -333,19 +353,17 @@ fn stage_tables<'a>(t: &'a Table, key: &str, what: &str) -> Result<Vec<&'a Table
 
 /// Checks a stage table's keys against the catalogue entry for its kind.
 fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), String> {
-    let entry = catalog::find(kind)
-        .filter(|e| e.role == role)
-        .ok_or_else(|| {
-            let names: Vec<&str> = catalog::CATALOG
-                .iter()
-                .filter(|e| e.role == role)
-                .map(|e| e.kind)
-                .collect();
-            format!(
-                "{what}: unknown kind {kind:?} (known: {})",
-                names.join(", ")
-            )
-        })?;
+    let entry = catalog::find_role(kind, role).ok_or_else(|| {
+        let names: Vec<&str> = catalog::CATALOG
+            .iter()
+            .filter(|e| e.role == role)
+            .map(|e| e.kind)
+            .collect();
+        format!(
+            "{what}: unknown kind {kind:?} (known: {})",
+            names.join(", ")
+        )
+    })?;
     for k in t.keys() {
         let common = k == "kind" || (role == StageRole::Selector && (k == "op" || k == "not"));
         if !common && !entry.params.iter().any(|p| p.name == k) {
@@ -439,9 +457,49 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
             }
             SelectorKind::PacketType { types }
         }
+        "custom" => SelectorKind::Custom(parse_custom(t, &what)?),
         _ => unreachable!("check_keys accepted an unknown kind"),
     };
     Ok(Selector { op, not, kind })
+}
+
+fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
+    let object =
+        get_str(t, "object", what)?.ok_or_else(|| format!("{what}: missing key `object`"))?;
+    let program =
+        get_str(t, "program", what)?.ok_or_else(|| format!("{what}: missing key `program`"))?;
+    if program.is_empty()
+        || !program
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!(
+            "{what}: key `program`: {program:?} is not a C function name"
+        ));
+    }
+    let mut params = Vec::new();
+    if let Some(v) = t.get("params") {
+        let arr = v
+            .as_array()
+            .ok_or_else(|| format!("{what}: key `params`: expected a list of integers"))?;
+        if arr.len() > 14 {
+            return Err(format!("{what}: key `params`: at most 14 values"));
+        }
+        for x in arr {
+            let n = x
+                .as_integer()
+                .filter(|n| (0..=u32::MAX as i64).contains(n))
+                .ok_or_else(|| {
+                    format!("{what}: key `params`: {x} is not an integer in 0..=4294967295")
+                })?;
+            params.push(n as u32);
+        }
+    }
+    Ok(CustomStage {
+        object: object.into(),
+        program: program.to_owned(),
+        params,
+    })
 }
 
 fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
@@ -453,6 +511,7 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             backup: get_bool(t, "backup", &what)?.unwrap_or(true),
             once: get_bool(t, "once", &what)?.unwrap_or(true),
         },
+        "custom" => Actor::Custom(parse_custom(t, &what)?),
         _ => unreachable!("check_keys accepted an unknown kind"),
     })
 }

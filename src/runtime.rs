@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ProgramType};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 use serde::Serialize;
 
 use crate::attach::{self, Attachment, XdpMode};
-use crate::chain::{self, types, CNT_MAX, COUNTER_NAMES, MAX_SLOTS};
+use crate::chain::{self, types, StageObject, CNT_MAX, COUNTER_NAMES, MAX_SLOTS};
 use crate::loader;
 use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
@@ -51,25 +51,31 @@ impl Default for Runtime {
 /// Loaded stage objects of one apply, by (object, family).
 #[derive(Default)]
 pub(crate) struct Objects {
-    loaded: BTreeMap<(String, String), Object>,
+    loaded: BTreeMap<(StageObject, String), Object>,
 }
 
 impl Objects {
     pub(crate) fn get_or_load(
         &mut self,
         sd: &StateDir,
-        object: &str,
+        object: &StageObject,
         family: &str,
         what: &str,
     ) -> Result<&Object> {
-        let key = (object.to_owned(), family.to_owned());
+        let key = (object.clone(), family.to_owned());
         if !self.loaded.contains_key(&key) {
             let dir = sd.family_dir(family);
-            let mut open = loader::open(
-                loader::object_bytes(object, family)?,
-                &format!("{object}_{family}"),
-            )?;
-            let to_pin = loader::share_maps(&mut open, &dir, &format!("{object} ({family})"))?;
+            let mut open = match object {
+                StageObject::Builtin(name) => loader::open(
+                    loader::object_bytes(name, family)?,
+                    &format!("{name}_{family}"),
+                )?,
+                StageObject::File { path, program } => {
+                    loader::open_custom(path, program, family, what)?
+                }
+            };
+            let to_pin =
+                loader::share_maps(&mut open, &dir, &format!("{} ({family})", object.label()))?;
             let mut obj = loader::load(open, what)?;
             loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
             self.loaded.insert(key.clone(), obj);
@@ -78,12 +84,25 @@ impl Objects {
     }
 }
 
-fn stage_prog_fd(obj: &Object, object: &str) -> Result<i32> {
+fn stage_prog_fd(obj: &Object, object: &StageObject) -> Result<i32> {
+    let name = object.program();
     let p = obj
         .progs()
-        .find(|p| p.name() == object)
-        .ok_or_else(|| anyhow!("object {object} has no program named {object}"))?;
+        .find(|p| p.name() == name)
+        .ok_or_else(|| anyhow!("object {} has no program named {name}", object.label()))?;
     Ok(p.as_fd().as_raw_fd())
+}
+
+/// The objects of a chain's stages.
+fn chain_objects(c: &Chain) -> Vec<StageObject> {
+    let slots: Vec<u16> = (1..=chain::stage_count(c) as u16).collect();
+    chain::plan(&[(c, 0)], &slots)
+        .map(|p| {
+            p.into_iter()
+                .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
@@ -161,8 +180,8 @@ pub(crate) fn write_slots(
     for c in plan {
         for s in &c.stages {
             let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
-            let obj = objs.get_or_load(sd, s.object, family, &what)?;
-            let fd = stage_prog_fd(obj, s.object)?;
+            let obj = objs.get_or_load(sd, &s.object, family, &what)?;
+            let fd = stage_prog_fd(obj, &s.object)?;
             progs
                 .update(
                     &u32_key(s.slot as u32),
@@ -397,14 +416,9 @@ impl Runtime {
         let mut objs = Objects::default();
         for c in &policy.chains {
             let family = c.hook.family();
-            let kinds = c
-                .select
-                .iter()
-                .map(|s| s.kind.name())
-                .chain(c.act.iter().map(|a| a.name()));
-            for k in kinds {
-                let what = format!("chain \"{}\" stage {k} ({family})", c.name);
-                objs.get_or_load(&sd, k, family, &what)?;
+            for o in chain_objects(c) {
+                let what = format!("chain \"{}\" stage {} ({family})", c.name, o.label());
+                objs.get_or_load(&sd, &o, family, &what)?;
             }
         }
 
@@ -521,7 +535,7 @@ impl Runtime {
             let p = &mut st.points[*pi];
             for (c, pc) in p.chains.iter_mut().zip(plan) {
                 c.slots = pc.stages.iter().map(|s| s.slot).collect();
-                c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
+                c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
             }
             if attached_now.contains(pi) {
                 report.attached.push(format!(
@@ -623,7 +637,7 @@ impl Runtime {
             )?;
             for (c, pc) in p.chains.iter_mut().zip(&plan) {
                 c.slots = pc.stages.iter().map(|s| s.slot).collect();
-                c.kinds = pc.stages.iter().map(|s| s.kind.to_owned()).collect();
+                c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
             }
         }
         st.retired.push(Retired {
@@ -717,40 +731,28 @@ impl Runtime {
     /// Parses nothing, attaches nothing: loads every object a policy needs
     /// through the verifier with private maps.
     pub fn check(&self, policy: &Policy) -> Result<usize> {
-        let mut done: Vec<(String, &str)> = Vec::new();
+        let mut done: Vec<(StageObject, &str)> = Vec::new();
         let mut n = 0;
         for c in &policy.chains {
             let family = c.hook.family();
-            let kinds = c
-                .select
-                .iter()
-                .map(|s| s.kind.name())
-                .chain(c.act.iter().map(|a| a.name()))
-                .chain(std::iter::once("entry"));
-            for k in kinds {
-                if done.contains(&(k.to_owned(), family)) {
+            let objs = chain_objects(c)
+                .into_iter()
+                .chain(std::iter::once(StageObject::Builtin("entry")));
+            for o in objs {
+                if done.contains(&(o.clone(), family)) {
                     continue;
                 }
-                let open =
-                    loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?;
-                let obj =
-                    loader::load(open, &format!("chain \"{}\" stage {k} ({family})", c.name))?;
-                let want = if family == "xdp" {
-                    ProgramType::Xdp
-                } else {
-                    ProgramType::SchedCls
-                };
-                for p in obj.progs() {
-                    if p.prog_type() != want {
-                        bail!(
-                            "chain \"{}\": stage {k} is a {:?} program, not {:?}",
-                            c.name,
-                            p.prog_type(),
-                            want
-                        );
+                let what = format!("chain \"{}\" stage {} ({family})", c.name, o.label());
+                let open = match &o {
+                    StageObject::Builtin(k) => {
+                        loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?
                     }
-                }
-                done.push((k.to_owned(), family));
+                    StageObject::File { path, program } => {
+                        loader::open_custom(path, program, family, &what)?
+                    }
+                };
+                loader::load(open, &what)?;
+                done.push((o, family));
                 n += 1;
             }
         }

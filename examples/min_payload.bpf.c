@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * min_payload - a third-party selector, built outside emptcp: picks TCP
+ * segments carrying at least params[0] bytes of payload.
+ *
+ * Build (once per hook family):
+ *   clang -O2 -g -target bpf -DEMPTCP_XDP -I include -I vmlinux/x86 \
+ *         -c examples/min_payload.bpf.c -o min_payload.xdp.o
+ * Use:
+ *   [[chain.select]]
+ *   kind    = "custom"
+ *   object  = "min_payload.xdp.o"
+ *   program = "min_payload"
+ *   params  = [1000]
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+SEC(EMPTCP_SEC)
+int min_payload(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+	struct tcphdr *th;
+	__u32 min;
+	int l4len, hlen;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (emptcp_select_decided(&r))
+		return emptcp_next(ctx, &r, r.st->next);
+	__builtin_memcpy(&min, r.st->param, sizeof(min));
+	th = emptcp_tcp(ctx, &r);
+	if (!th) {
+		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_select(ctx, &r, 0);
+	}
+	/* read the header before any helper call: packet pointers do not survive them */
+	hlen = th->doff * 4;
+	l4len = emptcp_l4_len(ctx, &r);
+	if (l4len < hlen) {
+		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_select(ctx, &r, 0);
+	}
+	return emptcp_select(ctx, &r, l4len - hlen >= (int)min);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
