@@ -21,24 +21,25 @@ int min_payload(emptcp_ctx *ctx)
 {
 	struct emptcp_run r;
 	struct tcphdr *th;
-	__u32 min;
+	__u32 params[2], min;
 	int l4len, hlen;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r, r.st->next);
-	__builtin_memcpy(&min, r.st->param, sizeof(min));
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &params, sizeof(params));
+	min = params[0];
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_select(ctx, &r, 0);
 	}
 	/* read the header before any helper call: packet pointers do not survive them */
 	hlen = th->doff * 4;
 	l4len = emptcp_l4_len(ctx, &r);
 	if (l4len < hlen) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_select(ctx, &r, 0);
 	}
 	return emptcp_select(ctx, &r, l4len - hlen >= (int)min);

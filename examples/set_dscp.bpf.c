@@ -17,18 +17,19 @@ int set_dscp(emptcp_ctx *ctx)
 {
 	struct emptcp_run r;
 	__u16 old, new;
-	__u32 dscp;
+	__u32 params[2], dscp;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r, r.st->skip);
-	__builtin_memcpy(&dscp, r.st->param, sizeof(dscp));
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &params, sizeof(params));
+	dscp = params[0];
 	dscp &= 63;
 	/* the first 16-bit word: v4 = version/ihl + tos, v6 = version/tc/flow */
 	if (ctx_load_bytes(ctx, r.p.l3_off, &old, 2) < 0) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
 	}
 	if (r.p.flags & EMPTCP_PF_V6)
 		/* traffic class spans bits 4..11 of the word: DSCP is its top 6 */
@@ -37,17 +38,17 @@ int set_dscp(emptcp_ctx *ctx)
 		new = bpf_htons((bpf_ntohs(old) & 0xff03) | (dscp << 2));
 	if (new != old) {
 		if (ctx_store_bytes(ctx, r.p.l3_off, &new, 2) < 0) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_ERROR);
-			return emptcp_next(ctx, &r, r.st->next);
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			return emptcp_next(ctx, &r);
 		}
 		if (!(r.p.flags & EMPTCP_PF_V6) &&
 		    ctx_l3_csum_replace(ctx, r.p.l3_off + 10, old, new, 2) < 0) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_ERROR);
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}
 	}
-	emptcp_count(r.p.slot, EMPTCP_CNT_HIT);
-	return emptcp_next(ctx, &r, r.st->next);
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType};
+use libbpf_rs::{
+    AsRawLibbpf, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType,
+};
 
 /// libbpf messages of the current load, for the one-line error.
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -192,6 +194,44 @@ pub fn load(open: OpenObject, what: &str) -> Result<Object> {
             }
         }
     }
+}
+
+/// Sets the initial value of the `.rodata` variable `var` (a `const
+/// volatile` global) before load, finding it through the object's BTF.
+pub fn set_rodata(open: &mut OpenObject, var: &str, bytes: &[u8]) -> Result<()> {
+    let (offset, size) = {
+        // SAFETY: the pointer comes from a live OpenObject and is only used
+        // while `open` is borrowed here.
+        let obj = unsafe { open.as_libbpf_object().as_ref() };
+        let btf = libbpf_rs::btf::Btf::from_bpf_object(obj)
+            .context("object BTF")?
+            .context("object has no BTF")?;
+        let sec: libbpf_rs::btf::types::DataSec<'_> = btf
+            .type_by_name(".rodata")
+            .ok_or_else(|| anyhow!("object has no .rodata section"))?;
+        let mut found = None;
+        for vs in sec.iter() {
+            let v: Option<libbpf_rs::btf::types::Var<'_>> = btf.type_by_id(vs.ty);
+            if v.and_then(|v| v.name()).is_some_and(|n| n == var) {
+                found = Some((vs.offset as usize, vs.size));
+            }
+        }
+        found.ok_or_else(|| anyhow!("object has no .rodata variable {var}"))?
+    };
+    if size != bytes.len() {
+        bail!("rodata variable {var} is {size} bytes, not {}", bytes.len());
+    }
+    let mut map = open
+        .maps_mut()
+        .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
+        .context("object has no .rodata map")?;
+    let init = map
+        .initial_value_mut()
+        .context(".rodata has no initial value")?;
+    init.get_mut(offset..offset + size)
+        .context(".rodata shorter than its BTF says")?
+        .copy_from_slice(bytes);
+    Ok(())
 }
 
 /// Pins the maps named in `names` (created by this load) under `dir`.

@@ -48,40 +48,49 @@ impl Default for Runtime {
     }
 }
 
-/// Loaded stage objects of one apply, by (object, family).
+/// The stage program instances loaded by one command. They stay loaded
+/// while the prog array holds them; this keeps their fds until the end.
 #[derive(Default)]
 pub(crate) struct Objects {
-    loaded: BTreeMap<(StageObject, String), Object>,
+    loaded: Vec<Object>,
 }
 
-impl Objects {
-    pub(crate) fn get_or_load(
-        &mut self,
-        sd: &StateDir,
-        object: &StageObject,
-        family: &str,
-        what: &str,
-    ) -> Result<&Object> {
-        let key = (object.clone(), family.to_owned());
-        if !self.loaded.contains_key(&key) {
-            let dir = sd.family_dir(family);
-            let mut open = match object {
-                StageObject::Builtin(name) => loader::open(
-                    loader::object_bytes(name, family)?,
-                    &format!("{name}_{family}"),
-                )?,
-                StageObject::File { path, program } => {
-                    loader::open_custom(path, program, family, what)?
-                }
-            };
-            let to_pin =
-                loader::share_maps(&mut open, &dir, &format!("{} ({family})", object.label()))?;
-            let mut obj = loader::load(open, what)?;
-            loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
-            self.loaded.insert(key.clone(), obj);
-        }
-        Ok(&self.loaded[&key])
-    }
+/// Loads one program instance for a planned stage: its description and
+/// slot go into .rodata, so that the verifier knows the next slot and the
+/// parameters as constants (direct tail calls, see chain.h).
+pub(crate) fn load_stage(
+    sd: &StateDir,
+    stage: &chain::PlannedStage,
+    family: &str,
+    what: &str,
+) -> Result<Object> {
+    let dir = sd.family_dir(family);
+    let mut open = match &stage.object {
+        StageObject::Builtin(name) => loader::open(
+            loader::object_bytes(name, family)?,
+            &format!("{name}_{family}"),
+        )?,
+        StageObject::File { path, program } => loader::open_custom(path, program, family, what)?,
+    };
+    // SAFETY: emptcp_stage is Plain (chain.rs).
+    loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {
+        plain::as_bytes(&stage.desc)
+    })
+    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
+    loader::set_rodata(
+        &mut open,
+        "emptcp_stage_slot",
+        &(stage.slot as u32).to_ne_bytes(),
+    )
+    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
+    let to_pin = loader::share_maps(
+        &mut open,
+        &dir,
+        &format!("{} ({family})", stage.object.label()),
+    )?;
+    let mut obj = loader::load(open, what)?;
+    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    Ok(obj)
 }
 
 fn stage_prog_fd(obj: &Object, object: &StageObject) -> Result<i32> {
@@ -131,9 +140,11 @@ fn free_retired(sd: &StateDir, st: &mut State, force_wait: bool) -> Result<()> {
             keep.push(r);
             continue;
         }
-        let progs = pinned_map(sd, &r.family, "emptcp_progs")?;
-        for s in &r.slots {
-            let _ = progs.delete(&u32_key(*s as u32));
+        // no prog array: nothing was ever put into the slots
+        if let Ok(progs) = pinned_map(sd, &r.family, "emptcp_progs") {
+            for s in &r.slots {
+                let _ = progs.delete(&u32_key(*s as u32));
+            }
         }
     }
     st.retired = keep;
@@ -158,6 +169,17 @@ pub(crate) fn write_slots(
     plan: &[chain::PlannedChain],
     objs: &mut Objects,
 ) -> Result<()> {
+    // every stage through the verifier first (the first load creates and
+    // pins the family's maps)
+    let mut fds = Vec::new();
+    for c in plan {
+        for s in &c.stages {
+            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
+            let obj = load_stage(sd, s, family, &what)?;
+            fds.push((s.slot, stage_prog_fd(&obj, &s.object)?, s.kind.clone()));
+            objs.loaded.push(obj);
+        }
+    }
     let stages = pinned_map(sd, family, "emptcp_stages")?;
     let stats = pinned_map(sd, family, "emptcp_stats")?;
     let progs = pinned_map(sd, family, "emptcp_progs")?;
@@ -177,19 +199,14 @@ pub(crate) fn write_slots(
             }
         }
     }
-    for c in plan {
-        for s in &c.stages {
-            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
-            let obj = objs.get_or_load(sd, &s.object, family, &what)?;
-            let fd = stage_prog_fd(obj, &s.object)?;
-            progs
-                .update(
-                    &u32_key(s.slot as u32),
-                    &(fd as u32).to_ne_bytes(),
-                    MapFlags::ANY,
-                )
-                .with_context(|| format!("failed to put {} into slot {}", s.kind, s.slot))?;
-        }
+    for (slot, fd, kind) in fds {
+        progs
+            .update(
+                &u32_key(slot as u32),
+                &(fd as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .with_context(|| format!("failed to put {kind} into slot {slot}"))?;
     }
     Ok(())
 }
@@ -210,20 +227,7 @@ pub(crate) fn load_entry(sd: &StateDir, family: &str, id: u32, what: &str) -> Re
         loader::object_bytes("entry", family)?,
         &format!("entry_{family}"),
     )?;
-    for mut m in open.maps_mut() {
-        if m.name().to_string_lossy().ends_with(".rodata") {
-            let init = m
-                .initial_value_mut()
-                .context("entry .rodata has no initial value")?;
-            if init.len() != 4 {
-                bail!(
-                    "internal: entry .rodata is {} bytes, expected attach_id only",
-                    init.len()
-                );
-            }
-            init.copy_from_slice(&id.to_ne_bytes());
-        }
-    }
+    loader::set_rodata(&mut open, "attach_id", &id.to_ne_bytes())?;
     let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
     let mut obj = loader::load(open, what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
@@ -412,15 +416,7 @@ impl Runtime {
             }
         }
 
-        // every object, through the verifier, before anything is written
         let mut objs = Objects::default();
-        for c in &policy.chains {
-            let family = c.hook.family();
-            for o in chain_objects(c) {
-                let what = format!("chain \"{}\" stage {} ({family})", c.name, o.label());
-                objs.get_or_load(&sd, &o, family, &what)?;
-            }
-        }
 
         // 2. lay out and write the touched points on fresh slots
         let mut new_slots: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
@@ -448,7 +444,21 @@ impl Runtime {
             let p = &st.points[pi];
             let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
             let plan = chain::plan(&list, &slots)?;
-            write_slots(&sd, family, &plan, &mut objs)?;
+            if let Err(e) = write_slots(&sd, family, &plan, &mut objs) {
+                // nothing reachable changed: keep the old state, and retire
+                // the slots written so far so that their programs go away
+                let mut keep = old;
+                keep.retired = std::mem::take(&mut st.retired);
+                for (fam, slots) in new_slots {
+                    keep.retired.push(Retired {
+                        family: fam.to_owned(),
+                        slots,
+                        at_ms: now_ms(),
+                    });
+                }
+                sd.save(&keep)?;
+                return Err(e);
+            }
             plans.push((pi, plan));
         }
 
@@ -486,6 +496,7 @@ impl Runtime {
                     }
                     // the slots written above were never reachable
                     let mut keep = old;
+                    keep.retired = std::mem::take(&mut st.retired);
                     for (fam, slots) in new_slots {
                         keep.retired.push(Retired {
                             family: fam.to_owned(),

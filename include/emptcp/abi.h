@@ -55,7 +55,7 @@ enum emptcp_counter {
  */
 struct emptcp_stage {
 	__u16 next;	/* slot of the next stage; 0 = end of all chains */
-	__u16 skip;	/* actor: slot to jump to when the chain did not match */
+	__u16 skip;	/* reserved (0): a stage has one successor, see chain.h */
 	__u16 chain;	/* chain number, for show/stats */
 	__u8 flags;	/* EMPTCP_SF_* */
 	__u8 kind;	/* stage kind id (informational, checked by the stage) */

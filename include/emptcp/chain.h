@@ -16,13 +16,20 @@
  *		if (emptcp_stage_begin(ctx, &r) < 0)
  *			return EMPTCP_PASS;
  *		selector: if (emptcp_select_decided(&r))
- *				return emptcp_next(ctx, &r, r.st->next);
+ *				return emptcp_next(ctx, &r);
  *			  return emptcp_select(ctx, &r, hit);
  *		actor:    if (!emptcp_matched(&r))
- *				return emptcp_next(ctx, &r, r.st->skip);
+ *				return emptcp_next(ctx, &r);
  *			  ... act ...
- *			  return emptcp_next(ctx, &r, r.st->next);
+ *			  return emptcp_next(ctx, &r);
  *
+ *             Every stage is its own program instance: emptcp writes the
+ *             stage's description (emptcp_stage_desc) and slot into .rodata
+ *             before loading it. The verifier then knows the next slot as a
+ *             constant and the JIT turns the tail call into a direct jump
+ *             (no retpoline), and parameters cost no map lookup. A stage has
+ *             exactly one successor, st->next, so that every tail call site
+ *             sees one constant.
  *             The context lives in skb->cb (TC) or a per-CPU scratch slot
  *             (XDP), never in a map shared by two packets in flight; a
  *             missed tail call is counted and the default verdict returned.
@@ -39,7 +46,7 @@ struct {
 	__type(value, __u32);
 } emptcp_progs SEC(".maps");
 
-/* Stage descriptions (next slot, flags, parameters), by slot. */
+/* Stage descriptions by slot, as written into each stage's .rodata (for show). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, EMPTCP_MAX_SLOTS);
@@ -71,10 +78,19 @@ struct {
 	__type(value, struct emptcp_pctx);
 } emptcp_scratch SEC(".maps");
 
+/*
+ * This program instance's stage, written by emptcp into .rodata before load
+ * (reads are constants to the verifier; volatile keeps clang from folding
+ * the zero initialiser).
+ */
+const volatile struct emptcp_stage emptcp_stage_desc = {};
+const volatile __u32 emptcp_stage_slot = 0;
+
 /* What a stage works with while it runs. */
 struct emptcp_run {
 	struct emptcp_pctx p;
-	struct emptcp_stage *st;
+	const volatile struct emptcp_stage *st;
+	__u32 slot;
 };
 
 static __always_inline void emptcp_count(__u32 slot, __u32 reason)
@@ -149,24 +165,38 @@ static __always_inline int emptcp_goto(emptcp_ctx *ctx, struct emptcp_pctx *p, _
 /* Load the context and this stage's description; count the run. */
 static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	__u32 slot;
-
 	if (emptcp_pctx_load(ctx, &r->p) < 0)
 		return -1;
-	slot = r->p.slot;
-	r->st = bpf_map_lookup_elem(&emptcp_stages, &slot);
-	if (!r->st)
-		return -1;
+	r->st = &emptcp_stage_desc;
+	r->slot = emptcp_stage_slot;
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
-	emptcp_count(slot, EMPTCP_CNT_RUN);
+	emptcp_count(r->slot, EMPTCP_CNT_RUN);
 	return 0;
 }
 
-/* Go on with the stage at @slot, carrying the context. */
-static __always_inline int emptcp_next(emptcp_ctx *ctx, struct emptcp_run *r, __u32 slot)
+/*
+ * Copy the first @len bytes (a multiple of 8, at most EMPTCP_PARAM_SIZE) of
+ * this stage's parameters into @dst. The reads stay volatile (see
+ * emptcp_stage_desc) and the verifier still knows their values.
+ */
+static __always_inline void emptcp_param_copy(const struct emptcp_run *r, void *dst, __u32 len)
 {
-	return emptcp_goto(ctx, &r->p, slot);
+	const volatile __u64 *src = (const volatile __u64 *)r->st->param;
+	__u64 *d = dst;
+
+#pragma unroll
+	for (int i = 0; i < EMPTCP_PARAM_SIZE / 8; i++) {
+		if ((__u32)i * 8 >= len)
+			break;
+		d[i] = src[i];
+	}
+}
+
+/* Go on with the next stage (or end the chains), carrying the context. */
+static __always_inline int emptcp_next(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	return emptcp_goto(ctx, &r->p, r->st->next);
 }
 
 /*
@@ -191,7 +221,7 @@ static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, 
 	if (r->st->flags & EMPTCP_SF_NOT)
 		hit = !hit;
 	if (hit)
-		emptcp_count(r->p.slot, EMPTCP_CNT_HIT);
+		emptcp_count(r->slot, EMPTCP_CNT_HIT);
 	if (m & EMPTCP_PM_FRESH)
 		m = hit ? EMPTCP_PM_TRUE : 0;
 	else if (r->st->flags & EMPTCP_SF_OR)
@@ -199,7 +229,7 @@ static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, 
 	else
 		m = (m & EMPTCP_PM_TRUE) & (hit ? EMPTCP_PM_TRUE : 0);
 	r->p.match = m;
-	return emptcp_next(ctx, r, r->st->next);
+	return emptcp_next(ctx, r);
 }
 
 /* Actor: did the selectors before it pick this packet? */
@@ -232,16 +262,34 @@ static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct e
 static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp_run *r,
 					    struct tcpopt_walk *w, __u32 tcp_hlen)
 {
-	__u32 len = tcp_hlen - 20;
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 len = tcp_hlen - 20, off = r->p.l4_off;
+	__u64 *o;
 
 	w->len = 0;
-	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN)
+	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
 		return -1;
-	if (len) {
-		/* non-zero, at most 40: a bounded helper size */
+	/* the walk reads the buffer at variable offsets: all of it initialised */
+	__builtin_memset(w->b, 0, sizeof(w->b));
+	o = data + off + 20;
+	if ((void *)(o + 5) <= data_end) {
+		/*
+		 * Fast path: copy the whole 40-byte option area with direct
+		 * loads (a helper call costs more than the walk); bytes past
+		 * the header are ignored (w->len).
+		 */
+		__u64 *b = (__u64 *)w->b;
+
+		b[0] = o[0];
+		b[1] = o[1];
+		b[2] = o[2];
+		b[3] = o[3];
+		b[4] = o[4];
+	} else if (len) {
+		/* short packet: exactly the option bytes (non-zero, <= 40) */
 		if (len > TCP_MAX_OPT_LEN)
 			return -1;
-		if (ctx_load_bytes(ctx, r->p.l4_off + 20, w->b, len) < 0)
+		if (ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
 			return -1;
 	}
 	w->len = len;
@@ -251,16 +299,22 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 /* Network-layer payload length (TCP header + data) of the packet. */
 static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	__u16 len;
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 off = r->p.l3_off;
+	__u16 *len;
 
-	if (r->p.flags & EMPTCP_PF_V6) {
-		if (ctx_load_bytes(ctx, r->p.l3_off + 4, &len, 2) < 0)
-			return -1;
-		return (int)bpf_ntohs(len) - (int)(r->p.l4_off - r->p.l3_off - 40);
-	}
-	if (ctx_load_bytes(ctx, r->p.l3_off + 2, &len, 2) < 0)
+	if (off > EMPTCP_MAX_L4_OFF)
 		return -1;
-	return (int)bpf_ntohs(len) - (int)(r->p.l4_off - r->p.l3_off);
+	if (r->p.flags & EMPTCP_PF_V6) {
+		len = data + off + 4;
+		if ((void *)(len + 1) > data_end)
+			return -1;
+		return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off - 40);
+	}
+	len = data + off + 2;
+	if ((void *)(len + 1) > data_end)
+		return -1;
+	return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off);
 }
 
 /*

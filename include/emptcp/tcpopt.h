@@ -2,7 +2,7 @@
 /*
  * emptcp/tcpopt.h - bounded walk over TCP options.
  *
- * Needs:      vmlinux.h, <bpf/bpf_helpers.h>; bpf_loop() (Linux >= 5.17).
+ * Needs:      vmlinux.h, <bpf/bpf_helpers.h>; bounded loops (Linux >= 5.3).
  * Guarantees: options are copied out of the packet into a stack buffer
  *             (tcpopt_buf) and walked there, so no packet pointer crosses
  *             a loop. A walk stops at EOL, at the end of the option area,
@@ -11,15 +11,15 @@
  *             seen is summarised; the first MPTCP option of each subtype is
  *             remembered by offset.
  * Limits:     40 option bytes (a 60-byte header), EMPTCP_TCPOPT_MAX options.
- *             The walk callback is a real (non-inline) function because
- *             bpf_loop needs one; the verifier checks it once, which keeps
- *             the state count of option walks small.
+ *             The caller must zero the whole buffer before loading options
+ *             into it (the walk reads it at variable offsets).
  */
 #ifndef __EMPTCP_TCPOPT_H
 #define __EMPTCP_TCPOPT_H
 
+/* Options walked (NOPs count): more makes the packet "malformed". */
 #ifndef EMPTCP_TCPOPT_MAX
-#define EMPTCP_TCPOPT_MAX 40
+#define EMPTCP_TCPOPT_MAX 16
 #endif
 
 #define TCPOPT_EOL_KIND		0
@@ -51,52 +51,82 @@ struct tcpopt_walk {
 	__u8 pad;
 };
 
-static long tcpopt_walk_cb(__u64 i, void *arg)
-{
-	struct tcpopt_walk *w = arg;
-	__u32 off = w->off;
-	__u8 kind, len, sub;
+/*
+ * Hide a value from clang's optimiser, so that the branch-free arithmetic
+ * below is not turned back into branches (the BPF backend has no cmov).
+ */
+#define TCPOPT_OPAQUE(v) asm volatile("" : "+r"(v))
 
-	if (off >= w->len)
+/* 1 if @a < @b (both < 2^32), 0 otherwise, without a branch. */
+static __always_inline __u64 tcpopt_lt(__u64 a, __u64 b)
+{
+	__u64 r = (a - b) >> 63;
+
+	TCPOPT_OPAQUE(r);
+	return r;
+}
+
+/* 1 if @a == @b (both < 2^32), without a branch. */
+static __always_inline __u64 tcpopt_eq(__u64 a, __u64 b)
+{
+	__u64 r = ((a ^ b) - 1) >> 63;
+
+	TCPOPT_OPAQUE(r);
+	return r;
+}
+
+/*
+ * One step of the walk: the option at w->off. Returns 1 to stop.
+ * Verifier: the only branches leave the loop; everything else is
+ * arithmetic, so each step adds one path instead of doubling them. Stack
+ * indexes are masked with TCPOPT_BUF_MASK and b[] is fully initialised, so
+ * reads and writes at a variable offset are allowed.
+ */
+static __always_inline int tcpopt_step(struct tcpopt_walk *w)
+{
+	__u64 off = w->off, len = w->len;
+	__u64 kind, l, sub, single, olen, ismp, isnew, bit, cur, x;
+
+	if (off >= len)
 		return 1;
 	kind = w->b[off & TCPOPT_BUF_MASK];
 	if (kind == TCPOPT_EOL_KIND)
 		return 1;
-	if (kind == TCPOPT_NOP_KIND) {
-		w->off = off + 1;
-		return 0;
-	}
-	if (off + 1 >= w->len) {
+	l = w->b[(off + 1) & TCPOPT_BUF_MASK];
+	sub = (w->b[(off + 2) & TCPOPT_BUF_MASK] >> 4) & 15;
+	single = tcpopt_lt(kind, 2);			/* NOP: one byte */
+	olen = l + single * (1 - l);
+	/* a real option needs a length byte, length >= 2, inside the area */
+	if (!single && (off + 1 >= len || l < 2 || off + l > len)) {
 		w->err = -1;
 		return 1;
 	}
-	len = w->b[(off + 1) & TCPOPT_BUF_MASK];
-	if (len < 2 || off + len > w->len) {
+	x = (1 - single) * tcpopt_lt(kind, 32);
+	w->kinds |= (__u32)(x << (kind & 31));
+	ismp = tcpopt_eq(kind, TCPOPT_MPTCP_KIND);
+	if (ismp && l < 3) {
 		w->err = -1;
 		return 1;
 	}
-	if (kind < 32)
-		w->kinds |= 1U << kind;
-	if (kind == TCPOPT_MPTCP_KIND) {
-		if (len < 3) {
-			w->err = -1;
-			return 1;
-		}
-		sub = w->b[(off + 2) & TCPOPT_BUF_MASK] >> 4;
-		if (!(w->mptcp & (1U << sub)))
-			w->mp_off[sub & 15] = off + 1;
-		w->mptcp |= 1U << sub;
-		w->mp_count++;
-	} else if (kind == TCPOPT_TS_KIND && len == 10) {
-		w->ts_off = off + 1;
-	} else if (kind == TCPOPT_WSCALE_KIND && len == 3) {
-		w->ws_off = off + 1;
-	}
-	w->off = off + len;
+	bit = ismp << sub;
+	isnew = tcpopt_lt(0, bit & ~(__u64)w->mptcp);	/* first of its subtype */
+	w->mptcp |= (__u32)bit;
+	cur = w->mp_off[sub];
+	w->mp_off[sub] = cur + isnew * (off + 1 - cur);
+	w->mp_count += ismp;
+	x = tcpopt_eq(kind, TCPOPT_TS_KIND) * tcpopt_eq(l, 10);
+	w->ts_off += x * (off + 1 - w->ts_off);
+	x = tcpopt_eq(kind, TCPOPT_WSCALE_KIND) * tcpopt_eq(l, 3);
+	w->ws_off += x * (off + 1 - w->ws_off);
+	w->off = off + olen;
 	return 0;
 }
 
-/* Walk the @w->len option bytes already in @w->b. Returns @w->err. */
+/*
+ * Walk the @w->len option bytes already in @w->b. Returns @w->err.
+ * Not bpf_loop(): its callback is reached by an indirect call (a retpoline
+ * on mitigated CPUs), about 20 ns per option.
+ */
 static __always_inline int tcpopt_walk_buf(struct tcpopt_walk *w)
 {
 	w->off = 0;
@@ -107,7 +137,14 @@ static __always_inline int tcpopt_walk_buf(struct tcpopt_walk *w)
 	w->ts_off = 0;
 	w->ws_off = 0;
 	__builtin_memset(w->mp_off, 0, sizeof(w->mp_off));
-	bpf_loop(EMPTCP_TCPOPT_MAX, tcpopt_walk_cb, w, 0);
+#pragma unroll
+	for (int i = 0; i < EMPTCP_TCPOPT_MAX; i++) {
+		if (tcpopt_step(w))
+			return w->err;
+	}
+	/* more options than we walk: treat as malformed */
+	if (w->off < w->len && w->b[w->off & TCPOPT_BUF_MASK] != TCPOPT_EOL_KIND)
+		w->err = -1;
 	return w->err;
 }
 

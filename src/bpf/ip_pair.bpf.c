@@ -29,7 +29,7 @@ SEC(EMPTCP_SEC)
 int ip_pair(emptcp_ctx *ctx)
 {
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
-	const struct emptcp_ip_pair *pp;
+	struct emptcp_ip_pair pp;
 	struct emptcp_run r;
 	__u8 s[16], d[16];
 	__u32 off;
@@ -38,10 +38,10 @@ int ip_pair(emptcp_ctx *ctx)
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r, r.st->next);
-	pp = (const void *)r.st->param;
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &pp, sizeof(pp));
 	v6 = !!(r.p.flags & EMPTCP_PF_V6);
-	if (v6 != !!(pp->flags & EMPTCP_IPP_V6))
+	if (v6 != !!(pp.flags & EMPTCP_IPP_V6))
 		return emptcp_select(ctx, &r, 0);
 	/* variable offset, bounded for the verifier */
 	off = r.p.l3_off;
@@ -51,7 +51,7 @@ int ip_pair(emptcp_ctx *ctx)
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > data_end) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 			return emptcp_select(ctx, &r, 0);
 		}
 		__builtin_memcpy(s, &ip6->saddr, 16);
@@ -61,16 +61,16 @@ int ip_pair(emptcp_ctx *ctx)
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 			return emptcp_select(ctx, &r, 0);
 		}
 		__builtin_memcpy(s, &ip->saddr, 4);
 		__builtin_memcpy(d, &ip->daddr, 4);
 		n = 4;
 	}
-	hit = pair_eq(pp, s, d, n);
-	if (!hit && (pp->flags & EMPTCP_IPP_BIDIR))
-		hit = pair_eq(pp, d, s, n);
+	hit = pair_eq(&pp, s, d, n);
+	if (!hit && (pp.flags & EMPTCP_IPP_BIDIR))
+		hit = pair_eq(&pp, d, s, n);
 	return emptcp_select(ctx, &r, hit);
 }
 

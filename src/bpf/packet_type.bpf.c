@@ -10,20 +10,20 @@
 SEC(EMPTCP_SEC)
 int packet_type(emptcp_ctx *ctx)
 {
-	const struct emptcp_packet_type *pt;
+	struct emptcp_packet_type pt;
 	struct emptcp_run r;
 	__u32 types;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r, r.st->next);
-	pt = (const void *)r.st->param;
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &pt, sizeof(pt));
 	if (emptcp_ptypes(ctx, &r, &types) < 0) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_select(ctx, &r, 0);
 	}
-	return emptcp_select(ctx, &r, types & pt->mask);
+	return emptcp_select(ctx, &r, types & pt.mask);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

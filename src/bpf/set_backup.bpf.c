@@ -10,87 +10,144 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-/* Subflows (and slot) that already got their MP_PRIO, for "once". */
+#ifndef EMPTCP_ONCE_BITS
+#define EMPTCP_ONCE_BITS 12
+#endif
+
+/*
+ * Subflows (with slot) that already got their MP_PRIO, for "once": a
+ * direct-mapped table indexed by a hash of the key. A lookup is an inlined
+ * array access and a 40-byte compare (an LRU hash lookup costs several
+ * times more per packet). Two subflows sharing an entry only means one of
+ * them gets its MP_PRIO once more, which the peer takes as a no-op.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct emptcp_flow_key);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << EMPTCP_ONCE_BITS);
+	__type(key, __u32);
+	__type(value, struct emptcp_flow_key);
 } emptcp_once SEC(".maps");
+
+static __always_inline __u32 flow_hash(const struct emptcp_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 h = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*k) / 4); i++)
+		h = (h ^ w[i]) * 0x9e3779b1;
+	return h >> (32 - EMPTCP_ONCE_BITS);
+}
+
+static __always_inline int flow_eq(const struct emptcp_flow_key *a, const struct emptcp_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 d = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 8); i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
 
 static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 				    struct emptcp_flow_key *k)
 {
-	__builtin_memset(k, 0, sizeof(*k));
-	if (r->p.flags & EMPTCP_PF_V6) {
-		if (ctx_load_bytes(ctx, r->p.l3_off + 8, k->saddr, 16) < 0 ||
-		    ctx_load_bytes(ctx, r->p.l3_off + 24, k->daddr, 16) < 0)
-			return -1;
-	} else {
-		if (ctx_load_bytes(ctx, r->p.l3_off + 12, k->saddr, 4) < 0 ||
-		    ctx_load_bytes(ctx, r->p.l3_off + 16, k->daddr, 4) < 0)
-			return -1;
-	}
-	if (ctx_load_bytes(ctx, r->p.l4_off, &k->sport, 2) < 0 ||
-	    ctx_load_bytes(ctx, r->p.l4_off + 2, &k->dport, 2) < 0)
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off;
+	__u32 *a, *ports;
+
+	/* direct reads: bounded offsets, then one bounds check each */
+	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
-	k->slot = r->p.slot;
+	__builtin_memset(k, 0, sizeof(*k));
+	ports = data + l4;
+	if ((void *)(ports + 1) > data_end)
+		return -1;
+	if (r->p.flags & EMPTCP_PF_V6) {
+		a = data + l3 + 8;	/* saddr, daddr: 32 bytes */
+		if ((void *)(a + 8) > data_end)
+			return -1;
+		__builtin_memcpy(k->saddr, a, 16);
+		__builtin_memcpy(k->daddr, a + 4, 16);
+	} else {
+		a = data + l3 + 12;	/* saddr, daddr: 8 bytes */
+		if ((void *)(a + 2) > data_end)
+			return -1;
+		__builtin_memcpy(k->saddr, a, 4);
+		__builtin_memcpy(k->daddr, a + 1, 4);
+	}
+	__builtin_memcpy(&k->sport, ports, 4);
+	k->slot = r->slot;
 	return 0;
 }
 
 SEC(EMPTCP_SEC)
 int set_backup(emptcp_ctx *ctx)
 {
-	const struct emptcp_set_backup *sb;
-	struct emptcp_flow_key key;
+	struct emptcp_set_backup sb;
+	struct emptcp_flow_key key, *done = NULL;
 	struct tcpopt_walk w;
 	struct emptcp_run r;
 	struct tcphdr *th;
 	__u8 opt[4];
-	__u32 hlen, room, one = 1;
+	__u32 hlen, room, idx;
 	int l4len, payload, ret, once;
 	__u8 fl;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r, r.st->skip);
-	sb = (const void *)r.st->param;
-	once = sb->flags & EMPTCP_BK_ONCE;
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &sb, sizeof(sb));
+	once = sb.flags & EMPTCP_BK_ONCE;
 	opt[0] = TCPOPT_MPTCP_KIND;
 	opt[1] = TCPOLEN_MPTCP_PRIO;
-	opt[2] = (MPTCPOPT_MP_PRIO << 4) | ((sb->flags & EMPTCP_BK_BACKUP) ? MPTCP_BACKUP : 0);
+	opt[2] = (MPTCPOPT_MP_PRIO << 4) | ((sb.flags & EMPTCP_BK_BACKUP) ? MPTCP_BACKUP : 0);
 	opt[3] = TCPOPT_NOP_KIND;
 
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
 	}
 	fl = ((__u8 *)th)[13];
 	hlen = th->doff * 4;
 	if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) || !(fl & EMPTCP_TCP_ACK)) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		return emptcp_next(ctx, &r);
 	}
 	l4len = emptcp_l4_len(ctx, &r);
 	if (l4len < (int)hlen || hlen < 20) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
 	}
 	payload = l4len - hlen;
 	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_NO_ROOM);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_NO_ROOM);
+		return emptcp_next(ctx, &r);
 	}
 	if (!EMPTCP_IS_XDP && payload) {
 		/* TC grows only segments without payload (see grow.h) */
-		emptcp_count(r.p.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		return emptcp_next(ctx, &r);
+	}
+	/* a subflow already done costs one lookup, not an option walk */
+	if (once) {
+		if (flow_key(ctx, &r, &key) < 0) {
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_next(ctx, &r);
+		}
+		idx = flow_hash(&key);
+		done = bpf_map_lookup_elem(&emptcp_once, &idx);
+		if (done && flow_eq(done, &key)) {
+			emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+			return emptcp_next(ctx, &r);
+		}
 	}
 	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
 	}
 	/*
 	 * Only established MPTCP subflows: a DSS or MP_JOIN ACK says so. The
@@ -98,28 +155,18 @@ int set_backup(emptcp_ctx *ctx)
 	 */
 	if (!(w.mptcp & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
 	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO)))) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r, r.st->next);
-	}
-	if (once) {
-		if (flow_key(ctx, &r, &key) < 0) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_next(ctx, &r, r.st->next);
-		}
-		if (bpf_map_lookup_elem(&emptcp_once, &key)) {
-			emptcp_count(r.p.slot, EMPTCP_CNT_SKIP);
-			return emptcp_next(ctx, &r, r.st->next);
-		}
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		return emptcp_next(ctx, &r);
 	}
 
 	ret = ctx_grow_tcp_header(ctx, r.p.l4_off, hlen, payload, TCPOLEN_MPTCP_PRIO_ALIGN, &room);
 	if (ret == EMPTCP_E2BIG) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_NO_ROOM);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_NO_ROOM);
+		return emptcp_next(ctx, &r);
 	}
 	if (ret < 0) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_ERROR);
-		return emptcp_next(ctx, &r, r.st->next);
+		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		return emptcp_next(ctx, &r);
 	}
 	/*
 	 * The packet has grown: from here a failure would leave it
@@ -129,15 +176,15 @@ int set_backup(emptcp_ctx *ctx)
 	if (add_tcp_opts(ctx, room, opt, 4) < 0 ||
 	    update_tcphlen_csum(ctx, r.p.l3_off, r.p.l4_off, r.p.flags & EMPTCP_PF_V6, 4) < 0 ||
 	    add_tcpopt_csum(ctx, r.p.l4_off, opt, 4) < 0) {
-		emptcp_count(r.p.slot, EMPTCP_CNT_ERROR);
+		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
 		return EMPTCP_DROP;
 	}
-	if (once)
-		bpf_map_update_elem(&emptcp_once, &key, &one, BPF_ANY);
-	emptcp_count(r.p.slot, EMPTCP_CNT_HIT);
+	if (once && done)
+		*done = key;
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
 	r.p.flags &= ~EMPTCP_PF_OPTS;
-	return emptcp_next(ctx, &r, r.st->next);
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
