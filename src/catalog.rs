@@ -117,6 +117,22 @@ pub static CATALOG: &[Entry] = &[
         ],
     },
     Entry {
+        kind: "pass",
+        role: StageRole::Actor,
+        object: "verdict",
+        hooks: ALL_HOOKS,
+        doc: "terminal verdict: the selected packets go on untouched and no later stage or chain runs",
+        params: &[],
+    },
+    Entry {
+        kind: "drop",
+        role: StageRole::Actor,
+        object: "verdict",
+        hooks: ALL_HOOKS,
+        doc: "terminal verdict: the selected packets are dropped",
+        params: &[],
+    },
+    Entry {
         kind: "custom",
         role: StageRole::Selector,
         object: "",

@@ -52,6 +52,7 @@ const KIND_CUSTOM: u8 = 0;
 const KIND_IP_PAIR: u8 = 1;
 const KIND_PACKET_TYPE: u8 = 2;
 const KIND_SET_BACKUP: u8 = 3;
+const KIND_VERDICT: u8 = 4;
 
 const IPP_V6: u8 = 0x01;
 const IPP_BIDIR: u8 = 0x02;
@@ -196,6 +197,10 @@ fn actor_stage(a: &Actor) -> (StageObject, u8, [u8; 56]) {
             }
             put(&mut param, &p);
             (StageObject::Builtin("set_backup"), KIND_SET_BACKUP, param)
+        }
+        Actor::Pass | Actor::Drop => {
+            param[0] = u8::from(matches!(a, Actor::Drop));
+            (StageObject::Builtin("verdict"), KIND_VERDICT, param)
         }
         Actor::Custom(c) => custom_stage(c),
     }

@@ -146,6 +146,10 @@ pub enum Actor {
         backup: bool,
         once: bool,
     },
+    /// Terminal verdict: the packet goes on untouched, no later stage runs.
+    Pass,
+    /// Terminal verdict: the packet is dropped.
+    Drop,
     /// A third-party actor from a BPF object file.
     Custom(CustomStage),
 }
@@ -164,6 +168,8 @@ impl Actor {
     pub fn name(&self) -> &'static str {
         match self {
             Actor::SetBackup { .. } => "set_backup",
+            Actor::Pass => "pass",
+            Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
         }
     }
@@ -511,6 +517,8 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             backup: get_bool(t, "backup", &what)?.unwrap_or(true),
             once: get_bool(t, "once", &what)?.unwrap_or(true),
         },
+        "pass" => Actor::Pass,
+        "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),
         _ => unreachable!("check_keys accepted an unknown kind"),
     })

@@ -101,6 +101,7 @@ enum emptcp_kind {
 	EMPTCP_KIND_IP_PAIR = 1,
 	EMPTCP_KIND_PACKET_TYPE = 2,
 	EMPTCP_KIND_SET_BACKUP = 3,
+	EMPTCP_KIND_VERDICT = 4,
 };
 
 /* ip_pair: v4 addresses use the first 4 bytes of the 16. */

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * verdict - actors `pass` and `drop`: end the walk over the chains with a
+ * terminal verdict for the selected packets (param[0]: 0 = pass, 1 = drop).
+ * Unselected packets go on to the next stage.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+SEC(EMPTCP_SEC)
+int verdict(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+	__u64 p[1];
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_matched(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, p, sizeof(p));
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	return (p[0] & 0xff) ? EMPTCP_DROP : EMPTCP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
