@@ -45,6 +45,15 @@ impl Harness {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
+        let built = Self::build(&dir, hook, chains);
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        built
+    }
+
+    fn build(dir: &std::path::Path, hook: Hook, chains: &[Chain]) -> Result<Harness> {
+        let dir = dir.to_path_buf();
         let sd = StateDir::open(&dir, true)?.context("state dir")?;
         let family = hook.family();
         let mut objs = Objects::default();
