@@ -19,6 +19,9 @@ pub enum ParamType {
     Path,
     Name,
     U32List,
+    Port,
+    Prefix,
+    U32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +96,47 @@ pub static CATALOG: &[Entry] = &[
         }],
     },
     Entry {
+        kind: "subflow",
+        role: StageRole::Selector,
+        object: "subflow",
+        hooks: ALL_HOOKS,
+        doc: "one TCP 4-tuple (absent fields match anything); with bidir also its reverse",
+        params: &[
+            Param { name: "saddr", ty: ParamType::IpAddr, required: false, default: None, doc: "source address" },
+            Param { name: "daddr", ty: ParamType::IpAddr, required: false, default: None, doc: "destination address" },
+            Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
+            Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
+            Param { name: "bidir", ty: ParamType::Bool, required: false, default: Some("false"), doc: "also the reverse direction" },
+        ],
+    },
+    Entry {
+        kind: "src",
+        role: StageRole::Selector,
+        object: "prefix",
+        hooks: ALL_HOOKS,
+        doc: "source address in a prefix",
+        params: &[Param { name: "addr", ty: ParamType::Prefix, required: true, default: None, doc: "address or CIDR prefix (10.0.0.0/8, fd00::/16)" }],
+    },
+    Entry {
+        kind: "dst",
+        role: StageRole::Selector,
+        object: "prefix",
+        hooks: ALL_HOOKS,
+        doc: "destination address in a prefix",
+        params: &[Param { name: "addr", ty: ParamType::Prefix, required: true, default: None, doc: "address or CIDR prefix" }],
+    },
+    Entry {
+        kind: "port",
+        role: StageRole::Selector,
+        object: "port",
+        hooks: ALL_HOOKS,
+        doc: "TCP source and/or destination port",
+        params: &[
+            Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
+            Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
+        ],
+    },
+    Entry {
         kind: "set_backup",
         role: StageRole::Actor,
         object: "set_backup",
@@ -114,6 +158,28 @@ pub static CATALOG: &[Entry] = &[
                 default: Some("true"),
                 doc: "only the first eligible segment of each subflow",
             },
+        ],
+    },
+    Entry {
+        kind: "set_mark",
+        role: StageRole::Actor,
+        object: "set_mark",
+        hooks: &["tc-ingress", "tc-egress"],
+        doc: "sets the skb mark, for policy routing (ip rule fwmark) or queueing of one subflow",
+        params: &[
+            Param { name: "mark", ty: ParamType::U32, required: true, default: None, doc: "mark value" },
+            Param { name: "mask", ty: ParamType::U32, required: false, default: Some("0xffffffff"), doc: "bits of the mark to set" },
+        ],
+    },
+    Entry {
+        kind: "redirect",
+        role: StageRole::Actor,
+        object: "redirect",
+        hooks: ALL_HOOKS,
+        doc: "terminal: sends the selected packets out of another device (TC: next hop's MAC from the neighbour table)",
+        params: &[
+            Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace)" },
+            Param { name: "ingress", ty: ParamType::Bool, required: false, default: Some("false"), doc: "TC: into the device's receive path" },
         ],
     },
     Entry {

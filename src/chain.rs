@@ -27,6 +27,16 @@ unsafe impl plain::Plain for types::emptcp_packet_type {}
 unsafe impl plain::Plain for types::emptcp_set_backup {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::emptcp_pctx {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_subflow {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_prefix {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_port {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_set_mark {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_redirect {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
@@ -53,6 +63,26 @@ const KIND_IP_PAIR: u8 = 1;
 const KIND_PACKET_TYPE: u8 = 2;
 const KIND_SET_BACKUP: u8 = 3;
 const KIND_VERDICT: u8 = 4;
+const KIND_SUBFLOW: u8 = 5;
+const KIND_PREFIX: u8 = 6;
+const KIND_PORT: u8 = 7;
+const KIND_SET_MARK: u8 = 8;
+const KIND_REDIRECT: u8 = 9;
+
+const SUB_V6: u8 = 0x01;
+const SUB_BIDIR: u8 = 0x02;
+const SUB_HAS_SADDR: u8 = 0x04;
+const SUB_HAS_DADDR: u8 = 0x08;
+const SUB_HAS_SPORT: u8 = 0x10;
+const SUB_HAS_DPORT: u8 = 0x20;
+
+const PFX_V6: u8 = 0x01;
+const PFX_DST: u8 = 0x02;
+
+const PORT_HAS_SPORT: u8 = 0x01;
+const PORT_HAS_DPORT: u8 = 0x02;
+
+const RD_INGRESS: u8 = 0x01;
 
 const IPP_V6: u8 = 0x01;
 const IPP_BIDIR: u8 = 0x02;
@@ -180,13 +210,97 @@ fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
             put(&mut param, &p);
             Ok((StageObject::Builtin("packet_type"), KIND_PACKET_TYPE, param))
         }
+        SelectorKind::Subflow {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            bidir,
+        } => {
+            let mut p = types::emptcp_subflow::default();
+            if saddr.or(*daddr).is_some_and(|a| a.is_ipv6()) {
+                p.flags |= SUB_V6;
+            }
+            if *bidir {
+                p.flags |= SUB_BIDIR;
+            }
+            if let Some(a) = saddr {
+                p.saddr = addr_bytes(a);
+                p.flags |= SUB_HAS_SADDR;
+            }
+            if let Some(a) = daddr {
+                p.daddr = addr_bytes(a);
+                p.flags |= SUB_HAS_DADDR;
+            }
+            if let Some(x) = sport {
+                p.sport = x.to_be();
+                p.flags |= SUB_HAS_SPORT;
+            }
+            if let Some(x) = dport {
+                p.dport = x.to_be();
+                p.flags |= SUB_HAS_DPORT;
+            }
+            put(&mut param, &p);
+            Ok((StageObject::Builtin("subflow"), KIND_SUBFLOW, param))
+        }
+        SelectorKind::Src { addr, prefix } | SelectorKind::Dst { addr, prefix } => {
+            let mut p = types::emptcp_prefix::default();
+            let full = addr_bytes(addr);
+            let bits = *prefix as usize;
+            for i in 0..16 {
+                let keep = bits.saturating_sub(i * 8).min(8);
+                p.mask[i] = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+                p.addr[i] = full[i] & p.mask[i];
+            }
+            if addr.is_ipv6() {
+                p.flags |= PFX_V6;
+            }
+            if matches!(kind, SelectorKind::Dst { .. }) {
+                p.flags |= PFX_DST;
+            }
+            put(&mut param, &p);
+            Ok((StageObject::Builtin("prefix"), KIND_PREFIX, param))
+        }
+        SelectorKind::Port { sport, dport } => {
+            let mut p = types::emptcp_port::default();
+            if let Some(x) = sport {
+                p.sport = x.to_be();
+                p.flags |= PORT_HAS_SPORT;
+            }
+            if let Some(x) = dport {
+                p.dport = x.to_be();
+                p.flags |= PORT_HAS_DPORT;
+            }
+            put(&mut param, &p);
+            Ok((StageObject::Builtin("port"), KIND_PORT, param))
+        }
         SelectorKind::Custom(c) => Ok(custom_stage(c)),
     }
 }
 
-fn actor_stage(a: &Actor) -> (StageObject, u8, [u8; 56]) {
+fn actor_stage(
+    a: &Actor,
+    ifindex: &dyn Fn(&str) -> Result<u32>,
+) -> Result<(StageObject, u8, [u8; 56])> {
     let mut param = [0u8; 56];
-    match a {
+    Ok(match a {
+        Actor::SetMark { mark, mask } => {
+            let p = types::emptcp_set_mark {
+                value: *mark,
+                mask: *mask,
+            };
+            put(&mut param, &p);
+            (StageObject::Builtin("set_mark"), KIND_SET_MARK, param)
+        }
+        Actor::Redirect { dev, ingress } => {
+            let p = types::emptcp_redirect {
+                ifindex: ifindex(dev)?,
+                flags: if *ingress { RD_INGRESS } else { 0 },
+                ..Default::default()
+            };
+            put(&mut param, &p);
+            (StageObject::Builtin("redirect"), KIND_REDIRECT, param)
+        }
         Actor::SetBackup { backup, once } => {
             let mut p = types::emptcp_set_backup::default();
             if *backup {
@@ -203,7 +317,7 @@ fn actor_stage(a: &Actor) -> (StageObject, u8, [u8; 56]) {
             (StageObject::Builtin("verdict"), KIND_VERDICT, param)
         }
         Actor::Custom(c) => custom_stage(c),
-    }
+    })
 }
 
 /// Number of slots a chain needs.
@@ -215,6 +329,17 @@ pub fn stage_count(c: &Chain) -> usize {
 /// (exactly as many as their stages together), linking each chain to the
 /// next.
 pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>> {
+    plan_with(chains, slots, &|dev| {
+        bail!("device {dev:?}: no device lookup here")
+    })
+}
+
+/// Like `plan`, resolving device names (redirect targets) with `ifindex`.
+pub fn plan_with(
+    chains: &[(&Chain, u16)],
+    slots: &[u16],
+    ifindex: &dyn Fn(&str) -> Result<u32>,
+) -> Result<Vec<PlannedChain>> {
     let need: usize = chains.iter().map(|(c, _)| stage_count(c)).sum();
     if need != slots.len() {
         bail!("internal: {need} stages but {} slots", slots.len());
@@ -256,7 +381,7 @@ pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>
                 selector_stage(&s.kind)?
             } else {
                 flags |= SF_ACTOR;
-                actor_stage(&c.act[i - c.select.len()])
+                actor_stage(&c.act[i - c.select.len()], ifindex)?
             };
             let desc = types::emptcp_stage {
                 next,
@@ -354,5 +479,38 @@ hook = "xdp"
         let chains: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (c, 1)).collect();
         assert!(plan(&chains, &[1, 2, 3]).is_err());
         assert!(plan(&chains, &[0, 2, 3, 4]).is_err());
+    }
+
+    #[test]
+    fn encodes_prefixes_and_ports() {
+        let p = Policy::parse(
+            "[[chain]]\nname = \"p\"\ndev = \"x\"\nhook = \"xdp\"\n\
+             [[chain.select]]\nkind = \"src\"\naddr = \"10.1.2.3/12\"\n\
+             [[chain.select]]\nkind = \"port\"\ndport = 443\n\
+             [[chain.act]]\nkind = \"redirect\"\ndev = \"eth9\"\n",
+            "p.toml",
+        )
+        .expect("valid");
+        let chains = [(&p.chains[0], 1u16)];
+        assert!(
+            plan(&chains, &[1, 2, 3]).is_err(),
+            "redirect needs a device lookup"
+        );
+        let out = plan_with(&chains, &[1, 2, 3], &|d| {
+            assert_eq!(d, "eth9");
+            Ok(42)
+        })
+        .expect("plan");
+        let s = &out[0].stages;
+        // 10.1.2.3/12 -> 10.0.0.0 masked with 255.240.0.0
+        assert_eq!(&s[0].desc.param[..4], &[10, 0, 0, 0]);
+        assert_eq!(&s[0].desc.param[16..20], &[255, 240, 0, 0]);
+        assert_eq!(s[0].desc.param[32], 0, "v4, source side");
+        // port 443 in network order at offset 2, flag at 4
+        assert_eq!(&s[1].desc.param[2..5], &[1, 187, PORT_HAS_DPORT]);
+        assert_eq!(
+            u32::from_ne_bytes(s[2].desc.param[..4].try_into().unwrap()),
+            42
+        );
     }
 }

@@ -115,6 +115,29 @@ pub enum SelectorKind {
     PacketType {
         types: Vec<String>,
     },
+    /// One TCP 4-tuple (absent fields: any).
+    Subflow {
+        saddr: Option<IpAddr>,
+        daddr: Option<IpAddr>,
+        sport: Option<u16>,
+        dport: Option<u16>,
+        bidir: bool,
+    },
+    /// Source address in a prefix.
+    Src {
+        addr: IpAddr,
+        prefix: u8,
+    },
+    /// Destination address in a prefix.
+    Dst {
+        addr: IpAddr,
+        prefix: u8,
+    },
+    /// TCP source and/or destination port.
+    Port {
+        sport: Option<u16>,
+        dport: Option<u16>,
+    },
     /// A third-party selector from a BPF object file.
     Custom(CustomStage),
 }
@@ -146,6 +169,16 @@ pub enum Actor {
         backup: bool,
         once: bool,
     },
+    /// Set the skb mark (TC): mark = (mark & !mask) | (value & mask).
+    SetMark {
+        mark: u32,
+        mask: u32,
+    },
+    /// Send the packet out of another device (terminal).
+    Redirect {
+        dev: String,
+        ingress: bool,
+    },
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
     /// Terminal verdict: the packet is dropped.
@@ -159,6 +192,10 @@ impl SelectorKind {
         match self {
             SelectorKind::IpPair { .. } => "ip_pair",
             SelectorKind::PacketType { .. } => "packet_type",
+            SelectorKind::Subflow { .. } => "subflow",
+            SelectorKind::Src { .. } => "src",
+            SelectorKind::Dst { .. } => "dst",
+            SelectorKind::Port { .. } => "port",
             SelectorKind::Custom(_) => "custom",
         }
     }
@@ -168,6 +205,8 @@ impl Actor {
     pub fn name(&self) -> &'static str {
         match self {
             Actor::SetBackup { .. } => "set_backup",
+            Actor::SetMark { .. } => "set_mark",
+            Actor::Redirect { .. } => "redirect",
             Actor::Pass => "pass",
             Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
@@ -330,6 +369,13 @@ fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
             "{what}: no [[chain.act]]: a chain needs at least one actor"
         ));
     }
+    if let Some(i) = act.iter().position(|a| matches!(a, Actor::SetMark { .. })) {
+        if hook == Hook::Xdp {
+            return Err(format!(
+                "{what}: act[{i}] (set_mark): needs a tc hook (XDP packets have no mark)"
+            ));
+        }
+    }
     Ok(Chain {
         name: name.to_owned(),
         dev: dev.to_owned(),
@@ -410,6 +456,44 @@ fn parse_addr(t: &Table, key: &str, what: &str) -> Result<Option<IpAddr>, String
     }
 }
 
+fn get_port(t: &Table, key: &str, what: &str) -> Result<Option<u16>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::Integer(n)) if (1..=65535).contains(n) => Ok(Some(*n as u16)),
+        Some(v) => Err(format!("{what}: key `{key}`: {v} is not a port (1-65535)")),
+    }
+}
+
+fn get_u32(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::Integer(n)) if (0..=u32::MAX as i64).contains(n) => Ok(Some(*n as u32)),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: {v} is not an integer in 0..=4294967295"
+        )),
+    }
+}
+
+/// "10.0.0.0/8", "fd00::/16" or a plain address (a full-length prefix).
+fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), String> {
+    let s = get_str(t, key, what)?.ok_or_else(|| format!("{what}: missing key `{key}`"))?;
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr = IpAddr::from_str(a)
+        .map_err(|_| format!("{what}: key `{key}`: {s:?} is not an address or prefix"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let plen =
+        match p {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                format!("{what}: key `{key}`: prefix length in {s:?} is not 0-{max}")
+            })?,
+        };
+    Ok((addr, plen))
+}
+
 fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
     check_keys(t, kind, StageRole::Selector, what)?;
@@ -462,6 +546,47 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
                 types.push(s.to_owned());
             }
             SelectorKind::PacketType { types }
+        }
+        "subflow" => {
+            let saddr = parse_addr(t, "saddr", &what)?;
+            let daddr = parse_addr(t, "daddr", &what)?;
+            let sport = get_port(t, "sport", &what)?;
+            let dport = get_port(t, "dport", &what)?;
+            if saddr.is_none() && daddr.is_none() && sport.is_none() && dport.is_none() {
+                return Err(format!(
+                    "{what}: needs at least one of `saddr`, `daddr`, `sport`, `dport`"
+                ));
+            }
+            if let (Some(s), Some(d)) = (saddr, daddr) {
+                if s.is_ipv4() != d.is_ipv4() {
+                    return Err(format!(
+                        "{what}: key `daddr`: {d} is not the same family as `saddr` {s}"
+                    ));
+                }
+            }
+            SelectorKind::Subflow {
+                saddr,
+                daddr,
+                sport,
+                dport,
+                bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
+            }
+        }
+        "src" | "dst" => {
+            let (addr, prefix) = parse_prefix(t, "addr", &what)?;
+            if kind == "src" {
+                SelectorKind::Src { addr, prefix }
+            } else {
+                SelectorKind::Dst { addr, prefix }
+            }
+        }
+        "port" => {
+            let sport = get_port(t, "sport", &what)?;
+            let dport = get_port(t, "dport", &what)?;
+            if sport.is_none() && dport.is_none() {
+                return Err(format!("{what}: needs `sport`, `dport` or both"));
+            }
+            SelectorKind::Port { sport, dport }
         }
         "custom" => SelectorKind::Custom(parse_custom(t, &what)?),
         _ => unreachable!("check_keys accepted an unknown kind"),
@@ -517,6 +642,22 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             backup: get_bool(t, "backup", &what)?.unwrap_or(true),
             once: get_bool(t, "once", &what)?.unwrap_or(true),
         },
+        "set_mark" => Actor::SetMark {
+            mark: get_u32(t, "mark", &what)?
+                .ok_or_else(|| format!("{what}: missing key `mark`"))?,
+            mask: get_u32(t, "mask", &what)?.unwrap_or(u32::MAX),
+        },
+        "redirect" => {
+            let dev =
+                get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?;
+            if dev.is_empty() || dev.len() > 15 || dev.contains('/') {
+                return Err(format!("{what}: key `dev`: {dev:?} is not a device name"));
+            }
+            Actor::Redirect {
+                dev: dev.to_owned(),
+                ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
+            }
+        }
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),
@@ -626,5 +767,71 @@ hook = "tc-egress"
         assert!(err_of(&no_act).contains("needs at least one actor"));
         let e = err_of(&GOOD.replace("dev  = \"veth1\"", "dev = \"a/b\""));
         assert!(e.contains("is not a device name"), "{e}");
+    }
+
+    #[test]
+    fn parses_catalogue_selectors_and_actors() {
+        let text = r#"
+[[chain]]
+name = "c"
+dev = "eth0"
+hook = "tc-egress"
+  [[chain.select]]
+  kind = "subflow"
+  saddr = "fd00::1"
+  daddr = "fd00::2"
+  sport = 40000
+  bidir = true
+  [[chain.select]]
+  kind = "dst"
+  addr = "10.0.0.0/8"
+  op = "or"
+  [[chain.select]]
+  kind = "port"
+  dport = 5201
+  [[chain.act]]
+  kind = "set_mark"
+  mark = 7
+  [[chain.act]]
+  kind = "redirect"
+  dev = "eth1"
+"#;
+        let p = Policy::parse(text, "c.toml").expect("valid");
+        let c = &p.chains[0];
+        assert_eq!(
+            c.select[1].kind,
+            SelectorKind::Dst {
+                addr: "10.0.0.0".parse().unwrap(),
+                prefix: 8
+            }
+        );
+        assert_eq!(
+            c.act[0],
+            Actor::SetMark {
+                mark: 7,
+                mask: u32::MAX
+            }
+        );
+        assert_eq!(
+            c.act[1],
+            Actor::Redirect {
+                dev: "eth1".into(),
+                ingress: false
+            }
+        );
+        let e = err_of(&text.replace("daddr = \"fd00::2\"", "daddr = \"10.0.0.2\""));
+        assert!(
+            e.contains("key `daddr`: 10.0.0.2 is not the same family as `saddr` fd00::1"),
+            "{e}"
+        );
+        let e = err_of(&text.replace("10.0.0.0/8", "10.0.0.0/33"));
+        assert!(
+            e.contains("prefix length in \"10.0.0.0/33\" is not 0-32"),
+            "{e}"
+        );
+        let e = err_of(&text.replace("dport = 5201", "dport = 70000"));
+        assert!(e.contains("key `dport`: 70000 is not a port"), "{e}");
+        let e = err_of(&text.replace("hook = \"tc-egress\"", "hook = \"xdp\""));
+        assert!(e.contains("set_mark): needs a tc hook"), "{e}");
     }
 }

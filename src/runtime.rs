@@ -105,7 +105,7 @@ fn stage_prog_fd(obj: &Object, object: &StageObject) -> Result<i32> {
 /// The objects of a chain's stages.
 fn chain_objects(c: &Chain) -> Vec<StageObject> {
     let slots: Vec<u16> = (1..=chain::stage_count(c) as u16).collect();
-    chain::plan(&[(c, 0)], &slots)
+    chain::plan_with(&[(c, 0)], &slots, &|_| Ok(0))
         .map(|p| {
             p.into_iter()
                 .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
@@ -318,6 +318,13 @@ fn detach_point(sd: &StateDir, p: &AttachPoint) -> Result<()> {
     Ok(())
 }
 
+/// A device of an attach point's namespace (redirect targets).
+fn point_ifindex(p: &AttachPoint, dev: &str) -> Result<u32> {
+    netns::run_in(p.netns.as_deref(), || {
+        netns::ifindex(dev, p.netns.as_deref())
+    })
+}
+
 fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, String, Hook) {
     (netns.clone(), dev.to_owned(), hook)
 }
@@ -443,7 +450,7 @@ impl Runtime {
             new_slots.entry(family).or_default().extend(&slots);
             let p = &st.points[pi];
             let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
-            let plan = chain::plan(&list, &slots)?;
+            let plan = chain::plan_with(&list, &slots, &|d| point_ifindex(p, d))?;
             if let Err(e) = write_slots(&sd, family, &plan, &mut objs) {
                 // nothing reachable changed: keep the old state, and retire
                 // the slots written so far so that their programs go away
@@ -629,7 +636,7 @@ impl Runtime {
             };
             let p = &st.points[pi];
             let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
-            let plan = chain::plan(&list, &slots)?;
+            let plan = chain::plan_with(&list, &slots, &|d| point_ifindex(p, d))?;
             let mut objs = Objects::default();
             write_slots(&sd, family, &plan, &mut objs)?;
             let p = &mut st.points[pi];

@@ -60,7 +60,7 @@ impl Harness {
         let ids: Vec<(&Chain, u16)> = chains.iter().zip(1u16..).collect();
         let n: usize = chains.iter().map(chain::stage_count).sum();
         let slots: Vec<u16> = (1..=n as u16).collect();
-        let plan = chain::plan(&ids, &slots)?;
+        let plan = chain::plan_with(&ids, &slots, &|d| crate::netns::ifindex(d, None))?;
         let entry = load_entry(&sd, family, 1, "entry")?;
         write_slots(&sd, family, &plan, &mut objs)?;
         let amap = pinned_map(&sd, family, "emptcp_attach")?;

@@ -102,7 +102,67 @@ enum emptcp_kind {
 	EMPTCP_KIND_PACKET_TYPE = 2,
 	EMPTCP_KIND_SET_BACKUP = 3,
 	EMPTCP_KIND_VERDICT = 4,
+	EMPTCP_KIND_SUBFLOW = 5,
+	EMPTCP_KIND_PREFIX = 6,
+	EMPTCP_KIND_PORT = 7,
+	EMPTCP_KIND_SET_MARK = 8,
+	EMPTCP_KIND_REDIRECT = 9,
 };
+
+/* subflow: a 4-tuple; absent fields match anything. */
+#define EMPTCP_SF_V6		0x01
+#define EMPTCP_SF_BIDIR		0x02
+#define EMPTCP_SF_HAS_SADDR	0x04
+#define EMPTCP_SF_HAS_DADDR	0x08
+#define EMPTCP_SF_HAS_SPORT	0x10
+#define EMPTCP_SF_HAS_DPORT	0x20
+struct emptcp_subflow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;	/* network order */
+	__u16 dport;	/* network order */
+	__u8 flags;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct emptcp_subflow) == 40, "emptcp_subflow is 40 bytes");
+
+/* src / dst: an address prefix on one side. */
+#define EMPTCP_PFX_V6		0x01
+#define EMPTCP_PFX_DST		0x02	/* match the destination (else the source) */
+struct emptcp_prefix {
+	__u8 addr[16];	/* already masked to the prefix */
+	__u8 mask[16];
+	__u8 flags;
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct emptcp_prefix) == 40, "emptcp_prefix is 40 bytes");
+
+/* port: source and/or destination port. */
+#define EMPTCP_PORT_HAS_SPORT	0x01
+#define EMPTCP_PORT_HAS_DPORT	0x02
+struct emptcp_port {
+	__u16 sport;	/* network order */
+	__u16 dport;
+	__u8 flags;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct emptcp_port) == 8, "emptcp_port is 8 bytes");
+
+/* set_mark (TC): skb->mark = (skb->mark & ~mask) | value. */
+struct emptcp_set_mark {
+	__u32 value;
+	__u32 mask;
+};
+_Static_assert(sizeof(struct emptcp_set_mark) == 8, "emptcp_set_mark is 8 bytes");
+
+/* redirect: send out of another device (ifindex in the hook's namespace). */
+#define EMPTCP_RD_INGRESS	0x01	/* TC: into the device's ingress */
+struct emptcp_redirect {
+	__u32 ifindex;
+	__u8 flags;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct emptcp_redirect) == 8, "emptcp_redirect is 8 bytes");
 
 /* ip_pair: v4 addresses use the first 4 bytes of the 16. */
 #define EMPTCP_IPP_V6		0x01	/* addresses are IPv6 */

@@ -296,6 +296,44 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 	return tcpopt_walk_buf(w);
 }
 
+/*
+ * The packet's addresses (IPv4: first 4 bytes, rest zero) and TCP ports
+ * (network order), read directly from the packet. Returns the address
+ * length (4 or 16), or -1 when the headers are not readable.
+ */
+static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run *r,
+					__u8 saddr[16], __u8 daddr[16], __u16 *sport, __u16 *dport)
+{
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off;
+	__u16 *ports;
+	__u8 *a;
+
+	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
+		return -1;
+	ports = data + l4;
+	if ((void *)(ports + 2) > data_end)
+		return -1;
+	*sport = ports[0];
+	*dport = ports[1];
+	__builtin_memset(saddr, 0, 16);
+	__builtin_memset(daddr, 0, 16);
+	if (r->p.flags & EMPTCP_PF_V6) {
+		a = data + l3 + 8;	/* saddr, daddr */
+		if ((void *)(a + 32) > data_end)
+			return -1;
+		__builtin_memcpy(saddr, a, 16);
+		__builtin_memcpy(daddr, a + 16, 16);
+		return 16;
+	}
+	a = data + l3 + 12;
+	if ((void *)(a + 8) > data_end)
+		return -1;
+	__builtin_memcpy(saddr, a, 4);
+	__builtin_memcpy(daddr, a + 4, 4);
+	return 4;
+}
+
 /* Network-layer payload length (TCP header + data) of the packet. */
 static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_run *r)
 {

@@ -23,6 +23,11 @@ struct emptcp_abi_types {
 	struct emptcp_packet_type packet_type;
 	struct emptcp_set_backup set_backup;
 	struct emptcp_flow_key flow_key;
+	struct emptcp_subflow subflow;
+	struct emptcp_prefix prefix;
+	struct emptcp_port port;
+	struct emptcp_set_mark set_mark;
+	struct emptcp_redirect redirect;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

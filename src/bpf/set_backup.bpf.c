@@ -4,8 +4,9 @@
  * the 4-byte RFC 6824 form) to the selected subflow's segments, so that the
  * peer sets or clears the subflow's backup flag. The TCP header grows by 4
  * bytes: IP length, data offset and both checksums are fixed. XDP grows
- * every segment; TC only segments without payload. No room, SYNs, RSTs and
- * non-MPTCP segments pass untouched (counted).
+ * every segment; TC only segments without payload. No room, SYNs, RSTs,
+ * non-MPTCP segments and (TC) option lists ended by an EOL pass untouched
+ * (counted).
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
@@ -155,6 +156,15 @@ int set_backup(emptcp_ctx *ctx)
 	 */
 	if (!(w.mptcp & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
 	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO)))) {
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		return emptcp_next(ctx, &r);
+	}
+
+	/*
+	 * TC adds the option after the last one: behind an EOL (the walk
+	 * stops on it, w.off < w.len) a receiver would never read it.
+	 */
+	if (!EMPTCP_IS_XDP && w.off < w.len) {
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}

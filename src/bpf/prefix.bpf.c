@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * prefix - selectors `src` and `dst`: the source (or destination) address
+ * lies in an address prefix (a plain address is a /32 or /128).
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+SEC(EMPTCP_SEC)
+int prefix(emptcp_ctx *ctx)
+{
+	struct emptcp_prefix pf;
+	struct emptcp_run r;
+	__u8 s[16], d[16];
+	const __u64 *a, *m, *want;
+	__u16 sp, dp;
+	int n, hit;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (emptcp_select_decided(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &pf, sizeof(pf));
+	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
+	if (n < 0) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_select(ctx, &r, 0);
+	}
+	if ((n == 16) != !!(pf.flags & EMPTCP_PFX_V6))
+		return emptcp_select(ctx, &r, 0);
+	a = (const __u64 *)((pf.flags & EMPTCP_PFX_DST) ? d : s);
+	m = (const __u64 *)pf.mask;
+	want = (const __u64 *)pf.addr;
+	hit = (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1];
+	return emptcp_select(ctx, &r, hit);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

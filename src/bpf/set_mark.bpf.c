@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * set_mark - actor (TC only): set the skb mark of the selected packets, for
+ * policy routing (`ip rule fwmark`) or qdisc classification of one subflow.
+ * Built for XDP too (there is no skb): it counts a skip and passes.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+SEC(EMPTCP_SEC)
+int set_mark(emptcp_ctx *ctx)
+{
+	struct emptcp_set_mark m;
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_matched(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &m, sizeof(m));
+#ifdef EMPTCP_TC
+	ctx->mark = (ctx->mark & ~m.mask) | (m.value & m.mask);
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+#else
+	emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+#endif
+	return emptcp_next(ctx, &r);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * subflow - selector: one TCP 4-tuple (absent fields match anything); with
+ * bidir, the reverse direction too. IPv4 and IPv6.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
+{
+	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] &&
+	       ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
+}
+
+static __always_inline int tuple_eq(const struct emptcp_subflow *f, const __u8 *s, const __u8 *d,
+				    __u16 sp, __u16 dp)
+{
+	if ((f->flags & EMPTCP_SF_HAS_SADDR) && !addr_eq(f->saddr, s))
+		return 0;
+	if ((f->flags & EMPTCP_SF_HAS_DADDR) && !addr_eq(f->daddr, d))
+		return 0;
+	if ((f->flags & EMPTCP_SF_HAS_SPORT) && f->sport != sp)
+		return 0;
+	if ((f->flags & EMPTCP_SF_HAS_DPORT) && f->dport != dp)
+		return 0;
+	return 1;
+}
+
+SEC(EMPTCP_SEC)
+int subflow(emptcp_ctx *ctx)
+{
+	struct emptcp_subflow f;
+	struct emptcp_run r;
+	__u8 s[16], d[16];
+	__u16 sp, dp;
+	int n, hit;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (emptcp_select_decided(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &f, sizeof(f));
+	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
+	if (n < 0) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_select(ctx, &r, 0);
+	}
+	if ((n == 16) != !!(f.flags & EMPTCP_SF_V6))
+		return emptcp_select(ctx, &r, 0);
+	hit = tuple_eq(&f, s, d, sp, dp);
+	if (!hit && (f.flags & EMPTCP_SF_BIDIR))
+		hit = tuple_eq(&f, d, s, dp, sp);
+	return emptcp_select(ctx, &r, hit);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
