@@ -183,6 +183,22 @@ pub static CATALOG: &[Entry] = &[
         ],
     },
     Entry {
+        kind: "get_connect",
+        role: StageRole::Actor,
+        object: "observe",
+        hooks: ALL_HOOKS,
+        doc: "sends MP_CAPABLE keys (SYN-ACK, ACK) with the 4-tuple to `emptcp events`; read-only",
+        params: &[],
+    },
+    Entry {
+        kind: "get_subflow",
+        role: StageRole::Actor,
+        object: "observe",
+        hooks: ALL_HOOKS,
+        doc: "sends MP_JOIN token, nonce, address id and backup bit with the 4-tuple to `emptcp events`; read-only",
+        params: &[],
+    },
+    Entry {
         kind: "pass",
         role: StageRole::Actor,
         object: "verdict",

@@ -37,6 +37,8 @@ unsafe impl plain::Plain for types::emptcp_port {}
 unsafe impl plain::Plain for types::emptcp_set_mark {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::emptcp_redirect {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_event {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
@@ -68,6 +70,7 @@ const KIND_PREFIX: u8 = 6;
 const KIND_PORT: u8 = 7;
 const KIND_SET_MARK: u8 = 8;
 const KIND_REDIRECT: u8 = 9;
+const KIND_OBSERVE: u8 = 10;
 
 const SUB_V6: u8 = 0x01;
 const SUB_BIDIR: u8 = 0x02;
@@ -312,6 +315,10 @@ fn actor_stage(
             put(&mut param, &p);
             (StageObject::Builtin("set_backup"), KIND_SET_BACKUP, param)
         }
+        Actor::GetConnect | Actor::GetSubflow => {
+            param[0] = if matches!(a, Actor::GetConnect) { 1 } else { 2 };
+            (StageObject::Builtin("observe"), KIND_OBSERVE, param)
+        }
         Actor::Pass | Actor::Drop => {
             param[0] = u8::from(matches!(a, Actor::Drop));
             (StageObject::Builtin("verdict"), KIND_VERDICT, param)
@@ -370,6 +377,11 @@ pub fn plan_with(
                 chain_end
             };
             let mut flags = if i == 0 { SF_FIRST } else { 0 };
+            let label = if i < c.select.len() {
+                c.select[i].kind.name()
+            } else {
+                c.act[i - c.select.len()].name()
+            };
             let (object, kind, param) = if i < c.select.len() {
                 let s = &c.select[i];
                 if s.op == Op::Or {
@@ -395,7 +407,11 @@ pub fn plan_with(
             };
             stages.push(PlannedStage {
                 slot,
-                kind: object.label(),
+                kind: if label == "custom" {
+                    object.label()
+                } else {
+                    label.to_owned()
+                },
                 object,
                 desc,
             });

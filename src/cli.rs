@@ -62,6 +62,21 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Stream MPTCP connection and subflow events (get_connect, get_subflow)
+    Events {
+        /// JSON lines
+        #[arg(long)]
+        json: bool,
+        /// Only events of this chain
+        #[arg(long)]
+        chain: Option<String>,
+        /// Stop after this many events
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
     /// List every selector and actor with its parameters
     Catalog {
         /// JSON output

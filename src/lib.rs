@@ -18,6 +18,7 @@ pub mod attach;
 pub mod catalog;
 pub mod chain;
 pub mod cli;
+pub mod events;
 pub mod loader;
 pub mod netns;
 pub mod policy;

@@ -121,6 +121,16 @@ pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Resu
     Ok(open)
 }
 
+/// Where a shared map is pinned: `<family dir>/<name>`, except maps named
+/// `emptcp_g_*` (shared by the XDP and TC families, like the event ring
+/// buffer), which sit in the state directory itself.
+pub fn pin_path(family_dir: &Path, name: &str) -> std::path::PathBuf {
+    match (name.starts_with("emptcp_g_"), family_dir.parent()) {
+        (true, Some(top)) => top.join(name),
+        _ => family_dir.join(name),
+    }
+}
+
 /// Makes every `emptcp_*` map of `open` reuse the map pinned under `dir`
 /// when there is one, after checking that both agree. Returns the names of
 /// the maps that have no pin yet (to pin after load).
@@ -131,7 +141,7 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
         if !name.starts_with("emptcp_") {
             continue;
         }
-        let path = dir.join(&name);
+        let path = pin_path(dir, &name);
         if !path.exists() {
             to_pin.push(name);
             continue;
@@ -239,7 +249,7 @@ pub fn pin_new_maps(obj: &mut Object, dir: &Path, names: &[String]) -> Result<()
     for mut map in obj.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         if names.contains(&name) {
-            let path = dir.join(&name);
+            let path = pin_path(dir, &name);
             map.pin(&path)
                 .with_context(|| format!("failed to pin map {}", path.display()))?;
         }

@@ -106,6 +106,20 @@ fn run(cli: Cli) -> Result<()> {
                 println!("detached {n}");
             }
         }
+        Command::Events {
+            json,
+            chain,
+            count,
+            timeout,
+        } => {
+            emptcp::events::stream(
+                &rt.dir,
+                json,
+                chain.as_deref(),
+                count,
+                timeout.map(std::time::Duration::from_secs_f64),
+            )?;
+        }
         Command::Catalog { json } => {
             if json {
                 println!("{}", serde_json::to_string_pretty(CATALOG)?);

@@ -179,6 +179,10 @@ pub enum Actor {
         dev: String,
         ingress: bool,
     },
+    /// Send MP_CAPABLE keys and the 4-tuple to `emptcp events`.
+    GetConnect,
+    /// Send MP_JOIN token, nonce, address id and backup bit to `emptcp events`.
+    GetSubflow,
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
     /// Terminal verdict: the packet is dropped.
@@ -207,6 +211,8 @@ impl Actor {
             Actor::SetBackup { .. } => "set_backup",
             Actor::SetMark { .. } => "set_mark",
             Actor::Redirect { .. } => "redirect",
+            Actor::GetConnect => "get_connect",
+            Actor::GetSubflow => "get_subflow",
             Actor::Pass => "pass",
             Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
@@ -658,6 +664,8 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
                 ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
             }
         }
+        "get_connect" => Actor::GetConnect,
+        "get_subflow" => Actor::GetSubflow,
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),

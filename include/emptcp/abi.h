@@ -107,7 +107,45 @@ enum emptcp_kind {
 	EMPTCP_KIND_PORT = 7,
 	EMPTCP_KIND_SET_MARK = 8,
 	EMPTCP_KIND_REDIRECT = 9,
+	EMPTCP_KIND_GET_CONNECT = 10,
+	EMPTCP_KIND_GET_SUBFLOW = 11,
 };
+
+/* Events (ring buffer emptcp_g_events, shared by every chain of both hooks). */
+enum emptcp_event_kind {
+	EMPTCP_EV_CONNECT = 1,	/* MP_CAPABLE with at least one key */
+	EMPTCP_EV_SUBFLOW = 2,	/* MP_JOIN SYN, SYN-ACK or ACK */
+};
+
+#define EMPTCP_EVF_V6		0x01
+#define EMPTCP_EVF_SKEY		0x02	/* skey valid */
+#define EMPTCP_EVF_RKEY		0x04	/* rkey valid */
+#define EMPTCP_EVF_XDP		0x08	/* seen by an XDP chain (else TC) */
+
+struct emptcp_event {
+	__u64 ts_ns;		/* bpf_ktime_get_ns() */
+	__u16 kind;		/* enum emptcp_event_kind */
+	__u16 slot;		/* stage that emitted it */
+	__u32 ifindex;
+	__u8 saddr[16];		/* as on the wire: the packet's source */
+	__u8 daddr[16];
+	__u16 sport;		/* network order */
+	__u16 dport;
+	__u8 flags;		/* EMPTCP_EVF_* */
+	__u8 tcp_flags;
+	__u8 opt_len;		/* MPTCP option length */
+	__u8 version;		/* MP_CAPABLE version */
+	__u8 mpc_flags;		/* MP_CAPABLE flag byte */
+	__u8 backup;		/* MP_JOIN B bit */
+	__u8 addr_id;		/* MP_JOIN address id */
+	__u8 pad;
+	__u32 pad2;
+	__u64 skey;		/* MP_CAPABLE: sender's key (host order) */
+	__u64 rkey;		/* MP_CAPABLE: receiver's key */
+	__u32 token;		/* MP_JOIN SYN: receiver's token (host order) */
+	__u32 nonce;		/* MP_JOIN SYN/SYN-ACK: sender's random number */
+};
+_Static_assert(sizeof(struct emptcp_event) == 88, "emptcp_event is 88 bytes");
 
 /* subflow: a 4-tuple; absent fields match anything. */
 #define EMPTCP_SF_V6		0x01

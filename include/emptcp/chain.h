@@ -245,7 +245,12 @@ static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct e
 	__u32 off = r->p.l4_off;
 	struct tcphdr *th;
 
-	/* bound the variable offset for the verifier */
+	/*
+	 * bound the variable offset for the verifier; barrier_var() keeps
+	 * clang from testing another copy of it (l3_off and l4_off as one
+	 * 32-bit word), which leaves this one unbounded (port on TC)
+	 */
+	barrier_var(off);
 	if (off > EMPTCP_MAX_L4_OFF)
 		return NULL;
 	th = data + off;
@@ -309,6 +314,9 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 	__u16 *ports;
 	__u8 *a;
 
+	/* see emptcp_tcp() */
+	barrier_var(l3);
+	barrier_var(l4);
 	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
 	ports = data + l4;

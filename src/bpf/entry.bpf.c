@@ -28,6 +28,7 @@ struct emptcp_abi_types {
 	struct emptcp_port port;
 	struct emptcp_set_mark set_mark;
 	struct emptcp_redirect redirect;
+	struct emptcp_event event;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

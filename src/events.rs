@@ -1,0 +1,339 @@
+//! `emptcp events`: the stream of MPTCP connection and subflow events that
+//! `get_connect` / `get_subflow` put into the ring buffer, decoded, with
+//! tokens and IDSNs computed per RFC 8684 (SHA-256 of the key).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapHandle, RingBufferBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::chain::types;
+use crate::state::{State, StateDir};
+
+/// Token of a key: the most significant 32 bits of SHA-256(key, big endian).
+pub fn key_token(key: u64) -> u32 {
+    let h = Sha256::digest(key.to_be_bytes());
+    u32::from_be_bytes(h[..4].try_into().expect("4 bytes"))
+}
+
+/// Initial data sequence number of a key: the least significant 64 bits.
+pub fn key_idsn(key: u64) -> u64 {
+    let h = Sha256::digest(key.to_be_bytes());
+    u64::from_be_bytes(h[24..32].try_into().expect("8 bytes"))
+}
+
+/// An event as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub time_ns: u64,
+    pub kind: &'static str,
+    pub chain: Option<String>,
+    pub dev: Option<String>,
+    pub hook: Option<String>,
+    pub saddr: IpAddr,
+    pub daddr: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub packet: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_key: Option<String>,
+    /// Keys from the host's point of view, when the hook tells it (TC egress:
+    /// the sender is local; XDP/TC ingress: the receiver is local).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_idsn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_idsn: Option<u64>,
+    /// MP_JOIN SYN: the token of the connection being joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr_id: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<bool>,
+    /// Subflow events: the connection (its MP_CAPABLE 4-tuple) the token belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+}
+
+fn addr(v6: bool, b: &[u8; 16]) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*b))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+}
+
+fn packet_kind(flags: u8) -> &'static str {
+    match (flags & 0x02 != 0, flags & 0x10 != 0) {
+        (true, false) => "syn",
+        (true, true) => "synack",
+        _ => "ack",
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Option<types::emptcp_event> {
+    let mut e = types::emptcp_event::default();
+    plain::copy_from_bytes(&mut e, bytes).ok()?;
+    Some(e)
+}
+
+/// Which chain, device and hook a slot belongs to.
+fn slot_owner(st: &State, slot: u16, xdp: bool) -> Option<(String, String, String)> {
+    st.points
+        .iter()
+        .filter(|p| (p.hook.family() == "xdp") == xdp)
+        .find_map(|p| {
+            p.chains
+                .iter()
+                .find(|c| c.slots.contains(&slot))
+                .map(|c| (c.spec.name.clone(), p.dev.clone(), p.hook.to_string()))
+        })
+}
+
+/// Turns raw events into views; remembers tokens to link subflows.
+#[derive(Default)]
+pub struct Decoder {
+    /// token -> "saddr:sport -> daddr:dport" of its MP_CAPABLE
+    conns: HashMap<u32, String>,
+}
+
+impl Decoder {
+    pub fn view(&mut self, e: &types::emptcp_event, st: &State) -> EventView {
+        let v6 = e.flags & 0x01 != 0;
+        let xdp = e.flags & 0x08 != 0;
+        let owner = slot_owner(st, e.slot, xdp);
+        let (saddr, daddr) = (addr(v6, &e.saddr), addr(v6, &e.daddr));
+        let (sport, dport) = (u16::from_be(e.sport), u16::from_be(e.dport));
+        let tuple = format!(
+            "{}:{sport} -> {}:{dport}",
+            if v6 {
+                format!("[{saddr}]")
+            } else {
+                saddr.to_string()
+            },
+            if v6 {
+                format!("[{daddr}]")
+            } else {
+                daddr.to_string()
+            }
+        );
+        let mut v = EventView {
+            time_ns: e.ts_ns,
+            kind: if e.kind == 2 { "subflow" } else { "connect" },
+            chain: owner.as_ref().map(|o| o.0.clone()),
+            dev: owner.as_ref().map(|o| o.1.clone()),
+            hook: owner.as_ref().map(|o| o.2.clone()),
+            saddr,
+            daddr,
+            sport,
+            dport,
+            packet: packet_kind(e.tcp_flags),
+            version: None,
+            sender_key: None,
+            receiver_key: None,
+            local_key: None,
+            remote_key: None,
+            sender_token: None,
+            receiver_token: None,
+            sender_idsn: None,
+            receiver_idsn: None,
+            token: None,
+            nonce: None,
+            addr_id: None,
+            backup: None,
+            connection: None,
+        };
+        if e.kind == 2 {
+            if e.token != 0 {
+                v.token = Some(format!("{:08x}", e.token));
+                v.connection = self.conns.get(&e.token).cloned();
+            }
+            if e.nonce != 0 {
+                v.nonce = Some(e.nonce);
+            }
+            if e.opt_len != 24 {
+                v.addr_id = Some(e.addr_id);
+                v.backup = Some(e.backup != 0);
+            }
+            return v;
+        }
+        v.version = Some(e.version);
+        let hex = |k: u64| format!("{k:016x}");
+        if e.flags & 0x02 != 0 {
+            let t = key_token(e.skey);
+            v.sender_key = Some(hex(e.skey));
+            v.sender_token = Some(format!("{t:08x}"));
+            v.sender_idsn = Some(key_idsn(e.skey));
+            self.conns.insert(t, tuple.clone());
+        }
+        if e.flags & 0x04 != 0 {
+            let t = key_token(e.rkey);
+            v.receiver_key = Some(hex(e.rkey));
+            v.receiver_token = Some(format!("{t:08x}"));
+            v.receiver_idsn = Some(key_idsn(e.rkey));
+            self.conns.insert(t, tuple);
+        }
+        match v.hook.as_deref() {
+            Some("tc-egress") => {
+                v.local_key = v.sender_key.clone();
+                v.remote_key = v.receiver_key.clone();
+            }
+            Some("xdp") | Some("tc-ingress") => {
+                v.local_key = v.receiver_key.clone();
+                v.remote_key = v.sender_key.clone();
+            }
+            _ => {}
+        }
+        v
+    }
+}
+
+fn line(v: &EventView) -> String {
+    let mut s = format!(
+        "{} {} {}:{} -> {}:{} {}",
+        v.kind,
+        v.packet,
+        v.saddr,
+        v.sport,
+        v.daddr,
+        v.dport,
+        v.chain
+            .as_deref()
+            .map(|c| format!("chain {c}"))
+            .unwrap_or_default()
+    );
+    if let Some(t) = &v.sender_token {
+        s += &format!(
+            " sender_key {} token {t}",
+            v.sender_key.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(t) = &v.receiver_token {
+        s += &format!(
+            " receiver_key {} token {t}",
+            v.receiver_key.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(t) = &v.token {
+        s += &format!(" token {t}");
+    }
+    if let Some(b) = v.backup {
+        s += &format!(" addr_id {} backup {}", v.addr_id.unwrap_or(0), u8::from(b));
+    }
+    if let Some(c) = &v.connection {
+        s += &format!(" connection [{c}]");
+    }
+    s
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Streams events until Ctrl-C, `count` events or `timeout`.
+pub fn stream(
+    dir: &std::path::Path,
+    json: bool,
+    chain: Option<&str>,
+    count: Option<usize>,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let path = dir.join("emptcp_g_events");
+    let map = MapHandle::from_pinned_path(&path).with_context(|| {
+        format!(
+            "no event ring buffer at {} (apply a chain with get_connect or get_subflow first)",
+            path.display()
+        )
+    })?;
+    let load_state = || -> State {
+        StateDir::open(dir, false)
+            .ok()
+            .flatten()
+            .and_then(|sd| sd.load().ok())
+            .unwrap_or_default()
+    };
+    let mut st = load_state();
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        let h = nix::sys::signal::SigHandler::Handler(on_signal);
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, h);
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, h);
+    }
+    let pending = std::cell::RefCell::new(Vec::<types::emptcp_event>::new());
+    let mut b = RingBufferBuilder::new();
+    b.add(&map, |data: &[u8]| {
+        if let Some(e) = decode(data) {
+            pending.borrow_mut().push(e);
+        }
+        0
+    })?;
+    let rb = b.build()?;
+    let mut dec = Decoder::default();
+    let mut seen = 0usize;
+    let start = Instant::now();
+    let out = std::io::stdout();
+    while !STOP.load(Ordering::SeqCst) {
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            break;
+        }
+        rb.poll(Duration::from_millis(100))?;
+        let evs: Vec<_> = pending.borrow_mut().drain(..).collect();
+        for e in evs {
+            if slot_owner(&st, e.slot, e.flags & 0x08 != 0).is_none() {
+                st = load_state();
+            }
+            let v = dec.view(&e, &st);
+            if chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
+                continue;
+            }
+            let mut o = out.lock();
+            if json {
+                serde_json::to_writer(&mut o, &v)?;
+                writeln!(o)?;
+            } else {
+                writeln!(o, "{}", line(&v))?;
+            }
+            o.flush()?;
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_and_idsn_follow_rfc8684() {
+        // SHA-256 of 8 zero bytes = af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc
+        assert_eq!(key_token(0), 0xaf5570f5);
+        assert_eq!(key_idsn(0), 0xe5b2328de0e83dfc);
+    }
+}
