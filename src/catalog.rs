@@ -22,6 +22,7 @@ pub enum ParamType {
     Port,
     Prefix,
     U32,
+    Metrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +198,21 @@ pub static CATALOG: &[Entry] = &[
         hooks: ALL_HOOKS,
         doc: "sends MP_JOIN token, nonce, address id and backup bit with the 4-tuple to `emptcp events`; read-only",
         params: &[],
+    },
+    Entry {
+        kind: "record",
+        role: StageRole::Actor,
+        object: "record",
+        hooks: ALL_HOOKS,
+        doc: "per-subflow metrics for `emptcp stats`: packets and payload bytes each way, RTT from \
+              TCP timestamps (record on both hooks of a host), retransmissions, last window; read-only",
+        params: &[Param {
+            name: "metrics",
+            ty: ParamType::Metrics,
+            required: false,
+            default: Some("all"),
+            doc: "any of: packets bytes rtt retrans window",
+        }],
     },
     Entry {
         kind: "pass",

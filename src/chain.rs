@@ -39,6 +39,10 @@ unsafe impl plain::Plain for types::emptcp_set_mark {}
 unsafe impl plain::Plain for types::emptcp_redirect {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::emptcp_event {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_flow_rec {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_flow_key {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
@@ -71,6 +75,7 @@ const KIND_PORT: u8 = 7;
 const KIND_SET_MARK: u8 = 8;
 const KIND_REDIRECT: u8 = 9;
 const KIND_OBSERVE: u8 = 10;
+const KIND_RECORD: u8 = 12;
 
 const SUB_V6: u8 = 0x01;
 const SUB_BIDIR: u8 = 0x02;
@@ -318,6 +323,16 @@ fn actor_stage(
         Actor::GetConnect | Actor::GetSubflow => {
             param[0] = if matches!(a, Actor::GetConnect) { 1 } else { 2 };
             (StageObject::Builtin("observe"), KIND_OBSERVE, param)
+        }
+        Actor::Record { metrics } => {
+            let mut m = 0u32;
+            for x in metrics {
+                if let Some(i) = crate::policy::RECORD_METRICS.iter().position(|r| r == x) {
+                    m |= 1 << i;
+                }
+            }
+            param[..4].copy_from_slice(&m.to_ne_bytes());
+            (StageObject::Builtin("record"), KIND_RECORD, param)
         }
         Actor::Pass | Actor::Drop => {
             param[0] = u8::from(matches!(a, Actor::Drop));

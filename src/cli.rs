@@ -77,6 +77,15 @@ pub enum Command {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Per-connection and per-subflow metrics from `record`, and per-stage counters
+    Stats {
+        /// JSON output
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Output format
+        #[arg(long, value_parser = ["text", "prometheus"], default_value = "text")]
+        format: String,
+    },
     /// List every selector and actor with its parameters
     Catalog {
         /// JSON output

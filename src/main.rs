@@ -120,6 +120,16 @@ fn run(cli: Cli) -> Result<()> {
                 timeout.map(std::time::Duration::from_secs_f64),
             )?;
         }
+        Command::Stats { json, format } => {
+            let s = emptcp::stats::collect(&rt)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else if format == "prometheus" {
+                print!("{}", emptcp::stats::prometheus(&s));
+            } else {
+                print!("{}", emptcp::stats::text(&s));
+            }
+        }
         Command::Catalog { json } => {
             if json {
                 println!("{}", serde_json::to_string_pretty(CATALOG)?);

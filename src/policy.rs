@@ -103,6 +103,9 @@ pub const PACKET_TYPES: &[&str] = &[
     "rst",
 ];
 
+/// Metrics the `record` actor knows (bit = index, as in abi.h EMPTCP_REC_*).
+pub const RECORD_METRICS: &[&str] = &["packets", "bytes", "rtt", "retrans", "window"];
+
 /// A selector and its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -183,6 +186,10 @@ pub enum Actor {
     GetConnect,
     /// Send MP_JOIN token, nonce, address id and backup bit to `emptcp events`.
     GetSubflow,
+    /// Per-subflow metrics (`emptcp stats`): any of packets, bytes, rtt, retrans, window.
+    Record {
+        metrics: Vec<String>,
+    },
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
     /// Terminal verdict: the packet is dropped.
@@ -213,6 +220,7 @@ impl Actor {
             Actor::Redirect { .. } => "redirect",
             Actor::GetConnect => "get_connect",
             Actor::GetSubflow => "get_subflow",
+            Actor::Record { .. } => "record",
             Actor::Pass => "pass",
             Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
@@ -666,6 +674,31 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
         }
         "get_connect" => Actor::GetConnect,
         "get_subflow" => Actor::GetSubflow,
+        "record" => {
+            let metrics = match t.get("metrics") {
+                None => RECORD_METRICS.iter().map(|m| m.to_string()).collect(),
+                Some(v) => {
+                    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+                        format!("{what}: key `metrics`: expected a non-empty list")
+                    })?;
+                    let mut out = Vec::new();
+                    for m in arr {
+                        let m = m
+                            .as_str()
+                            .filter(|m| RECORD_METRICS.contains(m))
+                            .ok_or_else(|| {
+                                format!(
+                                    "{what}: key `metrics`: {m} is not one of {}",
+                                    RECORD_METRICS.join(", ")
+                                )
+                            })?;
+                        out.push(m.to_owned());
+                    }
+                    out
+                }
+            };
+            Actor::Record { metrics }
+        }
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),

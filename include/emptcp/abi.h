@@ -109,7 +109,42 @@ enum emptcp_kind {
 	EMPTCP_KIND_REDIRECT = 9,
 	EMPTCP_KIND_GET_CONNECT = 10,
 	EMPTCP_KIND_GET_SUBFLOW = 11,
+	EMPTCP_KIND_RECORD = 12,
 };
+
+/* record: what to measure (param: __u32 metrics). */
+#define EMPTCP_REC_PACKETS	0x01
+#define EMPTCP_REC_BYTES	0x02
+#define EMPTCP_REC_RTT		0x04
+#define EMPTCP_REC_RETRANS	0x08
+#define EMPTCP_REC_WINDOW	0x10
+
+/*
+ * Per-subflow record (map emptcp_g_flows, shared by both hooks so that an
+ * ingress and an egress chain fill the same entry). Key: emptcp_flow_key
+ * with the lower (address, port) end first and slot 0; direction 0 is
+ * from that end.
+ */
+struct emptcp_flow_rec {
+	__u64 pkts[2];
+	__u64 bytes[2];		/* TCP payload */
+	__u64 retrans[2];	/* segments whose data was seen before */
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 rtt_sum_ns;
+	__u64 rtt_last_ns;
+	__u64 rtt_n;
+	__u64 ts_sent_ns[2];	/* when ts_sent_val[d] was first seen */
+	__u64 key[2];		/* MP_CAPABLE key sent from each end (0: unseen) */
+	__u32 seq_next[2];	/* highest sequence + length seen */
+	__u32 ts_sent_val[2];	/* pending TSval waiting for its echo */
+	__u32 win[2];		/* last window, scaled when the SYN's shift was seen */
+	__u32 token;		/* MP_JOIN SYN: token of the joined connection */
+	__u8 wscale[2];		/* window shift from each end's SYN, +1 (0: unseen) */
+	__u8 v6;
+	__u8 seq_init;		/* bit d: seq_next[d] valid */
+};
+_Static_assert(sizeof(struct emptcp_flow_rec) == 152, "emptcp_flow_rec is 152 bytes");
 
 /* Events (ring buffer emptcp_g_events, shared by every chain of both hooks). */
 enum emptcp_event_kind {

@@ -29,6 +29,7 @@ struct emptcp_abi_types {
 	struct emptcp_set_mark set_mark;
 	struct emptcp_redirect redirect;
 	struct emptcp_event event;
+	struct emptcp_flow_rec flow_rec;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * record - actor: per-subflow metrics of the selected packets in the LRU
+ * map emptcp_g_flows (read by `emptcp stats`): packets and payload bytes
+ * each way, retransmissions (data seen before), last window (scaled by the
+ * shift from the sender's SYN), RTT from TCP timestamps (a TSval seen one
+ * way, its echo the other way: put record on both hooks of a host), and the
+ * MPTCP keys / join token that tie the subflow to its connection.
+ * Read-only: the packet is never changed.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+/* Per-subflow records of every chain, both hooks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct emptcp_flow_key);
+	__type(value, struct emptcp_flow_rec);
+} emptcp_g_flows SEC(".maps");
+
+static __always_inline int lt_u8x16(const __u8 *a, const __u8 *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 a0 = bpf_be64_to_cpu(x[0]), b0 = bpf_be64_to_cpu(y[0]);
+
+	if (a0 != b0)
+		return a0 < b0;
+	return bpf_be64_to_cpu(x[1]) < bpf_be64_to_cpu(y[1]);
+}
+
+SEC(EMPTCP_SEC)
+int record(emptcp_ctx *ctx)
+{
+	struct emptcp_flow_rec init = {}, *rec;
+	struct emptcp_flow_key k = {};
+	struct tcpopt_walk w;
+	struct emptcp_run r;
+	struct tcphdr *th;
+	__u8 s[16], d[16];
+	__u16 sp, dp;
+	__u32 metrics, hlen, seq, win, tsval = 0, tsecr = 0, end, payload;
+	__u64 p[1], now;
+	int n, l4len, dir, walk = 0, have_ts = 0;
+	__u8 fl, ws = 0;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_matched(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, p, sizeof(p));
+	metrics = p[0];
+	th = emptcp_tcp(ctx, &r);
+	if (!th) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	/* header fields first: packet pointers do not survive helper calls */
+	hlen = th->doff * 4;
+	fl = ((__u8 *)th)[13];
+	seq = bpf_ntohl(th->seq);
+	win = bpf_ntohs(th->window);
+	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
+	l4len = emptcp_l4_len(ctx, &r);
+	if (n < 0 || l4len < (int)hlen) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	payload = l4len - hlen;
+
+	/* one entry per subflow: the lower (address, port) end first */
+	dir = lt_u8x16(d, s) || (!lt_u8x16(s, d) && bpf_ntohs(dp) < bpf_ntohs(sp));
+	if (dir) {
+		__builtin_memcpy(k.saddr, d, 16);
+		__builtin_memcpy(k.daddr, s, 16);
+		k.sport = dp;
+		k.dport = sp;
+	} else {
+		__builtin_memcpy(k.saddr, s, 16);
+		__builtin_memcpy(k.daddr, d, 16);
+		k.sport = sp;
+		k.dport = dp;
+	}
+	now = bpf_ktime_get_ns();
+	rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
+	if (!rec) {
+		init.first_ns = now;
+		init.v6 = n == 16;
+		bpf_map_update_elem(&emptcp_g_flows, &k, &init, BPF_NOEXIST);
+		rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
+		if (!rec) {
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			return emptcp_next(ctx, &r);
+		}
+	}
+	dir &= 1;
+	rec->last_ns = now;
+
+	/* options: timestamps for RTT, SYN window shift, MPTCP keys and token */
+	if ((metrics & EMPTCP_REC_RTT) || (fl & EMPTCP_TCP_SYN) || hlen >= 32)
+		walk = hlen > 20 && emptcp_opts_load(ctx, &r, &w, hlen) == 0;
+	if (walk) {
+		int o = w.ts_off;
+
+		if (o) {
+			o -= 1;
+			tsval = mptcp_read_be32(&w, o + 2);
+			tsecr = mptcp_read_be32(&w, o + 6);
+			have_ts = 1;
+		}
+		if ((fl & EMPTCP_TCP_SYN) && w.ws_off)
+			ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
+		if (fl & EMPTCP_TCP_SYN)
+			rec->wscale[dir] = (ws > 14 ? 14 : ws) + 1;
+		if (w.mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
+			struct mptcp_mpc mpc;
+
+			if (mptcp_parse_mpc(&w, &mpc) == 0) {
+				if (mpc.has_skey)
+					rec->key[dir] = mpc.skey;
+				if (mpc.has_rkey)
+					rec->key[dir ^ 1] = mpc.rkey;
+			}
+		}
+		if (w.mptcp & (1U << MPTCPOPT_MP_JOIN)) {
+			struct mptcp_mpj mpj;
+
+			if (mptcp_parse_mpj(&w, &mpj) == 0 && mpj.token)
+				rec->token = mpj.token;
+		}
+	}
+
+	if (metrics & EMPTCP_REC_PACKETS)
+		__sync_fetch_and_add(&rec->pkts[dir], 1);
+	if (metrics & EMPTCP_REC_BYTES)
+		__sync_fetch_and_add(&rec->bytes[dir], payload);
+	if ((metrics & EMPTCP_REC_RETRANS) && payload) {
+		end = seq + payload;
+		if (!(rec->seq_init & (1 << dir))) {
+			rec->seq_next[dir] = end;
+			rec->seq_init |= 1 << dir;
+		} else if ((__s32)(end - rec->seq_next[dir]) <= 0) {
+			__sync_fetch_and_add(&rec->retrans[dir], 1);
+		} else {
+			rec->seq_next[dir] = end;
+		}
+	}
+	if (metrics & EMPTCP_REC_WINDOW) {
+		__u8 sh = rec->wscale[dir];
+
+		/* SYNs are never scaled; after them, the sender's own shift */
+		rec->win[dir] = (!(fl & EMPTCP_TCP_SYN) && sh) ? win << ((sh - 1) & 15) : win;
+	}
+	if ((metrics & EMPTCP_REC_RTT) && have_ts) {
+		/* this end echoes a TSval the other end sent: one RTT sample */
+		if (rec->ts_sent_val[dir ^ 1] && tsecr == rec->ts_sent_val[dir ^ 1] &&
+		    rec->ts_sent_ns[dir ^ 1]) {
+			__u64 rtt = now - rec->ts_sent_ns[dir ^ 1];
+
+			rec->rtt_last_ns = rtt;
+			__sync_fetch_and_add(&rec->rtt_sum_ns, rtt);
+			__sync_fetch_and_add(&rec->rtt_n, 1);
+			rec->ts_sent_val[dir ^ 1] = 0;
+		}
+		/*
+		 * Start a sample on a data segment when none is pending: the
+		 * peer acknowledges data promptly, while an idle end's TSval
+		 * may wait for an echo for as long as the peer stays silent.
+		 */
+		if (!rec->ts_sent_val[dir] && tsval && payload) {
+			rec->ts_sent_val[dir] = tsval;
+			rec->ts_sent_ns[dir] = now;
+		}
+	}
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	return emptcp_next(ctx, &r);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,286 @@
+//! `emptcp stats`: the `record` metrics per connection and per subflow
+//! (grouped by MPTCP token), and each chain's per-stage counters.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use anyhow::Result;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use serde::Serialize;
+
+use crate::chain::types;
+use crate::events::key_token;
+use crate::runtime::{ChainView, Runtime};
+
+/// One direction of a subflow.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DirStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub retrans: u64,
+    pub window: u32,
+}
+
+/// One subflow as `record` saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubflowStats {
+    /// The lower (address, port) end.
+    pub a: String,
+    /// The other end.
+    pub b: String,
+    pub a_to_b: DirStats,
+    pub b_to_a: DirStats,
+    pub rtt_samples: u64,
+    pub rtt_avg_us: Option<f64>,
+    pub rtt_last_us: Option<f64>,
+    /// Tokens of the two ends' MP_CAPABLE keys (initial subflow).
+    pub tokens: Vec<String>,
+    /// MP_JOIN: the token the join named.
+    pub join_token: Option<String>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// Subflows of one MPTCP connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnStats {
+    /// Tokens of the connection (both ends', when the MP_CAPABLE was seen).
+    pub tokens: Vec<String>,
+    pub subflows: Vec<SubflowStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub connections: Vec<ConnStats>,
+    pub chains: Vec<ChainView>,
+}
+
+fn end(v6: bool, a: &[u8; 16], port: u16) -> String {
+    let p = u16::from_be(port);
+    if v6 {
+        format!("[{}]:{p}", IpAddr::V6(Ipv6Addr::from(*a)))
+    } else {
+        format!("{}:{p}", IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])))
+    }
+}
+
+/// Reads the flow records pinned in `dir`.
+pub fn read_flows(dir: &Path) -> Result<Vec<SubflowStats>> {
+    let path = dir.join("emptcp_g_flows");
+    let Ok(map) = MapHandle::from_pinned_path(&path) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for k in map.keys() {
+        let Some(v) = map.lookup(&k, MapFlags::ANY)? else {
+            continue;
+        };
+        let mut key = types::emptcp_flow_key::default();
+        let mut rec = types::emptcp_flow_rec::default();
+        if plain::copy_from_bytes(&mut key, &k).is_err()
+            || plain::copy_from_bytes(&mut rec, &v).is_err()
+        {
+            continue;
+        }
+        let v6 = rec.v6 != 0;
+        let dir = |d: usize| DirStats {
+            packets: rec.pkts[d],
+            bytes: rec.bytes[d],
+            retrans: rec.retrans[d],
+            window: rec.win[d],
+        };
+        let tokens = rec
+            .key
+            .iter()
+            .filter(|k| **k != 0)
+            .map(|k| format!("{:08x}", key_token(*k)))
+            .collect();
+        out.push(SubflowStats {
+            a: end(v6, &key.saddr, key.sport),
+            b: end(v6, &key.daddr, key.dport),
+            a_to_b: dir(0),
+            b_to_a: dir(1),
+            rtt_samples: rec.rtt_n,
+            rtt_avg_us: (rec.rtt_n > 0).then(|| rec.rtt_sum_ns as f64 / rec.rtt_n as f64 / 1000.0),
+            rtt_last_us: (rec.rtt_n > 0).then(|| rec.rtt_last_ns as f64 / 1000.0),
+            tokens,
+            join_token: (rec.token != 0).then(|| format!("{:08x}", rec.token)),
+            first_ns: rec.first_ns,
+            last_ns: rec.last_ns,
+        });
+    }
+    out.sort_by(|x, y| x.first_ns.cmp(&y.first_ns));
+    Ok(out)
+}
+
+/// Groups subflows into connections: a join belongs to the connection
+/// whose MP_CAPABLE tokens include the token it named.
+pub fn group(flows: Vec<SubflowStats>) -> Vec<ConnStats> {
+    let mut conns: Vec<ConnStats> = Vec::new();
+    let mut loose = Vec::new();
+    for f in flows {
+        if f.join_token.is_none() {
+            conns.push(ConnStats {
+                tokens: f.tokens.clone(),
+                subflows: vec![f],
+            });
+        } else {
+            loose.push(f);
+        }
+    }
+    for f in loose {
+        let t = f.join_token.clone().unwrap_or_default();
+        match conns.iter_mut().find(|c| c.tokens.contains(&t)) {
+            Some(c) => c.subflows.push(f),
+            None => conns.push(ConnStats {
+                tokens: vec![t],
+                subflows: vec![f],
+            }),
+        }
+    }
+    conns
+}
+
+pub fn collect(rt: &Runtime) -> Result<Stats> {
+    Ok(Stats {
+        connections: group(read_flows(&rt.dir)?),
+        chains: rt.show(None)?,
+    })
+}
+
+/// Prometheus text exposition.
+pub fn prometheus(s: &Stats) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP emptcp_subflow_bytes TCP payload bytes seen by record, per direction"
+    );
+    let _ = writeln!(o, "# TYPE emptcp_subflow_bytes counter");
+    for c in &s.connections {
+        let tok = c.tokens.join("/");
+        for f in &c.subflows {
+            for (src, dst, d) in [(&f.a, &f.b, &f.a_to_b), (&f.b, &f.a, &f.b_to_a)] {
+                let l = format!("token=\"{tok}\",src=\"{src}\",dst=\"{dst}\"");
+                let _ = writeln!(o, "emptcp_subflow_bytes{{{l}}} {}", d.bytes);
+                let _ = writeln!(o, "emptcp_subflow_packets{{{l}}} {}", d.packets);
+                let _ = writeln!(o, "emptcp_subflow_retrans{{{l}}} {}", d.retrans);
+                let _ = writeln!(o, "emptcp_subflow_window{{{l}}} {}", d.window);
+            }
+            if let Some(r) = f.rtt_avg_us {
+                let _ = writeln!(
+                    o,
+                    "emptcp_subflow_rtt_avg_us{{token=\"{tok}\",a=\"{}\",b=\"{}\"}} {r:.1}",
+                    f.a, f.b
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP emptcp_stage_packets packets per chain stage and reason"
+    );
+    let _ = writeln!(o, "# TYPE emptcp_stage_packets counter");
+    for c in &s.chains {
+        for st in &c.stages {
+            for (reason, v) in &st.counters {
+                let _ = writeln!(
+                    o,
+                    "emptcp_stage_packets{{chain=\"{}\",slot=\"{}\",stage=\"{}\",reason=\"{reason}\"}} {v}",
+                    c.name, st.slot, st.kind
+                );
+            }
+        }
+    }
+    o
+}
+
+/// Human-readable text.
+pub fn text(s: &Stats) -> String {
+    let mut o = String::new();
+    if s.connections.is_empty() {
+        let _ = writeln!(o, "no subflows recorded (add a `record` actor to a chain)");
+    }
+    for c in &s.connections {
+        let _ = writeln!(
+            o,
+            "connection {}",
+            if c.tokens.is_empty() {
+                "(token unknown)".into()
+            } else {
+                c.tokens.join("/")
+            }
+        );
+        for f in &c.subflows {
+            let rtt = f
+                .rtt_avg_us
+                .map(|r| format!(" rtt {r:.0}us ({} samples)", f.rtt_samples))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {} <-> {}{}{rtt}\n    -> {} pkts {} bytes {} retrans win {}\n    <- {} pkts {} bytes {} retrans win {}",
+                f.a,
+                f.b,
+                f.join_token.as_ref().map(|t| format!(" (join {t})")).unwrap_or_default(),
+                f.a_to_b.packets,
+                f.a_to_b.bytes,
+                f.a_to_b.retrans,
+                f.a_to_b.window,
+                f.b_to_a.packets,
+                f.b_to_a.bytes,
+                f.b_to_a.retrans,
+                f.b_to_a.window,
+            );
+        }
+    }
+    for c in &s.chains {
+        let _ = writeln!(o, "chain {} ({} {})", c.name, c.dev, c.hook);
+        for st in &c.stages {
+            let cnt: Vec<String> = st
+                .counters
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(o, "  [{:>4}] {:<12} {}", st.slot, st.kind, cnt.join("  "));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sf(tokens: &[&str], join: Option<&str>) -> SubflowStats {
+        SubflowStats {
+            a: "a".into(),
+            b: "b".into(),
+            a_to_b: DirStats::default(),
+            b_to_a: DirStats::default(),
+            rtt_samples: 0,
+            rtt_avg_us: None,
+            rtt_last_us: None,
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            join_token: join.map(str::to_owned),
+            first_ns: 0,
+            last_ns: 0,
+        }
+    }
+
+    #[test]
+    fn joins_group_under_their_connection() {
+        let g = group(vec![
+            sf(&["11111111", "22222222"], None),
+            sf(&[], Some("22222222")),
+            sf(&["33333333", "44444444"], None),
+            sf(&[], Some("99999999")),
+        ]);
+        assert_eq!(g.len(), 3);
+        assert_eq!(g[0].subflows.len(), 2, "join linked by the server's token");
+        assert_eq!(
+            g[2].tokens,
+            vec!["99999999".to_string()],
+            "unknown connection kept apart"
+        );
+    }
+}
