@@ -238,6 +238,17 @@ static __always_inline int emptcp_matched(const struct emptcp_run *r)
 	return r->p.match & EMPTCP_PM_TRUE;
 }
 
+/*
+ * Re-bound a packet offset, already checked against EMPTCP_MAX_L4_OFF, in
+ * the register used for the pointer arithmetic that follows: clang may have
+ * compared another copy of it (e.g. l3_off and l4_off loaded as one 32-bit
+ * word), which leaves this one unbounded for the verifier ("offset is
+ * outside of the packet": port and subflow on TC). The
+ * mask is a no-op on checked values.
+ */
+_Static_assert(EMPTCP_MAX_L4_OFF <= 0x1ff, "EMPTCP_OFF_BOUND masks with 0x1ff");
+#define EMPTCP_OFF_BOUND(v) asm volatile("%0 &= 0x1ff" : "+r"(v))
+
 /* The TCP header of the packet, bounds-checked (NULL if not readable). */
 static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
@@ -245,14 +256,10 @@ static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct e
 	__u32 off = r->p.l4_off;
 	struct tcphdr *th;
 
-	/*
-	 * bound the variable offset for the verifier; barrier_var() keeps
-	 * clang from testing another copy of it (l3_off and l4_off as one
-	 * 32-bit word), which leaves this one unbounded (port on TC)
-	 */
-	barrier_var(off);
+	/* bound the variable offset for the verifier */
 	if (off > EMPTCP_MAX_L4_OFF)
 		return NULL;
+	EMPTCP_OFF_BOUND(off);
 	th = data + off;
 	if ((void *)(th + 1) > data_end)
 		return NULL;
@@ -291,8 +298,14 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 		b[3] = o[3];
 		b[4] = o[4];
 	} else if (len) {
-		/* short packet: exactly the option bytes (non-zero, <= 40) */
-		if (len > TCP_MAX_OPT_LEN)
+		/*
+		 * Short packet: exactly the option bytes (non-zero, <= 40).
+		 * Verifier: clang knows len <= 40 and drops the check; hide the
+		 * value so the bound is checked where the verifier sees it.
+		 */
+		TCPOPT_OPAQUE(len);
+		len &= TCPOPT_BUF_MASK;	/* zero-extends: a bounded 64-bit size */
+		if (len == 0 || len > TCP_MAX_OPT_LEN)
 			return -1;
 		if (ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
 			return -1;
@@ -314,11 +327,10 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 	__u16 *ports;
 	__u8 *a;
 
-	/* see emptcp_tcp() */
-	barrier_var(l3);
-	barrier_var(l4);
 	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
+	EMPTCP_OFF_BOUND(l3);
+	EMPTCP_OFF_BOUND(l4);
 	ports = data + l4;
 	if ((void *)(ports + 2) > data_end)
 		return -1;

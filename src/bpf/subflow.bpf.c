@@ -45,7 +45,9 @@ int subflow(emptcp_ctx *ctx)
 		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_select(ctx, &r, 0);
 	}
-	if ((n == 16) != !!(f.flags & EMPTCP_SF_V6))
+	/* the family matters only when an address is configured */
+	if ((f.flags & (EMPTCP_SF_HAS_SADDR | EMPTCP_SF_HAS_DADDR)) &&
+	    (n == 16) != !!(f.flags & EMPTCP_SF_V6))
 		return emptcp_select(ctx, &r, 0);
 	hit = tuple_eq(&f, s, d, sp, dp);
 	if (!hit && (f.flags & EMPTCP_SF_BIDIR))
