@@ -280,7 +280,9 @@ impl Policy {
             msg,
         };
         let root: Table = text.parse::<Table>().map_err(|e| {
-            let m = e.message().to_owned();
+            // toml's messages may span lines ("invalid table header\nexpected ..."):
+            // keep the error to one line
+            let m = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -798,7 +800,9 @@ hook = "tc-egress"
     #[test]
     fn rejects_bad_structure() {
         assert!(err_of("").contains("no [[chain]]"));
-        assert!(err_of("[[chain]\n").contains("line 1: not valid TOML"));
+        let e = err_of("[[chain]\n");
+        assert!(e.contains("line 1: not valid TOML"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
         assert!(err_of("x = 1").contains("unknown top-level key `x`"));
         let twice = format!("{GOOD}\n{GOOD}");
         assert!(err_of(&twice).contains("chain \"wifi-backup\": duplicate name"));

@@ -1,0 +1,711 @@
+//! End-to-end tests: the `emptcp` binary on real MPTCP connections between
+//! two network namespaces joined by two veth pairs. Every assertion that
+//! matters reads the kernel's state (`ss -tni` subflow flags, `nstat`
+//! counters, XDP/tcx attachments, bpftool object ids), not emptcp's own
+//! counters. Needs root; as a normal user every test prints
+//! "SKIPPED: needs root" and passes.
+//!
+//! Run: `cargo test --test e2e` (as root).
+
+mod netlib;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use netlib::*;
+use serde_json::Value;
+
+/// A set_backup chain: selects the subflow from `src`, adds MP_PRIO.
+fn backup_policy(name: &str, dev: &str, hook: &str, ns: &str, src: IpAddr, backup: bool) -> String {
+    format!(
+        r#"[[chain]]
+name = "{name}"
+dev = "{dev}"
+hook = "{hook}"
+netns = "{ns}"
+  [[chain.select]]
+  kind = "ip_pair"
+  src = "{src}"
+  [[chain.act]]
+  kind = "set_backup"
+  backup = {backup}
+"#
+    )
+}
+
+/// The server's view, for failure messages.
+fn server_view(bed: &Testbed) -> String {
+    let (_, ss) = ss_tni(&bed.b);
+    let n = nstat(&bed.b);
+    let pick: Vec<String> = n
+        .iter()
+        .filter(|(k, v)| **v > 0 && (k.starts_with("MPTcpExt") || k.contains("Csum")))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("ss -tni in {}:\n{ss}\nnstat: {}", bed.b, pick.join(" "))
+}
+
+/// Counter of a stage of a chain in `emptcp show --json`.
+fn stage_counter(show: &Value, chain: &str, kind: &str, counter: &str) -> u64 {
+    show.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == chain)
+        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["kind"] == kind)
+        .filter_map(|s| s["counters"][counter].as_u64())
+        .sum()
+}
+
+fn assert_no_csum_errors(bed: &Testbed) {
+    for ns in [&bed.a, &bed.b] {
+        let n = counter(ns, "TcpInCsumErrors");
+        assert_eq!(n, 0, "TcpInCsumErrors {n} in {ns}\n{}", server_view(bed));
+    }
+}
+
+/// Checks a finished transfer moved every byte.
+fn assert_complete(r: TransferResult) {
+    assert!(r.sent > 0, "nothing was sent");
+    assert_eq!(
+        r.received, r.sent,
+        "client received {} of {} bytes",
+        r.received, r.sent
+    );
+}
+
+/// The scenario of (a), (b), (c): a set_backup chain applied before the
+/// connection; the server must see the joined subflow as backup.
+fn backup_scenario(test: &str, fam: Family, hook: &str, mode: Option<&str>, control: bool) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+
+    if control {
+        // without a policy: two subflows, no backup flag, no MP_PRIO
+        let mut t = Transfer::start(&bed, Duration::from_millis(1000));
+        t.wait_sent();
+        let (socks, _) = ss_tni(&bed.b);
+        let j = subflow_from(&socks, bed.client_addr2())
+            .unwrap_or_else(|| panic!("control: no joined subflow\n{}", server_view(&bed)));
+        assert!(
+            j.flags.contains('J') && !j.flags.contains('B'),
+            "control: joined subflow flags {:?}\n{}",
+            j.flags,
+            server_view(&bed)
+        );
+        assert_complete(t.finish());
+        assert_eq!(
+            counter(&bed.b, "MPTcpExtMPPrioRx"),
+            0,
+            "control: MP_PRIO without a policy"
+        );
+    }
+
+    // XDP runs on the server's ingress (x2b), TC on the client's egress (x2a)
+    let (ns, dev) = if hook == "xdp" {
+        (&bed.b, &bed.x2b)
+    } else {
+        (&bed.a, &bed.x2a)
+    };
+    let pol = bed.policy(
+        "backup",
+        &backup_policy("t-backup", dev, hook, ns, bed.client_addr2(), true),
+    );
+    let pol = pol.to_string_lossy().into_owned();
+    let mut args = vec!["apply", pol.as_str()];
+    if let Some(m) = mode {
+        args.extend(["--xdp-mode", m]);
+    }
+    let o = bed.emptcp(&args).expect_ok();
+    assert!(o.stdout.contains("applied t-backup"), "{}", o.stdout);
+    match (hook, mode) {
+        ("xdp", Some("generic")) => assert_eq!(xdp_mode(ns, dev), Some(2), "not generic XDP"),
+        ("xdp", _) => assert_eq!(xdp_mode(ns, dev), Some(1), "not native XDP"),
+        ("tc-egress", _) => assert_eq!(tcx_count(ns, dev, true), 1, "no tcx egress program"),
+        _ => unreachable!(),
+    }
+
+    let prio0 = counter(&bed.b, "MPTcpExtMPPrioRx");
+    let mut t = Transfer::start(&bed, Duration::from_millis(2000));
+    t.wait_sent();
+    let (socks, _) = ss_tni(&bed.b);
+    let joined = subflow_from(&socks, bed.client_addr2())
+        .unwrap_or_else(|| panic!("no joined subflow\n{}", server_view(&bed)));
+    assert!(
+        joined.flags.contains('J') && joined.flags.contains('B'),
+        "joined subflow not backup: flags {:?}\n{}",
+        joined.flags,
+        server_view(&bed)
+    );
+    let first = subflow_from(&socks, bed.client_addr1())
+        .unwrap_or_else(|| panic!("no initial subflow\n{}", server_view(&bed)));
+    assert!(
+        first.flags.contains('M') && !first.flags.contains('B'),
+        "initial subflow flags {:?}\n{}",
+        first.flags,
+        server_view(&bed)
+    );
+    let prio = counter(&bed.b, "MPTcpExtMPPrioRx");
+    assert!(
+        prio > prio0,
+        "server MPPrioRx {prio0} -> {prio}\n{}",
+        server_view(&bed)
+    );
+    assert_complete(t.finish());
+    assert_no_csum_errors(&bed);
+    for ns in [&bed.a, &bed.b] {
+        let fb: Vec<_> = fallback_counters(ns)
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        assert!(fb.is_empty(), "fallback in {ns}: {fb:?}");
+    }
+    // emptcp's own view agrees (secondary)
+    let show = show_json(&bed);
+    assert!(
+        stage_counter(&show, "t-backup", "set_backup", "hit") >= 1,
+        "{show:#}"
+    );
+}
+
+/// (a) TC egress on the client's second link marks the joined subflow backup.
+#[test]
+fn tc_egress_set_backup_v4() {
+    backup_scenario(
+        "tc_egress_set_backup_v4",
+        Family::V4,
+        "tc-egress",
+        None,
+        true,
+    );
+}
+
+/// (b) XDP (generic) on the server's second link: the server's stack sees
+/// MP_PRIO in the client's segments.
+#[test]
+fn xdp_generic_set_backup_v4() {
+    backup_scenario(
+        "xdp_generic_set_backup_v4",
+        Family::V4,
+        "xdp",
+        Some("generic"),
+        false,
+    );
+}
+
+/// (b) XDP in auto mode, which on veth is native (driver) XDP; nothing is
+/// attached to the peer device.
+#[test]
+fn xdp_native_set_backup_v4() {
+    backup_scenario("xdp_native_set_backup_v4", Family::V4, "xdp", None, false);
+}
+
+/// (c) IPv6 variant of (a).
+#[test]
+fn tc_egress_set_backup_v6() {
+    backup_scenario(
+        "tc_egress_set_backup_v6",
+        Family::V6,
+        "tc-egress",
+        None,
+        false,
+    );
+}
+
+const GOOD: &str = r#"[[chain]]
+name = "t-check"
+dev = "lo"
+hook = "tc-egress"
+  [[chain.select]]
+  kind = "ip_pair"
+  src = "10.2.0.1"
+  [[chain.act]]
+  kind = "set_backup"
+  backup = true
+"#;
+
+fn assert_one_line_failure(o: &Out, file: &Path, want: &str) {
+    assert!(!o.ok(), "`{}` succeeded", o.cmdline);
+    let lines = o.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "`{}`: expected one stderr line, got {:?}",
+        o.cmdline,
+        o.stderr
+    );
+    assert!(lines[0].starts_with("emptcp: "), "{:?}", lines[0]);
+    assert!(
+        lines[0].contains(&*file.to_string_lossy()),
+        "error does not name the file: {:?}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(want),
+        "error {:?} lacks {want:?}",
+        lines[0]
+    );
+    assert!(o.stdout.trim().is_empty(), "stdout: {}", o.stdout);
+}
+
+/// (d) `check` on wrong policies: one stderr line naming file, chain and
+/// key, non-zero exit, nothing created. A good policy passes the verifier.
+#[test]
+fn check_wrong_policy_one_line() {
+    if !root_or_skip("check_wrong_policy_one_line") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "hook",
+            GOOD.replace("\"tc-egress\"", "\"egress\""),
+            "chain \"t-check\": key `hook`: unknown hook \"egress\"",
+        ),
+        (
+            "addr",
+            GOOD.replace("\"10.2.0.1\"", "\"10.2.0\""),
+            "select[0] (ip_pair): key `src`: \"10.2.0\" is not an IP address",
+        ),
+        (
+            "kind",
+            GOOD.replace("\"set_backup\"", "\"set_bakup\""),
+            "act[0]: unknown kind \"set_bakup\"",
+        ),
+        (
+            "key",
+            GOOD.replace("backup = true", "backup = true\n  speed = 3"),
+            "act[0] (set_backup): unknown key `speed`",
+        ),
+        (
+            "noact",
+            GOOD.split("  [[chain.act]]").next().unwrap().to_owned(),
+            "needs at least one actor",
+        ),
+        (
+            "dup",
+            format!("{GOOD}{GOOD}"),
+            "chain \"t-check\": duplicate name",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let p = bed.policy(&format!("wrong-{name}"), text);
+        let o = bed.emptcp(&["check", &p.to_string_lossy()]);
+        assert_one_line_failure(&o, &p, want);
+    }
+    let p = bed.policy("missing-file-is-not-written", "");
+    std::fs::remove_file(&p).unwrap();
+    let o = bed.emptcp(&["check", &p.to_string_lossy()]);
+    assert_one_line_failure(&o, &p, "cannot read");
+
+    let p = bed.policy("good", GOOD);
+    let o = bed.emptcp(&["check", &p.to_string_lossy()]).expect_ok();
+    assert!(o.stdout.contains("ok (1 chains"), "{}", o.stdout);
+    assert!(
+        !bed.state_dir.exists(),
+        "check created {}",
+        bed.state_dir.display()
+    );
+}
+
+/// (d) A policy that is not valid TOML: still one stderr line.
+#[test]
+fn check_invalid_toml_one_line() {
+    if !root_or_skip("check_invalid_toml_one_line") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let p = bed.policy("not-toml", "[[chain]\nname = \"x\"\n");
+    let o = bed.emptcp(&["check", &p.to_string_lossy()]);
+    assert_one_line_failure(&o, &p, "line 1: not valid TOML");
+}
+
+/// (d) `apply` naming a device (or namespace) that does not exist fails with
+/// one line, before anything is loaded: no state dir, no pins, nothing
+/// attached to any device, not even for the policy's valid chain.
+#[test]
+fn apply_missing_device_leaves_nothing() {
+    if !root_or_skip("apply_missing_device_leaves_nothing") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let good = backup_policy(
+        "t-good",
+        &bed.x2a,
+        "tc-egress",
+        &bed.a,
+        bed.client_addr2(),
+        true,
+    );
+    let cases = [
+        (
+            "nodev",
+            backup_policy(
+                "t-bad",
+                "nosuchdev0",
+                "xdp",
+                &bed.b,
+                bed.client_addr2(),
+                true,
+            ),
+            "device \"nosuchdev0\" not found",
+        ),
+        (
+            "nons",
+            backup_policy(
+                "t-bad",
+                &bed.x2b,
+                "xdp",
+                &format!("{}-nope", bed.b),
+                bed.client_addr2(),
+                true,
+            ),
+            "not found",
+        ),
+    ];
+    for (name, bad, want) in cases {
+        let p = bed.policy(name, &format!("{good}{bad}"));
+        let o = bed.emptcp(&["apply", &p.to_string_lossy()]);
+        assert!(!o.ok(), "apply with a missing {name} succeeded");
+        let lines = o.stderr_lines();
+        assert_eq!(lines.len(), 1, "expected one line: {:?}", o.stderr);
+        assert!(
+            lines[0].starts_with("emptcp: ") && lines[0].contains(want),
+            "{:?}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("t-bad"),
+            "error does not name the chain: {:?}",
+            lines[0]
+        );
+        assert!(
+            !bed.state_dir.exists(),
+            "failed apply left {} (pins: {:?})",
+            bed.state_dir.display(),
+            std::fs::read_dir(&bed.state_dir).map(|d| d.count()).ok()
+        );
+        for (ns, dev) in [
+            (&bed.a, &bed.x1a),
+            (&bed.a, &bed.x2a),
+            (&bed.b, &bed.x1b),
+            (&bed.b, &bed.x2b),
+        ] {
+            assert_nothing_attached(ns, dev);
+        }
+    }
+}
+
+/// (d) `detach --all` removes every program, map, link and pin of the state
+/// dir (XDP + tcx egress + tcx ingress chains), and the devices are clean.
+#[test]
+fn detach_all_leaves_nothing() {
+    if !root_or_skip("detach_all_leaves_nothing") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let pol = [
+        backup_policy(
+            "t-tc",
+            &bed.x2a,
+            "tc-egress",
+            &bed.a,
+            bed.client_addr2(),
+            true,
+        ),
+        backup_policy("t-xdp", &bed.x2b, "xdp", &bed.b, bed.client_addr2(), true),
+        backup_policy(
+            "t-in",
+            &bed.x1b,
+            "tc-ingress",
+            &bed.b,
+            bed.client_addr1(),
+            false,
+        ),
+    ]
+    .concat();
+    let p = bed.policy("three", &pol);
+    let o = bed.emptcp(&["apply", &p.to_string_lossy()]).expect_ok();
+    assert_eq!(o.stdout.matches("attached ").count(), 3, "{}", o.stdout);
+    assert!(xdp_mode(&bed.b, &bed.x2b).is_some());
+    assert_eq!(tcx_count(&bed.a, &bed.x2a, true), 1);
+    assert_eq!(tcx_count(&bed.b, &bed.x1b, false), 1);
+
+    let ids = owned_ids(&bed.state_dir);
+    let progs = loaded_progs();
+    let names: std::collections::BTreeSet<&str> = ids
+        .progs
+        .iter()
+        .map(|id| progs.get(id).map(String::as_str).unwrap_or("?"))
+        .collect();
+    for want in ["emptcp_entry", "ip_pair", "set_backup"] {
+        assert!(
+            names.contains(want),
+            "no {want} among the state dir's programs: {names:?}"
+        );
+    }
+    assert!(
+        names.iter().all(|n| PROG_NAMES.contains(n)),
+        "unexpected program names {names:?}"
+    );
+    assert_eq!(ids.links.len(), 3, "links: {ids:?}");
+
+    let o = bed.emptcp(&["detach", "--all"]).expect_ok();
+    assert!(o.stdout.contains("detached 3 chains"), "{}", o.stdout);
+    assert!(
+        !bed.state_dir.exists(),
+        "state dir left: {}",
+        bed.state_dir.display()
+    );
+    // the kernel frees programs and maps asynchronously (RCU, workqueues)
+    let t0 = Instant::now();
+    let left = wait_for(Duration::from_secs(15), || {
+        let l = still_loaded(&ids);
+        (l.progs.is_empty() && l.maps.is_empty() && l.links.is_empty()).then_some(())
+    });
+    if left.is_none() {
+        let l = still_loaded(&ids);
+        let progs = loaded_progs();
+        let users = progs_using(&l.maps);
+        let only_maps = l.progs.is_empty() && l.links.is_empty() && users.is_empty();
+        panic!(
+            "still loaded 15 s after detach --all: progs {:?} maps {:?} links {:?}; \
+             programs using those maps: {users:?}{}",
+            l.progs
+                .iter()
+                .map(|i| format!("{i} {}", progs.get(i).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            l.maps
+                .iter()
+                .map(|i| format!("{i} {}", ids.map_names.get(i).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            l.links,
+            if only_maps {
+                " (only unused maps left: see netlib::object_exists on the kernel's \
+                 prog_array reference leak when maps are opened by id meanwhile)"
+            } else {
+                ""
+            }
+        );
+    }
+    eprintln!(
+        "detach_all_leaves_nothing: objects freed after {:?}",
+        t0.elapsed()
+    );
+    for (ns, dev) in [
+        (&bed.a, &bed.x1a),
+        (&bed.a, &bed.x2a),
+        (&bed.b, &bed.x1b),
+        (&bed.b, &bed.x2b),
+    ] {
+        assert_nothing_attached(ns, dev);
+    }
+    let o = bed.emptcp(&["show"]).expect_ok();
+    assert_eq!(o.stdout.trim(), "no chains");
+    let o = bed.emptcp(&["detach", "--all"]).expect_ok();
+    assert!(o.stdout.contains("detached 0 chains"), "{}", o.stdout);
+}
+
+/// (d) An apply whose second attach fails (XDP already taken by another
+/// program) undoes the first attach: no tcx program is left, the other XDP
+/// program is untouched, no chain is recorded.
+#[test]
+fn apply_failed_attach_rolls_back() {
+    if !root_or_skip("apply_failed_attach_rolls_back") {
+        return;
+    }
+    let mut bed = Testbed::new(Family::V4);
+    // someone else's XDP program on x2b (an emptcp of another state dir)
+    let other = bed.another_state_dir();
+    let p = bed.policy(
+        "other",
+        &backup_policy("t-other", &bed.x2b, "xdp", &bed.b, bed.client_addr2(), true),
+    );
+    emptcp_in(&other, &["apply", &p.to_string_lossy()]).expect_ok();
+    let other_prog = xdp_prog_id(&bed.b, &bed.x2b).expect("other XDP program");
+
+    let pol = [
+        backup_policy(
+            "t-tc",
+            &bed.x2a,
+            "tc-egress",
+            &bed.a,
+            bed.client_addr2(),
+            true,
+        ),
+        backup_policy("t-xdp", &bed.x2b, "xdp", &bed.b, bed.client_addr2(), true),
+    ]
+    .concat();
+    let p = bed.policy("two", &pol);
+    let o = bed.emptcp(&["apply", &p.to_string_lossy()]);
+    assert!(!o.ok(), "apply onto a taken XDP hook succeeded");
+    let lines = o.stderr_lines();
+    assert_eq!(lines.len(), 1, "expected one line: {:?}", o.stderr);
+    assert!(lines[0].contains("busy"), "{:?}", lines[0]);
+    assert_eq!(
+        tcx_count(&bed.a, &bed.x2a, true),
+        0,
+        "first chain's tcx attach not undone"
+    );
+    assert_eq!(
+        xdp_prog_id(&bed.b, &bed.x2b),
+        Some(other_prog),
+        "the other XDP program changed"
+    );
+    let show = show_json(&bed);
+    assert_eq!(
+        show,
+        Value::Array(vec![]),
+        "chains recorded after a failed apply"
+    );
+    if bed.state_dir.exists() {
+        let ids = owned_ids(&bed.state_dir);
+        eprintln!(
+            "note: failed apply left {} with {} pinned maps and {} unattached programs (freed by the next apply/detach)",
+            bed.state_dir.display(),
+            ids.maps.len(),
+            ids.progs.len()
+        );
+    }
+}
+
+/// (e) Atomic replacement while traffic flows: chain "t-swap" on the
+/// client's first link (where all data, so all client ACKs, flow) first
+/// says backup = false, then is applied again saying backup = true. The
+/// connection goes on (every byte, no fallback, no checksum error), the
+/// tcx link stays the same (no detach/attach window), the new version acts
+/// at once (the server's initial subflow turns backup, MPPrioRx rises, the
+/// server moves its data to the joined subflow) and `show` reports
+/// generation 2.
+#[test]
+fn replace_chain_under_traffic() {
+    if !root_or_skip("replace_chain_under_traffic") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let pol = |backup| {
+        backup_policy(
+            "t-swap",
+            &bed.x1a,
+            "tc-egress",
+            &bed.a,
+            bed.client_addr1(),
+            backup,
+        )
+    };
+    let v1 = bed.policy("v1", &pol(false));
+    let v2 = bed.policy("v2", &pol(true));
+    bed.emptcp(&["apply", &v1.to_string_lossy()]).expect_ok();
+    let gen = |bed: &Testbed| show_json(bed)[0]["generation"].as_u64();
+    assert_eq!(gen(&bed), Some(1));
+    let links_before = owned_ids(&bed.state_dir).links;
+    assert_eq!(links_before.len(), 1, "{links_before:?}");
+    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
+
+    // writes for at most 20 s; stopped once the swap has been seen to act
+    let mut t = Transfer::start(&bed, Duration::from_secs(20));
+    // v1 is live (it sent MP_PRIO backup=0): both subflows up, none backup
+    let up = wait_for(Duration::from_secs(3), || {
+        let (socks, _) = ss_tni(&bed.b);
+        let first = subflow_from(&socks, bed.client_addr1())?.flags.clone();
+        let joined = subflow_from(&socks, bed.client_addr2())?.flags.clone();
+        (counter(&bed.b, "MPTcpExtMPPrioRx") >= 1).then_some((first, joined))
+    })
+    .unwrap_or_else(|| panic!("v1 not seen acting on two subflows\n{}", server_view(&bed)));
+    assert!(
+        !up.0.contains('B') && !up.1.contains('B'),
+        "backup before the swap: {up:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let prio_before = counter(&bed.b, "MPTcpExtMPPrioRx");
+
+    let t0 = Instant::now();
+    let o = bed.emptcp(&["apply", &v2.to_string_lossy()]).expect_ok();
+    let took = t0.elapsed();
+    assert!(o.stdout.contains("applied t-swap"), "{}", o.stdout);
+    assert!(
+        !o.stdout.contains("attached"),
+        "replacement re-attached: {}",
+        o.stdout
+    );
+    assert!(
+        !t.done_sending(),
+        "transfer ended before the swap finished (apply took {took:?})"
+    );
+
+    // the new version acts on the running connection
+    let flipped = wait_for(Duration::from_secs(3), || {
+        let (socks, _) = ss_tni(&bed.b);
+        subflow_from(&socks, bed.client_addr1()).and_then(|s| s.flags.contains('B').then_some(()))
+    });
+    assert!(
+        flipped.is_some(),
+        "initial subflow not backup after the swap\n{}",
+        server_view(&bed)
+    );
+    // the server now sends on the joined (non-backup) subflow
+    let joined_sent = || {
+        let (socks, _) = ss_tni(&bed.b);
+        subflow_from(&socks, bed.client_addr2()).map_or(0, |s| s.field("bytes_sent"))
+    };
+    let js0 = joined_sent();
+    std::thread::sleep(Duration::from_millis(500));
+    let js1 = joined_sent();
+    assert!(
+        js1 > js0,
+        "no data moved to the joined subflow ({js0} -> {js1})\n{}",
+        server_view(&bed)
+    );
+    let swapped_while_sending = !t.done_sending();
+    t.stop();
+    let sent = t.wait_sent();
+    eprintln!(
+        "replace_chain_under_traffic: apply took {took:?}, {sent} bytes in {:?}",
+        t.started.elapsed()
+    );
+    let prio_after = counter(&bed.b, "MPTcpExtMPPrioRx");
+    assert!(
+        prio_after > prio_before,
+        "MPPrioRx {prio_before} -> {prio_after}"
+    );
+    let (socks, _) = ss_tni(&bed.b);
+    let joined = subflow_from(&socks, bed.client_addr2()).expect("joined subflow");
+    assert!(
+        !joined.flags.contains('B'),
+        "joined subflow became backup: {}",
+        joined.flags
+    );
+    assert_complete(t.finish());
+    assert!(
+        swapped_while_sending,
+        "the swap was not seen before the transfer ended"
+    );
+    assert_eq!(
+        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
+        fb0,
+        "an MPTCP fallback counter rose"
+    );
+    assert_no_csum_errors(&bed);
+
+    let show = show_json(&bed);
+    assert_eq!(gen(&bed), Some(2), "{show:#}");
+    let kinds: Vec<&str> = show[0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["ip_pair", "set_backup"]);
+    assert!(
+        stage_counter(&show, "t-swap", "set_backup", "hit") >= 1,
+        "{show:#}"
+    );
+    assert_eq!(
+        owned_ids(&bed.state_dir).links,
+        links_before,
+        "the tcx link was replaced"
+    );
+}
