@@ -46,7 +46,9 @@ fn dss_segment() -> Vec<u8> {
 fn chain_toml(hook: &str, selectors: usize, actor: &str) -> String {
     let mut s = format!("[[chain]]\nname = \"bench\"\ndev = \"x\"\nhook = \"{hook}\"\n");
     for _ in 0..selectors {
-        s.push_str("[[chain.select]]\nkind = \"ip_pair\"\nsrc = \"10.1.0.1\"\ndst = \"10.1.0.2\"\n");
+        s.push_str(
+            "[[chain.select]]\nkind = \"ip_pair\"\nsrc = \"10.1.0.1\"\ndst = \"10.1.0.2\"\n",
+        );
     }
     s.push_str(&format!("[[chain.act]]\nkind = \"{actor}\"\n"));
     s
@@ -114,9 +116,15 @@ fn main() {
             chain_toml(hname, 1, "pass").replace("src = \"10.1.0.1\"", "src = \"10.9.9.9\""),
         )];
         for n in [1usize, 2, 4, 8, 15] {
-            cases.push((format!("{n} x ip_pair (hit) + pass ({} stages)", n + 1), chain_toml(hname, n, "pass")));
+            cases.push((
+                format!("{n} x ip_pair (hit) + pass ({} stages)", n + 1),
+                chain_toml(hname, n, "pass"),
+            ));
         }
-        cases.push(("ip_pair + set_backup (subflow done: once)".into(), chain_toml(hname, 1, "set_backup")));
+        cases.push((
+            "ip_pair + set_backup (subflow done: once)".into(),
+            chain_toml(hname, 1, "set_backup"),
+        ));
         cases.push((
             "ip_pair + packet_type (option walk) + pass".into(),
             chain_toml(hname, 1, "pass").replace(
