@@ -36,20 +36,26 @@ fn local_tokens(ns: &str) -> Vec<String> {
     v
 }
 
+/// Watch chains on the client's two links: on the client's egress (end
+/// host) or, on a routed testbed, on the router's ingress from the client
+/// (middle node, where `ip mptcp monitor` has nothing to report).
 fn observe_policy(bed: &Testbed) -> String {
+    let (devs, hook, ns) = if bed.r.is_empty() {
+        ([&bed.x1a, &bed.x2a], "tc-egress", &bed.a)
+    } else {
+        ([&bed.r1a, &bed.r2a], "tc-ingress", &bed.r)
+    };
     let mut p = String::new();
-    for (i, dev) in [&bed.x1a, &bed.x2a].iter().enumerate() {
+    for (i, dev) in devs.iter().enumerate() {
         p += &format!(
-            "[[chain]]\nname = \"watch{i}\"\ndev = \"{dev}\"\nhook = \"tc-egress\"\nnetns = \"{}\"\n\
-             [[chain.act]]\nkind = \"get_connect\"\n[[chain.act]]\nkind = \"get_subflow\"\n",
-            bed.a
+            "[[chain]]\nname = \"watch{i}\"\ndev = \"{dev}\"\nhook = \"{hook}\"\nnetns = \"{ns}\"\n\
+             [[chain.act]]\nkind = \"get_connect\"\n[[chain.act]]\nkind = \"get_subflow\"\n"
         );
     }
     p
 }
 
-fn events_match_kernel_tokens(fam: Family) {
-    let bed = Testbed::new(fam);
+fn events_match_kernel_tokens(bed: Testbed) {
     let pol = bed.policy("watch", &observe_policy(&bed));
     bed.emptcp(&["apply", pol.to_str().unwrap()]).expect_ok();
     let d = bed.state_dir.to_string_lossy().into_owned();
@@ -106,10 +112,17 @@ fn events_match_kernel_tokens(fam: Family) {
         Some(st.as_str()),
         "server token = kernel's"
     );
-    assert_eq!(
-        conn["local_key"], conn["sender_key"],
-        "tc-egress: the sender is local"
-    );
+    if bed.r.is_empty() {
+        assert_eq!(
+            conn["local_key"], conn["sender_key"],
+            "egress: the sender is local"
+        );
+    } else {
+        assert_eq!(
+            conn["local_key"], conn["receiver_key"],
+            "ingress: the receiver is local"
+        );
+    }
     assert_eq!(conn["chain"], "watch0");
 
     // the join SYN names the server's token and is linked to the connection
@@ -140,14 +153,28 @@ fn events_match_kernel_tokens(fam: Family) {
 #[test]
 fn events_tokens_match_the_kernel_v4() {
     if root_or_skip("events_tokens_match_the_kernel_v4") {
-        events_match_kernel_tokens(Family::V4);
+        events_match_kernel_tokens(Testbed::new(Family::V4));
+    }
+}
+
+#[test]
+fn events_tokens_match_the_kernel_on_a_router_v4() {
+    if root_or_skip("events_tokens_match_the_kernel_on_a_router_v4") {
+        events_match_kernel_tokens(Testbed::routed(Family::V4));
+    }
+}
+
+#[test]
+fn events_tokens_match_the_kernel_on_a_router_v6() {
+    if root_or_skip("events_tokens_match_the_kernel_on_a_router_v6") {
+        events_match_kernel_tokens(Testbed::routed(Family::V6));
     }
 }
 
 #[test]
 fn events_tokens_match_the_kernel_v6() {
     if root_or_skip("events_tokens_match_the_kernel_v6") {
-        events_match_kernel_tokens(Family::V6);
+        events_match_kernel_tokens(Testbed::new(Family::V6));
     }
 }
 

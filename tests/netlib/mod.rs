@@ -233,6 +233,14 @@ pub struct Testbed {
     pub x1b: String,
     pub x2a: String,
     pub x2b: String,
+    /// The router namespace of a routed testbed (`Testbed::routed`), with
+    /// its ends of the four links: `r1a`/`r2a` face the client, `r1b`/`r2b`
+    /// the server. Empty strings on a direct testbed.
+    pub r: String,
+    pub r1a: String,
+    pub r2a: String,
+    pub r1b: String,
+    pub r2b: String,
     pub state_dir: PathBuf,
     pub tmp: PathBuf,
     /// Extra state dirs handed out by `another_state_dir`.
@@ -243,6 +251,21 @@ pub struct Testbed {
 impl Testbed {
     /// A fresh testbed; panics (after cleaning up) when setup fails.
     pub fn new(fam: Family) -> Testbed {
+        Testbed::build(fam, false)
+    }
+
+    /// A middle-node testbed: client `a` — router `r` — server `b`, two
+    /// links on each side (a:x1a<->r:r1a, a:x2a<->r:r2a, r:r1b<->b:x1b,
+    /// r:r2b<->b:x2b), every link its own subnet, the router forwarding.
+    /// The client joins from its second address (a `subflow` endpoint,
+    /// routed out of x2a by a source rule) to the server's first address:
+    /// subflow 1 runs x1a-r1a-r1b-x1b, subflow 2 x2a-r2a-r1b-x1b. Chains
+    /// meant for the middle node go on the router's devices.
+    pub fn routed(fam: Family) -> Testbed {
+        Testbed::build(fam, true)
+    }
+
+    fn build(fam: Family, routed: bool) -> Testbed {
         SWEEP.call_once(sweep_stale);
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -261,39 +284,163 @@ impl Testbed {
             x1b: dev("x1b"),
             x2a: dev("x2a"),
             x2b: dev("x2b"),
+            r: if routed {
+                format!("{BED_PREFIX}{tag}-R")
+            } else {
+                String::new()
+            },
+            r1a: if routed { dev("r1a") } else { String::new() },
+            r2a: if routed { dev("r2a") } else { String::new() },
+            r1b: if routed { dev("r1b") } else { String::new() },
+            r2b: if routed { dev("r2b") } else { String::new() },
             state_dir: PathBuf::from(format!("/sys/fs/bpf/{BED_PREFIX}{tag}")),
             tmp,
             tag,
             extra_dirs: Vec::new(),
             made_ns: Vec::new(),
         };
-        bed.setup();
+        if routed {
+            bed.setup_routed();
+        } else {
+            bed.setup();
+        }
         bed
+    }
+
+    fn add_ns(&mut self, ns: &str) {
+        sh("ip", &["netns", "add", ns]);
+        self.made_ns.push(ns.to_owned());
+        sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        ns_run(ns, "sysctl", &["-qw", "net.mptcp.enabled=1"]).expect_ok();
+        sh(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "mptcp",
+                "limits",
+                "set",
+                "subflow",
+                "2",
+                "add_addr_accepted",
+                "2",
+            ],
+        );
+    }
+
+    /// `ip addr add` + up + checksum offload off (veth trusts
+    /// CHECKSUM_PARTIAL: without this broken checksums would pass).
+    fn addr_up(&self, ns: &str, dev: &str, cidr: &str) {
+        let mut args = vec!["-n", ns, "addr", "add", cidr, "dev", dev];
+        if self.fam == Family::V6 {
+            args.push("nodad");
+        }
+        sh("ip", &args);
+        sh("ip", &["-n", ns, "link", "set", dev, "up"]);
+        ns_run(ns, "ethtool", &["-K", dev, "tx", "off"]).expect_ok();
+    }
+
+    fn setup_routed(&mut self) {
+        std::fs::create_dir_all(&self.tmp).expect("scratch dir");
+        let (a, b, r) = (self.a.clone(), self.b.clone(), self.r.clone());
+        for ns in [&a, &r, &b] {
+            self.add_ns(ns);
+        }
+        for (x, y, nx, ny) in [
+            (&self.x1a, &self.r1a, &a, &r),
+            (&self.x2a, &self.r2a, &a, &r),
+            (&self.r1b, &self.x1b, &r, &b),
+            (&self.r2b, &self.x2b, &r, &b),
+        ] {
+            sh(
+                "ip",
+                &[
+                    "link", "add", x, "netns", nx, "type", "veth", "peer", "name", y, "netns", ny,
+                ],
+            );
+        }
+        // subnet k (1..4): host .1/::1 on the end side, router .254/::fe
+        let (v6, len) = (
+            self.fam == Family::V6,
+            if self.fam == Family::V6 { "/64" } else { "/24" },
+        );
+        let host = |k: u8, h: u8| {
+            if v6 {
+                format!("fd00:{k}::{h:x}")
+            } else {
+                format!("10.{k}.0.{h}")
+            }
+        };
+        let (gw, srv) = (254u8, 2u8);
+        let links = [
+            (&a, self.x1a.clone(), host(1, 1)),
+            (&a, self.x2a.clone(), host(2, 1)),
+            (&r, self.r1a.clone(), host(1, gw)),
+            (&r, self.r2a.clone(), host(2, gw)),
+            (&r, self.r1b.clone(), host(3, gw)),
+            (&r, self.r2b.clone(), host(4, gw)),
+            (&b, self.x1b.clone(), host(3, srv)),
+            (&b, self.x2b.clone(), host(4, srv)),
+        ];
+        for (ns, dev, addr) in &links {
+            self.addr_up(ns, dev, &format!("{addr}{len}"));
+        }
+        let fwd = if v6 {
+            "net.ipv6.conf.all.forwarding=1"
+        } else {
+            "net.ipv4.ip_forward=1"
+        };
+        ns_run(&r, "sysctl", &["-qw", fwd]).expect_ok();
+        let fam = if v6 { "-6" } else { "-4" };
+        // defaults over link 1; the second address routes out of link 2
+        for (ns, dev1, gw1, src2, dev2, gw2) in [
+            (
+                &a,
+                &self.x1a,
+                host(1, gw),
+                host(2, 1),
+                &self.x2a,
+                host(2, gw),
+            ),
+            (
+                &b,
+                &self.x1b,
+                host(3, gw),
+                host(4, srv),
+                &self.x2b,
+                host(4, gw),
+            ),
+        ] {
+            sh(
+                "ip",
+                &[
+                    "-n", ns, fam, "route", "add", "default", "via", &gw1, "dev", dev1,
+                ],
+            );
+            sh(
+                "ip",
+                &[
+                    "-n", ns, fam, "route", "add", "default", "via", &gw2, "dev", dev2, "table",
+                    "2",
+                ],
+            );
+            sh(
+                "ip",
+                &["-n", ns, fam, "rule", "add", "from", &src2, "table", "2"],
+            );
+        }
+        sh(
+            "ip",
+            &["-n", &a, "mptcp", "endpoint", "add", &host(2, 1), "subflow"],
+        );
     }
 
     fn setup(&mut self) {
         std::fs::create_dir_all(&self.tmp).expect("scratch dir");
-        for ns in [self.a.clone(), self.b.clone()] {
-            sh("ip", &["netns", "add", &ns]);
-            self.made_ns.push(ns.clone());
-            sh("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-            ns_run(&ns, "sysctl", &["-qw", "net.mptcp.enabled=1"]).expect_ok();
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "mptcp",
-                    "limits",
-                    "set",
-                    "subflow",
-                    "2",
-                    "add_addr_accepted",
-                    "2",
-                ],
-            );
-        }
         let (a, b) = (self.a.clone(), self.b.clone());
+        for ns in [&a, &b] {
+            self.add_ns(ns);
+        }
         for (da, db) in [
             (self.x1a.clone(), self.x1b.clone()),
             (self.x2a.clone(), self.x2b.clone()),
@@ -316,15 +463,7 @@ impl Testbed {
             (&b, &self.x1b, s1),
             (&b, &self.x2b, s2),
         ] {
-            let cidr = format!("{addr}{len}");
-            let mut args = vec!["-n", ns.as_str(), "addr", "add", &cidr, "dev", dev.as_str()];
-            if self.fam == Family::V6 {
-                args.push("nodad");
-            }
-            sh("ip", &args);
-            sh("ip", &["-n", ns, "link", "set", dev, "up"]);
-            // veth trusts CHECKSUM_PARTIAL: without this broken checksums pass
-            ns_run(ns, "ethtool", &["-K", dev, "tx", "off"]).expect_ok();
+            self.addr_up(ns, dev, &format!("{addr}{len}"));
         }
         match self.fam {
             Family::V4 => sh(
@@ -344,9 +483,11 @@ impl Testbed {
 
     /// The server's address the client connects to.
     pub fn server_addr(&self) -> IpAddr {
-        match self.fam {
-            Family::V4 => "10.1.0.2".parse().unwrap(),
-            Family::V6 => "fd00:1::2".parse().unwrap(),
+        match (self.fam, self.r.is_empty()) {
+            (Family::V4, true) => "10.1.0.2".parse().unwrap(),
+            (Family::V6, true) => "fd00:1::2".parse().unwrap(),
+            (Family::V4, false) => "10.3.0.2".parse().unwrap(),
+            (Family::V6, false) => "fd00:3::2".parse().unwrap(),
         }
     }
     /// The client's address on the first link (initial subflow).
