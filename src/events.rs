@@ -268,14 +268,14 @@ pub fn stream(
             path.display()
         )
     })?;
-    let load_state = || -> State {
-        StateDir::open(dir, false)
+    // None while another emptcp changes the state: keep what we have
+    let load_state = || -> Option<State> {
+        StateDir::open_shared(dir, false)
             .ok()
             .flatten()
             .and_then(|sd| sd.load().ok())
-            .unwrap_or_default()
     };
-    let mut st = load_state();
+    let mut st = load_state().unwrap_or_default();
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         let h = nix::sys::signal::SigHandler::Handler(on_signal);
@@ -294,34 +294,43 @@ pub fn stream(
     let mut dec = Decoder::default();
     let mut seen = 0usize;
     let start = Instant::now();
-    let out = std::io::stdout();
+    let stdout = std::io::stdout();
     while !STOP.load(Ordering::SeqCst) {
         if timeout.is_some_and(|t| start.elapsed() >= t) {
             break;
         }
         rb.poll(Duration::from_millis(100))?;
         let evs: Vec<_> = pending.borrow_mut().drain(..).collect();
+        // one write per batch drained, not per event; a reader still sees
+        // each event within one poll of its arrival
+        let mut o = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut reloaded = false;
         for e in evs {
-            if slot_owner(&st, e.slot, e.flags & 0x08 != 0).is_none() {
-                st = load_state();
+            // a chain applied after we started: read the state again (once
+            // per batch, not per event of an unknown slot)
+            if !reloaded && slot_owner(&st, e.slot, e.flags & 0x08 != 0).is_none() {
+                if let Some(s) = load_state() {
+                    st = s;
+                }
+                reloaded = true;
             }
             let v = dec.view(&e, &st);
             if chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
                 continue;
             }
-            let mut o = out.lock();
             if json {
                 serde_json::to_writer(&mut o, &v)?;
                 writeln!(o)?;
             } else {
                 writeln!(o, "{}", line(&v))?;
             }
-            o.flush()?;
             seen += 1;
             if count.is_some_and(|n| seen >= n) {
+                o.flush()?;
                 return Ok(());
             }
         }
+        o.flush()?;
     }
     Ok(())
 }

@@ -690,7 +690,7 @@ impl Runtime {
 
     /// The applied chains with their counters.
     pub fn show(&self, name: Option<&str>) -> Result<Vec<ChainView>> {
-        let Some(sd) = StateDir::open(&self.dir, false)? else {
+        let Some(sd) = StateDir::open_shared(&self.dir, true)? else {
             if let Some(n) = name {
                 bail!("no chain called \"{n}\"");
             }
@@ -780,7 +780,7 @@ impl Runtime {
     /// Entry-level counters (slot 0) per family: packets seen, not TCP, parse errors.
     pub fn entry_counters(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
         let mut out = BTreeMap::new();
-        let Some(sd) = StateDir::open(&self.dir, false)? else {
+        let Some(sd) = StateDir::open_shared(&self.dir, true)? else {
             return Ok(out);
         };
         for family in ["xdp", "tc"] {

@@ -189,6 +189,31 @@ impl StateDir {
         }))
     }
 
+    /// Opens an existing state directory to read it (show, stats, events):
+    /// a shared lock, so readers never wait for each other and never see a
+    /// change half made. With `wait` false a directory being changed right
+    /// now gives None, like a missing one (the caller keeps what it has).
+    pub fn open_shared(dir: &Path, wait: bool) -> Result<Option<StateDir>> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+        let lock = match Flock::lock(f, FlockArg::LockSharedNonblock) {
+            Ok(l) => l,
+            Err(_) if !wait => return Ok(None),
+            Err((f, _)) => {
+                eprintln!("emptcp: waiting for another emptcp on {}", dir.display());
+                Flock::lock(f, FlockArg::LockShared)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", dir.display()))?
+            }
+        };
+        Ok(Some(StateDir {
+            dir: dir.to_owned(),
+            _lock: lock,
+        }))
+    }
+
     pub fn family_dir(&self, family: &str) -> PathBuf {
         self.dir.join(family)
     }

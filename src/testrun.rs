@@ -88,6 +88,12 @@ impl Harness {
         })
     }
 
+    /// The private bpffs directory the chain lives in (its state dir: the
+    /// CLI can read its shared maps, e.g. `emptcp --state-dir DIR events`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Runs one packet through the entry program.
     pub fn run(&self, pkt: &[u8]) -> Result<RunOut> {
         let prog = self
