@@ -2,7 +2,7 @@
 //! average over `repeat` runs of the entry program), against an empty
 //! program (`src/bpf/baseline.bpf.c`) timed in the same run.
 //!
-//!     cargo bench --bench cost [-- --quick] [-- --rounds N] [-- --repeat N] [-- --json FILE]
+//!     cargo bench --bench cost -- [--quick] [--rounds N] [--repeat N] [--only TEXT] [--json FILE]
 //!
 //! Every chain is loaded first; then each round times, for every case in
 //! turn, the baseline and the chain back to back, so that noise from other
@@ -48,7 +48,8 @@ fn dss_segment() -> Vec<u8> {
 }
 
 /// Stage tables (TOML) that the bench packet matches.
-const IP_PAIR: &str = "[[chain.select]]\nkind = \"ip_pair\"\nsrc = \"10.1.0.1\"\ndst = \"10.1.0.2\"\n";
+const IP_PAIR: &str =
+    "[[chain.select]]\nkind = \"ip_pair\"\nsrc = \"10.1.0.1\"\ndst = \"10.1.0.2\"\n";
 const IP_PAIR_MISS: &str =
     "[[chain.select]]\nkind = \"ip_pair\"\nsrc = \"10.9.9.9\"\ndst = \"10.1.0.2\"\n";
 const SUBFLOW: &str = "[[chain.select]]\nkind = \"subflow\"\nsaddr = \"10.1.0.1\"\ndaddr = \"10.1.0.2\"\nsport = 40000\ndport = 5201\n";
@@ -116,15 +117,31 @@ fn cases(hook: &str) -> Vec<Case> {
     add(Group::Kind, "subflow hit + pass", vec![SUBFLOW, PASS]);
     add(Group::Kind, "src hit + pass", vec![SRC, PASS]);
     add(Group::Kind, "port hit + pass", vec![PORT, PASS]);
-    add(Group::Kind, "packet_type hit + pass", vec![PACKET_TYPE, PASS]);
-    add(Group::Kind, "set_backup (subflow done: once)", vec![SET_BACKUP]);
+    add(
+        Group::Kind,
+        "packet_type hit + pass",
+        vec![PACKET_TYPE, PASS],
+    );
+    add(
+        Group::Kind,
+        "set_backup (subflow done: once)",
+        vec![SET_BACKUP],
+    );
     add(Group::Kind, "record packets+bytes", vec![RECORD]);
-    add(Group::Kind, "get_connect (DSS: no event)", vec![GET_CONNECT]);
+    add(
+        Group::Kind,
+        "get_connect (DSS: no event)",
+        vec![GET_CONNECT],
+    );
     if hook != "xdp" {
         add(Group::Kind, "set_mark", vec![SET_MARK]);
     }
     for n in [1usize, 2, 4, 8, 16] {
-        add(Group::Length, &format!("{n:>2} stages: {} x ip_pair hit + pass", n - 1), hits(n));
+        add(
+            Group::Length,
+            &format!("{n:>2} stages: {} x ip_pair hit + pass", n - 1),
+            hits(n),
+        );
     }
     for n in [2usize, 4, 8, 16] {
         add(
@@ -133,7 +150,11 @@ fn cases(hook: &str) -> Vec<Case> {
             forwards(n),
         );
     }
-    add(Group::Combo, "ip_pair + port + pass", vec![IP_PAIR, PORT, PASS]);
+    add(
+        Group::Combo,
+        "ip_pair + port + pass",
+        vec![IP_PAIR, PORT, PASS],
+    );
     add(
         Group::Combo,
         "ip_pair + packet_type + set_backup",
@@ -161,7 +182,10 @@ impl Baseline {
         let mut i = ProgramInput::default();
         i.data_in = Some(pkt);
         i.repeat = repeat;
-        prog.test_run(i).expect("test_run baseline").duration.as_nanos() as f64
+        prog.test_run(i)
+            .expect("test_run baseline")
+            .duration
+            .as_nanos() as f64
     }
 }
 
@@ -200,6 +224,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json_out: Option<String> = arg(&args, "--json");
+    let only: Option<String> = arg(&args, "--only");
     let repeat: u32 = arg(&args, "--repeat").unwrap_or(if quick { 200_000 } else { 1_000_000 });
     let rounds: usize = arg(&args, "--rounds").unwrap_or(if quick { 5 } else { 9 });
     let pkt = dss_segment();
@@ -216,13 +241,21 @@ fn main() {
             .trim()
     );
     if harden != "0" {
-        println!("WARNING: bpf_jit_harden is on: constants are blinded, figures are not representative");
+        println!(
+            "WARNING: bpf_jit_harden is on: constants are blinded, figures are not representative"
+        );
     }
 
     let mut rows: Vec<Row> = Vec::new();
-    for (hook, hname, family) in [(Hook::Xdp, "xdp", "xdp"), (Hook::TcEgress, "tc-egress", "tc")] {
+    for (hook, hname, family) in [
+        (Hook::Xdp, "xdp", "xdp"),
+        (Hook::TcEgress, "tc-egress", "tc"),
+    ] {
         let base = Baseline::new(family);
-        let cs = cases(hname);
+        let cs: Vec<Case> = cases(hname)
+            .into_iter()
+            .filter(|c| only.as_ref().is_none_or(|o| c.label.contains(o.as_str())))
+            .collect();
         let hs: Vec<Harness> = cs
             .iter()
             .map(|c| {
@@ -261,9 +294,15 @@ fn main() {
 
     let mut out = String::new();
     let sections = [
-        (Group::Kind, "stage kinds (a selector with `pass`; an actor alone)"),
+        (
+            Group::Kind,
+            "stage kinds (a selector with `pass`; an actor alone)",
+        ),
         (Group::Length, "chain length: selectors that hit + pass"),
-        (Group::Forward, "chain length: stages that only step on (the cost of one tail-call stage)"),
+        (
+            Group::Forward,
+            "chain length: stages that only step on (the cost of one tail-call stage)",
+        ),
         (Group::Combo, "2 selectors + 1 actor"),
     ];
     for (g, title) in sections {
@@ -279,6 +318,14 @@ fn main() {
                 .iter()
                 .find(|x| x.family == r.family && x.group == g)
                 .expect("group row");
+            if rows
+                .iter()
+                .filter(|x| x.family == r.family && x.group == g)
+                .count()
+                == 0
+            {
+                continue;
+            }
             let per = match g {
                 Group::Length | Group::Forward if r.stages > first.stages => format!(
                     "{:>10.1}",
