@@ -16,33 +16,41 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-SEC(EMPTCP_SEC)
-int min_payload(emptcp_ctx *ctx)
+/* The selector's result: 1 when the segment carries at least params[0] bytes. */
+static __always_inline int min_payload_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u32 params[2], min;
 	int l4len, hlen;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &params, sizeof(params));
+	emptcp_param_copy(r, &params, sizeof(params));
 	min = params[0];
-	th = emptcp_tcp(ctx, &r);
+	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
 	}
 	/* read the header before any helper call: packet pointers do not survive them */
 	hlen = th->doff * 4;
-	l4len = emptcp_l4_len(ctx, &r);
+	l4len = emptcp_l4_len(ctx, r);
 	if (l4len < hlen) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
 	}
-	return emptcp_select(ctx, &r, l4len - hlen >= (int)min);
+	return l4len - hlen >= (int)min;
+}
+
+SEC(EMPTCP_SEC)
+int min_payload(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	/* one exit: each emptcp_next() call site is a full copy of the step */
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, min_payload_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

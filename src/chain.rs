@@ -47,6 +47,14 @@ unsafe impl plain::Plain for types::emptcp_flow_key {}
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
 pub const MAX_ATTACH: u32 = 256;
+/// Slots 1..STAGE_SLOTS hold stages; the rest are the head slots of the
+/// attach points (abi.h EMPTCP_HEAD_SLOT).
+pub const STAGE_SLOTS: u16 = MAX_SLOTS - MAX_ATTACH as u16;
+
+/// The head slot of attach point `id`: the entry program jumps there.
+pub fn head_slot(id: u32) -> u32 {
+    STAGE_SLOTS as u32 + id % MAX_ATTACH
+}
 pub const CNT_MAX: u32 = 8;
 pub const COUNTER_NAMES: [&str; 8] = [
     "run",
@@ -366,7 +374,7 @@ pub fn plan_with(
     if need != slots.len() {
         bail!("internal: {need} stages but {} slots", slots.len());
     }
-    if slots.iter().any(|s| *s == 0 || *s >= MAX_SLOTS) {
+    if slots.iter().any(|s| *s == 0 || *s >= STAGE_SLOTS) {
         bail!("internal: slot out of range");
     }
     // first slot of each chain, and of the one after it

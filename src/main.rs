@@ -47,6 +47,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             emptcp::priv_check()?;
+            for w in emptcp::runtime::jit_warnings() {
+                eprintln!("emptcp: warning: {w}");
+            }
             let r = rt.apply(&p)?;
             for a in &r.attached {
                 println!("attached {a}");

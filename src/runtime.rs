@@ -10,7 +10,7 @@
 //! 6. save the state.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 use serde::Serialize;
 
 use crate::attach::{self, Attachment, XdpMode};
-use crate::chain::{self, types, StageObject, CNT_MAX, COUNTER_NAMES, MAX_SLOTS};
+use crate::chain::{self, types, StageObject, CNT_MAX, COUNTER_NAMES, STAGE_SLOTS};
 use crate::loader;
 use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
@@ -123,6 +123,57 @@ fn u32_key(k: u32) -> [u8; 4] {
     k.to_ne_bytes()
 }
 
+/// Points attach point `id` of `family` at the stage in slot `first` (0:
+/// nothing to run). The entry program jumps to the point's head slot with a
+/// constant key (a direct jump), so the switch is the update of that slot
+/// (one atomic PROG_ARRAY update); `emptcp_attach` says whether anything
+/// runs and keeps the generation for `show`. Either order of the two
+/// updates is safe: both chain lists stay populated until retired.
+pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: u32) -> Result<()> {
+    let progs = pinned_map(sd, family, "emptcp_progs")?;
+    let amap = pinned_map(sd, family, "emptcp_attach")?;
+    let head = chain::head_slot(id);
+    let a = types::emptcp_attach {
+        first,
+        gen,
+        ..Default::default()
+    };
+    if first == 0 {
+        // SAFETY: emptcp_attach is Plain (chain.rs).
+        amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+        let _ = progs.delete(&u32_key(head));
+        return Ok(());
+    }
+    // a PROG_ARRAY lookup from user space gives the program's id
+    let pid = progs
+        .lookup(&u32_key(first as u32), MapFlags::ANY)?
+        .and_then(|v| {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+        })
+        .with_context(|| format!("slot {first} ({family}) holds no program"))?;
+    // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(pid) };
+    if fd < 0 {
+        bail!(
+            "failed to open program {pid} of slot {first} ({family}): errno {}",
+            -fd
+        );
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    progs
+        .update(
+            &u32_key(head),
+            &(fd.as_raw_fd() as u32).to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .with_context(|| format!("failed to put slot {first} into head slot {head} ({family})"))?;
+    // SAFETY: emptcp_attach is Plain (chain.rs).
+    amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+    Ok(())
+}
+
 /// Frees retired slots older than the grace period (removes their programs).
 fn free_retired(sd: &StateDir, st: &mut State, force_wait: bool) -> Result<()> {
     if force_wait {
@@ -154,7 +205,7 @@ fn free_retired(sd: &StateDir, st: &mut State, force_wait: bool) -> Result<()> {
 /// Picks `n` free slots of a family.
 fn alloc_slots(st: &State, family: &str, taken: &[u16], n: usize) -> Option<Vec<u16>> {
     let used = st.used_slots(family);
-    let v: Vec<u16> = (1..MAX_SLOTS)
+    let v: Vec<u16> = (1..STAGE_SLOTS)
         .filter(|s| used.binary_search(s).is_err() && !taken.contains(s))
         .take(n)
         .collect();
@@ -278,15 +329,7 @@ fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachme
 /// Detaches an attach point's entry program and removes its pins.
 fn detach_point(sd: &StateDir, p: &AttachPoint) -> Result<()> {
     let family = p.hook.family();
-    if let Ok(m) = pinned_map(sd, family, "emptcp_attach") {
-        let a = types::emptcp_attach::default();
-        // SAFETY: emptcp_attach is Plain (chain.rs).
-        let _ = m.update(
-            &u32_key(p.id),
-            unsafe { plain::as_bytes(&a) },
-            MapFlags::ANY,
-        );
-    }
+    let _ = set_attach(sd, family, p.id, 0, 0);
     let epin = entry_pin(sd, family, p.id);
     let prog_fd = libbpf_rs::Program::fd_from_pinned_path(&epin).ok();
     // the namespace may be gone: then so is the device and its hooks
@@ -330,6 +373,33 @@ fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, 
 }
 
 /// What `apply` did, for printing.
+/// Kernel settings that make every chain slower, as warnings to print:
+/// `bpf_jit_harden=2` blinds every constant, also in root's programs (a
+/// stage's slot and parameters are constants); without the JIT
+/// programs run in the interpreter (and tail calls are never direct jumps).
+pub fn jit_warnings() -> Vec<String> {
+    let read = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{k}"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let mut w = Vec::new();
+    if read("bpf_jit_enable").as_deref() == Some("0") {
+        w.push(
+            "net.core.bpf_jit_enable is 0: chains run in the BPF interpreter, many times slower"
+                .into(),
+        );
+    }
+    // 1 hardens only programs loaded without CAP_SYS_ADMIN, which emptcp needs
+    if read("bpf_jit_harden").as_deref() == Some("2") {
+        w.push(
+            "net.core.bpf_jit_harden is 2: every constant in the chains is blinded (slower stages)"
+                .into(),
+        );
+    }
+    w
+}
+
 #[derive(Debug, Serialize)]
 pub struct ApplyReport {
     pub applied: Vec<String>,
@@ -478,18 +548,7 @@ impl Runtime {
                 continue;
             }
             let first = plan[0].stages[0].slot;
-            let amap = pinned_map(&sd, p.hook.family(), "emptcp_attach")?;
-            let a = types::emptcp_attach {
-                first,
-                gen: 1,
-                ..Default::default()
-            };
-            // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(
-                &u32_key(p.id),
-                unsafe { plain::as_bytes(&a) },
-                MapFlags::ANY,
-            )?;
+            set_attach(&sd, p.hook.family(), p.id, first, 1)?;
             match attach_entry(&sd, self, &p) {
                 Ok(att) => {
                     st.points[*pi].attachment = att;
@@ -497,7 +556,7 @@ impl Runtime {
                     attached_now.push(*pi);
                 }
                 Err(e) => {
-                    let _ = amap.update(&u32_key(p.id), &[0u8; 8], MapFlags::ANY);
+                    let _ = set_attach(&sd, p.hook.family(), p.id, 0, 0);
                     for done in &attached_now {
                         let _ = detach_point(&sd, &st.points[*done]);
                     }
@@ -524,24 +583,13 @@ impl Runtime {
             }
             let p = &mut st.points[*pi];
             let family = p.hook.family();
-            let amap = pinned_map(&sd, family, "emptcp_attach")?;
             p.gen = p.gen.wrapping_add(1);
             let first = plan
                 .first()
                 .and_then(|c| c.stages.first())
                 .map(|s| s.slot)
                 .unwrap_or(0);
-            let a = types::emptcp_attach {
-                first,
-                gen: p.gen,
-                ..Default::default()
-            };
-            // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(
-                &u32_key(p.id),
-                unsafe { plain::as_bytes(&a) },
-                MapFlags::ANY,
-            )?;
+            set_attach(&sd, family, p.id, first, p.gen)?;
         }
 
         // record slots; 5. retire what the old layouts used
@@ -641,18 +689,7 @@ impl Runtime {
             write_slots(&sd, family, &plan, &mut objs)?;
             let p = &mut st.points[pi];
             p.gen = p.gen.wrapping_add(1);
-            let a = types::emptcp_attach {
-                first: slots[0],
-                gen: p.gen,
-                ..Default::default()
-            };
-            let amap = pinned_map(&sd, family, "emptcp_attach")?;
-            // SAFETY: emptcp_attach is Plain (chain.rs).
-            amap.update(
-                &u32_key(p.id),
-                unsafe { plain::as_bytes(&a) },
-                MapFlags::ANY,
-            )?;
+            set_attach(&sd, family, p.id, slots[0], p.gen)?;
             for (c, pc) in p.chains.iter_mut().zip(&plan) {
                 c.slots = pc.stages.iter().map(|s| s.slot).collect();
                 c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, Object, ProgramInput};
 
-use crate::chain::{self, types, CNT_MAX, COUNTER_NAMES};
+use crate::chain::{self, CNT_MAX, COUNTER_NAMES};
 use crate::policy::{Chain, Hook};
-use crate::runtime::{load_entry, pinned_map, write_slots, Objects};
+use crate::runtime::{load_entry, pinned_map, set_attach, write_slots, Objects};
 use crate::state::StateDir;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -63,18 +63,7 @@ impl Harness {
         let plan = chain::plan_with(&ids, &slots, &|d| crate::netns::ifindex(d, None))?;
         let entry = load_entry(&sd, family, 1, "entry")?;
         write_slots(&sd, family, &plan, &mut objs)?;
-        let amap = pinned_map(&sd, family, "emptcp_attach")?;
-        let a = types::emptcp_attach {
-            first: slots.first().copied().unwrap_or(0),
-            gen: 1,
-            ..Default::default()
-        };
-        // SAFETY: emptcp_attach is Plain (chain.rs).
-        amap.update(
-            &1u32.to_ne_bytes(),
-            unsafe { plain::as_bytes(&a) },
-            MapFlags::ANY,
-        )?;
+        set_attach(&sd, family, 1, slots.first().copied().unwrap_or(0), 1)?;
         Ok(Harness {
             dir,
             sd: Some(sd),

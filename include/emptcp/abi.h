@@ -20,6 +20,14 @@
 #define EMPTCP_MAX_SLOTS	1024
 /* Attach points (device x hook) per hook type. */
 #define EMPTCP_MAX_ATTACH	256
+/*
+ * The last EMPTCP_MAX_ATTACH slots are head slots: head slot of attach
+ * point id holds the first stage of its chain list, so that the entry
+ * program's tail call has a constant key (a direct jump, no retpoline).
+ * Stages use slots 1 .. EMPTCP_STAGE_SLOTS - 1.
+ */
+#define EMPTCP_STAGE_SLOTS	(EMPTCP_MAX_SLOTS - EMPTCP_MAX_ATTACH)
+#define EMPTCP_HEAD_SLOT(id)	(EMPTCP_STAGE_SLOTS + ((id) % EMPTCP_MAX_ATTACH))
 /* Bytes of parameters a stage carries in its slot. */
 #define EMPTCP_PARAM_SIZE	56
 
@@ -63,7 +71,11 @@ struct emptcp_stage {
 };
 _Static_assert(sizeof(struct emptcp_stage) == 64, "emptcp_stage is 64 bytes");
 
-/* The attach table: where the entry program of an attach point starts. */
+/*
+ * The attach table: what the entry program of an attach point runs. The
+ * entry jumps to the point's head slot, which holds the program of slot
+ * `first`.
+ */
 struct emptcp_attach {
 	__u16 first;	/* first slot; 0 = nothing to run */
 	__u16 pad;

@@ -3,7 +3,7 @@
  * entry - the program attached to a device and hook. It parses the packet
  * once (Ethernet, VLAN, IPv4/IPv6, TCP), puts the offsets into the
  * per-packet context and tail-calls the first stage of the chains of its
- * attach point. Non-TCP packets and packets it cannot parse pass untouched.
+ * attach point (through the point's head slot, see abi.h). Non-TCP packets and packets it cannot parse pass untouched.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
@@ -57,7 +57,19 @@ int emptcp_entry(emptcp_ctx *ctx)
 	p.flags = l.v6 ? EMPTCP_PF_V6 : 0;
 	p.l3_off = l.l3_off;
 	p.l4_off = l.l4_off;
-	return emptcp_goto(ctx, &p, a->first);
+	p.slot = a->first;
+	if (emptcp_pctx_store(ctx, &p) < 0)
+		return EMPTCP_PASS;
+	/*
+	 * The head slot (abi.h) is a constant to the verifier (attach_id is
+	 * in .rodata): the JIT emits a direct jump, patched when emptcp swaps
+	 * the chain list. A jump through emptcp_attach's `first` would be an
+	 * indirect jump, a retpoline on mitigated CPUs (+8 ns, see
+	 * docs/design.md).
+	 */
+	bpf_tail_call(ctx, &emptcp_progs, EMPTCP_HEAD_SLOT(attach_id));
+	emptcp_count(0, EMPTCP_CNT_TAIL_MISS);
+	return EMPTCP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -25,34 +25,29 @@ static __always_inline int pair_eq(const struct emptcp_ip_pair *pp, const __u8 *
 	return 1;
 }
 
-SEC(EMPTCP_SEC)
-int ip_pair(emptcp_ctx *ctx)
+/* The selector's result: 1 when the packet's address pair matches. */
+static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
 	struct emptcp_ip_pair pp;
-	struct emptcp_run r;
 	__u8 s[16], d[16];
 	__u32 off;
 	int n, v6, hit;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &pp, sizeof(pp));
-	v6 = !!(r.p.flags & EMPTCP_PF_V6);
+	emptcp_param_copy(r, &pp, sizeof(pp));
+	v6 = !!(r->p.flags & EMPTCP_PF_V6);
 	if (v6 != !!(pp.flags & EMPTCP_IPP_V6))
-		return emptcp_select(ctx, &r, 0);
+		return 0;
 	/* variable offset, bounded for the verifier */
-	off = r.p.l3_off;
+	off = r->p.l3_off;
 	if (off > EMPTCP_MAX_L4_OFF)
-		return emptcp_select(ctx, &r, 0);
+		return 0;
 	if (v6) {
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > data_end) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, &r, 0);
+			emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+			return 0;
 		}
 		__builtin_memcpy(s, &ip6->saddr, 16);
 		__builtin_memcpy(d, &ip6->daddr, 16);
@@ -61,8 +56,8 @@ int ip_pair(emptcp_ctx *ctx)
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, &r, 0);
+			emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+			return 0;
 		}
 		__builtin_memcpy(s, &ip->saddr, 4);
 		__builtin_memcpy(d, &ip->daddr, 4);
@@ -71,7 +66,19 @@ int ip_pair(emptcp_ctx *ctx)
 	hit = pair_eq(&pp, s, d, n);
 	if (!hit && (pp.flags & EMPTCP_IPP_BIDIR))
 		hit = pair_eq(&pp, d, s, n);
-	return emptcp_select(ctx, &r, hit);
+	return hit;
+}
+
+SEC(EMPTCP_SEC)
+int ip_pair(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, ip_pair_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -63,41 +63,45 @@ static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tc
 	return 1;
 }
 
-SEC(EMPTCP_SEC)
-int observe(emptcp_ctx *ctx)
+/*
+ * The work of get_connect/get_subflow on a selected packet.
+ * Returns the counter to bump (EMPTCP_CNT_*).
+ */
+static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct tcpopt_walk w;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u64 p[1];
 	__u32 hlen;
 	__u8 fl;
 	int what, ret;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, p, sizeof(p));
+	emptcp_param_copy(r, p, sizeof(p));
 	what = (p[0] & 0xff) == EMPTCP_EV_SUBFLOW ? EMPTCP_EV_SUBFLOW : EMPTCP_EV_CONNECT;
-	th = emptcp_tcp(ctx, &r);
-	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	th = emptcp_tcp(ctx, r);
+	if (!th)
+		return EMPTCP_CNT_PARSE_ERR;
 	/* header fields first: packet pointers do not survive helper calls */
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
-	if (hlen <= 20) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
-	}
-	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
-	ret = emit(ctx, &r, &w, fl, what);
-	emptcp_count(r.slot, ret > 0 ? EMPTCP_CNT_HIT : ret < 0 ? EMPTCP_CNT_ERROR : EMPTCP_CNT_SKIP);
+	if (hlen <= 20)
+		return EMPTCP_CNT_SKIP;
+	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+		return EMPTCP_CNT_PARSE_ERR;
+	ret = emit(ctx, r, &w, fl, what);
+	return ret > 0 ? EMPTCP_CNT_HIT : ret < 0 ? EMPTCP_CNT_ERROR : EMPTCP_CNT_SKIP;
+}
+
+SEC(EMPTCP_SEC)
+int observe(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(&r))
+		emptcp_count(r.slot, observe_act(ctx, &r));
 	return emptcp_next(ctx, &r);
 }
 

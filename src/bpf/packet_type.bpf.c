@@ -7,23 +7,30 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
+/* The selector's result: 1 when the packet is one of the configured kinds. */
+static __always_inline int packet_type_hit(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	struct emptcp_packet_type pt;
+	__u32 types;
+
+	emptcp_param_copy(r, &pt, sizeof(pt));
+	if (emptcp_ptypes(ctx, r, &types) < 0) {
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
+	}
+	return !!(types & pt.mask);
+}
+
 SEC(EMPTCP_SEC)
 int packet_type(emptcp_ctx *ctx)
 {
-	struct emptcp_packet_type pt;
 	struct emptcp_run r;
-	__u32 types;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &pt, sizeof(pt));
-	if (emptcp_ptypes(ctx, &r, &types) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
-	}
-	return emptcp_select(ctx, &r, types & pt.mask);
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, packet_type_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -5,29 +5,35 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
+/* The selector's result: 1 when the configured ports match. */
+static __always_inline int port_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
+{
+	struct emptcp_port pt;
+	struct tcphdr *th;
+
+	emptcp_param_copy(r, &pt, sizeof(pt));
+	th = emptcp_tcp(ctx, r);
+	if (!th) {
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
+	}
+	if ((pt.flags & EMPTCP_PORT_HAS_SPORT) && th->source != pt.sport)
+		return 0;
+	if ((pt.flags & EMPTCP_PORT_HAS_DPORT) && th->dest != pt.dport)
+		return 0;
+	return 1;
+}
+
 SEC(EMPTCP_SEC)
 int port(emptcp_ctx *ctx)
 {
-	struct emptcp_port pt;
 	struct emptcp_run r;
-	struct tcphdr *th;
-	int hit = 1;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &pt, sizeof(pt));
-	th = emptcp_tcp(ctx, &r);
-	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
-	}
-	if ((pt.flags & EMPTCP_PORT_HAS_SPORT) && th->source != pt.sport)
-		hit = 0;
-	if ((pt.flags & EMPTCP_PORT_HAS_DPORT) && th->dest != pt.dport)
-		hit = 0;
-	return emptcp_select(ctx, &r, hit);
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, port_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

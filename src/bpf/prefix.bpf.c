@@ -6,33 +6,39 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-SEC(EMPTCP_SEC)
-int prefix(emptcp_ctx *ctx)
+/* The selector's result: 1 when the address lies in the prefix. */
+static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	struct emptcp_prefix pf;
-	struct emptcp_run r;
 	__u8 s[16], d[16];
 	const __u64 *a, *m, *want;
 	__u16 sp, dp;
-	int n, hit;
+	int n;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &pf, sizeof(pf));
-	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
+	emptcp_param_copy(r, &pf, sizeof(pf));
+	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
 	if (n < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
 	}
 	if ((n == 16) != !!(pf.flags & EMPTCP_PFX_V6))
-		return emptcp_select(ctx, &r, 0);
+		return 0;
 	a = (const __u64 *)((pf.flags & EMPTCP_PFX_DST) ? d : s);
 	m = (const __u64 *)pf.mask;
 	want = (const __u64 *)pf.addr;
-	hit = (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1];
-	return emptcp_select(ctx, &r, hit);
+	return (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1];
+}
+
+SEC(EMPTCP_SEC)
+int prefix(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, prefix_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

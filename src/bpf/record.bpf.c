@@ -29,13 +29,15 @@ static __always_inline int lt_u8x16(const __u8 *a, const __u8 *b)
 	return bpf_be64_to_cpu(x[1]) < bpf_be64_to_cpu(y[1]);
 }
 
-SEC(EMPTCP_SEC)
-int record(emptcp_ctx *ctx)
+/*
+ * The work of record on a selected packet.
+ * Returns the counter to bump (EMPTCP_CNT_*).
+ */
+static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_flow_rec init = {}, *rec;
 	struct emptcp_flow_key k = {};
 	struct tcpopt_walk w;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u8 s[16], d[16];
 	__u16 sp, dp;
@@ -44,28 +46,20 @@ int record(emptcp_ctx *ctx)
 	int n, l4len, dir, walk = 0, have_ts = 0;
 	__u8 fl, ws = 0;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, p, sizeof(p));
+	emptcp_param_copy(r, p, sizeof(p));
 	metrics = p[0];
-	th = emptcp_tcp(ctx, &r);
-	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	th = emptcp_tcp(ctx, r);
+	if (!th)
+		return EMPTCP_CNT_PARSE_ERR;
 	/* header fields first: packet pointers do not survive helper calls */
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
 	seq = bpf_ntohl(th->seq);
 	win = bpf_ntohs(th->window);
-	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
-	l4len = emptcp_l4_len(ctx, &r);
-	if (n < 0 || l4len < (int)hlen) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
+	l4len = emptcp_l4_len(ctx, r);
+	if (n < 0 || l4len < (int)hlen)
+		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
 
 	/* one entry per subflow: the lower (address, port) end first */
@@ -88,17 +82,15 @@ int record(emptcp_ctx *ctx)
 		init.v6 = n == 16;
 		bpf_map_update_elem(&emptcp_g_flows, &k, &init, BPF_NOEXIST);
 		rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
-		if (!rec) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
-			return emptcp_next(ctx, &r);
-		}
+		if (!rec)
+			return EMPTCP_CNT_ERROR;
 	}
 	dir &= 1;
 	rec->last_ns = now;
 
 	/* options: timestamps for RTT, SYN window shift, MPTCP keys and token */
 	if ((metrics & EMPTCP_REC_RTT) || (fl & EMPTCP_TCP_SYN) || hlen >= 32)
-		walk = hlen > 20 && emptcp_opts_load(ctx, &r, &w, hlen) == 0;
+		walk = hlen > 20 && emptcp_opts_load(ctx, r, &w, hlen) == 0;
 	if (walk) {
 		int o = w.ts_off;
 
@@ -172,7 +164,19 @@ int record(emptcp_ctx *ctx)
 			rec->ts_sent_ns[dir] = now;
 		}
 	}
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	return EMPTCP_CNT_HIT;
+}
+
+SEC(EMPTCP_SEC)
+int record(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(&r))
+		emptcp_count(r.slot, record_act(ctx, &r));
 	return emptcp_next(ctx, &r);
 }
 

@@ -83,117 +83,110 @@ static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 	return 0;
 }
 
-SEC(EMPTCP_SEC)
-int set_backup(emptcp_ctx *ctx)
+/*
+ * The work of set_backup on a selected packet.
+ * Returns the counter to bump (EMPTCP_CNT_*), or -1: the packet is
+ * inconsistent and must be dropped.
+ */
+static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_set_backup sb;
 	struct emptcp_flow_key key, *done = NULL;
 	struct tcpopt_walk w;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u8 opt[4];
 	__u32 hlen, room, idx;
 	int l4len, payload, ret, once;
 	__u8 fl;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &sb, sizeof(sb));
+	emptcp_param_copy(r, &sb, sizeof(sb));
 	once = sb.flags & EMPTCP_BK_ONCE;
 	opt[0] = TCPOPT_MPTCP_KIND;
 	opt[1] = TCPOLEN_MPTCP_PRIO;
 	opt[2] = (MPTCPOPT_MP_PRIO << 4) | ((sb.flags & EMPTCP_BK_BACKUP) ? MPTCP_BACKUP : 0);
 	opt[3] = TCPOPT_NOP_KIND;
 
-	th = emptcp_tcp(ctx, &r);
-	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	th = emptcp_tcp(ctx, r);
+	if (!th)
+		return EMPTCP_CNT_PARSE_ERR;
 	fl = ((__u8 *)th)[13];
 	hlen = th->doff * 4;
-	if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) || !(fl & EMPTCP_TCP_ACK)) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
-	}
-	l4len = emptcp_l4_len(ctx, &r);
-	if (l4len < (int)hlen || hlen < 20) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) || !(fl & EMPTCP_TCP_ACK))
+		return EMPTCP_CNT_SKIP;
+	l4len = emptcp_l4_len(ctx, r);
+	if (l4len < (int)hlen || hlen < 20)
+		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
-	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN) {
-		emptcp_count(r.slot, EMPTCP_CNT_NO_ROOM);
-		return emptcp_next(ctx, &r);
-	}
+	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN)
+		return EMPTCP_CNT_NO_ROOM;
 	if (!EMPTCP_IS_XDP && payload) {
 		/* TC grows only segments without payload (see grow.h) */
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		return EMPTCP_CNT_SKIP;
 	}
 	/* a subflow already done costs one lookup, not an option walk */
 	if (once) {
-		if (flow_key(ctx, &r, &key) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_next(ctx, &r);
-		}
+		if (flow_key(ctx, r, &key) < 0)
+			return EMPTCP_CNT_PARSE_ERR;
 		idx = flow_hash(&key);
 		done = bpf_map_lookup_elem(&emptcp_once, &idx);
-		if (done && flow_eq(done, &key)) {
-			emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-			return emptcp_next(ctx, &r);
-		}
+		if (done && flow_eq(done, &key))
+			return EMPTCP_CNT_SKIP;
 	}
-	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
-	}
+	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+		return EMPTCP_CNT_PARSE_ERR;
 	/*
 	 * Only established MPTCP subflows: a DSS or MP_JOIN ACK says so. The
 	 * MP_CAPABLE ACK and segments already carrying MP_PRIO are left alone.
 	 */
 	if (!(w.mptcp & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
-	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO)))) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
-	}
+	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO))))
+		return EMPTCP_CNT_SKIP;
 
 	/*
 	 * TC adds the option after the last one: behind an EOL (the walk
 	 * stops on it, w.off < w.len) a receiver would never read it.
 	 */
-	if (!EMPTCP_IS_XDP && w.off < w.len) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
-	}
+	if (!EMPTCP_IS_XDP && w.off < w.len)
+		return EMPTCP_CNT_SKIP;
 
-	ret = ctx_grow_tcp_header(ctx, r.p.l4_off, hlen, payload, TCPOLEN_MPTCP_PRIO_ALIGN, &room);
-	if (ret == EMPTCP_E2BIG) {
-		emptcp_count(r.slot, EMPTCP_CNT_NO_ROOM);
-		return emptcp_next(ctx, &r);
-	}
-	if (ret < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
-		return emptcp_next(ctx, &r);
-	}
+	ret = ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload, TCPOLEN_MPTCP_PRIO_ALIGN, &room);
+	if (ret == EMPTCP_E2BIG)
+		return EMPTCP_CNT_NO_ROOM;
+	if (ret < 0)
+		return EMPTCP_CNT_ERROR;
 	/*
 	 * The packet has grown: from here a failure would leave it
 	 * inconsistent, so it is dropped (TCP retransmits) rather than
 	 * passed corrupt. The helpers below cannot fail on the room just made.
 	 */
 	if (add_tcp_opts(ctx, room, opt, 4) < 0 ||
-	    update_tcphlen_csum(ctx, r.p.l3_off, r.p.l4_off, r.p.flags & EMPTCP_PF_V6, 4) < 0 ||
-	    add_tcpopt_csum(ctx, r.p.l4_off, opt, 4) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
-		return EMPTCP_DROP;
-	}
+	    update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6, 4) < 0 ||
+	    add_tcpopt_csum(ctx, r->p.l4_off, opt, 4) < 0)
+		return -1;
 	if (once && done)
 		*done = key;
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
-	r.p.flags &= ~EMPTCP_PF_OPTS;
+	r->p.flags &= ~EMPTCP_PF_OPTS;
+	return EMPTCP_CNT_HIT;
+}
+
+SEC(EMPTCP_SEC)
+int set_backup(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+	int ret;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(&r)) {
+		ret = set_backup_act(ctx, &r);
+		if (ret < 0) {
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			return EMPTCP_DROP;
+		}
+		emptcp_count(r.slot, ret);
+	}
 	return emptcp_next(ctx, &r);
 }
 

@@ -26,33 +26,40 @@ static __always_inline int tuple_eq(const struct emptcp_subflow *f, const __u8 *
 	return 1;
 }
 
-SEC(EMPTCP_SEC)
-int subflow(emptcp_ctx *ctx)
+/* The selector's result: 1 when the packet's 4-tuple matches. */
+static __always_inline int subflow_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	struct emptcp_subflow f;
-	struct emptcp_run r;
 	__u8 s[16], d[16];
 	__u16 sp, dp;
 	int n, hit;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &f, sizeof(f));
-	n = emptcp_tuple(ctx, &r, s, d, &sp, &dp);
+	emptcp_param_copy(r, &f, sizeof(f));
+	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
 	if (n < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
+		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		return 0;
 	}
 	/* the family matters only when an address is configured */
 	if ((f.flags & (EMPTCP_SF_HAS_SADDR | EMPTCP_SF_HAS_DADDR)) &&
 	    (n == 16) != !!(f.flags & EMPTCP_SF_V6))
-		return emptcp_select(ctx, &r, 0);
+		return 0;
 	hit = tuple_eq(&f, s, d, sp, dp);
 	if (!hit && (f.flags & EMPTCP_SF_BIDIR))
 		hit = tuple_eq(&f, d, s, dp, sp);
-	return emptcp_select(ctx, &r, hit);
+	return hit;
+}
+
+SEC(EMPTCP_SEC)
+int subflow(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_select_decided(&r))
+		emptcp_select_combine(&r, subflow_hit(ctx, &r));
+	return emptcp_next(ctx, &r);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
