@@ -154,7 +154,10 @@ fn blocks_add_addr(test: &str, fam: Family, at: At, upload: bool) {
     let bed = Testbed::new(fam);
     endpoints(&bed, true);
     apply(&bed, "blk", &at_chain(&bed, at, "blk", BLK));
-    let what = format!("{test} ({at:?}, {})", if upload { "upload" } else { "download" });
+    let what = format!(
+        "{test} ({at:?}, {})",
+        if upload { "upload" } else { "download" }
+    );
     let (subs, r) = if upload {
         let mut t = Upload::start(&bed, Duration::from_millis(2500));
         t.wait_sent();
@@ -182,7 +185,11 @@ fn blocks_add_addr(test: &str, fam: Family, at: At, upload: bool) {
         "{what}: the server never announced\n{}",
         view(&bed)
     );
-    assert_eq!(mib_of(&ma, "AddAddr"), 0, "{what}: client learnt the address");
+    assert_eq!(
+        mib_of(&ma, "AddAddr"),
+        0,
+        "{what}: client learnt the address"
+    );
     assert_eq!(mib_of(&mb, "EchoAdd"), 0, "{what}: server got an echo");
     assert_eq!(mib_of(&ma, "MPJoinSynTx"), 0, "{what}: client tried a join");
     assert!(
@@ -232,5 +239,182 @@ fn blk_subflow_keeps_add_addr_from_the_client_v4_tc_download() {
         Family::V4,
         At::ServerTcEgress,
         false,
+    );
+}
+
+/// blk_subflow keeps the ADD_ADDR; after the first MB of data ACKed
+/// (`sequence` on the server's DSS data ACKs of an upload) add_subflow
+/// puts it back on a pure ACK: the client learns the address (its HMAC
+/// checks out: AddAddr, not AddAddrDrop), echoes it, joins, and the new
+/// subflow carries data.
+fn releases_after_one_megabyte(test: &str, fam: Family, at: At) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+    endpoints(&bed, true);
+    let release =
+        "  [[chain.select]]\n  kind = \"sequence\"\n  field = \"data_ack\"\n  from = \"1MiB\"\n\
+                   \x20 [[chain.act]]\n  kind = \"add_subflow\"\n";
+    let text = format!(
+        "{}{}",
+        at_chain(&bed, at, "blk", BLK),
+        at_chain(&bed, at, "release", release)
+    );
+    apply(&bed, "pm", &text);
+    let what = format!("{test} ({at:?})");
+    let mut t = Upload::start(&bed, Duration::from_millis(3000));
+    let (s2, c2) = link2(&bed);
+    let joined = wait_for(Duration::from_secs(10), || {
+        subflows(&bed.a)
+            .into_iter()
+            .find(|s| s.peer_ip() == Some(s2) && s.field("bytes_acked") > 0)
+    });
+    t.wait_sent();
+    let subs = subflows(&bed.a);
+    let (ma, mb) = (mib(&bed.a), mib(&bed.b));
+    eprintln!(
+        "{what}: client MIB: {}\n{what}: server MIB: {}",
+        mib_line(&ma),
+        mib_line(&mb)
+    );
+    let joined =
+        joined.unwrap_or_else(|| panic!("{what}: no subflow to {s2} carried data\n{}", view(&bed)));
+    assert!(
+        joined.local.starts_with(&c2.to_string()) || joined.local.contains(&c2.to_string()),
+        "{what}: joined subflow {} is not from {c2}",
+        joined.local
+    );
+    assert_eq!(subs.len(), 2, "{what}: subflows\n{}", view(&bed));
+    let r = t.finish();
+    assert_complete(r, &what);
+    assert_eq!(
+        mib_of(&ma, "AddAddr"),
+        1,
+        "{what}: client AddAddr\n{}",
+        view(&bed)
+    );
+    assert_eq!(mib_of(&ma, "AddAddrDrop"), 0, "{what}: HMAC rejected");
+    assert!(
+        mib_of(&mb, "EchoAdd") >= 1,
+        "{what}: no echo\n{}",
+        view(&bed)
+    );
+    assert_eq!(
+        mib_of(&mb, "MPJoinAckRx"),
+        1,
+        "{what}: join\n{}",
+        view(&bed)
+    );
+    assert_no_fallback(&bed, &what);
+    // the stages' own counters agree: one put back, after the first MB
+    let show: serde_json::Value =
+        serde_json::from_str(&bed.emptcp(&["show", "--json"]).expect_ok().stdout).expect("json");
+    let hits = |kind: &str| -> u64 {
+        show.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["kind"] == kind)
+            .filter_map(|s| s["counters"]["hit"].as_u64())
+            .sum()
+    };
+    assert_eq!(hits("add_subflow"), 1, "{what}: add_subflow hits\n{show:#}");
+    assert!(
+        hits("blk_subflow") >= 1,
+        "{what}: blk_subflow hits\n{show:#}"
+    );
+}
+
+#[test]
+fn add_subflow_after_one_megabyte_v4_xdp() {
+    releases_after_one_megabyte(
+        "add_subflow_after_one_megabyte_v4_xdp",
+        Family::V4,
+        At::ClientXdp,
+    );
+}
+
+#[test]
+fn add_subflow_after_one_megabyte_v4_tc() {
+    releases_after_one_megabyte(
+        "add_subflow_after_one_megabyte_v4_tc",
+        Family::V4,
+        At::ServerTcEgress,
+    );
+}
+
+/// blk_subflow mode=join with a client `subflow` endpoint: the client's
+/// MP_JOIN SYNs are dropped, no second subflow forms, the connection stays
+/// MPTCP and the transfer completes.
+fn blocks_joins(test: &str, fam: Family, hook: &str) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+    endpoints(&bed, false);
+    let body = "  [[chain.act]]\n  kind = \"blk_subflow\"\n  mode = \"join\"\n";
+    // the join SYN leaves the client on link 2 and reaches the server there
+    let text = if hook == "xdp" {
+        chain("nojoin", &bed.x2b, "xdp", &bed.b, body)
+    } else {
+        chain("nojoin", &bed.x2a, "tc-egress", &bed.a, body)
+    };
+    apply(&bed, "nojoin", &text);
+    let what = format!("{test} ({hook})");
+    let mut t = Transfer::start(&bed, Duration::from_millis(2500));
+    t.wait_sent();
+    let subs = subflows(&bed.a);
+    let r = t.finish();
+    let (ma, mb) = (mib(&bed.a), mib(&bed.b));
+    eprintln!(
+        "{what}: client MIB: {}\n{what}: server MIB: {}",
+        mib_line(&ma),
+        mib_line(&mb)
+    );
+    assert_complete(r, &what);
+    assert_eq!(subs.len(), 1, "{what}: subflows\n{}", view(&bed));
+    assert!(
+        mib_of(&ma, "MPJoinSynTx") >= 1,
+        "{what}: the client never tried\n{}",
+        view(&bed)
+    );
+    assert_eq!(
+        mib_of(&mb, "MPJoinSynRx"),
+        0,
+        "{what}: a join SYN got through"
+    );
+    assert_no_fallback(&bed, &what);
+    let show: serde_json::Value =
+        serde_json::from_str(&bed.emptcp(&["show", "--json"]).expect_ok().stdout).expect("json");
+    let hit: u64 = show
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["kind"] == "blk_subflow")
+        .filter_map(|s| s["counters"]["hit"].as_u64())
+        .sum();
+    assert!(
+        hit >= 1,
+        "{what}: blk_subflow counted no dropped join SYN\n{show:#}"
+    );
+}
+
+#[test]
+fn blk_subflow_join_drops_mp_join_syns_v4_xdp() {
+    blocks_joins(
+        "blk_subflow_join_drops_mp_join_syns_v4_xdp",
+        Family::V4,
+        "xdp",
+    );
+}
+
+#[test]
+fn blk_subflow_join_drops_mp_join_syns_v4_tc() {
+    blocks_joins(
+        "blk_subflow_join_drops_mp_join_syns_v4_tc",
+        Family::V4,
+        "tc-egress",
     );
 }

@@ -74,6 +74,12 @@ _Static_assert(sizeof(struct emptcp_attach) == 8, "emptcp_attach is 8 bytes");
 /* emptcp_pctx.flags */
 #define EMPTCP_PF_V6		0x01	/* network header is IPv6 */
 #define EMPTCP_PF_OPTS		0x02	/* .mptcp holds the option summary */
+/*
+ * A path-management stage wrote an MPTCP option into this packet (the
+ * DSS that replaced an ADD_ADDR, or an ADD_ADDR put back): later stages of
+ * the walk neither take it out again nor take its values for the peer's.
+ */
+#define EMPTCP_PF_PM		0x80
 
 /* emptcp_pctx.match */
 #define EMPTCP_PM_TRUE		0x01	/* result so far */

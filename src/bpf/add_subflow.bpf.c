@@ -130,6 +130,7 @@ int add_subflow(emptcp_ctx *ctx)
 	bpf_map_delete_elem(&emptcp_g_kept, &k);
 	emptcp_count(r.slot, EMPTCP_CNT_HIT);
 	r.p.flags &= ~EMPTCP_PF_OPTS;
+	r.p.flags |= EMPTCP_PF_PM;
 	return emptcp_next(ctx, &r);
 }
 

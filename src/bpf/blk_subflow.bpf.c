@@ -108,6 +108,9 @@ int blk_subflow(emptcp_ctx *ctx)
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, &bs, sizeof(bs));
+	/* an ADD_ADDR add_subflow has just put back stays */
+	if (r.p.flags & EMPTCP_PF_PM)
+		return emptcp_next(ctx, &r);
 	/* a summary left by an earlier stage saves the walk */
 	if ((r.p.flags & EMPTCP_PF_OPTS) &&
 	    !(r.p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
@@ -181,6 +184,7 @@ int blk_subflow(emptcp_ctx *ctx)
 	emptcp_count(r.slot, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
 	r.p.flags &= ~EMPTCP_PF_OPTS;
+	r.p.flags |= EMPTCP_PF_PM;
 	return emptcp_next(ctx, &r);
 }
 

@@ -14,7 +14,8 @@
  * 2^32, so a range may wrap; when both the value and the base are 8 bytes
  * the comparison is 64-bit. `ssn` counts payload bytes: a SYN's sequence
  * number is taken + 1. Packets without the field (no DSS mapping for dsn,
- * no data ACK for data_ack) are not picked.
+ * no data ACK for data_ack) are not picked, nor is a DSS written by
+ * blk_subflow in the same walk (EMPTCP_PF_PM): it is not the peer's.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
@@ -91,6 +92,9 @@ int sequence(emptcp_ctx *ctx)
 		if (fl & EMPTCP_TCP_SYN)
 			v = (__u32)(v + 1);
 	} else {
+		/* a DSS blk_subflow wrote carries no value of the peer's */
+		if (r.p.flags & EMPTCP_PF_PM)
+			return emptcp_select(ctx, &r, 0);
 		if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
 			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 			return emptcp_select(ctx, &r, 0);
