@@ -23,6 +23,8 @@ pub enum ParamType {
     Prefix,
     U32,
     Metrics,
+    /// A byte count: an integer or a string with a unit ("1MB", "1MiB").
+    Bytes,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +215,41 @@ pub static CATALOG: &[Entry] = &[
             default: Some("all"),
             doc: "any of: packets bytes rtt retrans window",
         }],
+    },
+    Entry {
+        kind: "sequence",
+        role: StageRole::Selector,
+        object: "sequence",
+        hooks: ALL_HOOKS,
+        doc: "packets whose DSS data sequence number, DSS data ACK or TCP sequence number lies in \
+              [from, to); relative values count from the first one seen on the subflow (per \
+              direction); 4-byte values compare modulo 2^32",
+        params: &[
+            Param { name: "field", ty: ParamType::Name, required: true, default: None, doc: "dsn, data_ack or ssn" },
+            Param { name: "from", ty: ParamType::Bytes, required: false, default: Some("0"), doc: "first value picked (integer, or \"64KB\", \"1MiB\", ...)" },
+            Param { name: "to", ty: ParamType::Bytes, required: false, default: None, doc: "first value no longer picked (absent: no upper end)" },
+            Param { name: "relative", ty: ParamType::Bool, required: false, default: Some("true"), doc: "count from the first value seen on the subflow" },
+        ],
+    },
+    Entry {
+        kind: "blk_subflow",
+        role: StageRole::Actor,
+        object: "blk_subflow",
+        hooks: ALL_HOOKS,
+        doc: "add_addr: takes ADD_ADDR announcements out of the selected packets and keeps them per \
+              connection for add_subflow (the packet stays MPTCP: a DSS data ACK or NOPs take the \
+              option's place); join: drops MP_JOIN SYNs",
+        params: &[Param { name: "mode", ty: ParamType::Name, required: false, default: Some("add_addr"), doc: "add_addr or join" }],
+    },
+    Entry {
+        kind: "add_subflow",
+        role: StageRole::Actor,
+        object: "add_subflow",
+        hooks: ALL_HOOKS,
+        doc: "puts an ADD_ADDR kept by blk_subflow back, byte for byte, on the next selected packet \
+              of that connection from the announcing end (XDP: any segment, TC: segments without \
+              payload), so the peer opens its subflow after all",
+        params: &[],
     },
     Entry {
         kind: "pass",

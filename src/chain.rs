@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use crate::policy::{Actor, Chain, CustomStage, Op, SelectorKind, PACKET_TYPES};
+use crate::policy::{Actor, BlkMode, Chain, CustomStage, Op, SelectorKind, SeqField, PACKET_TYPES};
 pub use crate::skel::entry_xdp::types;
 
 // SAFETY: the skeleton types are plain C structs generated from BTF: integer
@@ -43,6 +43,13 @@ unsafe impl plain::Plain for types::emptcp_event {}
 unsafe impl plain::Plain for types::emptcp_flow_rec {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::emptcp_flow_key {}
+
+// SAFETY: as above (path-management parameter types, from their own objects' BTF).
+unsafe impl plain::Plain for crate::skel::sequence_xdp::types::emptcp_sequence {}
+// SAFETY: as above.
+unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_blk_subflow {}
+// SAFETY: as above.
+unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_kept {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
@@ -104,6 +111,17 @@ const IPP_V6: u8 = 0x01;
 const IPP_BIDIR: u8 = 0x02;
 const IPP_SRC: u8 = 0x04;
 const IPP_DST: u8 = 0x08;
+
+pub const KIND_SEQUENCE: u8 = 40;
+pub const KIND_BLK_SUBFLOW: u8 = 41;
+pub const KIND_ADD_SUBFLOW: u8 = 42;
+pub const SEQ_DSN: u8 = 0;
+pub const SEQ_DATA_ACK: u8 = 1;
+pub const SEQ_SSN: u8 = 2;
+pub const SEQF_RELATIVE: u8 = 0x01;
+pub const SEQF_HAS_TO: u8 = 0x02;
+pub const BLK_ADD_ADDR: u8 = 0;
+pub const BLK_JOIN: u8 = 1;
 
 const BK_BACKUP: u8 = 0x01;
 const BK_ONCE: u8 = 0x02;
@@ -290,6 +308,31 @@ fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
             put(&mut param, &p);
             Ok((StageObject::Builtin("port"), KIND_PORT, param))
         }
+        SelectorKind::Sequence {
+            field,
+            from,
+            to,
+            relative,
+        } => {
+            let mut p = crate::skel::sequence_xdp::types::emptcp_sequence {
+                from: *from,
+                to: to.unwrap_or(0),
+                field: match field {
+                    SeqField::Dsn => SEQ_DSN,
+                    SeqField::DataAck => SEQ_DATA_ACK,
+                    SeqField::Ssn => SEQ_SSN,
+                },
+                ..Default::default()
+            };
+            if *relative {
+                p.flags |= SEQF_RELATIVE;
+            }
+            if to.is_some() {
+                p.flags |= SEQF_HAS_TO;
+            }
+            put(&mut param, &p);
+            Ok((StageObject::Builtin("sequence"), KIND_SEQUENCE, param))
+        }
         SelectorKind::Custom(c) => Ok(custom_stage(c)),
     }
 }
@@ -342,6 +385,18 @@ fn actor_stage(
             param[..4].copy_from_slice(&m.to_ne_bytes());
             (StageObject::Builtin("record"), KIND_RECORD, param)
         }
+        Actor::BlkSubflow { mode } => {
+            let p = crate::skel::blk_subflow_xdp::types::emptcp_blk_subflow {
+                mode: match mode {
+                    BlkMode::AddAddr => BLK_ADD_ADDR,
+                    BlkMode::Join => BLK_JOIN,
+                },
+                ..Default::default()
+            };
+            put(&mut param, &p);
+            (StageObject::Builtin("blk_subflow"), KIND_BLK_SUBFLOW, param)
+        }
+        Actor::AddSubflow => (StageObject::Builtin("add_subflow"), KIND_ADD_SUBFLOW, param),
         Actor::Pass | Actor::Drop => {
             param[0] = u8::from(matches!(a, Actor::Drop));
             (StageObject::Builtin("verdict"), KIND_VERDICT, param)
@@ -510,6 +565,30 @@ hook = "xdp"
         // packet_type mask: dss_ack = bit 7, syn = bit 17
         let mask = u32::from_ne_bytes(a[1].desc.param[..4].try_into().unwrap());
         assert_eq!(mask, (1 << 7) | (1 << 17));
+    }
+
+    #[test]
+    fn encodes_path_management_stages() {
+        let p = Policy::parse(
+            "[[chain]]\nname = \"p\"\ndev = \"x\"\nhook = \"xdp\"\n\
+             [[chain.select]]\nkind = \"sequence\"\nfield = \"data_ack\"\nfrom = \"1MB\"\nto = 3000000\n\
+             [[chain.act]]\nkind = \"blk_subflow\"\nmode = \"join\"\n\
+             [[chain.act]]\nkind = \"add_subflow\"\n",
+            "p.toml",
+        )
+        .expect("valid");
+        let out = plan(&[(&p.chains[0], 1u16)], &[1, 2, 3]).expect("plan");
+        let s = &out[0].stages;
+        let q = &s[0].desc.param;
+        assert_eq!(u64::from_ne_bytes(q[..8].try_into().unwrap()), 1_000_000);
+        assert_eq!(u64::from_ne_bytes(q[8..16].try_into().unwrap()), 3_000_000);
+        assert_eq!(q[16], SEQ_DATA_ACK);
+        assert_eq!(q[17], SEQF_RELATIVE | SEQF_HAS_TO);
+        assert_eq!(s[0].desc.kind, KIND_SEQUENCE);
+        assert_eq!(s[1].desc.param[0], BLK_JOIN);
+        assert_eq!(s[1].desc.kind, KIND_BLK_SUBFLOW);
+        assert_eq!(s[2].desc.kind, KIND_ADD_SUBFLOW);
+        assert_eq!(s[2].object, StageObject::Builtin("add_subflow"));
     }
 
     #[test]

@@ -141,8 +141,36 @@ pub enum SelectorKind {
         sport: Option<u16>,
         dport: Option<u16>,
     },
+    /// DSS data sequence number, DSS data ACK or TCP sequence number in
+    /// [from, to).
+    Sequence {
+        field: SeqField,
+        from: u64,
+        to: Option<u64>,
+        relative: bool,
+    },
     /// A third-party selector from a BPF object file.
     Custom(CustomStage),
+}
+
+/// The number the `sequence` selector compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeqField {
+    Dsn,
+    DataAck,
+    Ssn,
+}
+
+/// What `blk_subflow` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlkMode {
+    /// Take ADD_ADDR announcements out (and keep them for add_subflow).
+    #[default]
+    AddAddr,
+    /// Drop MP_JOIN SYNs.
+    Join,
 }
 
 /// A stage from a BPF object built outside emptcp (`kind = "custom"`).
@@ -190,6 +218,12 @@ pub enum Actor {
     Record {
         metrics: Vec<String>,
     },
+    /// Keep the peer from opening subflows (ADD_ADDR taken out, or MP_JOIN SYNs dropped).
+    BlkSubflow {
+        mode: BlkMode,
+    },
+    /// Put a kept ADD_ADDR back so the peer opens its subflow.
+    AddSubflow,
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
     /// Terminal verdict: the packet is dropped.
@@ -207,6 +241,7 @@ impl SelectorKind {
             SelectorKind::Src { .. } => "src",
             SelectorKind::Dst { .. } => "dst",
             SelectorKind::Port { .. } => "port",
+            SelectorKind::Sequence { .. } => "sequence",
             SelectorKind::Custom(_) => "custom",
         }
     }
@@ -221,6 +256,8 @@ impl Actor {
             Actor::GetConnect => "get_connect",
             Actor::GetSubflow => "get_subflow",
             Actor::Record { .. } => "record",
+            Actor::BlkSubflow { .. } => "blk_subflow",
+            Actor::AddSubflow => "add_subflow",
             Actor::Pass => "pass",
             Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
@@ -490,6 +527,48 @@ fn get_u32(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
     }
 }
 
+/// A byte count: a non-negative integer, or a string "<n>[unit]" with
+/// unit B, KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (powers of
+/// 1024), case-insensitive for the prefix ("1MB", "1 MiB", "64k").
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.replace('_', "").parse().ok()?;
+    let unit = unit.trim();
+    let lower = unit.to_ascii_lowercase();
+    let mul: u64 = match lower.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+fn get_bytes(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(Value::String(s)) => parse_bytes(s).map(Some).ok_or_else(|| {
+            format!(
+                "{what}: key `{key}`: {s:?} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")"
+            )
+        }),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: {v} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")"
+        )),
+    }
+}
+
 /// "10.0.0.0/8", "fd00::/16" or a plain address (a full-length prefix).
 fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), String> {
     let s = get_str(t, key, what)?.ok_or_else(|| format!("{what}: missing key `{key}`"))?;
@@ -604,6 +683,34 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
             }
             SelectorKind::Port { sport, dport }
         }
+        "sequence" => {
+            let field = match get_str(t, "field", &what)? {
+                Some("dsn") => SeqField::Dsn,
+                Some("data_ack") => SeqField::DataAck,
+                Some("ssn") => SeqField::Ssn,
+                Some(f) => {
+                    return Err(format!(
+                        "{what}: key `field`: {f:?} is not one of dsn, data_ack, ssn"
+                    ))
+                }
+                None => return Err(format!("{what}: missing key `field`")),
+            };
+            let from = get_bytes(t, "from", &what)?.unwrap_or(0);
+            let to = get_bytes(t, "to", &what)?;
+            if let Some(to) = to {
+                if to <= from {
+                    return Err(format!(
+                        "{what}: key `to`: {to} is not above `from` ({from})"
+                    ));
+                }
+            }
+            SelectorKind::Sequence {
+                field,
+                from,
+                to,
+                relative: get_bool(t, "relative", &what)?.unwrap_or(true),
+            }
+        }
         "custom" => SelectorKind::Custom(parse_custom(t, &what)?),
         _ => unreachable!("check_keys accepted an unknown kind"),
     };
@@ -701,6 +808,18 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             };
             Actor::Record { metrics }
         }
+        "blk_subflow" => Actor::BlkSubflow {
+            mode: match get_str(t, "mode", &what)? {
+                None | Some("add_addr") => BlkMode::AddAddr,
+                Some("join") => BlkMode::Join,
+                Some(m) => {
+                    return Err(format!(
+                        "{what}: key `mode`: {m:?} is not `add_addr` or `join`"
+                    ))
+                }
+            },
+        },
+        "add_subflow" => Actor::AddSubflow,
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),
@@ -795,6 +914,65 @@ hook = "tc-egress"
             e.contains("act[0] (set_backup): unknown key `speed`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn parses_path_management_stages() {
+        let text = r#"
+[[chain]]
+name = "pm"
+dev = "eth0"
+hook = "xdp"
+  [[chain.select]]
+  kind = "sequence"
+  field = "dsn"
+  from = "1MiB"
+  [[chain.act]]
+  kind = "add_subflow"
+  [[chain.act]]
+  kind = "blk_subflow"
+  mode = "join"
+"#;
+        let p = Policy::parse(text, "pm.toml").expect("valid");
+        let c = &p.chains[0];
+        assert_eq!(
+            c.select[0].kind,
+            SelectorKind::Sequence {
+                field: SeqField::Dsn,
+                from: 1 << 20,
+                to: None,
+                relative: true
+            }
+        );
+        assert_eq!(
+            c.act,
+            vec![
+                Actor::AddSubflow,
+                Actor::BlkSubflow {
+                    mode: BlkMode::Join
+                }
+            ]
+        );
+        let e = err_of(&text.replace("\"1MiB\"", "\"lots\""));
+        assert!(
+            e.contains("select[0] (sequence): key `from`: \"lots\" is not a byte count"),
+            "{e}"
+        );
+        let e = err_of(&text.replace("\"dsn\"", "\"seq\""));
+        assert!(e.contains("key `field`: \"seq\" is not one of dsn"), "{e}");
+        let e = err_of(&text.replace("from = \"1MiB\"", "from = 10\n  to = 5"));
+        assert!(e.contains("key `to`: 5 is not above `from` (10)"), "{e}");
+        let e = err_of(&text.replace("\"join\"", "\"all\""));
+        assert!(
+            e.contains("act[1] (blk_subflow): key `mode`: \"all\" is not"),
+            "{e}"
+        );
+        assert_eq!(parse_bytes("1MB"), Some(1_000_000));
+        assert_eq!(parse_bytes("1 MiB"), Some(1 << 20));
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        assert_eq!(parse_bytes("64k"), Some(64_000));
+        assert_eq!(parse_bytes("1.5MB"), None);
+        assert_eq!(parse_bytes("MB"), None);
     }
 
     #[test]

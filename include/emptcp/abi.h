@@ -86,6 +86,12 @@ _Static_assert(sizeof(struct emptcp_attach) == 8, "emptcp_attach is 8 bytes");
 /* emptcp_pctx.flags */
 #define EMPTCP_PF_V6		0x01	/* network header is IPv6 */
 #define EMPTCP_PF_OPTS		0x02	/* .mptcp holds the option summary */
+/*
+ * A path-management stage wrote an MPTCP option into this packet (the
+ * DSS that replaced an ADD_ADDR, or an ADD_ADDR put back): later stages of
+ * the walk neither take it out again nor take its values for the peer's.
+ */
+#define EMPTCP_PF_PM		0x80
 
 /* emptcp_pctx.match */
 #define EMPTCP_PM_TRUE		0x01	/* result so far */
@@ -314,5 +320,71 @@ struct emptcp_flow_key {
 	__u16 pad;
 };
 _Static_assert(sizeof(struct emptcp_flow_key) == 40, "emptcp_flow_key is 40 bytes");
+
+/* ---- path management: sequence, blk_subflow, add_subflow ---- */
+
+/*
+ * Kind ids of the path-management stages (a block of their own, away from
+ * the ids other stages take in enum emptcp_kind).
+ */
+#define EMPTCP_KIND_SEQUENCE	40
+#define EMPTCP_KIND_BLK_SUBFLOW	41
+#define EMPTCP_KIND_ADD_SUBFLOW	42
+
+/* sequence: which number is compared. */
+enum emptcp_seq_field {
+	EMPTCP_SEQ_DSN = 0,	/* DSS mapping: data sequence number (4 or 8 bytes) */
+	EMPTCP_SEQ_DATA_ACK = 1,	/* DSS data ACK (4 or 8 bytes) */
+	EMPTCP_SEQ_SSN = 2,	/* TCP header sequence number of the subflow */
+};
+#define EMPTCP_SEQF_RELATIVE	0x01	/* offsets from the first value seen per subflow */
+#define EMPTCP_SEQF_HAS_TO	0x02	/* `to` is set (else: no upper end) */
+/*
+ * Picks packets whose value v (relative: v - base) lies in [from, to).
+ * 4-byte values are compared modulo 2^32 (a range may wrap), 8-byte ones
+ * as 64-bit numbers.
+ */
+struct emptcp_sequence {
+	__u64 from;
+	__u64 to;
+	__u8 field;	/* enum emptcp_seq_field */
+	__u8 flags;	/* EMPTCP_SEQF_* */
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct emptcp_sequence) == 24, "emptcp_sequence is 24 bytes");
+
+/* First value seen per (subflow direction, slot): map emptcp_seq_base. */
+struct emptcp_seq_base {
+	__u64 base;
+	__u8 width;	/* 4 or 8: the width the base was seen with */
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct emptcp_seq_base) == 16, "emptcp_seq_base is 16 bytes");
+
+/* blk_subflow: what to block. */
+enum emptcp_blk_mode {
+	EMPTCP_BLK_ADD_ADDR = 0,	/* take ADD_ADDR out and keep it (emptcp_g_kept) */
+	EMPTCP_BLK_JOIN = 1,	/* drop MP_JOIN SYNs */
+};
+struct emptcp_blk_subflow {
+	__u8 mode;	/* enum emptcp_blk_mode */
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct emptcp_blk_subflow) == 8, "emptcp_blk_subflow is 8 bytes");
+
+/*
+ * An ADD_ADDR taken out by blk_subflow, byte for byte (HMAC included), in
+ * map emptcp_g_kept keyed by emptcp_flow_key: the 4-tuple of the packet
+ * that carried it (source = the announcing end), slot 0.
+ */
+#define EMPTCP_KEPT_MAX		32
+struct emptcp_kept {
+	__u8 opt[EMPTCP_KEPT_MAX];	/* the option: kind 30, len, ... */
+	__u64 ts_ns;		/* when it was (last) taken out */
+	__u32 count;		/* how many times (retransmissions included) */
+	__u8 len;		/* option length (8..30) */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct emptcp_kept) == 48, "emptcp_kept is 48 bytes");
 
 #endif /* __EMPTCP_ABI_H */

@@ -906,6 +906,172 @@ impl Drop for Transfer {
     }
 }
 
+/// The reverse of `Transfer`: the client (namespace `a`) writes CHUNK bytes
+/// every SEND_GAP for `duration`, then keeps the connection open until
+/// `finish`; the server (namespace `b`) reads until EOF and checks every
+/// byte. The server's pure ACKs carry DSS data ACKs back to the client.
+pub struct Upload {
+    sent_rx: mpsc::Receiver<Result<u64, String>>,
+    sent: Option<u64>,
+    duration: Duration,
+    close_tx: Option<mpsc::Sender<()>>,
+    client: Option<thread::JoinHandle<Result<(), String>>>,
+    server: Option<thread::JoinHandle<Result<u64, String>>>,
+}
+
+impl Upload {
+    /// Starts server and client; returns once the client is connecting.
+    pub fn start(bed: &Testbed, duration: Duration) -> Upload {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let (sent_tx, sent_rx) = mpsc::channel();
+        let (close_tx, close_rx) = mpsc::channel::<()>();
+        let bind = SocketAddr::new(
+            match bed.fam {
+                Family::V4 => "0.0.0.0".parse().unwrap(),
+                Family::V6 => "::".parse().unwrap(),
+            },
+            PORT,
+        );
+        let ns_b = bed.b.clone();
+        let server = thread::spawn(move || -> Result<u64, String> {
+            let l = match enter_netns(&ns_b).and_then(|()| mptcp_listen(bind)) {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.clone()));
+                    return Err(e);
+                }
+            };
+            l.set_nonblocking(true)
+                .map_err(|e| format!("nonblocking: {e}"))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut s = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            return Err("server: no connection within 10 s".into());
+                        }
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(format!("accept: {e}")),
+                }
+            };
+            s.set_nonblocking(false).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(60)))
+                .map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 65536];
+            let mut got: u64 = 0;
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) => return Ok(got),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(format!("server read after {got} bytes: {e}")),
+                };
+                for (i, b) in buf[..n].iter().enumerate() {
+                    if *b != pattern_byte(got + i as u64) {
+                        return Err(format!("server: wrong byte at offset {}", got + i as u64));
+                    }
+                }
+                got += n as u64;
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("server setup: {e}"),
+            Err(_) => panic!("server did not come up"),
+        }
+        let ns_a = bed.a.clone();
+        let dst = SocketAddr::new(bed.server_addr(), PORT);
+        let client = thread::spawn(move || -> Result<(), String> {
+            let r: Result<(TcpStream, u64), String> = (|| {
+                enter_netns(&ns_a)?;
+                let mut s = mptcp_connect(dst, Duration::from_secs(5))?;
+                s.set_write_timeout(Some(Duration::from_secs(10)))
+                    .map_err(|e| e.to_string())?;
+                let pat: Vec<u8> = (0..(CHUNK as u64 + 251)).map(pattern_byte).collect();
+                let start = Instant::now();
+                let mut sent: u64 = 0;
+                while start.elapsed() < duration {
+                    let off = (sent % 251) as usize;
+                    s.write_all(&pat[off..off + CHUNK])
+                        .map_err(|e| format!("client write after {sent} bytes: {e}"))?;
+                    sent += CHUNK as u64;
+                    thread::sleep(SEND_GAP);
+                }
+                Ok((s, sent))
+            })();
+            match r {
+                Ok((s, sent)) => {
+                    let _ = sent_tx.send(Ok(sent));
+                    let _ = close_rx.recv_timeout(Duration::from_secs(60));
+                    drop(s);
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = sent_tx.send(Err(e.clone()));
+                    Err(e)
+                }
+            }
+        });
+        Upload {
+            sent_rx,
+            sent: None,
+            duration,
+            close_tx: Some(close_tx),
+            client: Some(client),
+            server: Some(server),
+        }
+    }
+
+    /// Waits until the client has written everything (connection still open).
+    pub fn wait_sent(&mut self) -> u64 {
+        if let Some(n) = self.sent {
+            return n;
+        }
+        match self
+            .sent_rx
+            .recv_timeout(self.duration + Duration::from_secs(30))
+        {
+            Ok(Ok(n)) => {
+                self.sent = Some(n);
+                n
+            }
+            Ok(Err(e)) => panic!("upload failed: {e}"),
+            Err(e) => panic!("upload did not finish sending: {e}"),
+        }
+    }
+
+    /// Closes the connection and waits for both ends.
+    pub fn finish(mut self) -> TransferResult {
+        let sent = self.wait_sent();
+        self.close_tx.take();
+        self.client
+            .take()
+            .expect("client")
+            .join()
+            .expect("client thread panicked")
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        let received = self
+            .server
+            .take()
+            .expect("server")
+            .join()
+            .expect("server thread panicked")
+            .unwrap_or_else(|e| panic!("server: {e}"));
+        TransferResult { sent, received }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.close_tx.take();
+    }
+}
+
 // ------------------------------------------------------- kernel's view
 
 /// One TCP socket line of `ss -tni` with its detail line.

@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * blk_subflow - actor: keep the peer from opening new subflows.
+ *
+ * mode add_addr: every ADD_ADDR announcement (not the echo) of a selected
+ * packet is taken out and kept, byte for byte, in emptcp_g_kept (per
+ * connection: the packet's 4-tuple, announcing end first), where
+ * add_subflow finds it. The packet keeps its length:
+ *  - if it also carries a DSS, the ADD_ADDR becomes NOPs;
+ *  - otherwise (Linux sends ADD_ADDR on a pure ACK *instead* of the DSS,
+ *    and it is often the server's first segment after the handshake) it
+ *    becomes a DSS with only a 64-bit data ACK, padded with NOPs. NOPs
+ *    alone would make the receiver see an MPTCP-less first segment and
+ *    fall back to TCP (net/mptcp/options.c check_fully_established); a
+ *    DSS data ACK is what makes it fully established instead. The ACK
+ *    value (EMPTCP_BLK_DACK) is one the receiver ignores: ack_update_msk
+ *    only moves snd_una for a value in (snd_una, snd_nxt], a window of
+ *    the bytes in flight in a 2^64 space that starts at a random IDSN.
+ * mode join: MP_JOIN SYNs are dropped (counted as hits).
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+/* Data ACK of the replacement DSS (see above). */
+#ifndef EMPTCP_BLK_DACK
+#define EMPTCP_BLK_DACK 0ULL
+#endif
+
+const volatile struct emptcp_blk_subflow emptcp_blk_subflow_abi SEC(".rodata.abi") = {};
+const volatile struct emptcp_kept emptcp_kept_abi SEC(".rodata.abi") = {};
+
+/* Kept ADD_ADDR options per connection, shared by both hooks with add_subflow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct emptcp_flow_key);
+	__type(value, struct emptcp_kept);
+} emptcp_g_kept SEC(".maps");
+
+/* Per-CPU scratch: the option kept and its replacement (the stack is full). */
+struct blk_scratch {
+	struct emptcp_kept kept;
+	__u8 repl[EMPTCP_KEPT_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct blk_scratch);
+} blk_scratch SEC(".maps");
+
+/*
+ * Replace the @len option bytes at @opt_off with @repl (length kept) and
+ * fix the TCP checksum with one bpf_csum_diff() over the option area.
+ */
+static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct tcpopt_walk *w,
+					  __u32 opt_off, __u32 len, const __u8 *repl)
+{
+	__u64 old[TCP_MAX_OPT_LEN / 8];
+	__u32 area = w->len;
+	__s64 diff;
+
+	if (area == 0 || area > TCP_MAX_OPT_LEN || (area & 3))
+		return EMPTCP_EINVAL;
+	if (opt_off + len > area || len == 0 || len > EMPTCP_KEPT_MAX)
+		return EMPTCP_EINVAL;
+	__builtin_memcpy(old, w->b, sizeof(old));
+	/* in place in the walk buffer: indexes masked to it */
+	for (int i = 0; i < EMPTCP_KEPT_MAX; i++) {
+		if ((__u32)i >= len)
+			break;
+		w->b[(opt_off + i) & TCPOPT_BUF_MASK] = repl[i];
+	}
+	diff = bpf_csum_diff((__be32 *)old, area, (__be32 *)w->b, area, 0);
+	if (diff < 0)
+		return EMPTCP_EINVAL;
+	if (ctx_store_bytes(ctx, l4_off + 20, w->b, area) < 0)
+		return EMPTCP_EINVAL;
+	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)
+		return EMPTCP_EINVAL;
+	return 0;
+}
+
+static __always_inline int valid_announce_len(__u32 len)
+{
+	return len == TCPOLEN_MPTCP_ADD_ADDR4 || len == TCPOLEN_MPTCP_ADD_ADDR4_PORT ||
+	       len == TCPOLEN_MPTCP_ADD_ADDR6 || len == TCPOLEN_MPTCP_ADD_ADDR6_PORT;
+}
+
+SEC(EMPTCP_SEC)
+int blk_subflow(emptcp_ctx *ctx)
+{
+	struct emptcp_kept *old;
+	struct blk_scratch *sc;
+	__u32 zero = 0;
+	struct emptcp_blk_subflow bs;
+	struct emptcp_flow_key k;
+	struct tcpopt_walk w;
+	struct emptcp_run r;
+	struct tcphdr *th;
+	__u64 dack = EMPTCP_BLK_DACK;
+	__u32 hlen, len;
+	__u8 fl;
+	int off, ret;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (!emptcp_matched(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &bs, sizeof(bs));
+	/* an ADD_ADDR add_subflow has just put back stays */
+	if (r.p.flags & EMPTCP_PF_PM)
+		return emptcp_next(ctx, &r);
+	/* a summary left by an earlier stage saves the walk */
+	if ((r.p.flags & EMPTCP_PF_OPTS) &&
+	    !(r.p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
+							     : EMPTCP_PT_ADD_ADDR))))
+		return emptcp_next(ctx, &r);
+	th = emptcp_tcp(ctx, &r);
+	if (!th) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	hlen = th->doff * 4;
+	fl = ((__u8 *)th)[13];
+	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	if (bs.mode == EMPTCP_BLK_JOIN) {
+		/* MP_JOIN on a SYN without ACK: a peer opening a subflow */
+		if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
+		    !(w.mptcp & (1U << MPTCPOPT_MP_JOIN)))
+			return emptcp_next(ctx, &r);
+		emptcp_count(r.slot, EMPTCP_CNT_HIT);
+		return EMPTCP_DROP;
+	}
+	off = tcpopt_mptcp_off(&w, MPTCPOPT_ADD_ADDR);
+	if (off < 0 || off >= TCP_MAX_OPT_LEN)
+		return emptcp_next(ctx, &r);
+	len = tcpopt_byte(&w, off + 1);
+	if (!valid_announce_len(len)) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
+	k.slot = 0;
+	k.pad = 0;
+	sc = bpf_map_lookup_elem(&blk_scratch, &zero);
+	if (!sc) {
+		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		return emptcp_next(ctx, &r);
+	}
+
+#pragma unroll
+	for (int i = 0; i < EMPTCP_KEPT_MAX; i++) {
+		sc->kept.opt[i] = (__u32)i < len ? tcpopt_byte(&w, off + i) : TCPOPT_NOP_KIND;
+		sc->repl[i] = TCPOPT_NOP_KIND;
+	}
+	sc->kept.len = len;
+	sc->kept.ts_ns = bpf_ktime_get_ns();
+
+	if (!(w.mptcp & (1U << MPTCPOPT_DSS))) {
+		/* DSS, 64-bit data ACK only (len 12), then NOPs */
+		sc->repl[0] = TCPOPT_MPTCP_KIND;
+		sc->repl[1] = 12;
+		sc->repl[2] = MPTCPOPT_DSS << 4;
+		sc->repl[3] = MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64;
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			sc->repl[4 + i] = (__u8)(dack >> (56 - 8 * i));
+	}
+	ret = tcpopt_replace(ctx, r.p.l4_off, &w, off, len, sc->repl);
+	if (ret < 0) {
+		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		return emptcp_next(ctx, &r);
+	}
+	old = bpf_map_lookup_elem(&emptcp_g_kept, &k);
+	sc->kept.count = old ? old->count + 1 : 1;
+	bpf_map_update_elem(&emptcp_g_kept, &k, &sc->kept, BPF_ANY);
+	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	/* the option summary no longer describes the packet */
+	r.p.flags &= ~EMPTCP_PF_OPTS;
+	r.p.flags |= EMPTCP_PF_PM;
+	return emptcp_next(ctx, &r);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

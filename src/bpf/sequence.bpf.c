@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sequence - selector: packets whose DSS data sequence number, DSS data
+ * ACK or TCP (subflow) sequence number lies in [from, to).
+ *
+ * relative: the value is counted from the first one this stage saw on the
+ * subflow, per direction (LRU map emptcp_seq_base, keyed by the packet's
+ * 4-tuple and the stage's slot, so v4 and v6 share it). The MPTCP token is
+ * not in data packets, so the DSN and data-ACK bases are per subflow too:
+ * on a joined subflow "relative" counts from that subflow's first DSN.
+ * The base goes away when the direction sends FIN or RST (or by LRU).
+ *
+ * Widths: 4-byte values (ssn, 4-byte DSN or data ACK) are compared modulo
+ * 2^32, so a range may wrap; when both the value and the base are 8 bytes
+ * the comparison is 64-bit. `ssn` counts payload bytes: a SYN's sequence
+ * number is taken + 1. Packets without the field (no DSS mapping for dsn,
+ * no data ACK for data_ack) are not picked, nor is a DSS written by
+ * blk_subflow in the same walk (EMPTCP_PF_PM): it is not the peer's.
+ */
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+
+/* Forces the parameter type into BTF (read by emptcp, never by this code). */
+const volatile struct emptcp_sequence emptcp_sequence_abi SEC(".rodata.abi") = {};
+
+/* First value seen per (subflow direction, slot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct emptcp_flow_key);
+	__type(value, struct emptcp_seq_base);
+} emptcp_seq_base SEC(".maps");
+
+/* Is @off (4- or 8-byte arithmetic, see above) inside [from, to)? */
+static __always_inline int seq_in_range(const struct emptcp_sequence *sq, __u64 off, int wide,
+					int relative)
+{
+	__u64 span;
+	__u32 o32, f32;
+
+	if (wide) {
+		if (off < sq->from)
+			return 0;
+		return !(sq->flags & EMPTCP_SEQF_HAS_TO) || off < sq->to;
+	}
+	o32 = (__u32)off;
+	f32 = (__u32)sq->from;
+	if (sq->flags & EMPTCP_SEQF_HAS_TO) {
+		span = sq->to - sq->from;
+		if (sq->to <= sq->from)
+			return 0;
+		if (span >= (1ULL << 32))
+			return 1;
+		return (__u32)(o32 - f32) < (__u32)span;
+	}
+	/* no upper end: offsets count up from 0; absolute values wrap */
+	if (relative)
+		return o32 >= f32;
+	return (__s32)(o32 - f32) >= 0;
+}
+
+SEC(EMPTCP_SEC)
+int sequence(emptcp_ctx *ctx)
+{
+	struct emptcp_seq_base nb = {}, *b;
+	struct emptcp_sequence sq;
+	struct emptcp_flow_key k;
+	struct tcpopt_walk w;
+	struct mptcp_dss d;
+	struct emptcp_run r;
+	struct tcphdr *th;
+	__u64 v, off;
+	__u32 hlen, width;
+	int relative, wide, hit;
+	__u8 fl;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	if (emptcp_select_decided(&r))
+		return emptcp_next(ctx, &r);
+	emptcp_param_copy(&r, &sq, sizeof(sq));
+	th = emptcp_tcp(ctx, &r);
+	if (!th) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_select(ctx, &r, 0);
+	}
+	hlen = th->doff * 4;
+	fl = ((__u8 *)th)[13];
+	v = bpf_ntohl(th->seq);
+	width = 4;
+	if (sq.field == EMPTCP_SEQ_SSN) {
+		if (fl & EMPTCP_TCP_SYN)
+			v = (__u32)(v + 1);
+	} else {
+		/* a DSS blk_subflow wrote carries no value of the peer's */
+		if (r.p.flags & EMPTCP_PF_PM)
+			return emptcp_select(ctx, &r, 0);
+		if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_select(ctx, &r, 0);
+		}
+		/* no DSS: nothing to compare (a malformed DSS is a parse error) */
+		if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
+			return emptcp_select(ctx, &r, 0);
+		if (mptcp_parse_dss(&w, &d) < 0) {
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_select(ctx, &r, 0);
+		}
+		if (sq.field == EMPTCP_SEQ_DSN) {
+			if (!(d.flags & MPTCP_DSS_HAS_MAP))
+				return emptcp_select(ctx, &r, 0);
+			v = d.dsn;
+			width = (d.flags & MPTCP_DSS_DSN64) ? 8 : 4;
+		} else {
+			if (!(d.flags & MPTCP_DSS_HAS_ACK))
+				return emptcp_select(ctx, &r, 0);
+			v = d.data_ack;
+			width = (d.flags & MPTCP_DSS_ACK64) ? 8 : 4;
+		}
+	}
+
+	relative = sq.flags & EMPTCP_SEQF_RELATIVE;
+	off = v;
+	wide = width == 8;
+	if (relative) {
+		if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
+			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_select(ctx, &r, 0);
+		}
+		k.slot = r.slot;
+		k.pad = 0;
+		b = bpf_map_lookup_elem(&emptcp_seq_base, &k);
+		if (b) {
+			wide = wide && b->width == 8;
+			off = v - b->base;
+		} else {
+			nb.base = v;
+			nb.width = width;
+			bpf_map_update_elem(&emptcp_seq_base, &k, &nb, BPF_NOEXIST);
+			off = 0;
+		}
+		/* the direction is done: its base goes */
+		if (fl & (EMPTCP_TCP_FIN | EMPTCP_TCP_RST))
+			bpf_map_delete_elem(&emptcp_seq_base, &k);
+	}
+	hit = seq_in_range(&sq, off, wide, relative);
+	return emptcp_select(ctx, &r, hit);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
