@@ -23,6 +23,10 @@ pub enum ParamType {
     Prefix,
     U32,
     Metrics,
+    /// A rate in tc units: `20mbit`, `5MBps`, `100kbit`, `1gbit` (a bare number is bit/s).
+    Rate,
+    /// A size in tc units: `64kb`, `1mb`, `500kbit` (a bare number is bytes).
+    Size,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +217,32 @@ pub static CATALOG: &[Entry] = &[
             default: Some("all"),
             doc: "any of: packets bytes rtt retrans window",
         }],
+    },
+    Entry {
+        kind: "rate_limit",
+        role: StageRole::Actor,
+        object: "rate_limit",
+        hooks: ALL_HOOKS,
+        doc: "clamps the receive window of the selected subflow's ACKs (never raises it) so its data \
+              sender stays under `rate`; honours the window scale from the ACK sender's SYN. Attach \
+              where the receiver's packets pass (its tc-egress, or the sender's xdp/tc-ingress) and \
+              select the receiver -> sender direction, handshake included",
+        params: &[
+            Param {
+                name: "rate",
+                ty: ParamType::Rate,
+                required: true,
+                default: None,
+                doc: "tc units: 20mbit, 5MBps, 100kbit, 1gbit (bare number: bit/s)",
+            },
+            Param {
+                name: "burst",
+                ty: ParamType::Size,
+                required: false,
+                default: Some("rate x 500ms (at least 64kb)"),
+                doc: "credit kept at most: bytes the sender may send at once after a pause",
+            },
+        ],
     },
     Entry {
         kind: "pass",
