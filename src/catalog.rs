@@ -147,7 +147,8 @@ pub static CATALOG: &[Entry] = &[
         object: "set_backup",
         hooks: ALL_HOOKS,
         doc: "adds MP_PRIO to the subflow's segments so the peer sets (or clears) its backup flag; \
-              XDP: every segment, TC: segments without payload",
+              XDP: every segment; TC: segments without payload grow, data segments at tc-egress \
+              send a clone trimmed into a pure ACK with MP_PRIO ahead of them",
         params: &[
             Param {
                 name: "backup",
@@ -239,7 +240,7 @@ pub static CATALOG: &[Entry] = &[
                 name: "burst",
                 ty: ParamType::Size,
                 required: false,
-                default: Some("rate x 500ms (at least 64kb)"),
+                default: Some("rate x 1s (at least 64kb)"),
                 doc: "credit kept at most: bytes the sender may send at once after a pause",
             },
         ],

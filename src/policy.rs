@@ -740,10 +740,11 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     Ok(b.round() as u32)
 }
 
-/// rate_limit's default burst: 500 ms of the rate (more than the 200 ms
-/// minimum of a zero-window probe, see rate_limit.bpf.c), at least 64 KiB.
+/// rate_limit's default burst: one second of the rate (covers a
+/// zero-window probe and its first backoff, 200 + 400 ms, see
+/// rate_limit.bpf.c), at least 64 KiB.
 pub fn default_burst(rate_bps: u64) -> u32 {
-    (rate_bps / 8 / 2).clamp(64 * 1024, BURST_MAX as u64) as u32
+    (rate_bps / 8).clamp(64 * 1024, BURST_MAX as u64) as u32
 }
 
 fn get_rate(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
@@ -1033,7 +1034,7 @@ hook = "tc-egress"
         assert!(parse_rate("1000gbit").is_err());
         assert_eq!(parse_size("64kb"), Ok(65536));
         assert_eq!(parse_size("1500"), Ok(1500));
-        assert_eq!(default_burst(20_000_000), 1_250_000);
+        assert_eq!(default_burst(20_000_000), 2_500_000);
         assert_eq!(default_burst(100_000), 65536);
 
         let text = r#"
@@ -1053,7 +1054,7 @@ hook = "tc-egress"
             p.chains[0].act[0],
             Actor::RateLimit {
                 rate_bps: 20_000_000,
-                burst: 1_250_000
+                burst: 2_500_000
             }
         );
         let e = err_of(&text.replace("\"20mbit\"", "\"fast\""));

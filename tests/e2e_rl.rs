@@ -144,8 +144,10 @@ fn rate_limit_scenario(test: &str, fam: Family) {
         .expect_ok();
     assert!(o.stdout.contains("applied t-rl"), "{}", o.stdout);
 
-    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(12));
-    let (r1, r2) = subflow_rates(&bed, Duration::from_secs(2), Duration::from_secs(6));
+    // 10 s: the cumulative error of the token bucket is one burst (1 s of
+    // rate), so a long interval keeps the measurement within a few percent
+    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(16));
+    let (r1, r2) = subflow_rates(&bed, Duration::from_secs(2), Duration::from_secs(10));
     t.stop();
     eprintln!("{test}: limited: initial {r1:.1} Mbit/s, joined {r2:.1} Mbit/s");
     assert!(
@@ -174,4 +176,125 @@ fn rate_limit_scenario(test: &str, fam: Family) {
 #[test]
 fn rate_limit_20mbit_v4() {
     rate_limit_scenario("rate_limit_20mbit_v4", Family::V4);
+}
+
+/// The subflow in `socks` whose local address is `local` (established).
+fn subflow_at(socks: &[Sock], local: IpAddr) -> Option<&Sock> {
+    socks.iter().find(|s| {
+        let l = s.local.rsplit_once(':').map(|(a, _)| a).unwrap_or("");
+        let l = l.split('%').next().unwrap_or("");
+        let l = l.trim_start_matches('[').trim_end_matches(']');
+        s.state == "ESTAB" && s.is_subflow() && l.parse::<IpAddr>().ok() == Some(local)
+    })
+}
+
+/// set_backup on the data sender's tc-egress, data segments only
+/// (packet_type dss_data): the clone path is the only way MP_PRIO can go.
+fn data_backup_policy(bed: &Testbed) -> String {
+    format!(
+        r#"[[chain]]
+name = "t-databk"
+dev = "{dev}"
+hook = "tc-egress"
+netns = "{ns}"
+  [[chain.select]]
+  kind = "ip_pair"
+  dst = "{dst}"
+  [[chain.select]]
+  kind = "packet_type"
+  types = ["dss_data"]
+  [[chain.act]]
+  kind = "set_backup"
+  backup = true
+"#,
+        dev = bed.x2b,
+        ns = bed.b,
+        dst = bed.client_addr2()
+    )
+}
+
+fn data_backup_scenario(test: &str, fam: Family) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+    let pol = bed.policy("databk", &data_backup_policy(&bed));
+    let o = bed
+        .emptcp(&["apply", pol.to_string_lossy().as_ref()])
+        .expect_ok();
+    assert!(o.stdout.contains("applied t-databk"), "{}", o.stdout);
+    assert_eq!(
+        tcx_count(&bed.b, &bed.x2b, true),
+        1,
+        "no tcx egress program"
+    );
+
+    let prio0 = counter(&bed.a, "MPTcpExtMPPrioRx");
+    // bulk: a paced stream may never need the second subflow
+    let mut t = Transfer::start_bulk(&bed, Duration::from_millis(1500));
+    t.wait_sent();
+    let (socks, _) = ss_tni(&bed.a);
+    let joined = subflow_at(&socks, bed.client_addr2())
+        .unwrap_or_else(|| panic!("no joined subflow on the client\n{}", view(&bed)));
+    assert!(
+        joined.flags.contains('B'),
+        "client's joined subflow not backup: flags {:?}\n{}",
+        joined.flags,
+        view(&bed)
+    );
+    let first = subflow_at(&socks, bed.client_addr1())
+        .unwrap_or_else(|| panic!("no initial subflow on the client\n{}", view(&bed)));
+    assert!(
+        !first.flags.contains('B'),
+        "initial subflow flags {:?}\n{}",
+        first.flags,
+        view(&bed)
+    );
+    let prio = counter(&bed.a, "MPTcpExtMPPrioRx");
+    assert!(
+        prio > prio0,
+        "client MPPrioRx {prio0} -> {prio}\n{}",
+        view(&bed)
+    );
+    // the sender's joined subflow carried data: the chain saw data segments
+    let (ssocks, _) = ss_tni(&bed.b);
+    let sj = subflow_from(&ssocks, bed.client_addr2())
+        .unwrap_or_else(|| panic!("no joined subflow on the server\n{}", view(&bed)));
+    assert!(
+        sj.field("bytes_sent") > 0,
+        "no data on the joined subflow\n{}",
+        view(&bed)
+    );
+    assert_complete(t.finish());
+    assert_clean(&bed);
+    let show = show_json(&bed);
+    // once: one MP_PRIO for the one subflow
+    assert_eq!(
+        stage_counter(&show, "t-databk", "set_backup", "hit"),
+        1,
+        "{show:#}"
+    );
+    eprintln!(
+        "{test}: client flags {:?}, MPPrioRx {prio0} -> {prio}",
+        joined.flags
+    );
+}
+
+/// set_backup on the sender's tc-egress of the second link, data segments
+/// only (IPv4, `tx off`): the receiver marks the subflow backup.
+#[test]
+fn tc_egress_set_backup_data_v4() {
+    data_backup_scenario("tc_egress_set_backup_data_v4", Family::V4);
+}
+
+/// IPv6 variant of `tc_egress_set_backup_data_v4`.
+#[test]
+fn tc_egress_set_backup_data_v6() {
+    data_backup_scenario("tc_egress_set_backup_data_v6", Family::V6);
+}
+
+/// IPv6 variant of `rate_limit_20mbit_v4`.
+#[test]
+fn rate_limit_20mbit_v6() {
+    rate_limit_scenario("rate_limit_20mbit_v6", Family::V6);
 }

@@ -20,8 +20,8 @@
  * up credit beyond that; bytes sent past it anyway are paid back, below). With an RTT large against MSS / rate this is the
  * classic window = rate x RTT clamp (ACK clocked); on a path with almost no
  * RTT (veth) the sender empties the window at once and waits for the next
- * window-opening ACK (at worst its zero-window probe, >= 200 ms), which is
- * why the default burst covers more than that.
+ * window-opening ACK (at worst its zero-window probe, >= 200 ms with
+ * exponential backoff), which is why the default burst is a second of rate.
  *
  * The window field changes in place: one incremental checksum update
  * (bpf_l4_csum_replace on TC, so CHECKSUM_PARTIAL skbs stay right).
@@ -132,17 +132,18 @@ int rate_limit(emptcp_ctx *ctx)
 	/*
 	 * At most a burst ahead of the ACK (idle time does not pile up
 	 * credit). Bytes acknowledged beyond the edge are a debt paid with
-	 * zero windows, up to a quarter burst: a Linux MPTCP sender may send
+	 * zero windows, up to half a burst: a Linux MPTCP sender may send
 	 * past a subflow's window, because pushing new data onto a subflow
 	 * raises its send window to the connection-level one, which the
-	 * other subflows' ACKs keep open (MPTcpExtSndWndShared). A larger
-	 * debt would outlast the sender's first zero-window probe (200 ms),
-	 * and its exponential backoff would then waste credit.
+	 * other subflows' ACKs keep open (MPTcpExtSndWndShared). While a
+	 * debt lasts the sender probes the zero window (200 ms, 400 ms, ...
+	 * backoff); half a burst of debt is paid before the credit cap can
+	 * waste time spent waiting for the next probe.
 	 */
 	if ((__s32)(st->edge - ack) > (__s32)rl.burst)
 		st->edge = ack + rl.burst;
-	else if ((__s32)(ack - st->edge) > (__s32)(rl.burst / 4))
-		st->edge = ack - rl.burst / 4;
+	else if ((__s32)(ack - st->edge) > (__s32)(rl.burst / 2))
+		st->edge = ack - rl.burst / 2;
 	allowed = (__s32)(st->edge - ack) > 0 ? st->edge - ack : 0;
 
 	want = allowed >> shift;
