@@ -2337,7 +2337,7 @@ fn set_backup_adds_mp_prio_where_it_can() {
         )
         .both(no_room()),
         Case::new(
-            "data segment with 40 option bytes: no room",
+            "data segment with 40 option bytes: no room (XDP)",
             &Pkt::ip(a, b)
                 .opts(padded(&[
                     &ts(),
@@ -2354,7 +2354,10 @@ fn set_backup_adds_mp_prio_where_it_can() {
                 .payload(9),
             on(t),
         )
-        .both(no_room()),
+        // TC: a data segment needs no room (its clone reuses the DSS
+        // mapping bytes); under BPF_PROG_TEST_RUN (loopback) it is skipped
+        .xdp(no_room())
+        .tc(skip()),
         Case::new(
             "MP_JOIN SYN: skipped",
             &Pkt::ip(a, b)
@@ -2731,12 +2734,9 @@ fn malformed_packets_pass_unchanged() {
                 &Pkt::ip(a, b).opts(o.clone()).payload(40),
                 chains.clone(),
             )
-            .xdp(both_err())
-            // TC: a data segment is skipped before its options are read
-            .tc(exp(
-                Out::Same,
-                &[(st(0, 0, "parse_err"), 1), (st(1, 0, "skip"), 1)],
-            )),
+            // TC reads a data segment's options too (its MP_PRIO goes in a
+            // clone trimmed to a pure ACK, see set_backup.bpf.c)
+            .both(both_err()),
         );
     }
     // IP length fields that leave no room for the TCP header
