@@ -25,6 +25,10 @@ pub enum ParamType {
     Metrics,
     /// A byte count: an integer or a string with a unit ("1MB", "1MiB").
     Bytes,
+    /// A rate in tc units: `20mbit`, `5MBps`, `100kbit`, `1gbit` (a bare number is bit/s).
+    Rate,
+    /// A size in tc units: `64kb`, `1mb`, `500kbit` (a bare number is bytes).
+    Size,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,7 +149,8 @@ pub static CATALOG: &[Entry] = &[
         object: "set_backup",
         hooks: ALL_HOOKS,
         doc: "adds MP_PRIO to the subflow's segments so the peer sets (or clears) its backup flag; \
-              XDP: every segment, TC: segments without payload",
+              XDP: every segment; TC: segments without payload grow, data segments at tc-egress \
+              send a clone trimmed into a pure ACK with MP_PRIO ahead of them",
         params: &[
             Param {
                 name: "backup",
@@ -250,6 +255,32 @@ pub static CATALOG: &[Entry] = &[
               of that connection from the announcing end (XDP: any segment, TC: segments without \
               payload), so the peer opens its subflow after all",
         params: &[],
+    },
+    Entry {
+        kind: "rate_limit",
+        role: StageRole::Actor,
+        object: "rate_limit",
+        hooks: ALL_HOOKS,
+        doc: "clamps the receive window of the selected subflow's ACKs (never raises it) so its data \
+              sender stays under `rate`; honours the window scale from the ACK sender's SYN. Attach \
+              where the receiver's packets pass (its tc-egress, or the sender's xdp/tc-ingress) and \
+              select the receiver -> sender direction, handshake included",
+        params: &[
+            Param {
+                name: "rate",
+                ty: ParamType::Rate,
+                required: true,
+                default: None,
+                doc: "tc units: 20mbit, 5MBps, 100kbit, 1gbit (bare number: bit/s)",
+            },
+            Param {
+                name: "burst",
+                ty: ParamType::Size,
+                required: false,
+                default: Some("rate x 1s (at least 64kb)"),
+                doc: "credit kept at most: bytes the sender may send at once after a pause",
+            },
+        ],
     },
     Entry {
         kind: "pass",

@@ -43,6 +43,8 @@ unsafe impl plain::Plain for types::emptcp_event {}
 unsafe impl plain::Plain for types::emptcp_flow_rec {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::emptcp_flow_key {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::emptcp_rate_limit {}
 
 // SAFETY: as above (path-management parameter types, from their own objects' BTF).
 unsafe impl plain::Plain for crate::skel::sequence_xdp::types::emptcp_sequence {}
@@ -91,6 +93,7 @@ const KIND_SET_MARK: u8 = 8;
 const KIND_REDIRECT: u8 = 9;
 const KIND_OBSERVE: u8 = 10;
 const KIND_RECORD: u8 = 12;
+const KIND_RATE_LIMIT: u8 = 20;
 
 const SUB_V6: u8 = 0x01;
 const SUB_BIDIR: u8 = 0x02;
@@ -397,6 +400,15 @@ fn actor_stage(
             (StageObject::Builtin("blk_subflow"), KIND_BLK_SUBFLOW, param)
         }
         Actor::AddSubflow => (StageObject::Builtin("add_subflow"), KIND_ADD_SUBFLOW, param),
+        Actor::RateLimit { rate_bps, burst } => {
+            let p = types::emptcp_rate_limit {
+                rate_Bps: (*rate_bps / 8).max(1),
+                burst: *burst,
+                ..Default::default()
+            };
+            put(&mut param, &p);
+            (StageObject::Builtin("rate_limit"), KIND_RATE_LIMIT, param)
+        }
         Actor::Pass | Actor::Drop => {
             param[0] = u8::from(matches!(a, Actor::Drop));
             (StageObject::Builtin("verdict"), KIND_VERDICT, param)

@@ -224,6 +224,12 @@ pub enum Actor {
     },
     /// Put a kept ADD_ADDR back so the peer opens its subflow.
     AddSubflow,
+    /// Clamp the receive window of the selected ACKs so the data sender
+    /// stays under `rate_bps` (bit/s); `burst` bytes of credit at most.
+    RateLimit {
+        rate_bps: u64,
+        burst: u32,
+    },
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
     /// Terminal verdict: the packet is dropped.
@@ -258,6 +264,7 @@ impl Actor {
             Actor::Record { .. } => "record",
             Actor::BlkSubflow { .. } => "blk_subflow",
             Actor::AddSubflow => "add_subflow",
+            Actor::RateLimit { .. } => "rate_limit",
             Actor::Pass => "pass",
             Actor::Drop => "drop",
             Actor::Custom(_) => "custom",
@@ -756,6 +763,129 @@ fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
     })
 }
 
+/// Rates in tc's units (tc-bandwidth(8)); the suffix is case-insensitive
+/// as in tc, so `mbps` is megabytes per second like `MBps`.
+const RATE_UNITS: &[(&str, f64)] = &[
+    ("bit", 1.0),
+    ("kibit", 1024.0),
+    ("kbit", 1e3),
+    ("mibit", 1024.0 * 1024.0),
+    ("mbit", 1e6),
+    ("gibit", 1024.0 * 1024.0 * 1024.0),
+    ("gbit", 1e9),
+    ("tibit", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+    ("tbit", 1e12),
+    ("bps", 8.0),
+    ("kibps", 8.0 * 1024.0),
+    ("kbps", 8e3),
+    ("mibps", 8.0 * 1024.0 * 1024.0),
+    ("mbps", 8e6),
+    ("gibps", 8.0 * 1024.0 * 1024.0 * 1024.0),
+    ("gbps", 8e9),
+    ("tibps", 8.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
+    ("tbps", 8e12),
+];
+
+/// Sizes in tc's units (bytes; `kbit`.. in bits).
+const SIZE_UNITS: &[(&str, f64)] = &[
+    ("b", 1.0),
+    ("k", 1024.0),
+    ("kb", 1024.0),
+    ("m", 1024.0 * 1024.0),
+    ("mb", 1024.0 * 1024.0),
+    ("g", 1024.0 * 1024.0 * 1024.0),
+    ("gb", 1024.0 * 1024.0 * 1024.0),
+    ("kbit", 1024.0 / 8.0),
+    ("mbit", 1024.0 * 1024.0 / 8.0),
+    ("gbit", 1024.0 * 1024.0 * 1024.0 / 8.0),
+];
+
+/// Lowest and highest rate rate_limit takes, in bit/s (8 bit/s .. 100 Gbit/s).
+pub const RATE_MIN_BPS: u64 = 8;
+pub const RATE_MAX_BPS: u64 = 100_000_000_000;
+/// Burst bounds in bytes (the window edge arithmetic is 31-bit).
+pub const BURST_MIN: u32 = 1500;
+pub const BURST_MAX: u32 = 1 << 30;
+
+/// A number with an optional unit suffix from `units` (bare: factor 1).
+fn parse_units(s: &str, units: &[(&str, f64)]) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite())?;
+    let f = if unit.is_empty() {
+        1.0
+    } else {
+        units
+            .iter()
+            .find(|(u, _)| u.eq_ignore_ascii_case(unit))
+            .map(|(_, f)| *f)?
+    };
+    Some(n * f)
+}
+
+/// Parses a tc-style rate (`20mbit`, `5MBps`; bare number: bit/s) to bit/s.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let bits = parse_units(s, RATE_UNITS).ok_or_else(|| {
+        format!("{s:?} is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")
+    })?;
+    if !(RATE_MIN_BPS as f64..=RATE_MAX_BPS as f64).contains(&bits) {
+        return Err(format!("{s:?} is outside 8bit .. 100gbit"));
+    }
+    Ok(bits.round() as u64)
+}
+
+/// Parses a tc-style size (`64kb`, `1mb`; bare number: bytes) to bytes.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let b = parse_units(s, SIZE_UNITS)
+        .ok_or_else(|| format!("{s:?} is not a size (a number with a tc unit: 1500, 64kb, 2mb)"))?;
+    if !(BURST_MIN as f64..=BURST_MAX as f64).contains(&b) {
+        return Err(format!("{s:?} is outside {BURST_MIN} bytes .. 1gb"));
+    }
+    Ok(b.round() as u32)
+}
+
+/// rate_limit's default burst: one second of the rate (covers a
+/// zero-window probe and its first backoff, 200 + 400 ms, see
+/// rate_limit.bpf.c), at least 64 KiB.
+pub fn default_burst(rate_bps: u64) -> u32 {
+    (rate_bps / 8).clamp(64 * 1024, BURST_MAX as u64) as u32
+}
+
+fn get_rate(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => parse_rate(s)
+            .map(Some)
+            .map_err(|e| format!("{what}: key `{key}`: {e}")),
+        Some(Value::Integer(n)) => parse_rate(&n.to_string())
+            .map(Some)
+            .map_err(|e| format!("{what}: key `{key}`: {e}")),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: expected a rate such as \"20mbit\", got {}",
+            v.type_str()
+        )),
+    }
+}
+
+fn get_size(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => parse_size(s)
+            .map(Some)
+            .map_err(|e| format!("{what}: key `{key}`: {e}")),
+        Some(Value::Integer(n)) => parse_size(&n.to_string())
+            .map(Some)
+            .map_err(|e| format!("{what}: key `{key}`: {e}")),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: expected a size such as \"64kb\", got {}",
+            v.type_str()
+        )),
+    }
+}
+
 fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
     let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
     check_keys(t, kind, StageRole::Actor, what)?;
@@ -820,6 +950,15 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             },
         },
         "add_subflow" => Actor::AddSubflow,
+        "rate_limit" => {
+            let rate_bps =
+                get_rate(t, "rate", &what)?.ok_or_else(|| format!("{what}: missing key `rate`"))?;
+            let burst = match get_size(t, "burst", &what)? {
+                Some(b) => b,
+                None => default_burst(rate_bps),
+            };
+            Actor::RateLimit { rate_bps, burst }
+        }
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
         "custom" => Actor::Custom(parse_custom(t, &what)?),
@@ -1056,5 +1195,60 @@ hook = "tc-egress"
         assert!(e.contains("key `dport`: 70000 is not a port"), "{e}");
         let e = err_of(&text.replace("hook = \"tc-egress\"", "hook = \"xdp\""));
         assert!(e.contains("set_mark): needs a tc hook"), "{e}");
+    }
+
+    #[test]
+    fn rate_limit_units_and_errors() {
+        assert_eq!(parse_rate("20mbit"), Ok(20_000_000));
+        assert_eq!(parse_rate("5MBps"), Ok(40_000_000));
+        assert_eq!(parse_rate("5mbps"), Ok(40_000_000));
+        assert_eq!(parse_rate("100kbit"), Ok(100_000));
+        assert_eq!(parse_rate("1gbit"), Ok(1_000_000_000));
+        assert_eq!(parse_rate("1.5mbit"), Ok(1_500_000));
+        assert_eq!(parse_rate("64000"), Ok(64_000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("20 furlongs").is_err());
+        assert!(parse_rate("0mbit").is_err());
+        assert!(parse_rate("1000gbit").is_err());
+        assert_eq!(parse_size("64kb"), Ok(65536));
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(default_burst(20_000_000), 2_500_000);
+        assert_eq!(default_burst(100_000), 65536);
+
+        let text = r#"
+[[chain]]
+name = "rl"
+dev = "eth0"
+hook = "tc-egress"
+  [[chain.select]]
+  kind = "ip_pair"
+  src = "10.2.0.1"
+  [[chain.act]]
+  kind = "rate_limit"
+  rate = "20mbit"
+"#;
+        let p = Policy::parse(text, "rl.toml").expect("valid");
+        assert_eq!(
+            p.chains[0].act[0],
+            Actor::RateLimit {
+                rate_bps: 20_000_000,
+                burst: 2_500_000
+            }
+        );
+        let e = err_of(&text.replace("\"20mbit\"", "\"fast\""));
+        assert_eq!(
+            e,
+            "p.toml: chain \"rl\": act[0] (rate_limit): key `rate`: \"fast\" is not a rate \
+             (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)"
+        );
+        let e = err_of(&text.replace("rate = \"20mbit\"", "rate = \"20mbit\"\n  burst = \"x\""));
+        assert!(
+            e.contains("act[0] (rate_limit): key `burst`: \"x\" is not a size"),
+            "{e}"
+        );
+        let e = err_of(&text.replace("rate = \"20mbit\"", "rate = true"));
+        assert!(e.contains("key `rate`: expected a rate"), "{e}");
+        let e = err_of(&text.replace("rate = \"20mbit\"", "burst = \"64kb\""));
+        assert!(e.contains("act[0] (rate_limit): missing key `rate`"), "{e}");
     }
 }

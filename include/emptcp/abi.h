@@ -386,5 +386,32 @@ struct emptcp_kept {
 	__u8 pad[3];
 };
 _Static_assert(sizeof(struct emptcp_kept) == 48, "emptcp_kept is 48 bytes");
+/*
+ * rate_limit: clamp the receive window of the selected ACKs so that the
+ * data sender stays under rate_Bps. Kind id outside the enum above so that
+ * stages added in parallel do not collide.
+ */
+#define EMPTCP_KIND_RATE_LIMIT	20
+struct emptcp_rate_limit {
+	__u64 rate_Bps;		/* bytes per second, > 0 */
+	__u32 burst;		/* bytes of credit kept at most (> 0) */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct emptcp_rate_limit) == 16, "emptcp_rate_limit is 16 bytes");
+
+/*
+ * rate_limit per-subflow state (LRU map emptcp_rl_flows), keyed by
+ * emptcp_flow_key as the ACKs travel (saddr = the ACK sender) and the
+ * stage's slot.
+ */
+#define EMPTCP_RL_EDGE		0x01	/* edge and last_ns are valid */
+struct emptcp_rl_flow {
+	__u64 last_ns;		/* when the edge last took credit */
+	__u32 edge;		/* right window edge granted (data sender's sequence space) */
+	__u8 wscale;		/* shift from the ACK sender's SYN/SYN-ACK, +1 (0: unseen) */
+	__u8 flags;		/* EMPTCP_RL_* */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct emptcp_rl_flow) == 16, "emptcp_rl_flow is 16 bytes");
 
 #endif /* __EMPTCP_ABI_H */

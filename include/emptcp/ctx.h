@@ -66,6 +66,7 @@
 #define EMPTCP_OFF_DATA_END	4	/* .data_end */
 #else
 #define EMPTCP_OFF_LEN		0	/* struct __sk_buff .len */
+#define EMPTCP_OFF_IFINDEX	40	/* .ifindex */
 #define EMPTCP_OFF_CB		48	/* .cb[0] */
 #define EMPTCP_OFF_DATA		76	/* .data */
 #define EMPTCP_OFF_DATA_END	80	/* .data_end */

@@ -30,6 +30,8 @@ struct emptcp_abi_types {
 	struct emptcp_redirect redirect;
 	struct emptcp_event event;
 	struct emptcp_flow_rec flow_rec;
+	struct emptcp_rate_limit rate_limit;
+	struct emptcp_rl_flow rl_flow;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

@@ -4,9 +4,22 @@
  * the 4-byte RFC 6824 form) to the selected subflow's segments, so that the
  * peer sets or clears the subflow's backup flag. The TCP header grows by 4
  * bytes: IP length, data offset and both checksums are fixed. XDP grows
- * every segment; TC only segments without payload. No room, SYNs, RSTs,
+ * every segment; TC grows segments without payload. No room, SYNs, RSTs,
  * non-MPTCP segments and (TC) option lists ended by an EOL pass untouched
  * (counted).
+ *
+ * TC egress, data segments: a data segment cannot grow in place at TC
+ * (bpf_skb_adjust_room leaves csum_start on the old TCP header), so the
+ * segment is cloned back into the same device's egress with
+ * bpf_clone_redirect. That runs synchronously on this CPU, through the
+ * same chain, while a per-CPU note says "the next packet of this subflow
+ * here is our clone"; the clone is then trimmed into a pure ACK (same
+ * seq/ack, ACK flag only, no payload) whose DSS keeps only its data ACK:
+ * the mapping bytes become MP_PRIO + NOPs (or, with no mapping, MP_PRIO is
+ * appended when the header has room). The original passes untouched after
+ * its clone, so the peer sees a pure ACK just before the data, as Linux
+ * itself would send it. Data segments at TC ingress and on loopback are
+ * skipped. "once" is recorded only when the clone went out with MP_PRIO.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
@@ -28,6 +41,38 @@ struct {
 	__type(key, __u32);
 	__type(value, struct emptcp_flow_key);
 } emptcp_once SEC(".maps");
+
+/* set_backup_act's result for the clone's own run: nothing to count */
+#define BK_NO_COUNT		EMPTCP_CNT__MAX
+
+#ifdef EMPTCP_TC
+#include <bpf/bpf_core_read.h>
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+#define BK_CHECKSUM_PARTIAL	3	/* skb->ip_summed */
+#define BK_TCP_ECE		0x40
+#define BK_LOOPBACK_IFINDEX	1
+
+/*
+ * The clone on its way through this CPU's egress path: written just
+ * before bpf_clone_redirect(), read by the same stage when the clone comes
+ * through, cleared when the helper returns (the clone is transmitted
+ * inside the helper call, on this CPU, with bottom halves off).
+ */
+struct bk_clone {
+	struct emptcp_flow_key key;
+	__u32 active;	/* 1 while the clone is in flight */
+	__s32 result;	/* set by the clone's run: 1 done, < 0 failed */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bk_clone);
+} emptcp_bk_clone SEC(".maps");
+#endif
 
 static __always_inline __u32 flow_hash(const struct emptcp_flow_key *k)
 {
@@ -83,6 +128,188 @@ static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 	return 0;
 }
 
+#ifdef EMPTCP_TC
+/*
+ * The clone: turn a data segment into a pure ACK carrying MP_PRIO @opt.
+ * Returns 0, EMPTCP_E2BIG (no mapping to reuse and no room to append) or
+ * another negative EMPTCP_E* (helper failure: the clone must be dropped).
+ */
+static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emptcp_run *r,
+					 struct tcpopt_walk *w, __u32 hlen, __u8 fl,
+					 const __u8 *opt)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off, area = w->len, grow = 0;
+	__u32 o = 0, dl = 0, nl = 0, tcp_len, i;
+	__u8 nb[TCPOPT_BUF_MASK + 1], hdr[64];
+	__u16 w_old, w_new, old_len, new_len, check, zero = 0;
+	__u8 addrs[32], df = 0, ips;
+	int dss, v6 = r->p.flags & EMPTCP_PF_V6;
+	__u64 sum;
+
+	if (area > TCP_MAX_OPT_LEN || (area & 3) || l4 > EMPTCP_MAX_L4_OFF || l3 > l4)
+		return EMPTCP_EINVAL;
+	dss = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	if (dss >= 0) {
+		o = dss;
+		dl = tcpopt_byte(w, o + 1);
+		df = tcpopt_byte(w, o + 3);
+	}
+	if (dss >= 0 && (df & MPTCP_DSS_HAS_MAP)) {
+		/* keep kind, subtype and the data ACK; the mapping makes room */
+		nl = TCPOLEN_MPTCP_DSS_BASE;
+		if (df & MPTCP_DSS_HAS_ACK)
+			nl += (df & MPTCP_DSS_ACK64) ? 8 : 4;
+		if (dl < nl + TCPOLEN_MPTCP_PRIO)
+			return EMPTCP_EINVAL;
+	} else {
+		/* no mapping: append after the last option */
+		if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN)
+			return EMPTCP_E2BIG;
+		if (w->off < w->len)
+			return EMPTCP_E2BIG;	/* behind an EOL nobody reads it */
+		grow = TCPOLEN_MPTCP_PRIO_ALIGN;
+	}
+	/*
+	 * New option area. Verifier: straight-line stores at masked indexes
+	 * into a 64-byte buffer and one bounded loop without other branches
+	 * (an unrolled per-byte decision explodes the number of paths).
+	 */
+	__builtin_memcpy(nb, w->b, sizeof(nb));
+	if (nl) {
+		nb[(o + 1) & TCPOPT_BUF_MASK] = nl;
+		nb[(o + 3) & TCPOPT_BUF_MASK] = df & (MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64);
+		for (i = 0; i < TCP_MAX_OPT_LEN; i++) {
+			if (i >= dl - nl)
+				break;
+			nb[(o + nl + i) & TCPOPT_BUF_MASK] = TCPOPT_NOP_KIND;
+		}
+		i = o + nl;
+	} else {
+		i = area;
+	}
+	nb[i & TCPOPT_BUF_MASK] = opt[0];
+	nb[(i + 1) & TCPOPT_BUF_MASK] = opt[1];
+	nb[(i + 2) & TCPOPT_BUF_MASK] = opt[2];
+	nb[(i + 3) & TCPOPT_BUF_MASK] = nl ? nb[(i + 3) & TCPOPT_BUF_MASK] : TCPOPT_NOP_KIND;
+
+	/* cut the payload (and make room to append); GSO state is reset */
+	if (bpf_skb_change_tail(skb, l4 + hlen + grow, 0) < 0)
+		return EMPTCP_ENOMEM;
+	tcp_len = hlen + grow;
+	if (area + grow) {
+		__u32 n = area + grow;
+
+		if (n > TCP_MAX_OPT_LEN)
+			return EMPTCP_EINVAL;
+		/* Verifier: a size it can see is in [1, sizeof(nb)] (a no-op here) */
+		n = ((n - 1) & TCPOPT_BUF_MASK) + 1;
+		if (bpf_skb_store_bytes(skb, l4 + 20, nb, n, 0) < 0)
+			return EMPTCP_EINVAL;
+	}
+	/* data offset and flags: ACK (and ECE) only, no PSH/FIN */
+	if (bpf_skb_load_bytes(skb, l4 + 12, &w_old, 2) < 0)
+		return EMPTCP_EINVAL;
+	((__u8 *)&w_new)[0] = (tcp_len / 4) << 4;
+	((__u8 *)&w_new)[1] = EMPTCP_TCP_ACK | (fl & BK_TCP_ECE);
+	if (bpf_skb_store_bytes(skb, l4 + 12, &w_new, 2, 0) < 0)
+		return EMPTCP_EINVAL;
+	/* IP length */
+	if (v6) {
+		new_len = bpf_htons(l4 - l3 - 40 + tcp_len);
+		if (bpf_skb_store_bytes(skb, l3 + 4, &new_len, 2, 0) < 0)
+			return EMPTCP_EINVAL;
+		if (bpf_skb_load_bytes(skb, l3 + 8, addrs, 32) < 0)
+			return EMPTCP_EINVAL;
+	} else {
+		if (bpf_skb_load_bytes(skb, l3 + 2, &old_len, 2) < 0)
+			return EMPTCP_EINVAL;
+		new_len = bpf_htons(l4 - l3 + tcp_len);
+		if (bpf_skb_store_bytes(skb, l3 + 2, &new_len, 2, 0) < 0)
+			return EMPTCP_EINVAL;
+		if (bpf_l3_csum_replace(skb, l3 + 10, old_len, new_len, 2) < 0)
+			return EMPTCP_EINVAL;
+		__builtin_memset(addrs, 0, sizeof(addrs));
+		if (bpf_skb_load_bytes(skb, l3 + 12, addrs, 8) < 0)
+			return EMPTCP_EINVAL;
+	}
+	/*
+	 * TCP checksum from scratch (the segment is now at most 60 bytes).
+	 * CHECKSUM_PARTIAL (every TCP skb at egress): the field holds the
+	 * pseudo-header sum the device completes; otherwise the full sum.
+	 */
+	sum = v6 ? csum_words((const __u16 *)addrs, 16) : csum_words((const __u16 *)addrs, 4);
+	sum += bpf_htons(IPPROTO_TCP);
+	sum += bpf_htons(tcp_len);
+	ips = BPF_CORE_READ_BITFIELD(kskb, ip_summed);
+	if (ips == BK_CHECKSUM_PARTIAL) {
+		check = csum_fold64(sum);
+	} else {
+		if (bpf_skb_store_bytes(skb, l4 + 16, &zero, 2, 0) < 0)
+			return EMPTCP_EINVAL;
+		__builtin_memset(hdr, 0, sizeof(hdr));
+		if (tcp_len < 20 || tcp_len > TCP_MAX_HDR_LEN)
+			return EMPTCP_EINVAL;
+		i = ((tcp_len - 1) & 63) + 1;	/* Verifier: as above */
+		if (bpf_skb_load_bytes(skb, l4, hdr, i) < 0)
+			return EMPTCP_EINVAL;
+		sum += csum_words((const __u16 *)hdr, tcp_len / 2);
+		check = (__u16)~csum_fold64(sum);
+	}
+	if (bpf_skb_store_bytes(skb, l4 + 16, &check, 2, 0) < 0)
+		return EMPTCP_EINVAL;
+	return 0;
+}
+
+/*
+ * TC, a data segment of an eligible subflow: the clone's run trims itself;
+ * the original's run (egress only) sends the clone and notes the result.
+ */
+static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_run *r,
+					   struct tcpopt_walk *w, const struct emptcp_flow_key *key,
+					   __u32 hlen, __u8 fl, const __u8 *opt,
+					   struct emptcp_flow_key *done, int once)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct bk_clone *c;
+	__u32 zero = 0, ifindex;
+	int ret;
+
+	c = bpf_map_lookup_elem(&emptcp_bk_clone, &zero);
+	if (!c)
+		return EMPTCP_CNT_ERROR;
+	if (c->active && flow_eq(&c->key, key)) {
+		/* this is the clone */
+		c->active = 0;
+		ret = bk_trim_clone(skb, r, w, hlen, fl, opt);
+		c->result = ret < 0 ? ret : 1;
+		if (ret < 0)
+			return -1;	/* never let a half-made clone out */
+		r->p.flags &= ~EMPTCP_PF_OPTS;
+		return BK_NO_COUNT;	/* counted by the original's run */
+	}
+	/*
+	 * Egress only (at ingress the clone would leave the way the segment
+	 * came in), and not on loopback (ifindex 1 in every namespace, also
+	 * BPF_PROG_TEST_RUN's device): its xmit feeds the local stack.
+	 */
+	ifindex = EMPTCP_CTX_LD32(skb, EMPTCP_OFF_IFINDEX);
+	if (BPF_CORE_READ_BITFIELD(kskb, tc_at_ingress) || ifindex == BK_LOOPBACK_IFINDEX)
+		return EMPTCP_CNT_SKIP;
+	c->key = *key;
+	c->active = 1;
+	c->result = 0;
+	ret = bpf_clone_redirect(skb, ifindex, 0);
+	c->active = 0;
+	if (ret < 0 || c->result < 0 || c->result == 0)
+		return c->result == EMPTCP_E2BIG ? EMPTCP_CNT_NO_ROOM : EMPTCP_CNT_ERROR;
+	if (once && done)
+		*done = *key;
+	/* the original goes on untouched */
+	return EMPTCP_CNT_HIT;
+}
+#endif
+
 /*
  * The work of set_backup on a selected packet.
  * Returns the counter to bump (EMPTCP_CNT_*), or -1: the packet is
@@ -117,16 +344,15 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (l4len < (int)hlen || hlen < 20)
 		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
-	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN)
+	/* TC data segments go through a clone, which may need no room */
+	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN && (EMPTCP_IS_XDP || !payload))
 		return EMPTCP_CNT_NO_ROOM;
-	if (!EMPTCP_IS_XDP && payload) {
-		/* TC grows only segments without payload (see grow.h) */
-		return EMPTCP_CNT_SKIP;
-	}
 	/* a subflow already done costs one lookup, not an option walk */
-	if (once) {
+	if (once || (!EMPTCP_IS_XDP && payload)) {
 		if (flow_key(ctx, r, &key) < 0)
 			return EMPTCP_CNT_PARSE_ERR;
+	}
+	if (once) {
 		idx = flow_hash(&key);
 		done = bpf_map_lookup_elem(&emptcp_once, &idx);
 		if (done && flow_eq(done, &key))
@@ -142,6 +368,10 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO))))
 		return EMPTCP_CNT_SKIP;
 
+#ifdef EMPTCP_TC
+	if (payload)
+		return bk_data_segment(ctx, r, &w, &key, hlen, fl, opt, done, once);
+#endif
 	/*
 	 * TC adds the option after the last one: behind an EOL (the walk
 	 * stops on it, w.off < w.len) a receiver would never read it.
@@ -185,7 +415,8 @@ int set_backup(emptcp_ctx *ctx)
 			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}
-		emptcp_count(r.slot, ret);
+		if (ret != BK_NO_COUNT)
+			emptcp_count(r.slot, ret);
 	}
 	return emptcp_next(ctx, &r);
 }

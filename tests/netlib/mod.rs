@@ -715,6 +715,7 @@ pub struct TransferResult {
 fn server_body(
     listener: TcpListener,
     duration: Duration,
+    gap: Duration,
     sent_tx: &mpsc::Sender<Result<u64, String>>,
     stop_rx: mpsc::Receiver<()>,
     close_rx: mpsc::Receiver<()>,
@@ -747,7 +748,9 @@ fn server_body(
         s.write_all(&pat[off..off + CHUNK])
             .map_err(|e| format!("server write after {sent} bytes: {e}"))?;
         sent += CHUNK as u64;
-        thread::sleep(SEND_GAP);
+        if !gap.is_zero() {
+            thread::sleep(gap);
+        }
     }
     let _ = sent_tx.send(Ok(sent));
     // keep the connection (and its subflows) until the test has looked
@@ -783,7 +786,18 @@ fn client_body(dst: SocketAddr) -> Result<u64, String> {
 
 impl Transfer {
     /// Starts server and client; returns once the client is connecting.
+    /// The server writes `CHUNK` bytes every `SEND_GAP`.
     pub fn start(bed: &Testbed, duration: Duration) -> Transfer {
+        Transfer::start_paced(bed, duration, SEND_GAP)
+    }
+
+    /// Like `start`, but the server writes as fast as the connection takes.
+    pub fn start_bulk(bed: &Testbed, duration: Duration) -> Transfer {
+        Transfer::start_paced(bed, duration, Duration::ZERO)
+    }
+
+    /// Like `start`, with `gap` between the server's writes (zero: none).
+    pub fn start_paced(bed: &Testbed, duration: Duration, gap: Duration) -> Transfer {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (sent_tx, sent_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel();
@@ -808,7 +822,7 @@ impl Transfer {
                     return Err(e);
                 }
             };
-            let r = server_body(listener, duration, &sent_tx, stop_rx, close_rx);
+            let r = server_body(listener, duration, gap, &sent_tx, stop_rx, close_rx);
             if let Err(e) = &r {
                 let _ = sent_tx.send(Err(e.clone()));
             }

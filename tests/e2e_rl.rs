@@ -1,0 +1,300 @@
+//! End-to-end tests of rate_limit and of set_backup on data segments at TC,
+//! on real MPTCP connections between two namespaces. The assertions read
+//! the kernel: per-subflow byte counters from `ss -tni`, subflow flags,
+//! `nstat` MIB counters. Needs root; otherwise every test prints
+//! "SKIPPED: needs root" and passes.
+//!
+//! Run: `cargo test --release --test e2e_rl -- --test-threads=1` (as root).
+
+mod netlib;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use netlib::*;
+use serde_json::Value;
+
+/// The sender's (server's) view, for failure messages.
+fn view(bed: &Testbed) -> String {
+    let mut out = String::new();
+    for ns in [&bed.a, &bed.b] {
+        let (_, ss) = ss_tni(ns);
+        let n = nstat(ns);
+        let pick: Vec<String> = n
+            .iter()
+            .filter(|(k, v)| {
+                **v > 0 && (k.starts_with("MPTcpExt") || k.contains("Csum") || k.contains("Prio"))
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!(
+            "--- {ns}: ss -tni\n{ss}nstat: {}\n",
+            pick.join(" ")
+        ));
+    }
+    out
+}
+
+/// Counter of the stages of `kind` in chain `chain` (`emptcp show --json`).
+fn stage_counter(show: &Value, chain: &str, kind: &str, counter: &str) -> u64 {
+    show.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == chain)
+        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["kind"] == kind)
+        .filter_map(|s| s["counters"][counter].as_u64())
+        .sum()
+}
+
+fn assert_clean(bed: &Testbed) {
+    for ns in [&bed.a, &bed.b] {
+        let n = counter(ns, "TcpInCsumErrors");
+        assert_eq!(n, 0, "TcpInCsumErrors {n} in {ns}\n{}", view(bed));
+        let fb: Vec<_> = fallback_counters(ns)
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        assert!(fb.is_empty(), "fallback in {ns}: {fb:?}\n{}", view(bed));
+    }
+}
+
+fn assert_complete(r: TransferResult) {
+    assert!(r.sent > 0, "nothing was sent");
+    assert_eq!(
+        r.received, r.sent,
+        "client received {} of {} bytes",
+        r.received, r.sent
+    );
+}
+
+/// bytes_acked of the sender's subflows to `peer1` and `peer2`.
+fn acked(bed: &Testbed, peer1: IpAddr, peer2: IpAddr) -> (u64, u64) {
+    let (socks, _) = ss_tni(&bed.b);
+    let get = |p: IpAddr| {
+        subflow_from(&socks, p)
+            .unwrap_or_else(|| panic!("no subflow from {p}\n{}", view(bed)))
+            .field("bytes_acked")
+    };
+    (get(peer1), get(peer2))
+}
+
+/// Throughput in Mbit/s of both subflows over `interval`, measured on the
+/// sender once the connection has run for `warmup`.
+fn subflow_rates(bed: &Testbed, warmup: Duration, interval: Duration) -> (f64, f64) {
+    let (p1, p2) = (bed.client_addr1(), bed.client_addr2());
+    wait_for(Duration::from_secs(5), || {
+        let (socks, _) = ss_tni(&bed.b);
+        subflow_from(&socks, p2).map(|_| ())
+    })
+    .unwrap_or_else(|| panic!("no joined subflow\n{}", view(bed)));
+    std::thread::sleep(warmup);
+    let t0 = Instant::now();
+    let (a1, a2) = acked(bed, p1, p2);
+    std::thread::sleep(interval);
+    let (b1, b2) = acked(bed, p1, p2);
+    let dt = t0.elapsed().as_secs_f64();
+    let mbit = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 8.0 / dt / 1e6;
+    (mbit(a1, b1), mbit(a2, b2))
+}
+
+/// A rate_limit chain on the receiver's (client's) egress of the second
+/// link: its ACKs to the server carry the clamped window.
+fn rl_policy(bed: &Testbed, rate: &str) -> String {
+    format!(
+        r#"[[chain]]
+name = "t-rl"
+dev = "{dev}"
+hook = "tc-egress"
+netns = "{ns}"
+  [[chain.select]]
+  kind = "ip_pair"
+  src = "{src}"
+  [[chain.act]]
+  kind = "rate_limit"
+  rate = "{rate}"
+"#,
+        dev = bed.x2a,
+        ns = bed.a,
+        src = bed.client_addr2()
+    )
+}
+
+fn rate_limit_scenario(test: &str, fam: Family) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+
+    // control: without the chain the joined subflow is far faster than 20 Mbit/s
+    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(3));
+    let (c1, c2) = subflow_rates(&bed, Duration::from_millis(500), Duration::from_secs(1));
+    t.stop();
+    assert_complete(t.finish());
+    eprintln!("{test}: control: initial {c1:.1} Mbit/s, joined {c2:.1} Mbit/s");
+    assert!(
+        c2 > 40.0,
+        "control: joined subflow only {c2:.1} Mbit/s without a limit\n{}",
+        view(&bed)
+    );
+
+    let pol = bed.policy("rl", &rl_policy(&bed, "20mbit"));
+    let o = bed
+        .emptcp(&["apply", pol.to_string_lossy().as_ref()])
+        .expect_ok();
+    assert!(o.stdout.contains("applied t-rl"), "{}", o.stdout);
+
+    // 10 s: the cumulative error of the token bucket is one burst (1 s of
+    // rate), so a long interval keeps the measurement within a few percent
+    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(16));
+    let (r1, r2) = subflow_rates(&bed, Duration::from_secs(2), Duration::from_secs(10));
+    t.stop();
+    eprintln!("{test}: limited: initial {r1:.1} Mbit/s, joined {r2:.1} Mbit/s");
+    assert!(
+        (16.0..=24.0).contains(&r2),
+        "joined subflow at {r2:.1} Mbit/s, want 20 +- 20 %\n{}",
+        view(&bed)
+    );
+    // the other subflow is not clamped (MPTCP's in-order delivery still
+    // ties it to the slow one: it waits for the limited subflow's bytes)
+    assert!(
+        r1 > 24.0,
+        "initial (unlimited) subflow only {r1:.1} Mbit/s\n{}",
+        view(&bed)
+    );
+    assert_complete(t.finish());
+    assert_clean(&bed);
+    let show = show_json(&bed);
+    assert!(
+        stage_counter(&show, "t-rl", "rate_limit", "hit") > 0,
+        "{show:#}"
+    );
+}
+
+/// rate_limit 20mbit on the joined subflow (IPv4): 20 Mbit/s +- 20 % while
+/// the initial subflow runs unlimited.
+#[test]
+fn rate_limit_20mbit_v4() {
+    rate_limit_scenario("rate_limit_20mbit_v4", Family::V4);
+}
+
+/// The subflow in `socks` whose local address is `local` (established).
+fn subflow_at(socks: &[Sock], local: IpAddr) -> Option<&Sock> {
+    socks.iter().find(|s| {
+        let l = s.local.rsplit_once(':').map(|(a, _)| a).unwrap_or("");
+        let l = l.split('%').next().unwrap_or("");
+        let l = l.trim_start_matches('[').trim_end_matches(']');
+        s.state == "ESTAB" && s.is_subflow() && l.parse::<IpAddr>().ok() == Some(local)
+    })
+}
+
+/// set_backup on the data sender's tc-egress, data segments only
+/// (packet_type dss_data): the clone path is the only way MP_PRIO can go.
+fn data_backup_policy(bed: &Testbed) -> String {
+    format!(
+        r#"[[chain]]
+name = "t-databk"
+dev = "{dev}"
+hook = "tc-egress"
+netns = "{ns}"
+  [[chain.select]]
+  kind = "ip_pair"
+  dst = "{dst}"
+  [[chain.select]]
+  kind = "packet_type"
+  types = ["dss_data"]
+  [[chain.act]]
+  kind = "set_backup"
+  backup = true
+"#,
+        dev = bed.x2b,
+        ns = bed.b,
+        dst = bed.client_addr2()
+    )
+}
+
+fn data_backup_scenario(test: &str, fam: Family) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(fam);
+    let pol = bed.policy("databk", &data_backup_policy(&bed));
+    let o = bed
+        .emptcp(&["apply", pol.to_string_lossy().as_ref()])
+        .expect_ok();
+    assert!(o.stdout.contains("applied t-databk"), "{}", o.stdout);
+    assert_eq!(
+        tcx_count(&bed.b, &bed.x2b, true),
+        1,
+        "no tcx egress program"
+    );
+
+    let prio0 = counter(&bed.a, "MPTcpExtMPPrioRx");
+    // bulk: a paced stream may never need the second subflow
+    let mut t = Transfer::start_bulk(&bed, Duration::from_millis(1500));
+    t.wait_sent();
+    let (socks, _) = ss_tni(&bed.a);
+    let joined = subflow_at(&socks, bed.client_addr2())
+        .unwrap_or_else(|| panic!("no joined subflow on the client\n{}", view(&bed)));
+    assert!(
+        joined.flags.contains('B'),
+        "client's joined subflow not backup: flags {:?}\n{}",
+        joined.flags,
+        view(&bed)
+    );
+    let first = subflow_at(&socks, bed.client_addr1())
+        .unwrap_or_else(|| panic!("no initial subflow on the client\n{}", view(&bed)));
+    assert!(
+        !first.flags.contains('B'),
+        "initial subflow flags {:?}\n{}",
+        first.flags,
+        view(&bed)
+    );
+    let prio = counter(&bed.a, "MPTcpExtMPPrioRx");
+    assert!(
+        prio > prio0,
+        "client MPPrioRx {prio0} -> {prio}\n{}",
+        view(&bed)
+    );
+    // the sender's joined subflow carried data: the chain saw data segments
+    let (ssocks, _) = ss_tni(&bed.b);
+    let sj = subflow_from(&ssocks, bed.client_addr2())
+        .unwrap_or_else(|| panic!("no joined subflow on the server\n{}", view(&bed)));
+    assert!(
+        sj.field("bytes_sent") > 0,
+        "no data on the joined subflow\n{}",
+        view(&bed)
+    );
+    assert_complete(t.finish());
+    assert_clean(&bed);
+    let show = show_json(&bed);
+    // once: one MP_PRIO for the one subflow
+    assert_eq!(
+        stage_counter(&show, "t-databk", "set_backup", "hit"),
+        1,
+        "{show:#}"
+    );
+    eprintln!(
+        "{test}: client flags {:?}, MPPrioRx {prio0} -> {prio}",
+        joined.flags
+    );
+}
+
+/// set_backup on the sender's tc-egress of the second link, data segments
+/// only (IPv4, `tx off`): the receiver marks the subflow backup.
+#[test]
+fn tc_egress_set_backup_data_v4() {
+    data_backup_scenario("tc_egress_set_backup_data_v4", Family::V4);
+}
+
+/// IPv6 variant of `tc_egress_set_backup_data_v4`.
+#[test]
+fn tc_egress_set_backup_data_v6() {
+    data_backup_scenario("tc_egress_set_backup_data_v6", Family::V6);
+}
+
+/// IPv6 variant of `rate_limit_20mbit_v4`.
+#[test]
+fn rate_limit_20mbit_v6() {
+    rate_limit_scenario("rate_limit_20mbit_v6", Family::V6);
+}
