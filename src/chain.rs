@@ -93,7 +93,7 @@ const KIND_SET_MARK: u8 = 8;
 const KIND_REDIRECT: u8 = 9;
 const KIND_OBSERVE: u8 = 10;
 const KIND_RECORD: u8 = 12;
-const KIND_RATE_LIMIT: u8 = 20;
+const KIND_RATE_LIMIT: u8 = 16;
 
 const SUB_V6: u8 = 0x01;
 const SUB_BIDIR: u8 = 0x02;
@@ -115,9 +115,9 @@ const IPP_BIDIR: u8 = 0x02;
 const IPP_SRC: u8 = 0x04;
 const IPP_DST: u8 = 0x08;
 
-pub const KIND_SEQUENCE: u8 = 40;
-pub const KIND_BLK_SUBFLOW: u8 = 41;
-pub const KIND_ADD_SUBFLOW: u8 = 42;
+pub const KIND_SEQUENCE: u8 = 13;
+pub const KIND_BLK_SUBFLOW: u8 = 14;
+pub const KIND_ADD_SUBFLOW: u8 = 15;
 pub const SEQ_DSN: u8 = 0;
 pub const SEQ_DATA_ACK: u8 = 1;
 pub const SEQ_SSN: u8 = 2;

@@ -128,6 +128,10 @@ enum emptcp_kind {
 	EMPTCP_KIND_GET_CONNECT = 10,
 	EMPTCP_KIND_GET_SUBFLOW = 11,
 	EMPTCP_KIND_RECORD = 12,
+	EMPTCP_KIND_SEQUENCE = 13,
+	EMPTCP_KIND_BLK_SUBFLOW = 14,
+	EMPTCP_KIND_ADD_SUBFLOW = 15,
+	EMPTCP_KIND_RATE_LIMIT = 16,
 };
 
 /* record: what to measure (param: __u32 metrics). */
@@ -323,13 +327,6 @@ _Static_assert(sizeof(struct emptcp_flow_key) == 40, "emptcp_flow_key is 40 byte
 
 /* ---- path management: sequence, blk_subflow, add_subflow ---- */
 
-/*
- * Kind ids of the path-management stages (a block of their own, away from
- * the ids other stages take in enum emptcp_kind).
- */
-#define EMPTCP_KIND_SEQUENCE	40
-#define EMPTCP_KIND_BLK_SUBFLOW	41
-#define EMPTCP_KIND_ADD_SUBFLOW	42
 
 /* sequence: which number is compared. */
 enum emptcp_seq_field {
@@ -386,12 +383,11 @@ struct emptcp_kept {
 	__u8 pad[3];
 };
 _Static_assert(sizeof(struct emptcp_kept) == 48, "emptcp_kept is 48 bytes");
+
 /*
  * rate_limit: clamp the receive window of the selected ACKs so that the
- * data sender stays under rate_Bps. Kind id outside the enum above so that
- * stages added in parallel do not collide.
+ * data sender stays under rate_Bps.
  */
-#define EMPTCP_KIND_RATE_LIMIT	20
 struct emptcp_rate_limit {
 	__u64 rate_Bps;		/* bytes per second, > 0 */
 	__u32 burst;		/* bytes of credit kept at most (> 0) */
