@@ -188,6 +188,7 @@ pub static CATALOG: &[Entry] = &[
         params: &[
             Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace)" },
             Param { name: "ingress", ty: ParamType::Bool, required: false, default: Some("false"), doc: "TC: into the device's receive path" },
+            Param { name: "via", ty: ParamType::IpAddr, required: false, default: None, doc: "TC: next hop whose MAC the packet gets (absent: the route the kernel finds out of `dev`)" },
         ],
     },
     Entry {

@@ -109,6 +109,8 @@ const PORT_HAS_SPORT: u8 = 0x01;
 const PORT_HAS_DPORT: u8 = 0x02;
 
 const RD_INGRESS: u8 = 0x01;
+const RD_VIA4: u8 = 0x02;
+const RD_VIA6: u8 = 0x04;
 
 const IPP_V6: u8 = 0x01;
 const IPP_BIDIR: u8 = 0x02;
@@ -354,12 +356,23 @@ fn actor_stage(
             put(&mut param, &p);
             (StageObject::Builtin("set_mark"), KIND_SET_MARK, param)
         }
-        Actor::Redirect { dev, ingress } => {
-            let p = types::emptcp_redirect {
+        Actor::Redirect { dev, ingress, via } => {
+            let mut p = types::emptcp_redirect {
                 ifindex: ifindex(dev)?,
                 flags: if *ingress { RD_INGRESS } else { 0 },
                 ..Default::default()
             };
+            match via {
+                Some(std::net::IpAddr::V4(a)) => {
+                    p.flags |= RD_VIA4;
+                    p.via[..4].copy_from_slice(&a.octets());
+                }
+                Some(std::net::IpAddr::V6(a)) => {
+                    p.flags |= RD_VIA6;
+                    p.via.copy_from_slice(&a.octets());
+                }
+                None => {}
+            }
             put(&mut param, &p);
             (StageObject::Builtin("redirect"), KIND_REDIRECT, param)
         }

@@ -209,6 +209,8 @@ pub enum Actor {
     Redirect {
         dev: String,
         ingress: bool,
+        /// TC: the next hop whose MAC the packet gets.
+        via: Option<IpAddr>,
     },
     /// Send MP_CAPABLE keys and the 4-tuple to `emptcp events`.
     GetConnect,
@@ -909,6 +911,7 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
             Actor::Redirect {
                 dev: dev.to_owned(),
                 ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
+                via: parse_addr(t, "via", &what)?,
             }
         }
         "get_connect" => Actor::GetConnect,
@@ -1178,7 +1181,8 @@ hook = "tc-egress"
             c.act[1],
             Actor::Redirect {
                 dev: "eth1".into(),
-                ingress: false
+                ingress: false,
+                via: None
             }
         );
         let e = err_of(&text.replace("daddr = \"fd00::2\"", "daddr = \"10.0.0.2\""));

@@ -252,12 +252,15 @@ _Static_assert(sizeof(struct emptcp_set_mark) == 8, "emptcp_set_mark is 8 bytes"
 
 /* redirect: send out of another device (ifindex in the hook's namespace). */
 #define EMPTCP_RD_INGRESS	0x01	/* TC: into the device's ingress */
+#define EMPTCP_RD_VIA4		0x02	/* TC: next hop via[0..4] (IPv4) */
+#define EMPTCP_RD_VIA6		0x04	/* TC: next hop via[0..16] (IPv6) */
 struct emptcp_redirect {
 	__u32 ifindex;
 	__u8 flags;
 	__u8 pad[3];
+	__u8 via[16];	/* next hop whose MAC the packet gets (network order) */
 };
-_Static_assert(sizeof(struct emptcp_redirect) == 8, "emptcp_redirect is 8 bytes");
+_Static_assert(sizeof(struct emptcp_redirect) == 24, "emptcp_redirect is 24 bytes");
 
 /* ip_pair: v4 addresses use the first 4 bytes of the 16. */
 #define EMPTCP_IPP_V6		0x01	/* addresses are IPv6 */

@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * redirect - actor, terminal for the selected packets: send them out of
- * another device of the same network namespace. XDP: bpf_redirect() to the
- * device's transmit path (the target needs XDP support, e.g. veth with an
- * XDP program or GRO on its peer). TC: bpf_redirect_neigh() fills in the
- * Ethernet addresses from the neighbour table (ingress flag: into the
- * device's receive path instead, MAC unchanged).
+ * another device of the same network namespace.
+ * XDP: bpf_redirect() to the device's transmit path, frame unchanged (the
+ * target needs XDP support, e.g. veth with an XDP program or GRO on its
+ * peer): for L2 paths such as bridges and hypervisors.
+ * TC: bpf_redirect_neigh() fills in the Ethernet addresses from the
+ * neighbour table: of the next hop `via` when given, else of the route the
+ * kernel finds for the destination out of that device (for IPv6 the best
+ * route must use the device: a worse-metric route through it is not
+ * taken). Ingress flag: into the device's receive path instead, MAC
+ * unchanged.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-#define EMPTCP_BPF_F_INGRESS 1
+#define EMPTCP_BPF_F_INGRESS	1
+#define EMPTCP_AF_INET		2
+#define EMPTCP_AF_INET6		10
 
 SEC(EMPTCP_SEC)
 int redirect(emptcp_ctx *ctx)
@@ -27,6 +34,18 @@ int redirect(emptcp_ctx *ctx)
 #ifdef EMPTCP_TC
 	if (rd.flags & EMPTCP_RD_INGRESS)
 		return bpf_redirect(rd.ifindex, EMPTCP_BPF_F_INGRESS);
+	if (rd.flags & (EMPTCP_RD_VIA4 | EMPTCP_RD_VIA6)) {
+		struct bpf_redir_neigh nh = {};
+
+		if (rd.flags & EMPTCP_RD_VIA6) {
+			nh.nh_family = EMPTCP_AF_INET6;
+			__builtin_memcpy(nh.ipv6_nh, rd.via, 16);
+		} else {
+			nh.nh_family = EMPTCP_AF_INET;
+			__builtin_memcpy(&nh.ipv4_nh, rd.via, 4);
+		}
+		return bpf_redirect_neigh(rd.ifindex, &nh, sizeof(nh), 0);
+	}
 	return bpf_redirect_neigh(rd.ifindex, NULL, 0, 0);
 #else
 	return bpf_redirect(rd.ifindex, 0);
