@@ -168,3 +168,115 @@ fn set_mark_steers_a_subflow_on_a_router_v6() {
         steer_scenario(Family::V6, Steer::Mark);
     }
 }
+
+/// The client's joined subflow, as the server sees it (peer = the client's
+/// second address), with the server's `ss -tni` text for messages.
+fn server_joined(bed: &Testbed) -> (Option<Sock>, String) {
+    let (socks, text) = ss_tni(&bed.b);
+    let j = socks
+        .into_iter()
+        .filter(|s| s.is_subflow())
+        .find(|s| s.peer_ip() == Some(bed.client_addr2()));
+    (j, text)
+}
+
+/// set_backup on the router, on the client's packets of the joined
+/// subflow: the server must mark that subflow backup (its own `ss` flags
+/// and MPTcpExtMPPrioRx), the connection intact.
+fn router_set_backup(fam: Family, hook: &str) {
+    let bed = Testbed::routed(fam);
+    let pol = format!(
+        "[[chain]]\nname = \"rbk\"\ndev = \"{}\"\nhook = \"{hook}\"\nnetns = \"{}\"\n\
+         [[chain.select]]\nkind = \"ip_pair\"\nsrc = \"{}\"\n\
+         [[chain.act]]\nkind = \"set_backup\"\nbackup = true\n",
+        bed.r2a,
+        bed.r,
+        bed.client_addr2()
+    );
+    let p = bed.policy("rbk", &pol);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
+    let prio0 = counter(&bed.b, "MPTcpExtMPPrioRx");
+    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(2));
+    t.wait_sent();
+    let flags = wait_for(Duration::from_secs(3), || {
+        let (j, _) = server_joined(&bed);
+        j.filter(|s| s.flags.contains('B')).map(|s| s.flags)
+    });
+    let (_, text) = server_joined(&bed);
+    let res = t.finish();
+    assert!(
+        flags.is_some(),
+        "the server never marked the joined subflow backup:\n{text}"
+    );
+    assert!(
+        counter(&bed.b, "MPTcpExtMPPrioRx") > prio0,
+        "MPPrioRx rose on the server"
+    );
+    assert!(
+        res.sent > 0 && res.received == res.sent,
+        "transfer complete"
+    );
+    assert_eq!(
+        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
+        fb0,
+        "no fallback"
+    );
+    for ns in [&bed.a, &bed.b] {
+        assert_eq!(
+            counter(ns, "TcpInCsumErrors"),
+            0,
+            "no checksum errors in {ns}"
+        );
+    }
+}
+
+#[test]
+fn set_backup_on_a_router_tc_ingress_v4() {
+    if root_or_skip("set_backup_on_a_router_tc_ingress_v4") {
+        router_set_backup(Family::V4, "tc-ingress");
+    }
+}
+
+#[test]
+fn set_backup_on_a_router_xdp_v6() {
+    if root_or_skip("set_backup_on_a_router_xdp_v6") {
+        router_set_backup(Family::V6, "xdp");
+    }
+}
+
+/// blk_subflow mode=join on the router: the client's MP_JOIN SYNs never
+/// reach the server, the connection runs on its first subflow.
+#[test]
+fn blk_subflow_join_on_a_router_v4() {
+    if !root_or_skip("blk_subflow_join_on_a_router_v4") {
+        return;
+    }
+    let bed = Testbed::routed(Family::V4);
+    let pol = format!(
+        "[[chain]]\nname = \"rblk\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{}\"\n\
+         [[chain.act]]\nkind = \"blk_subflow\"\nmode = \"join\"\n",
+        bed.r2a, bed.r
+    );
+    let p = bed.policy("rblk", &pol);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(2));
+    t.wait_sent();
+    let (socks, text) = ss_tni(&bed.b);
+    let res = t.finish();
+    assert!(
+        res.sent > 0 && res.received == res.sent,
+        "transfer complete"
+    );
+    assert!(
+        counter(&bed.a, "MPTcpExtMPJoinSynTx") >= 1,
+        "the client tried to join"
+    );
+    assert_eq!(
+        counter(&bed.b, "MPTcpExtMPJoinSynRx"),
+        0,
+        "no join reached the server"
+    );
+    let subflows = socks.iter().filter(|s| s.is_subflow()).count();
+    assert_eq!(subflows, 1, "one subflow on the server:\n{text}");
+}
