@@ -71,7 +71,7 @@ fn main() {
             .unwrap();
         }
     }
-    skels.push_str("\n/// (stage, hook, object) for every object built.\npub static OBJECTS: &[(&str, &str, fn() -> &'static [u8])] = &[\n");
+    skels.push_str("\n/// (stage, hook, object) for every object built.\npub type ObjectBytes = fn() -> &'static [u8];\npub static OBJECTS: &[(&str, &str, ObjectBytes)] = &[\n");
     for stem in &stems {
         for hook in ["xdp", "tc"] {
             writeln!(

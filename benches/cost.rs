@@ -203,9 +203,11 @@ impl Baseline {
     }
     fn time(&self, pkt: &[u8], repeat: u32) -> f64 {
         let prog = self.obj.progs_mut().next().expect("baseline program");
-        let mut i = ProgramInput::default();
-        i.data_in = Some(pkt);
-        i.repeat = repeat;
+        let i = ProgramInput {
+            data_in: Some(pkt),
+            repeat,
+            ..Default::default()
+        };
         prog.test_run(i)
             .expect("test_run baseline")
             .duration

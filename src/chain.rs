@@ -286,10 +286,10 @@ fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
             let mut p = types::emptcp_prefix::default();
             let full = addr_bytes(addr);
             let bits = *prefix as usize;
-            for i in 0..16 {
+            for (i, (m, a)) in p.mask.iter_mut().zip(p.addr.iter_mut()).enumerate() {
                 let keep = bits.saturating_sub(i * 8).min(8);
-                p.mask[i] = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
-                p.addr[i] = full[i] & p.mask[i];
+                *m = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+                *a = full[i] & *m;
             }
             if addr.is_ipv6() {
                 p.flags |= PFX_V6;

@@ -47,7 +47,7 @@ impl SelectorChain {
         Self::default()
     }
     /// Adds any selector.
-    pub fn add(mut self, kind: SelectorKind, op: Op) -> Self {
+    pub fn select(mut self, kind: SelectorKind, op: Op) -> Self {
         self.selectors.push(Selector {
             op,
             not: false,
@@ -57,7 +57,7 @@ impl SelectorChain {
     }
     /// Adds an `ip_pair` selector.
     pub fn ip_pair(self, src: Option<IpAddr>, dst: Option<IpAddr>, op: Op) -> Self {
-        self.add(
+        self.select(
             SelectorKind::IpPair {
                 src,
                 dst,
@@ -68,7 +68,7 @@ impl SelectorChain {
     }
     /// Adds a `packet_type` selector.
     pub fn packet_type(self, types: &[&str], op: Op) -> Self {
-        self.add(
+        self.select(
             SelectorKind::PacketType {
                 types: types.iter().map(|s| s.to_string()).collect(),
             },
@@ -87,13 +87,13 @@ impl ActionChain {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn add(mut self, a: Actor) -> Self {
+    pub fn act(mut self, a: Actor) -> Self {
         self.actors.push(a);
         self
     }
     /// Adds `set_backup` (once per subflow).
     pub fn set_backup(self, backup: bool) -> Self {
-        self.add(Actor::SetBackup { backup, once: true })
+        self.act(Actor::SetBackup { backup, once: true })
     }
 }
 

@@ -110,7 +110,7 @@ pub fn read_flows(dir: &Path) -> Result<Vec<SubflowStats>> {
             last_ns: rec.last_ns,
         });
     }
-    out.sort_by(|x, y| x.first_ns.cmp(&y.first_ns));
+    out.sort_by_key(|x| x.first_ns);
     Ok(out)
 }
 

@@ -91,10 +91,12 @@ impl Harness {
             .find(|p| p.name() == "emptcp_entry")
             .context("no entry program")?;
         let mut out = vec![0u8; pkt.len() + 256];
-        let mut input = ProgramInput::default();
-        input.data_in = Some(pkt);
-        input.data_out = Some(&mut out);
-        input.repeat = 1;
+        let input = ProgramInput {
+            data_in: Some(pkt),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..Default::default()
+        };
         let o = prog.test_run(input).context("BPF_PROG_TEST_RUN")?;
         let n = o.data.as_ref().map(|d| d.len()).unwrap_or(0);
         let data = o.data.map(|d| d[..n].to_vec()).unwrap_or_default();
@@ -111,9 +113,11 @@ impl Harness {
             .progs_mut()
             .find(|p| p.name() == "emptcp_entry")
             .context("no entry program")?;
-        let mut input = ProgramInput::default();
-        input.data_in = Some(pkt);
-        input.repeat = repeat;
+        let input = ProgramInput {
+            data_in: Some(pkt),
+            repeat,
+            ..Default::default()
+        };
         Ok(prog.test_run(input).context("BPF_PROG_TEST_RUN")?.duration)
     }
 
