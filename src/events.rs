@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use libbpf_rs::{MapHandle, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -253,6 +253,84 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// One of the EV_READERS reader slots: its ring buffer (locked with flock
+/// on the directory `reader-N` beside it, so that slot is ours while we live) and its flag in
+/// `emptcp_g_readers`, which makes the BPF side write to that ring. Drop
+/// clears the flag; a reader killed before it could leaves the flag set,
+/// and the next reader of that slot skips what the ring held.
+struct ReaderSlot {
+    ring: MapHandle,
+    readers: MapHandle,
+    slot: u32,
+    since_ns: u64,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+const EV_READERS: u32 = 4;
+
+impl ReaderSlot {
+    fn claim(dir: &std::path::Path) -> Result<ReaderSlot> {
+        let rpath = dir.join("emptcp_g_readers");
+        let readers = MapHandle::from_pinned_path(&rpath).with_context(|| {
+            format!(
+                "no event ring buffers under {} (apply a chain with get_connect or get_subflow first)",
+                dir.display()
+            )
+        })?;
+        for slot in 0..EV_READERS {
+            let name = match slot {
+                0 => "emptcp_g_events".to_string(),
+                n => format!("emptcp_g_events{n}"),
+            };
+            let path = dir.join(&name);
+            // the slot's lock: a directory beside the pins (bpffs pins
+            // cannot be opened as files, and every map fd shares one inode)
+            let ldir = dir.join(format!("reader-{slot}"));
+            if let Err(e) = std::fs::create_dir(&ldir) {
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(e).with_context(|| format!("failed to create {}", ldir.display()));
+                }
+            }
+            let f = std::fs::File::open(&ldir)
+                .with_context(|| format!("failed to open {}", ldir.display()))?;
+            let Ok(lock) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            else {
+                continue;
+            };
+            let ring = MapHandle::from_pinned_path(&path)
+                .with_context(|| format!("failed to open {}", path.display()))?;
+            let since_ns = monotonic_ns();
+            let pid = std::process::id();
+            readers
+                .update(&slot.to_ne_bytes(), &pid.to_ne_bytes(), MapFlags::ANY)
+                .context("failed to register as an event reader")?;
+            return Ok(ReaderSlot {
+                ring,
+                readers,
+                slot,
+                since_ns,
+                _lock: lock,
+            });
+        }
+        anyhow::bail!("{EV_READERS} `emptcp events` readers are running already; stop one first")
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        let _ = self
+            .readers
+            .update(&self.slot.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY);
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 /// Streams events until Ctrl-C, `count` events or `timeout`.
 pub fn stream(
     dir: &std::path::Path,
@@ -261,13 +339,8 @@ pub fn stream(
     count: Option<usize>,
     timeout: Option<Duration>,
 ) -> Result<()> {
-    let path = dir.join("emptcp_g_events");
-    let map = MapHandle::from_pinned_path(&path).with_context(|| {
-        format!(
-            "no event ring buffer at {} (apply a chain with get_connect or get_subflow first)",
-            path.display()
-        )
-    })?;
+    let reader = ReaderSlot::claim(dir)?;
+    let map = &reader.ring;
     // None while another emptcp changes the state: keep what we have
     let load_state = || -> Option<State> {
         StateDir::open_shared(dir, false)
@@ -284,8 +357,9 @@ pub fn stream(
     }
     let pending = std::cell::RefCell::new(Vec::<types::emptcp_event>::new());
     let mut b = RingBufferBuilder::new();
-    b.add(&map, |data: &[u8]| {
-        if let Some(e) = decode(data) {
+    b.add(map, |data: &[u8]| {
+        // a ring left by a reader that died may hold older events
+        if let Some(e) = decode(data).filter(|e| e.ts_ns >= reader.since_ns) {
             pending.borrow_mut().push(e);
         }
         0

@@ -59,12 +59,17 @@ fn events_match_kernel_tokens(bed: Testbed) {
     let pol = bed.policy("watch", &observe_policy(&bed));
     bed.emptcp(&["apply", pol.to_str().unwrap()]).expect_ok();
     let d = bed.state_dir.to_string_lossy().into_owned();
-    let mut child = Command::new(EMPTCP)
-        .args(["--state-dir", &d, "events", "--json", "--timeout", "8"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start emptcp events");
+    // two readers at once: each must get the whole stream
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(EMPTCP)
+                .args(["--state-dir", &d, "events", "--json", "--timeout", "8"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start emptcp events")
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut t = Transfer::start(&bed, Duration::from_secs(2));
     t.wait_sent();
@@ -72,15 +77,41 @@ fn events_match_kernel_tokens(bed: Testbed) {
     let client_tokens = local_tokens(&bed.a);
     let r = t.finish();
     assert_eq!(r.received, r.sent, "transfer complete");
-    let status = child.wait().expect("events ends at its timeout");
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(status.success(), "emptcp events failed: {out}");
+    let outs: Vec<String> = readers
+        .into_iter()
+        .map(|mut child| {
+            let status = child.wait().expect("events ends at its timeout");
+            let (mut out, mut err) = (String::new(), String::new());
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(status.success(), "emptcp events failed: {err}");
+            out
+        })
+        .collect();
+    let kinds = |o: &str| -> Vec<String> {
+        o.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("JSON line");
+                format!("{} {}", v["kind"], v["packet"])
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds(&outs[0]),
+        kinds(&outs[1]),
+        "both readers saw the same events"
+    );
+    let out = outs[0].clone();
     let evs: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))

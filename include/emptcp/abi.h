@@ -179,6 +179,9 @@ enum emptcp_event_kind {
 #define EMPTCP_EVF_RKEY		0x04	/* rkey valid */
 #define EMPTCP_EVF_XDP		0x08	/* seen by an XDP chain (else TC) */
 
+/* Readers of events at once (`emptcp events`): one ring buffer each. */
+#define EMPTCP_EV_READERS	4
+
 struct emptcp_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns() */
 	__u16 kind;		/* enum emptcp_event_kind */

@@ -3,22 +3,64 @@
  * observe - actors `get_connect` and `get_subflow` (param[0] = 1 / 2):
  * parse MP_CAPABLE / MP_JOIN of the selected packets and send what they
  * carry (keys; token, nonce, address id, backup bit) with the 4-tuple to the
- * ring buffer emptcp_g_events. Read-only: the packet is never changed. A
- * full ring buffer drops the event (counted as an error), never the packet.
+ * ring buffer of each `emptcp events` reader. Read-only: the packet is
+ * never changed. A full ring buffer drops the event (counted as an error),
+ * never the packet; with no reader no event is made (counted as a skip).
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-/* Events of every chain, both hooks: read by `emptcp events`. */
+/*
+ * Events of every chain, both hooks, for `emptcp events`. A BPF ring buffer
+ * has one consumer position, so two readers of one ring would each see part
+ * of the stream: every reader owns a ring of its own instead (slot i: an
+ * flock on the state directory's reader-i), and emptcp_g_readers[i] says
+ * which rings have a reader now. An event goes to each of them; with no
+ * reader it is not made.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } emptcp_g_events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} emptcp_g_events1 SEC(".maps"), emptcp_g_events2 SEC(".maps"), emptcp_g_events3 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EMPTCP_EV_READERS);
+	__type(key, __u32);
+	__type(value, __u32);	/* the reader's pid; 0 = no reader */
+} emptcp_g_readers SEC(".maps");
+
+/* 1: sent, 0: no reader, -1: a reader's ring was full */
+static __always_inline int publish_to(void *ring, __u32 slot, const struct emptcp_event *e)
+{
+	__u32 *pid = bpf_map_lookup_elem(&emptcp_g_readers, &slot);
+
+	if (!pid || !*pid)
+		return 0;
+	return bpf_ringbuf_output(ring, (void *)e, sizeof(*e), 0) ? -1 : 1;
+}
+
+static __always_inline int publish(const struct emptcp_event *e)
+{
+	int r0 = publish_to(&emptcp_g_events, 0, e);
+	int r1 = publish_to(&emptcp_g_events1, 1, e);
+	int r2 = publish_to(&emptcp_g_events2, 2, e);
+	int r3 = publish_to(&emptcp_g_events3, 3, e);
+
+	if (r0 < 0 || r1 < 0 || r2 < 0 || r3 < 0)
+		return -1;
+	return r0 | r1 | r2 | r3;
+}
+
 static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tcpopt_walk *w,
 				__u8 tcp_flags, int what)
 {
-	struct emptcp_event *e;
+	struct emptcp_event ev, *e = &ev;
 	struct mptcp_mpc mpc;
 	struct mptcp_mpj mpj;
 
@@ -29,9 +71,6 @@ static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tc
 		if (mptcp_parse_mpj(w, &mpj) < 0)
 			return 0;
 	}
-	e = bpf_ringbuf_reserve(&emptcp_g_events, sizeof(*e), 0);
-	if (!e)
-		return -1;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_ns();
 	e->kind = what;
@@ -59,8 +98,7 @@ static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tc
 		e->token = mpj.token;
 		e->nonce = mpj.nonce;
 	}
-	bpf_ringbuf_submit(e, 0);
-	return 1;
+	return publish(e);
 }
 
 /*
