@@ -106,6 +106,36 @@ impl Harness {
         })
     }
 
+    /// TC only: runs one packet with `skb->mark = mark`; returns the
+    /// result and the mark the chain left.
+    pub fn run_mark(&self, pkt: &[u8], mark: u32) -> Result<(RunOut, u32)> {
+        // struct __sk_buff: 192 bytes, mark at offset 8; the other fields
+        // test_run accepts stay zero
+        const SKB_LEN: usize = 192;
+        let prog = self
+            .entry
+            .progs_mut()
+            .find(|p| p.name() == "emptcp_entry")
+            .context("no entry program")?;
+        let mut out = vec![0u8; pkt.len() + 256];
+        let mut ctx_in = [0u8; SKB_LEN];
+        ctx_in[8..12].copy_from_slice(&mark.to_ne_bytes());
+        let mut ctx_out = [0u8; SKB_LEN];
+        let input = ProgramInput {
+            data_in: Some(pkt),
+            data_out: Some(&mut out),
+            context_in: Some(&mut ctx_in),
+            context_out: Some(&mut ctx_out),
+            repeat: 1,
+            ..Default::default()
+        };
+        let o = prog.test_run(input).context("BPF_PROG_TEST_RUN")?;
+        let data = o.data.map(|d| d.to_vec()).unwrap_or_default();
+        let ret = o.return_value as i32;
+        let mark = u32::from_ne_bytes(ctx_out[8..12].try_into().expect("4 bytes"));
+        Ok((RunOut { ret, data }, mark))
+    }
+
     /// Average time per run over `repeat` runs (kernel-measured).
     pub fn time(&self, pkt: &[u8], repeat: u32) -> Result<Duration> {
         let prog = self

@@ -149,6 +149,14 @@ impl Pkt {
         self.tcp.dport = d;
         self
     }
+    pub fn seq(mut self, seq: u32) -> Pkt {
+        self.tcp.seq = seq;
+        self
+    }
+    pub fn window(mut self, win: u16) -> Pkt {
+        self.tcp.win = win;
+        self
+    }
     pub fn vlan(mut self, tpid: u16, vid: u16) -> Pkt {
         self.vlans.push((tpid, vid));
         self
