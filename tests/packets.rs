@@ -15,6 +15,7 @@
 //! Needs root (BPF_PROG_TEST_RUN, bpffs); otherwise every test prints
 //! "SKIPPED: needs root" and returns.
 
+#[allow(dead_code)] // a shared test library: not every test binary uses all of it
 mod pktlib;
 
 use std::collections::HashMap;
