@@ -400,6 +400,45 @@ pub fn jit_warnings() -> Vec<String> {
     w
 }
 
+/// MPTCP settings of the namespaces a policy's chains run in, as warnings
+/// to print. `net.mptcp.enabled=0` (or a kernel without MPTCP) is not an
+/// error: chains act on MPTCP packets wherever they pass, and a router or
+/// hypervisor in the middle needs no MPTCP of its own; but on an end host
+/// it means there will be no MPTCP traffic for them to act on.
+pub fn mptcp_warnings(policy: &Policy, netns: Option<&str>) -> Vec<String> {
+    let mut spaces: Vec<Option<String>> = policy
+        .chains
+        .iter()
+        .map(|c| c.netns.clone().or_else(|| netns.map(str::to_owned)))
+        .collect();
+    spaces.sort();
+    spaces.dedup();
+    let mut w = Vec::new();
+    for ns in spaces {
+        let where_ = ns
+            .as_ref()
+            .map(|n| format!("network namespace {n:?}"))
+            .unwrap_or_else(|| "this network namespace".into());
+        // /proc/sys/net follows the reading thread's namespace
+        let v = crate::netns::run_in(ns.as_deref(), || {
+            Ok(std::fs::read_to_string("/proc/sys/net/mptcp/enabled").ok())
+        });
+        match v {
+            Ok(Some(v)) if v.trim() == "0" => w.push(format!(
+                "net.mptcp.enabled is 0 in {where_}: it opens and accepts no MPTCP connections; \
+                 the chains still act on MPTCP packets that pass through"
+            )),
+            Ok(None) => w.push(format!(
+                "no net.mptcp sysctls in {where_} (kernel without MPTCP?): \
+                 the chains only see MPTCP packets that pass through"
+            )),
+            // a namespace that cannot be entered fails apply itself, with its own message
+            _ => {}
+        }
+    }
+    w
+}
+
 #[derive(Debug, Serialize)]
 pub struct ApplyReport {
     pub applied: Vec<String>,
