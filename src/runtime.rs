@@ -372,6 +372,35 @@ fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, 
     (netns.clone(), dev.to_owned(), hook)
 }
 
+/// The family-independent maps pinned in the state dir (`emptcp_g_*`,
+/// e.g. the event ring buffer).
+fn global_pins(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("emptcp_g_"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A failed apply leaves no new shared map behind: the programs of its
+/// retired slots hold their own references, and the next apply that needs
+/// the map creates it again.
+fn drop_new_global_pins(dir: &std::path::Path, before: &[std::path::PathBuf]) {
+    for p in global_pins(dir) {
+        if !before.contains(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// What `apply` did, for printing.
 /// Kernel settings that make every chain slower, as warnings to print:
 /// `bpf_jit_harden=2` blinds every constant, also in root's programs (a
@@ -465,6 +494,7 @@ impl Runtime {
         let mut st = sd.load()?;
         free_retired(&sd, &mut st, false)?;
         let old = st.clone();
+        let globals_before = global_pins(&sd.dir);
 
         // new chain lists per attach point
         let mut touched: Vec<(Option<String>, String, Hook)> = Vec::new();
@@ -573,6 +603,7 @@ impl Runtime {
                     });
                 }
                 sd.save(&keep)?;
+                drop_new_global_pins(&sd.dir, &globals_before);
                 return Err(e);
             }
             plans.push((pi, plan));
@@ -610,6 +641,7 @@ impl Runtime {
                         });
                     }
                     sd.save(&keep)?;
+                    drop_new_global_pins(&sd.dir, &globals_before);
                     return Err(e);
                 }
             }
