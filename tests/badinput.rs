@@ -124,7 +124,13 @@ fn bad_input_one_line_nothing_changed() {
     let (a, x1a) = (bed.a.as_str(), bed.x1a.as_str());
     let base = bed.policy(
         "base",
-        &chain_text("base", x1a, "tc-egress", a, "  [[chain.act]]\n  kind = \"record\"\n"),
+        &chain_text(
+            "base",
+            x1a,
+            "tc-egress",
+            a,
+            "  [[chain.act]]\n  kind = \"record\"\n",
+        ),
     );
     bed.emptcp(&["apply", base.to_str().unwrap()]).expect_ok();
     let before = snapshot(&bed);
@@ -176,7 +182,10 @@ fn bad_input_one_line_nothing_changed() {
         ),
         case(
             "rate not a rate",
-            ch("r", "  [[chain.act]]\n  kind = \"rate_limit\"\n  rate = \"-5mbit\"\n"),
+            ch(
+                "r",
+                "  [[chain.act]]\n  kind = \"rate_limit\"\n  rate = \"-5mbit\"\n",
+            ),
             &["chain \"r\"", "act[0] (rate_limit)", "key `rate`"],
         ),
         case(
@@ -221,7 +230,10 @@ fn bad_input_one_line_nothing_changed() {
         case(
             "unknown network namespace",
             chain_text("n", x1a, "xdp", "nosuchns-emptcp", PASS),
-            &["chain \"n\"", "network namespace \"nosuchns-emptcp\" not found"],
+            &[
+                "chain \"n\"",
+                "network namespace \"nosuchns-emptcp\" not found",
+            ],
         ),
         Case {
             what: "policy file missing",
@@ -334,7 +346,14 @@ fn mptcp_disabled_in_the_namespace_warns() {
     let bed = Testbed::new(Family::V4);
     sh(
         "ip",
-        &["netns", "exec", &bed.a, "sysctl", "-qw", "net.mptcp.enabled=0"],
+        &[
+            "netns",
+            "exec",
+            &bed.a,
+            "sysctl",
+            "-qw",
+            "net.mptcp.enabled=0",
+        ],
     );
     let p = bed.policy(
         "off",
@@ -354,11 +373,22 @@ fn mptcp_disabled_in_the_namespace_warns() {
         "| `net.mptcp.enabled=0` in the chain's namespace (applied, exit 0) | `{}` |",
         warn[0].replace(&bed.a, "NS")
     );
-    assert_eq!(tcx_count(&bed.a, &bed.x1a, true), 1, "the chain is attached");
+    assert_eq!(
+        tcx_count(&bed.a, &bed.x1a, true),
+        1,
+        "the chain is attached"
+    );
     // and with MPTCP on, no warning
     sh(
         "ip",
-        &["netns", "exec", &bed.a, "sysctl", "-qw", "net.mptcp.enabled=1"],
+        &[
+            "netns",
+            "exec",
+            &bed.a,
+            "sysctl",
+            "-qw",
+            "net.mptcp.enabled=1",
+        ],
     );
     let o = bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
     assert!(
@@ -377,10 +407,7 @@ fn bpffs_not_mounted_is_mounted() {
         return;
     }
     let bed = Testbed::new(Family::V4);
-    let p = bed.policy(
-        "m",
-        &chain_text("m", &bed.x1a, "tc-egress", &bed.a, PASS),
-    );
+    let p = bed.policy("m", &chain_text("m", &bed.x1a, "tc-egress", &bed.a, PASS));
     // apply, show and detach inside that namespace: the pins live in the
     // bpffs emptcp mounted there
     let script = format!(
@@ -404,8 +431,16 @@ fn bpffs_not_mounted_is_mounted() {
         "one line saying what it did"
     );
     assert!(o.stdout.contains("bpf_fs"), "bpffs mounted: {}", o.stdout);
-    assert!(o.stdout.contains("m: "), "the chain was applied: {}", o.stdout);
-    assert!(o.stdout.contains("detached 1"), "and detached: {}", o.stdout);
+    assert!(
+        o.stdout.contains("m: "),
+        "the chain was applied: {}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("detached 1"),
+        "and detached: {}",
+        o.stdout
+    );
     assert_nothing_attached(&bed.a, &bed.x1a);
     eprintln!(
         "| bpffs not mounted at /sys/fs/bpf (goes ahead) | `{}` |",

@@ -90,8 +90,16 @@ fn apply_churn_under_load() {
     let bulk = env_n("EMPTCP_CHURN_BULK", 0) != 0;
     let bed = Testbed::new(Family::V4);
     // checksums computed for real on the wire (veth trusts PARTIAL otherwise)
-    for (ns, dev) in [(&bed.a, &bed.x1a), (&bed.a, &bed.x2a), (&bed.b, &bed.x1b), (&bed.b, &bed.x2b)] {
-        sh("ip", &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]);
+    for (ns, dev) in [
+        (&bed.a, &bed.x1a),
+        (&bed.a, &bed.x2a),
+        (&bed.b, &bed.x1b),
+        (&bed.b, &bed.x2b),
+    ] {
+        sh(
+            "ip",
+            &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"],
+        );
     }
     let p = [
         bed.policy("v0", &policy(&bed, 0)),
@@ -112,10 +120,18 @@ fn apply_churn_under_load() {
     let t_up = Instant::now();
     loop {
         let (socks, _) = ss_tni(&bed.b);
-        if socks.iter().filter(|s| s.state == "ESTAB" && s.is_subflow()).count() >= 2 {
+        if socks
+            .iter()
+            .filter(|s| s.state == "ESTAB" && s.is_subflow())
+            .count()
+            >= 2
+        {
             break;
         }
-        assert!(t_up.elapsed() < Duration::from_secs(5), "second subflow not up");
+        assert!(
+            t_up.elapsed() < Duration::from_secs(5),
+            "second subflow not up"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 

@@ -255,9 +255,7 @@ fn rigs() -> Vec<RigSpec> {
                     vec![s("kind = \"blk_subflow\"")],
                 ),
                 (
-                    vec![s(
-                        "kind = \"sequence\"\nfield = \"data_ack\"\nfrom = 1000",
-                    )],
+                    vec![s("kind = \"sequence\"\nfield = \"data_ack\"\nfrom = 1000")],
                     vec![s("kind = \"add_subflow\"")],
                 ),
                 (
@@ -371,7 +369,10 @@ fn bases() -> Vec<(String, Pkt)> {
         data_fin: true,
     };
     let kinds: Vec<(&str, Pkt)> = vec![
-        ("mpc_syn", Pkt::v4(V4_A, V4_B).flags(SYN).opts(syn_opts(&mpc_syn()))),
+        (
+            "mpc_syn",
+            Pkt::v4(V4_A, V4_B).flags(SYN).opts(syn_opts(&mpc_syn())),
+        ),
         (
             "mpc_synack",
             Pkt::v4(V4_A, V4_B)
@@ -483,12 +484,23 @@ fn bases() -> Vec<(String, Pkt)> {
             "tcp_sack",
             Pkt::v4(V4_A, V4_B).opts(padded(&[&ts(), &[NOP, NOP], &sack(&[(1, 2), (3, 4)])])),
         ),
-        ("tcp_syn", Pkt::v4(V4_A, V4_B).flags(SYN).opts(syn_opts(&[]))),
+        (
+            "tcp_syn",
+            Pkt::v4(V4_A, V4_B).flags(SYN).opts(syn_opts(&[])),
+        ),
         ("tcp_bare_ack", Pkt::v4(V4_A, V4_B)),
-        ("tcp_bare_data", Pkt::v4(V4_A, V4_B).flags(ACK | PSH).payload(64)),
+        (
+            "tcp_bare_data",
+            Pkt::v4(V4_A, V4_B).flags(ACK | PSH).payload(64),
+        ),
         (
             "dss_ack_40",
-            Pkt::v4(V4_A, V4_B).opts(cat(&[&ts(), &dss_ack(7), &sack(&[(1, 2), (3, 4)]), &[NOP, NOP]])),
+            Pkt::v4(V4_A, V4_B).opts(cat(&[
+                &ts(),
+                &dss_ack(7),
+                &sack(&[(1, 2), (3, 4)]),
+                &[NOP, NOP],
+            ])),
         ),
         (
             "dss_data_40",
@@ -534,13 +546,22 @@ fn rand_opt(r: &mut Rng) -> Vec<u8> {
         4 => sack_ok(),
         5 => {
             let n = 1 + r.below(4);
-            sack(&(0..n).map(|_| (r.next() as u32, r.next() as u32)).collect::<Vec<_>>())
+            sack(
+                &(0..n)
+                    .map(|_| (r.next() as u32, r.next() as u32))
+                    .collect::<Vec<_>>(),
+            )
         }
         6 => nop_nop_ts(r.next() as u32, r.next() as u32),
         7 => mpc_syn(),
         8 => mpc_synack(r.next()),
         9 => mpc_ack(r.next(), r.next()),
-        10 => mpc_ack_data(r.next(), r.next(), r.next() as u16, r.chance(1, 2).then_some(7)),
+        10 => mpc_ack_data(
+            r.next(),
+            r.next(),
+            r.next() as u16,
+            r.chance(1, 2).then_some(7),
+        ),
         11 => mpj_syn(r.chance(1, 2), r.byte(), r.next() as u32, r.next() as u32),
         12 => mpj_synack(r.chance(1, 2), r.byte(), r.next(), r.next() as u32),
         13 => mpj_ack(),
@@ -657,7 +678,10 @@ fn with_ext(mut p: Pkt, r: &mut Rng) -> Pkt {
             0 => (EXT_HOP, padn_body(6 + 8 * r.below(14))),
             1 | 2 => (EXT_DEST, padn_body(6 + 8 * r.below(6))),
             3 => (EXT_ROUTING, routing_body()),
-            _ => (EXT_FRAGMENT, fragment_body(r.below(8) as u16, r.chance(1, 2))),
+            _ => (
+                EXT_FRAGMENT,
+                fragment_body(r.below(8) as u16, r.chance(1, 2)),
+            ),
         };
         p = p.ext(kind, body);
     }
@@ -711,7 +735,13 @@ fn sums_of(b: &[u8]) -> Sums {
             if frag & 0x3fff != 0 || tot < ihl {
                 return s;
             }
-            (off + ihl, off + tot, b[off + 12..off + 20].to_vec(), false, b[off + 9])
+            (
+                off + ihl,
+                off + tot,
+                b[off + 12..off + 20].to_vec(),
+                false,
+                b[off + 9],
+            )
         }
         0x86dd => {
             if b.len() < off + 40 {
@@ -727,7 +757,13 @@ fn sums_of(b: &[u8]) -> Sums {
                 next = b[p];
                 p += (b[p + 1] as usize + 1) * 8;
             }
-            (p, off + 40 + plen, b[off + 8..off + 40].to_vec(), true, next)
+            (
+                p,
+                off + 40 + plen,
+                b[off + 8..off + 40].to_vec(),
+                true,
+                next,
+            )
         }
         _ => return s,
     };
@@ -1048,7 +1084,11 @@ fn judge(spec: &RigSpec, hook: Hook, input: &[u8], ret: i32, out: &[u8]) -> Opti
     }
     if let (Some(a), Some(b)) = (payload_of(input), payload_of(out)) {
         if a != b {
-            errs.push(format!("payload changed ({} -> {} bytes)", a.len(), b.len()));
+            errs.push(format!(
+                "payload changed ({} -> {} bytes)",
+                a.len(),
+                b.len()
+            ));
         }
     }
     if errs.is_empty() {

@@ -106,7 +106,11 @@ fn concurrent_applies_never_mix() {
                 .expect("spawn emptcp")
         };
         // alternate who starts first
-        let (x, y) = if round % 2 == 0 { (&p1, &p2) } else { (&p2, &p1) };
+        let (x, y) = if round % 2 == 0 {
+            (&p1, &p2)
+        } else {
+            (&p2, &p1)
+        };
         let c1 = spawn(x);
         let c2 = spawn(y);
         let o1 = c1.wait_with_output().expect("wait");
@@ -130,7 +134,9 @@ fn concurrent_applies_never_mix() {
         assert_eq!(tcx_count(a, x2a, true), 1);
         assert!(xdp_prog_id(a, x1a).is_some());
     }
-    eprintln!("concurrent applies: {rounds} rounds, {waited} applies waited for the lock, never a mix");
+    eprintln!(
+        "concurrent applies: {rounds} rounds, {waited} applies waited for the lock, never a mix"
+    );
 }
 
 /// Builds a third-party stage the verifier must reject (an unchecked
@@ -168,7 +174,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
         .find(|c| Command::new(c).arg("--version").output().is_ok())
         .expect("clang");
     let st = Command::new(clang)
-        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-DEMPTCP_TC"])
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-DEMPTCP_TC",
+        ])
         .arg("-I")
         .arg(root.join("include"))
         .arg("-I")
@@ -248,11 +261,7 @@ fn third_chain_invalid_nothing_from_the_file() {
             o.stderr
         );
         assert_eq!(show(&bed), before, "{what}: show changed");
-        assert_eq!(
-            pins(&bed.state_dir),
-            before_pins,
-            "{what}: pins changed"
-        );
+        assert_eq!(pins(&bed.state_dir), before_pins, "{what}: pins changed");
         assert_eq!(tcx_count(a, x1a, true), 0, "{what}: n1 left attached");
         assert_eq!(tcx_count(a, x1a, false), 0, "{what}: n3 left attached");
         assert_eq!(tcx_count(a, x2a, true), tcx_x2a, "{what}: keep touched");
@@ -287,14 +296,20 @@ fn device_and_namespace_deleted_under_a_chain() {
     // 1. the device goes (its veth peer in b, x1b, goes with it)
     sh("ip", &["-n", a, "link", "del", &bed.x1a]);
     let o = bed.emptcp(&["show"]).expect_ok();
-    eprintln!("after the device was deleted, show says:\n{}", o.stdout.trim_end());
+    eprintln!(
+        "after the device was deleted, show says:\n{}",
+        o.stdout.trim_end()
+    );
     bed.emptcp(&["detach", "dev-tc"]).expect_ok();
     bed.emptcp(&["detach", "dev-xdp"]).expect_ok();
 
     // 2. the whole namespace goes
     sh("ip", &["netns", "del", b]);
     let o = bed.emptcp(&["show"]).expect_ok();
-    eprintln!("after the namespace was deleted, show says:\n{}", o.stdout.trim_end());
+    eprintln!(
+        "after the namespace was deleted, show says:\n{}",
+        o.stdout.trim_end()
+    );
     let o = bed.emptcp(&["detach", "--all"]).expect_ok();
     eprintln!("detach --all: {}", o.stdout.trim());
     assert_eq!(chains(&show(&bed)), vec![], "no chains left");
@@ -369,5 +384,9 @@ fn state_dir_and_pins_are_root_only() {
         ],
     );
     assert!(!o.ok(), "a normal user opened {}", some_pin.display());
-    eprintln!("modes: {} pins 0600, {} dirs 0700", files, all.len() - files + 1);
+    eprintln!(
+        "modes: {} pins 0600, {} dirs 0700",
+        files,
+        all.len() - files + 1
+    );
 }
