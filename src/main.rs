@@ -50,6 +50,9 @@ fn run(cli: Cli) -> Result<()> {
             for w in emptcp::runtime::jit_warnings() {
                 eprintln!("emptcp: warning: {w}");
             }
+            for w in emptcp::runtime::mptcp_warnings(&p, rt.netns.as_deref()) {
+                eprintln!("emptcp: warning: {w}");
+            }
             let r = rt.apply(&p)?;
             for a in &r.attached {
                 println!("attached {a}");

@@ -372,6 +372,35 @@ fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, 
     (netns.clone(), dev.to_owned(), hook)
 }
 
+/// The family-independent maps pinned in the state dir (`emptcp_g_*`,
+/// e.g. the event ring buffer).
+fn global_pins(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("emptcp_g_"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A failed apply leaves no new shared map behind: the programs of its
+/// retired slots hold their own references, and the next apply that needs
+/// the map creates it again.
+fn drop_new_global_pins(dir: &std::path::Path, before: &[std::path::PathBuf]) {
+    for p in global_pins(dir) {
+        if !before.contains(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// What `apply` did, for printing.
 /// Kernel settings that make every chain slower, as warnings to print:
 /// `bpf_jit_harden=2` blinds every constant, also in root's programs (a
@@ -396,6 +425,45 @@ pub fn jit_warnings() -> Vec<String> {
             "net.core.bpf_jit_harden is 2: every constant in the chains is blinded (slower stages)"
                 .into(),
         );
+    }
+    w
+}
+
+/// MPTCP settings of the namespaces a policy's chains run in, as warnings
+/// to print. `net.mptcp.enabled=0` (or a kernel without MPTCP) is not an
+/// error: chains act on MPTCP packets wherever they pass, and a router or
+/// hypervisor in the middle needs no MPTCP of its own; but on an end host
+/// it means there will be no MPTCP traffic for them to act on.
+pub fn mptcp_warnings(policy: &Policy, netns: Option<&str>) -> Vec<String> {
+    let mut spaces: Vec<Option<String>> = policy
+        .chains
+        .iter()
+        .map(|c| c.netns.clone().or_else(|| netns.map(str::to_owned)))
+        .collect();
+    spaces.sort();
+    spaces.dedup();
+    let mut w = Vec::new();
+    for ns in spaces {
+        let where_ = ns
+            .as_ref()
+            .map(|n| format!("network namespace {n:?}"))
+            .unwrap_or_else(|| "this network namespace".into());
+        // /proc/sys/net follows the reading thread's namespace
+        let v = crate::netns::run_in(ns.as_deref(), || {
+            Ok(std::fs::read_to_string("/proc/sys/net/mptcp/enabled").ok())
+        });
+        match v {
+            Ok(Some(v)) if v.trim() == "0" => w.push(format!(
+                "net.mptcp.enabled is 0 in {where_}: it opens and accepts no MPTCP connections; \
+                 the chains still act on MPTCP packets that pass through"
+            )),
+            Ok(None) => w.push(format!(
+                "no net.mptcp sysctls in {where_} (kernel without MPTCP?): \
+                 the chains only see MPTCP packets that pass through"
+            )),
+            // a namespace that cannot be entered fails apply itself, with its own message
+            _ => {}
+        }
     }
     w
 }
@@ -426,6 +494,7 @@ impl Runtime {
         let mut st = sd.load()?;
         free_retired(&sd, &mut st, false)?;
         let old = st.clone();
+        let globals_before = global_pins(&sd.dir);
 
         // new chain lists per attach point
         let mut touched: Vec<(Option<String>, String, Hook)> = Vec::new();
@@ -534,6 +603,7 @@ impl Runtime {
                     });
                 }
                 sd.save(&keep)?;
+                drop_new_global_pins(&sd.dir, &globals_before);
                 return Err(e);
             }
             plans.push((pi, plan));
@@ -571,6 +641,7 @@ impl Runtime {
                         });
                     }
                     sd.save(&keep)?;
+                    drop_new_global_pins(&sd.dir, &globals_before);
                     return Err(e);
                 }
             }

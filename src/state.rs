@@ -149,7 +149,11 @@ fn ensure_bpffs(dir: &Path) -> Result<()> {
         .context("failed to mount bpffs at /sys/fs/bpf")?;
         return Ok(());
     }
-    bail!("{} is not on a bpffs mount", parent.display())
+    bail!(
+        "state directory {}: {} is not on a bpffs mount (use a directory under /sys/fs/bpf)",
+        dir.display(),
+        parent.display()
+    )
 }
 
 impl StateDir {
@@ -194,8 +198,14 @@ impl StateDir {
     /// change half made. With `wait` false a directory being changed right
     /// now gives None, like a missing one (the caller keeps what it has).
     pub fn open_shared(dir: &Path, wait: bool) -> Result<Option<StateDir>> {
-        if !dir.exists() {
-            return Ok(None);
+        // not there is "nothing applied"; not readable (not root) is an error
+        match fs::metadata(dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => bail!(
+                "cannot read the state directory {}: {e} (it is root-only: run as root)",
+                dir.display()
+            ),
         }
         let f = File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
         let lock = match Flock::lock(f, FlockArg::LockSharedNonblock) {

@@ -423,11 +423,16 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 	return 4;
 }
 
-/* Network-layer payload length (TCP header + data) of the packet. */
+/*
+ * Network-layer payload length (TCP header + data) of the packet, or -1
+ * when the IP length field claims more bytes than the packet has (a
+ * truncated or forged length: a stage that grew such a packet would wrap
+ * or misplace its lengths and checksums).
+ */
 static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
-	__u32 off = r->p.l3_off;
+	__u32 off = r->p.l3_off, ip_len;
 	__u16 *len;
 
 	if (off > EMPTCP_MAX_L4_OFF)
@@ -436,10 +441,16 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 		len = data + off + 4;
 		if ((void *)(len + 1) > data_end)
 			return -1;
+		ip_len = 40 + (__u32)bpf_ntohs(*len);
+		if (off + ip_len > ctx_len(ctx))
+			return -1;
 		return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off - 40);
 	}
 	len = data + off + 2;
 	if ((void *)(len + 1) > data_end)
+		return -1;
+	ip_len = bpf_ntohs(*len);
+	if (off + ip_len > ctx_len(ctx))
 		return -1;
 	return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off);
 }

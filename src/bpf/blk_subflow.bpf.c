@@ -123,6 +123,11 @@ int blk_subflow(emptcp_ctx *ctx)
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
+	/* the IP length must cover the TCP header it rewrites (checksum range) */
+	if (emptcp_l4_len(ctx, &r) < (int)hlen) {
+		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_next(ctx, &r);
+	}
 	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
 		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
