@@ -39,6 +39,15 @@
  *             The context lives in skb->cb (TC) or a per-CPU scratch slot
  *             (XDP), never in a map shared by two packets in flight; a
  *             missed tail call is counted and the default verdict returned.
+ *
+ *             Options: emptcp_opts() fills the context's option summary
+ *             once per packet (the first stage that asks pays; later ones
+ *             test r->p.subtypes / r->p.mptcp); emptcp_dss() and
+ *             emptcp_ts() read the DSS and the timestamps in place.
+ *             emptcp_opts_load() still copies and walks the options for
+ *             stages that parse or rewrite option contents; call it only
+ *             when the summary says the option is there. A stage that
+ *             changes the options clears EMPTCP_PF_OPTS.
  * Limits:     EMPTCP_MAX_SLOTS stages per hook type (abi.h).
  */
 #ifndef __EMPTCP_CHAIN_H
