@@ -85,7 +85,8 @@ _Static_assert(sizeof(struct emptcp_attach) == 8, "emptcp_attach is 8 bytes");
 
 /* emptcp_pctx.flags */
 #define EMPTCP_PF_V6		0x01	/* network header is IPv6 */
-#define EMPTCP_PF_OPTS		0x02	/* .mptcp holds the option summary */
+#define EMPTCP_PF_OPTS		0x02	/* .mptcp, .subtypes, .dss_off, .ts_off hold the option summary */
+#define EMPTCP_PF_EOL		0x04	/* (with OPTS) an EOL ends the options before the header does */
 /*
  * A path-management stage wrote an MPTCP option into this packet (the
  * DSS that replaced an ADD_ADDR, or an ADD_ADDR put back): later stages of
@@ -98,9 +99,12 @@ _Static_assert(sizeof(struct emptcp_attach) == 8, "emptcp_attach is 8 bytes");
 #define EMPTCP_PM_FRESH		0x02	/* no selector has run in this chain yet */
 
 /*
- * The per-packet policy context: 12 bytes, carried in skb->cb on TC and in
- * a per-CPU scratch slot on XDP (see docs/design.md). Offsets are from the
- * start of the packet (data).
+ * The per-packet policy context: 16 bytes, carried in skb->cb[0..3] on TC
+ * (cb has 20) and in a per-CPU scratch slot on XDP (see docs/design.md).
+ * Offsets l3_off/l4_off are from the start of the packet (data). The
+ * option summary (valid with EMPTCP_PF_OPTS) is filled by the first stage
+ * that asks for it (chain.h emptcp_opts()); a stage that changes the
+ * options clears EMPTCP_PF_OPTS.
  */
 struct emptcp_pctx {
 	__u16 slot;	/* slot of the stage running now */
@@ -108,9 +112,12 @@ struct emptcp_pctx {
 	__u8 flags;	/* EMPTCP_PF_* */
 	__u16 l3_off;	/* network header */
 	__u16 l4_off;	/* TCP header */
-	__u32 mptcp;	/* option summary: bit (1 << subtype) per MPTCP subtype seen */
+	__u32 mptcp;	/* option summary: packet-type bits (1 << enum emptcp_ptype) */
+	__u16 subtypes;	/* option summary: bit (1 << subtype) per MPTCP subtype seen */
+	__u8 dss_off;	/* option summary: first DSS, from the TCP header (0: none) */
+	__u8 ts_off;	/* option summary: timestamp option, from the TCP header (0: none) */
 };
-_Static_assert(sizeof(struct emptcp_pctx) == 12, "emptcp_pctx is 12 bytes");
+_Static_assert(sizeof(struct emptcp_pctx) == 16, "emptcp_pctx is 16 bytes");
 
 /* ---- parameters of the built-in stages (in emptcp_stage.param) ---- */
 

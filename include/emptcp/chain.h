@@ -39,6 +39,15 @@
  *             The context lives in skb->cb (TC) or a per-CPU scratch slot
  *             (XDP), never in a map shared by two packets in flight; a
  *             missed tail call is counted and the default verdict returned.
+ *
+ *             Options: emptcp_opts() fills the context's option summary
+ *             once per packet (the first stage that asks pays; later ones
+ *             test r->p.subtypes / r->p.mptcp); emptcp_dss() and
+ *             emptcp_ts() read the DSS and the timestamps in place.
+ *             emptcp_opts_load() still copies and walks the options for
+ *             stages that parse or rewrite option contents; call it only
+ *             when the summary says the option is there. A stage that
+ *             changes the options clears EMPTCP_PF_OPTS.
  * Limits:     EMPTCP_MAX_SLOTS stages per hook type (abi.h).
  */
 #ifndef __EMPTCP_CHAIN_H
@@ -111,16 +120,18 @@ static __always_inline void emptcp_count(__u32 slot, __u32 reason)
 }
 
 /*
- * The context is moved as three 32-bit words: clang otherwise copies the
- * 12-byte struct field by field (byte loads and shifts, 40 instructions
+ * The context is moved as four 32-bit words: clang otherwise copies the
+ * 16-byte struct field by field (byte loads and shifts, 40 instructions
  * per stage).
  */
+_Static_assert(sizeof(struct emptcp_pctx) == 16, "the context moves as 4 words");
 static __always_inline void emptcp_pctx_from_words(struct emptcp_pctx *p, __u32 a, __u32 b,
-						   __u32 c)
+						   __u32 c, __u32 d)
 {
 	__builtin_memcpy((__u8 *)p, &a, 4);
 	__builtin_memcpy((__u8 *)p + 4, &b, 4);
 	__builtin_memcpy((__u8 *)p + 8, &c, 4);
+	__builtin_memcpy((__u8 *)p + 12, &d, 4);
 }
 
 #ifdef EMPTCP_XDP
@@ -135,14 +146,16 @@ static __always_inline struct emptcp_pctx *emptcp_scratch_slot(void)
 static __always_inline void emptcp_scratch_store(struct emptcp_pctx *s,
 						 const struct emptcp_pctx *p)
 {
-	__u32 a, b, c;
+	__u32 a, b, c, d;
 
 	__builtin_memcpy(&a, (const __u8 *)p, 4);
 	__builtin_memcpy(&b, (const __u8 *)p + 4, 4);
 	__builtin_memcpy(&c, (const __u8 *)p + 8, 4);
+	__builtin_memcpy(&d, (const __u8 *)p + 12, 4);
 	((__u32 *)s)[0] = a;
 	((__u32 *)s)[1] = b;
 	((__u32 *)s)[2] = c;
+	((__u32 *)s)[3] = d;
 }
 #endif
 
@@ -153,12 +166,14 @@ static __always_inline int emptcp_pctx_load(emptcp_ctx *ctx, struct emptcp_pctx 
 
 	if (!s)
 		return -1;
-	emptcp_pctx_from_words(p, ((__u32 *)s)[0], ((__u32 *)s)[1], ((__u32 *)s)[2]);
+	emptcp_pctx_from_words(p, ((__u32 *)s)[0], ((__u32 *)s)[1], ((__u32 *)s)[2],
+			       ((__u32 *)s)[3]);
 #else
-	/* cb[0..2], word by word (see EMPTCP_CTX_LD32 in ctx.h) */
+	/* cb[0..3], word by word (see EMPTCP_CTX_LD32 in ctx.h) */
 	emptcp_pctx_from_words(p, EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB),
 			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 4),
-			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 8));
+			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 8),
+			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 12));
 #endif
 	return 0;
 }
@@ -172,14 +187,16 @@ static __always_inline int emptcp_pctx_store(emptcp_ctx *ctx, const struct emptc
 		return -1;
 	emptcp_scratch_store(s, p);
 #else
-	__u32 a, b, c;
+	__u32 a, b, c, d;
 
 	__builtin_memcpy(&a, (const __u8 *)p, 4);
 	__builtin_memcpy(&b, (const __u8 *)p + 4, 4);
 	__builtin_memcpy(&c, (const __u8 *)p + 8, 4);
+	__builtin_memcpy(&d, (const __u8 *)p + 12, 4);
 	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB, a);
 	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB + 4, b);
 	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB + 8, c);
+	EMPTCP_CTX_ST32(ctx, EMPTCP_OFF_CB + 12, d);
 #endif
 	return 0;
 }
@@ -209,7 +226,7 @@ static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run
 	if (!r->scratch)
 		return -1;
 	emptcp_pctx_from_words(&r->p, ((__u32 *)r->scratch)[0], ((__u32 *)r->scratch)[1],
-			       ((__u32 *)r->scratch)[2]);
+			       ((__u32 *)r->scratch)[2], ((__u32 *)r->scratch)[3]);
 #else
 	r->scratch = NULL;
 	if (emptcp_pctx_load(ctx, &r->p) < 0)
@@ -352,6 +369,7 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 		return -1;
 	/* the walk reads the buffer at variable offsets: all of it initialised */
 	__builtin_memset(w->b, 0, sizeof(w->b));
+	EMPTCP_OFF_BOUND(off);
 	o = data + off + 20;
 	if ((void *)(o + 5) <= data_end) {
 		/*
@@ -456,35 +474,129 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 }
 
 /*
+ * The option summary of the packet, in r->p (abi.h struct emptcp_pctx:
+ * packet-type bits in .mptcp, MPTCP subtypes in .subtypes, where the DSS
+ * and the timestamp option are, EMPTCP_PF_EOL), with EMPTCP_PF_OPTS set.
+ * The first stage that calls it reads the options: in place for the
+ * shapes of data and ACK segments (tcpopt_sum_fast()), else through a
+ * copy and the general walk; later stages of the walk find the summary in
+ * the context and pay a flag test. Returns 0, or -1 when the TCP header is not
+ * readable, shorter than its IP length says, or an option is malformed
+ * (nothing is cached then: the caller counts a parse error).
+ */
+static __always_inline int emptcp_opts(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	void *data, *data_end;
+	struct tcpopt_sum s;
+	struct tcphdr *th;
+	__u32 hlen, len, off;
+	int l4len;
+	__u8 fl, *opt;
+
+	if (r->p.flags & EMPTCP_PF_OPTS)
+		return 0;
+	th = emptcp_tcp(ctx, r);
+	if (!th)
+		return -1;
+	hlen = th->doff * 4;
+	fl = ((__u8 *)th)[13];
+	if (hlen < 20 || hlen > TCP_MAX_HDR_LEN)
+		return -1;
+	l4len = emptcp_l4_len(ctx, r);
+	if (l4len < (int)hlen)
+		return -1;
+	len = hlen - 20;
+	/* emptcp_tcp() checked the offset; bound this copy for the verifier */
+	off = r->p.l4_off;
+	if (off > EMPTCP_MAX_L4_OFF)
+		return -1;
+	EMPTCP_OFF_BOUND(off);
+	data = ctx_data(ctx);
+	data_end = ctx_data_end(ctx);
+	opt = data + off + 20;
+	if (tcpopt_sum_fast(opt, data_end, len, &s) != 0) {
+		/* another shape (SYN, SACK, ADD_ADDR...), or not linear: walk a copy */
+		struct tcpopt_walk w;
+
+		if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+			return -1;
+		tcpopt_sum_of_walk(&w, &s);
+	}
+	r->p.mptcp = mptcp_classify_sum(&s, fl, l4len - hlen);
+	r->p.subtypes = s.mptcp;
+	r->p.dss_off = s.dss_off ? s.dss_off - 1 + 20 : 0;
+	r->p.ts_off = s.ts_off ? s.ts_off - 1 + 20 : 0;
+	r->p.flags |= EMPTCP_PF_OPTS;
+	if (s.end < len)
+		r->p.flags |= EMPTCP_PF_EOL;
+	else
+		r->p.flags &= ~EMPTCP_PF_EOL;
+	return 0;
+}
+
+/*
  * The packet-type summary (abi.h enum emptcp_ptype bits), computed by the
  * first stage that needs it and kept in the context for the rest.
  * Returns 0 or -1 (unparseable: counted by the caller as a parse error).
  */
 static __always_inline int emptcp_ptypes(emptcp_ctx *ctx, struct emptcp_run *r, __u32 *types)
 {
+	if (emptcp_opts(ctx, r) < 0)
+		return -1;
+	*types = r->p.mptcp;
+	return 0;
+}
+
+/*
+ * The packet's first DSS, parsed in place (mptcp_parse_dss_at()), after
+ * emptcp_opts() found one (r->p.dss_off). Returns 0, or -1 when it is
+ * malformed or cannot be read. A DSS too close to the end of the linear
+ * data for the one bounds check is parsed from a copy instead.
+ */
+static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *r,
+				      struct mptcp_dss *d)
+{
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
 	struct tcpopt_walk w;
 	struct tcphdr *th;
-	__u32 hlen;
-	int l4len;
-	__u8 fl;
+	__u32 off = r->p.l4_off, doff = r->p.dss_off;
+	__u8 *o;
 
-	if (r->p.flags & EMPTCP_PF_OPTS) {
-		*types = r->p.mptcp;
-		return 0;
-	}
+	if (!(r->p.flags & EMPTCP_PF_OPTS) || doff < 20 || doff >= TCP_MAX_HDR_LEN ||
+	    off > EMPTCP_MAX_L4_OFF)
+		return -1;
+	EMPTCP_OFF_BOUND(off);
+	o = data + off + (doff & 63);
+	if ((void *)(o + TCPOLEN_MPTCP_DSS_MAX) <= data_end)
+		return mptcp_parse_dss_at(o, d);
 	th = emptcp_tcp(ctx, r);
 	if (!th)
 		return -1;
-	hlen = th->doff * 4;
-	fl = ((__u8 *)th)[13];
-	l4len = emptcp_l4_len(ctx, r);
-	if (l4len < (int)hlen)
+	if (emptcp_opts_load(ctx, r, &w, th->doff * 4) < 0)
 		return -1;
-	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+	return mptcp_parse_dss(&w, d);
+}
+
+/*
+ * The timestamp option's TSval and TSecr (host order), read in place after
+ * emptcp_opts() found one (r->p.ts_off). Returns 0 or -1.
+ */
+static __always_inline int emptcp_ts(emptcp_ctx *ctx, const struct emptcp_run *r, __u32 *tsval,
+				     __u32 *tsecr)
+{
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	__u32 off = r->p.l4_off, toff = r->p.ts_off;
+	__u8 *o;
+
+	if (!(r->p.flags & EMPTCP_PF_OPTS) || toff < 20 || toff >= TCP_MAX_HDR_LEN ||
+	    off > EMPTCP_MAX_L4_OFF)
 		return -1;
-	r->p.mptcp = mptcp_classify(&w, fl, l4len - hlen);
-	r->p.flags |= EMPTCP_PF_OPTS;
-	*types = r->p.mptcp;
+	EMPTCP_OFF_BOUND(off);
+	o = data + off + (toff & 63);
+	if ((void *)(o + 10) > data_end)
+		return -1;
+	*tsval = mptcp_pkt_be32(o + 2);
+	*tsecr = mptcp_pkt_be32(o + 6);
 	return 0;
 }
 

@@ -303,14 +303,14 @@ static __always_inline int mptcp_parse_add_addr(const struct tcpopt_walk *w,
 }
 
 /*
- * Classify a TCP segment into the emptcp_ptype bits (abi.h) from its TCP
- * flags, option walk and payload length.
+ * The emptcp_ptype bits (abi.h) of a segment: @mptcp is the subtype bitmap,
+ * @dss_flags byte 3 of the first DSS (if @mptcp has one), @add_addr_b2
+ * byte 2 of the first ADD_ADDR (likewise).
  */
-static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tcp_flags,
-					    __u32 payload_len)
+static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __u8 add_addr_b2,
+						 __u8 tcp_flags, __u32 payload_len)
 {
 	__u32 t = 0;
-	int off;
 	__u8 b;
 
 	if (tcp_flags & EMPTCP_TCP_SYN)
@@ -319,10 +319,10 @@ static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tc
 		t |= 1U << EMPTCP_PT_FIN;
 	if (tcp_flags & EMPTCP_TCP_RST)
 		t |= 1U << EMPTCP_PT_RST;
-	if (!w->mptcp)
+	if (!mptcp)
 		return t | (1U << EMPTCP_PT_TCP_PLAIN);
 
-	if (w->mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
+	if (mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
 		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
 			t |= 1U << EMPTCP_PT_MP_CAPABLE_SYN;
 		else if (tcp_flags & EMPTCP_TCP_SYN)
@@ -330,7 +330,7 @@ static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tc
 		else
 			t |= 1U << EMPTCP_PT_MP_CAPABLE_ACK;
 	}
-	if (w->mptcp & (1U << MPTCPOPT_MP_JOIN)) {
+	if (mptcp & (1U << MPTCPOPT_MP_JOIN)) {
 		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
 			t |= 1U << EMPTCP_PT_MP_JOIN_SYN;
 		else if (tcp_flags & EMPTCP_TCP_SYN)
@@ -338,9 +338,8 @@ static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tc
 		else
 			t |= 1U << EMPTCP_PT_MP_JOIN_ACK;
 	}
-	off = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
-	if (off >= 0) {
-		b = tcpopt_byte(w, off + 3);
+	if (mptcp & (1U << MPTCPOPT_DSS)) {
+		b = dss_flags;
 		if ((b & MPTCP_DSS_HAS_MAP) && payload_len)
 			t |= 1U << EMPTCP_PT_DSS_DATA;
 		if ((b & MPTCP_DSS_HAS_ACK) && !payload_len)
@@ -348,22 +347,115 @@ static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tc
 		if (b & MPTCP_DSS_DATA_FIN)
 			t |= 1U << EMPTCP_PT_DATA_FIN;
 	}
-	off = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
-	if (off >= 0) {
-		b = tcpopt_byte(w, off + 2);
+	if (mptcp & (1U << MPTCPOPT_ADD_ADDR)) {
+		b = add_addr_b2;
 		t |= 1U << ((b & MPTCP_ADDR_ECHO) ? EMPTCP_PT_ADD_ADDR_ECHO : EMPTCP_PT_ADD_ADDR);
 	}
-	if (w->mptcp & (1U << MPTCPOPT_RM_ADDR))
+	if (mptcp & (1U << MPTCPOPT_RM_ADDR))
 		t |= 1U << EMPTCP_PT_RM_ADDR;
-	if (w->mptcp & (1U << MPTCPOPT_MP_PRIO))
+	if (mptcp & (1U << MPTCPOPT_MP_PRIO))
 		t |= 1U << EMPTCP_PT_MP_PRIO;
-	if (w->mptcp & (1U << MPTCPOPT_MP_FAIL))
+	if (mptcp & (1U << MPTCPOPT_MP_FAIL))
 		t |= 1U << EMPTCP_PT_MP_FAIL;
-	if (w->mptcp & (1U << MPTCPOPT_MP_FASTCLOSE))
+	if (mptcp & (1U << MPTCPOPT_MP_FASTCLOSE))
 		t |= 1U << EMPTCP_PT_MP_FASTCLOSE;
-	if (w->mptcp & (1U << MPTCPOPT_MP_TCPRST))
+	if (mptcp & (1U << MPTCPOPT_MP_TCPRST))
 		t |= 1U << EMPTCP_PT_MP_TCPRST;
 	return t;
+}
+
+/*
+ * Classify a TCP segment into the emptcp_ptype bits (abi.h) from its TCP
+ * flags, option walk and payload length.
+ */
+static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tcp_flags,
+					    __u32 payload_len)
+{
+	int dss = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	int aa = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
+	__u8 df = 0, a2 = 0;
+
+	/* a DSS shorter than 4 bytes has no flags byte: 0 (as tcpopt_sum) */
+	if (dss >= 0 && tcpopt_byte(w, dss + 1) >= 4)
+		df = tcpopt_byte(w, dss + 3);
+	if (aa >= 0)
+		a2 = tcpopt_byte(w, aa + 2);
+	return mptcp_classify_bits(w->mptcp, df, a2, tcp_flags, payload_len);
+}
+
+/* The same from a tcpopt_sum. */
+static __always_inline __u32 mptcp_classify_sum(const struct tcpopt_sum *s, __u8 tcp_flags,
+						__u32 payload_len)
+{
+	return mptcp_classify_bits(s->mptcp, s->dss_flags, s->add_addr_b2, tcp_flags,
+				   payload_len);
+}
+
+/* Longest DSS: header, 64-bit data ACK, 64-bit DSN, SSN, length, checksum. */
+#define TCPOLEN_MPTCP_DSS_MAX	28
+
+static __always_inline __u64 mptcp_pkt_be32(const __u8 *p)
+{
+	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+}
+
+static __always_inline __u64 mptcp_pkt_be64(const __u8 *p)
+{
+	return (mptcp_pkt_be32(p) << 32) | mptcp_pkt_be32(p + 4);
+}
+
+/*
+ * mptcp_parse_dss() on a DSS read in place: @o points at its kind byte, and
+ * the caller has checked that TCPOLEN_MPTCP_DSS_MAX bytes from @o are
+ * readable (bytes past the option's length are never used). Same checks
+ * and results as mptcp_parse_dss().
+ */
+static __always_inline int mptcp_parse_dss_at(const __u8 *o, struct mptcp_dss *d)
+{
+	__u8 len = o[1], fl;
+	const __u8 *p;
+
+	if (len < TCPOLEN_MPTCP_DSS_BASE)
+		return -1;
+	fl = o[3];
+	d->flags = fl;
+	d->len = len;
+	if (len == mptcp_dss_len(fl, 0))
+		d->has_csum = 0;
+	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
+		d->has_csum = 1;
+	else
+		return -1;
+	/* constant offsets per branch (p stays a bounded packet pointer) */
+	p = o + 4;
+	d->data_ack = 0;
+	if (fl & MPTCP_DSS_HAS_ACK) {
+		if (fl & MPTCP_DSS_ACK64) {
+			d->data_ack = mptcp_pkt_be64(p);
+			p = o + 12;
+		} else {
+			d->data_ack = mptcp_pkt_be32(p);
+			p = o + 8;
+		}
+	}
+	d->dsn = 0;
+	d->ssn = 0;
+	d->dll = 0;
+	d->csum = 0;
+	if (fl & MPTCP_DSS_HAS_MAP) {
+		if (fl & MPTCP_DSS_DSN64) {
+			d->dsn = mptcp_pkt_be64(p);
+			p += 8;
+		} else {
+			d->dsn = mptcp_pkt_be32(p);
+			p += 4;
+		}
+		d->ssn = mptcp_pkt_be32(p);
+		d->dll = (p[4] << 8) | p[5];
+		if (d->has_csum)
+			d->csum = (p[6] << 8) | p[7];
+	}
+	return 0;
 }
 
 #endif /* __EMPTCP_MPTCP_H */

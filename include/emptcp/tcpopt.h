@@ -3,16 +3,28 @@
  * emptcp/tcpopt.h - bounded walk over TCP options.
  *
  * Needs:      vmlinux.h, <bpf/bpf_helpers.h>; bounded loops (Linux >= 5.3).
- * Guarantees: options are copied out of the packet into a stack buffer
- *             (tcpopt_buf) and walked there, so no packet pointer crosses
- *             a loop. A walk stops at EOL, at the end of the option area,
- *             or at the first malformed option (length 0/1, or running past
- *             the area), reporting it in .err. Every TCP and MPTCP option
- *             seen is summarised; the first MPTCP option of each subtype is
- *             remembered by offset.
+ * Guarantees: two ways to read options, which agree on every packet:
+ *             - tcpopt_walk_buf() walks options already copied into a
+ *               stack buffer (struct tcpopt_walk): any list, for stages
+ *               that parse or rewrite option contents (mptcp.h parsers).
+ *             - tcpopt_sum_fast() reads the option area in place (packet
+ *               memory before data_end, a bounds check before every read)
+ *               when it has the shape Linux gives data and ACK segments,
+ *               and says so otherwise; it keeps a summary (struct
+ *               tcpopt_sum: MPTCP subtypes seen, where the first
+ *               MP_CAPABLE, MP_JOIN, DSS and ADD_ADDR and the timestamp
+ *               and window-scale options are, where the walk stopped),
+ *               which tcpopt_sum_of_walk() also derives from a full walk.
+ *               chain.h emptcp_opts() uses the one, else the other.
+ *             A walk stops at EOL, at the end of the option area, or at the
+ *             first malformed option (length 0/1, or running past the
+ *             area), reporting it as an error; so is a list longer than
+ *             EMPTCP_TCPOPT_MAX options. The first MPTCP option of each
+ *             subtype is remembered by offset.
  * Limits:     40 option bytes (a 60-byte header), EMPTCP_TCPOPT_MAX options.
- *             The caller must zero the whole buffer before loading options
- *             into it (the walk reads it at variable offsets).
+ *             tcpopt_walk_buf: the caller must zero the whole buffer before
+ *             loading options into it (the walk reads it at variable
+ *             offsets).
  */
 #ifndef __EMPTCP_TCPOPT_H
 #define __EMPTCP_TCPOPT_H
@@ -30,6 +42,12 @@
 #define TCPOPT_SACK_KIND	5
 #define TCPOPT_TS_KIND		8
 #define TCPOPT_MPTCP_KIND	30
+
+/* MPTCP subtypes the walks remember by offset (same values as mptcp.h's) */
+#define MPTCPOPT_SUB_MP_CAPABLE	0
+#define MPTCPOPT_SUB_MP_JOIN	1
+#define MPTCPOPT_SUB_DSS	2
+#define MPTCPOPT_SUB_ADD_ADDR	3
 
 #define TCP_MAX_OPT_LEN		40
 #define TCP_MAX_HDR_LEN		60
@@ -146,6 +164,123 @@ static __always_inline int tcpopt_walk_buf(struct tcpopt_walk *w)
 	if (w->off < w->len && w->b[w->off & TCPOPT_BUF_MASK] != TCPOPT_EOL_KIND)
 		w->err = -1;
 	return w->err;
+}
+
+/*
+ * What tcpopt_sum_fast() / tcpopt_sum_of_walk() keep of an option area. Offsets are from the start
+ * of the option area, + 1 (0: no such option).
+ */
+struct tcpopt_sum {
+	__u32 mptcp;		/* bit (1 << subtype) per MPTCP subtype seen */
+	__u8 mpc_off;		/* first MP_CAPABLE */
+	__u8 mpj_off;		/* first MP_JOIN */
+	__u8 dss_off;		/* first DSS */
+	__u8 add_addr_off;	/* first ADD_ADDR */
+	__u8 ts_off;		/* timestamp option (length 10; the last one) */
+	__u8 ws_off;		/* window scale (length 3; the last one) */
+	__u8 end;		/* where the walk stopped: < area length after an EOL */
+	__u8 dss_flags;		/* byte 3 of the first DSS (0 if shorter) */
+	__u8 add_addr_b2;	/* byte 2 of the first ADD_ADDR (echo bit) */
+	__u8 pad[3];
+};
+
+/*
+ * The summary of options already walked into @w (tcpopt_walk_buf() == 0).
+ */
+static __always_inline void tcpopt_sum_of_walk(const struct tcpopt_walk *w, struct tcpopt_sum *s)
+{
+	__u8 o;
+
+	__builtin_memset(s, 0, sizeof(*s));
+	s->mptcp = w->mptcp;
+	s->mpc_off = w->mp_off[MPTCPOPT_SUB_MP_CAPABLE];
+	s->mpj_off = w->mp_off[MPTCPOPT_SUB_MP_JOIN];
+	s->dss_off = o = w->mp_off[MPTCPOPT_SUB_DSS];
+	/* a DSS shorter than 4 bytes has no flags byte */
+	if (o && w->b[o & TCPOPT_BUF_MASK] >= 4)
+		s->dss_flags = w->b[(o + 2) & TCPOPT_BUF_MASK];
+	s->add_addr_off = o = w->mp_off[MPTCPOPT_SUB_ADD_ADDR];
+	if (o)
+		s->add_addr_b2 = w->b[(o + 1) & TCPOPT_BUF_MASK];
+	s->ts_off = w->ts_off;
+	s->ws_off = w->ws_off;
+	s->end = w->off;
+}
+
+/*
+ * Summarise the @len option bytes at @opt (a packet pointer) in place when
+ * they have the shape Linux gives every segment after the handshake:
+ *
+ *	[NOP NOP TS(10)] [one MPTCP option] [up to 3 NOPs, or NOPs then EOL]
+ *
+ * (timestamps on or off; DSS, or another single MPTCP option; plain TCP).
+ * Returns 0 with @s filled exactly as tcpopt_walk_buf() + tcpopt_sum_of_walk()
+ * would fill it, or 1 when the area has another shape, is malformed, or is
+ * not readable before @data_end: the caller then walks a copy (the general
+ * walk decides what is malformed).
+ * Verifier: straight-line code, a bounds check before every read; no loop
+ * (a branchy loop over options multiplies verifier states: >500k
+ * instructions processed for one stage).
+ */
+static __always_inline int tcpopt_sum_fast(const __u8 *opt, const void *data_end, __u32 len,
+					   struct tcpopt_sum *s)
+{
+	__u32 pos = 0, l, sub, end = len;
+	const __u8 *p;
+
+	__builtin_memset(s, 0, sizeof(*s));
+	if (len > TCP_MAX_OPT_LEN)
+		return 1;
+	if (len >= 12 && (const void *)(opt + 4) <= data_end && opt[0] == TCPOPT_NOP_KIND &&
+	    opt[1] == TCPOPT_NOP_KIND && opt[2] == TCPOPT_TS_KIND && opt[3] == 10) {
+		s->ts_off = 2 + 1;
+		pos = 12;
+	}
+	/* one MPTCP option (kind, length, subtype: 3 bytes at least) */
+	p = opt + pos;
+	if (pos + 3 <= len && (const void *)(p + 3) <= data_end && p[0] == TCPOPT_MPTCP_KIND) {
+		l = p[1];
+		if (l < 3 || pos + l > len)
+			return 1;
+		sub = p[2] >> 4;
+		s->mptcp = 1U << sub;
+		if (sub == MPTCPOPT_SUB_DSS) {
+			s->dss_off = pos + 1;
+			if (l >= 4) {
+				if ((const void *)(p + 4) > data_end)
+					return 1;
+				s->dss_flags = p[3];
+			}
+		} else if (sub == MPTCPOPT_SUB_ADD_ADDR) {
+			s->add_addr_off = pos + 1;
+			s->add_addr_b2 = p[2];
+		} else if (sub == MPTCPOPT_SUB_MP_CAPABLE) {
+			s->mpc_off = pos + 1;
+		} else if (sub == MPTCPOPT_SUB_MP_JOIN) {
+			s->mpj_off = pos + 1;
+		}
+		pos += l;
+	}
+	/* the rest: NOP padding, or NOPs then an EOL (the walk stops there) */
+	p = opt + (pos & TCPOPT_BUF_MASK);
+#pragma unroll
+	for (int k = 0; k < 3; k++) {
+		if (pos + k >= len)
+			break;
+		if ((const void *)(p + k + 1) > data_end)
+			return 1;
+		if (p[k] == TCPOPT_EOL_KIND) {
+			end = pos + k;
+			break;
+		}
+		if (p[k] != TCPOPT_NOP_KIND)
+			return 1;
+	}
+	/* more than 3 bytes left unread: not this shape */
+	if (end == len && pos + 3 < len)
+		return 1;
+	s->end = end;
+	return 0;
 }
 
 /*

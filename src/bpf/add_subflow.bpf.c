@@ -35,7 +35,6 @@ int add_subflow(emptcp_ctx *ctx)
 {
 	struct emptcp_flow_key k;
 	struct emptcp_kept *kept;
-	struct tcpopt_walk w;
 	struct emptcp_run r;
 	struct tcphdr *th;
 	__u32 hlen, len, n, room, word;
@@ -82,18 +81,19 @@ int add_subflow(emptcp_ctx *ctx)
 		emptcp_count(r.slot, EMPTCP_CNT_NO_ROOM);
 		return emptcp_next(ctx, &r);
 	}
-	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
+	/* the per-packet option summary (the header length was checked above) */
+	if (emptcp_opts(ctx, &r) < 0) {
 		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
-	if (!(w.mptcp & (1U << MPTCPOPT_DSS)) ||
-	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_JOIN) |
-			(1U << MPTCPOPT_ADD_ADDR)))) {
+	if (!(r.p.subtypes & (1U << MPTCPOPT_DSS)) ||
+	    (r.p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_JOIN) |
+			     (1U << MPTCPOPT_ADD_ADDR)))) {
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	/* TC appends after the last option: behind an EOL nobody reads it */
-	if (!EMPTCP_IS_XDP && w.off < w.len) {
+	if (!EMPTCP_IS_XDP && (r.p.flags & EMPTCP_PF_EOL)) {
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}

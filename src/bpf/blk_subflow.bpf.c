@@ -111,8 +111,13 @@ int blk_subflow(emptcp_ctx *ctx)
 	/* an ADD_ADDR add_subflow has just put back stays */
 	if (r.p.flags & EMPTCP_PF_PM)
 		return emptcp_next(ctx, &r);
-	/* a summary left by an earlier stage saves the walk */
-	if ((r.p.flags & EMPTCP_PF_OPTS) &&
+	/*
+	 * The per-packet option summary (an earlier stage's, or computed
+	 * here) rules out almost every segment without copying its options.
+	 * No summary (an IP length shorter than the TCP header): decide on
+	 * the options alone, below.
+	 */
+	if (emptcp_opts(ctx, &r) == 0 &&
 	    !(r.p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
 							     : EMPTCP_PT_ADD_ADDR))))
 		return emptcp_next(ctx, &r);

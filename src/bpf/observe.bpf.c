@@ -124,6 +124,16 @@ static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	fl = ((__u8 *)th)[13];
 	if (hlen <= 20)
 		return EMPTCP_CNT_SKIP;
+	/*
+	 * The per-packet option summary first: a segment without the option
+	 * (every data segment) is skipped without copying its options. (No
+	 * summary, e.g. an IP length shorter than the TCP header: decide on
+	 * the options alone, below.)
+	 */
+	if (emptcp_opts(ctx, r) == 0 &&
+	    !(r->p.subtypes & (1U << (what == EMPTCP_EV_SUBFLOW ? MPTCPOPT_MP_JOIN
+								 : MPTCPOPT_MP_CAPABLE))))
+		return EMPTCP_CNT_SKIP;
 	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
 		return EMPTCP_CNT_PARSE_ERR;
 	ret = emit(ctx, r, &w, fl, what);

@@ -88,18 +88,19 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	dir &= 1;
 	rec->last_ns = now;
 
-	/* options: timestamps for RTT, SYN window shift, MPTCP keys and token */
-	if ((metrics & EMPTCP_REC_RTT) || (fl & EMPTCP_TCP_SYN) || hlen >= 32)
-		walk = hlen > 20 && emptcp_opts_load(ctx, r, &w, hlen) == 0;
+	/*
+	 * Options: timestamps for RTT (read in place where the per-packet
+	 * summary says), SYN window shift, MPTCP keys and token (from a copy,
+	 * only on the segments that carry them).
+	 */
+	if (hlen > 20 && emptcp_opts(ctx, r) == 0) {
+		if ((metrics & EMPTCP_REC_RTT) && r->p.ts_off)
+			have_ts = emptcp_ts(ctx, r, &tsval, &tsecr) == 0;
+		if ((fl & EMPTCP_TCP_SYN) ||
+		    (r->p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_JOIN))))
+			walk = emptcp_opts_load(ctx, r, &w, hlen) == 0;
+	}
 	if (walk) {
-		int o = w.ts_off;
-
-		if (o) {
-			o -= 1;
-			tsval = mptcp_read_be32(&w, o + 2);
-			tsecr = mptcp_read_be32(&w, o + 6);
-			have_ts = 1;
-		}
 		if ((fl & EMPTCP_TCP_SYN) && w.ws_off)
 			ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
 		if (fl & EMPTCP_TCP_SYN)

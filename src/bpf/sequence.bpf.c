@@ -95,16 +95,31 @@ int sequence(emptcp_ctx *ctx)
 		/* a DSS blk_subflow wrote carries no value of the peer's */
 		if (r.p.flags & EMPTCP_PF_PM)
 			return emptcp_select(ctx, &r, 0);
-		if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, &r, 0);
-		}
-		/* no DSS: nothing to compare (a malformed DSS is a parse error) */
-		if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
-			return emptcp_select(ctx, &r, 0);
-		if (mptcp_parse_dss(&w, &d) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, &r, 0);
+		/*
+		 * The option summary (cached per packet) says where the DSS
+		 * is; it is parsed in place. A TCP header longer than its IP
+		 * length has no summary: walk a copy, as the options alone
+		 * decide here.
+		 */
+		if (emptcp_opts(ctx, &r) == 0) {
+			/* no DSS: nothing to compare (a malformed DSS is a parse error) */
+			if (!(r.p.subtypes & (1U << MPTCPOPT_DSS)))
+				return emptcp_select(ctx, &r, 0);
+			if (emptcp_dss(ctx, &r, &d) < 0) {
+				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_select(ctx, &r, 0);
+			}
+		} else {
+			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
+				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_select(ctx, &r, 0);
+			}
+			if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
+				return emptcp_select(ctx, &r, 0);
+			if (mptcp_parse_dss(&w, &d) < 0) {
+				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_select(ctx, &r, 0);
+			}
 		}
 		if (sq.field == EMPTCP_SEQ_DSN) {
 			if (!(d.flags & MPTCP_DSS_HAS_MAP))

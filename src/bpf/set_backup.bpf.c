@@ -64,6 +64,8 @@ struct bk_clone {
 	struct emptcp_flow_key key;
 	__u32 active;	/* 1 while the clone is in flight */
 	__s32 result;	/* set by the clone's run: 1 done, < 0 failed */
+	/* the clone's run: its options, walked (the stack is full) */
+	struct tcpopt_walk w;
 };
 
 struct {
@@ -141,7 +143,7 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off, area = w->len, grow = 0;
 	__u32 o = 0, dl = 0, nl = 0, tcp_len, i;
-	__u8 nb[TCPOPT_BUF_MASK + 1], hdr[64];
+	__u8 *nb = w->b, hdr[64];
 	__u16 w_old, w_new, old_len, new_len, check, zero = 0;
 	__u8 addrs[32], df = 0, ips;
 	int dss, v6 = r->p.flags & EMPTCP_PF_V6;
@@ -171,11 +173,11 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 		grow = TCPOLEN_MPTCP_PRIO_ALIGN;
 	}
 	/*
-	 * New option area. Verifier: straight-line stores at masked indexes
-	 * into a 64-byte buffer and one bounded loop without other branches
-	 * (an unrolled per-byte decision explodes the number of paths).
+	 * New option area, in place in @w's buffer (scratch: per CPU, not on
+	 * the stack, which is full). Verifier: straight-line stores at masked
+	 * indexes into a 64-byte buffer and one bounded loop without other
+	 * branches (an unrolled per-byte decision explodes the number of paths).
 	 */
-	__builtin_memcpy(nb, w->b, sizeof(nb));
 	if (nl) {
 		nb[(o + 1) & TCPOPT_BUF_MASK] = nl;
 		nb[(o + 3) & TCPOPT_BUF_MASK] = df & (MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64);
@@ -202,7 +204,7 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 
 		if (n > TCP_MAX_OPT_LEN)
 			return EMPTCP_EINVAL;
-		/* Verifier: a size it can see is in [1, sizeof(nb)] (a no-op here) */
+		/* Verifier: a size it can see is in [1, 64] (the buffer) (a no-op here) */
 		n = ((n - 1) & TCPOPT_BUF_MASK) + 1;
 		if (bpf_skb_store_bytes(skb, l4 + 20, nb, n, 0) < 0)
 			return EMPTCP_EINVAL;
@@ -266,7 +268,7 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
  * the original's run (egress only) sends the clone and notes the result.
  */
 static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_run *r,
-					   struct tcpopt_walk *w, const struct emptcp_flow_key *key,
+					   const struct emptcp_flow_key *key,
 					   __u32 hlen, __u8 fl, const __u8 *opt,
 					   struct emptcp_flow_key *done, int once)
 {
@@ -279,9 +281,12 @@ static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_
 	if (!c)
 		return EMPTCP_CNT_ERROR;
 	if (c->active && flow_eq(&c->key, key)) {
-		/* this is the clone */
+		/* this is the clone: its options are rewritten from a copy */
 		c->active = 0;
-		ret = bk_trim_clone(skb, r, w, hlen, fl, opt);
+		if (emptcp_opts_load(skb, r, &c->w, hlen) < 0)
+			ret = EMPTCP_EINVAL;
+		else
+			ret = bk_trim_clone(skb, r, &c->w, hlen, fl, opt);
 		c->result = ret < 0 ? ret : 1;
 		if (ret < 0)
 			return -1;	/* never let a half-made clone out */
@@ -319,7 +324,6 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_set_backup sb;
 	struct emptcp_flow_key key, *done = NULL;
-	struct tcpopt_walk w;
 	struct tcphdr *th;
 	__u8 opt[4];
 	__u32 hlen, room, idx;
@@ -358,25 +362,26 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		if (done && flow_eq(done, &key))
 			return EMPTCP_CNT_SKIP;
 	}
-	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+	/* the per-packet option summary (the header length was checked above) */
+	if (emptcp_opts(ctx, r) < 0)
 		return EMPTCP_CNT_PARSE_ERR;
 	/*
 	 * Only established MPTCP subflows: a DSS or MP_JOIN ACK says so. The
 	 * MP_CAPABLE ACK and segments already carrying MP_PRIO are left alone.
 	 */
-	if (!(w.mptcp & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
-	    (w.mptcp & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO))))
+	if (!(r->p.subtypes & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
+	    (r->p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO))))
 		return EMPTCP_CNT_SKIP;
 
 #ifdef EMPTCP_TC
 	if (payload)
-		return bk_data_segment(ctx, r, &w, &key, hlen, fl, opt, done, once);
+		return bk_data_segment(ctx, r, &key, hlen, fl, opt, done, once);
 #endif
 	/*
 	 * TC adds the option after the last one: behind an EOL (the walk
-	 * stops on it, w.off < w.len) a receiver would never read it.
+	 * stops on it) a receiver would never read it.
 	 */
-	if (!EMPTCP_IS_XDP && w.off < w.len)
+	if (!EMPTCP_IS_XDP && (r->p.flags & EMPTCP_PF_EOL))
 		return EMPTCP_CNT_SKIP;
 
 	ret = ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload, TCPOLEN_MPTCP_PRIO_ALIGN, &room);
