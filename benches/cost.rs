@@ -61,6 +61,15 @@ const SET_BACKUP: &str = "[[chain.act]]\nkind = \"set_backup\"\n";
 const RECORD: &str = "[[chain.act]]\nkind = \"record\"\nmetrics = [\"packets\", \"bytes\"]\n";
 const GET_CONNECT: &str = "[[chain.act]]\nkind = \"get_connect\"\n";
 const SET_MARK: &str = "[[chain.act]]\nkind = \"set_mark\"\nmark = 7\n";
+const DST: &str = "[[chain.select]]\nkind = \"dst\"\naddr = \"10.1.0.0/24\"\n";
+const SEQUENCE: &str =
+    "[[chain.select]]\nkind = \"sequence\"\nfield = \"dsn\"\nfrom = 0\n";
+const BLK_SUBFLOW: &str = "[[chain.act]]\nkind = \"blk_subflow\"\n";
+const ADD_SUBFLOW: &str = "[[chain.act]]\nkind = \"add_subflow\"\n";
+const RATE_LIMIT: &str = "[[chain.act]]\nkind = \"rate_limit\"\nrate = \"1gbit\"\n";
+const GET_SUBFLOW: &str = "[[chain.act]]\nkind = \"get_subflow\"\n";
+const REDIRECT: &str = "[[chain.act]]\nkind = \"redirect\"\ndev = \"lo\"\n";
+const DROP: &str = "[[chain.act]]\nkind = \"drop\"\n";
 
 fn chain(hook: &str, stages: &[&str]) -> String {
     format!(
@@ -136,6 +145,14 @@ fn cases(hook: &str) -> Vec<Case> {
     if hook != "xdp" {
         add(Group::Kind, "set_mark", vec![SET_MARK]);
     }
+    add(Group::Kind, "dst hit + pass", vec![DST, PASS]);
+    add(Group::Kind, "sequence hit + pass", vec![SEQUENCE, PASS]);
+    add(Group::Kind, "blk_subflow (no ADD_ADDR)", vec![BLK_SUBFLOW]);
+    add(Group::Kind, "add_subflow (nothing kept)", vec![ADD_SUBFLOW]);
+    add(Group::Kind, "rate_limit (no SYN seen)", vec![RATE_LIMIT]);
+    add(Group::Kind, "get_subflow (DSS: no event)", vec![GET_SUBFLOW]);
+    add(Group::Kind, "redirect (to lo)", vec![REDIRECT]);
+    add(Group::Kind, "drop", vec![DROP]);
     for n in [1usize, 2, 4, 8, 16] {
         add(
             Group::Length,
