@@ -134,29 +134,38 @@ def uc1_bed(tag, emptcp):
         b.sh(ns, f"ip route add {dst} nexthop via {g1} dev {p1} weight 1 nexthop via {g2} dev {p2} weight 1")
         b.shape(ns, p1, LINK)
         b.shape(ns, p2, LINK)
+    # used only by marked packets (emptcp's set_mark): link N for mark N
+    for ns, vm, p1, g1, p2, g2 in ((h1, "10.20.0.0/24", d["h1p1"], "10.31.0.2", d["h1p2"], "10.32.0.2"),
+                                   (h2, "10.10.0.0/24", d["h2p1"], "10.31.0.1", d["h2p2"], "10.32.0.1")):
+        for mark, dev, gw in ((1, p1, g1), (2, p2, g2)):
+            b.sh(ns, f"ip route add {vm} via {gw} dev {dev} table {100 + mark}")
+            b.sh(ns, f"ip rule add fwmark {mark} table {100 + mark}")
     for ns in (va, vb):
         b.mptcp_limits(ns, 2, 2)
     b.sh(va, f"ip mptcp endpoint add 10.10.0.11 dev {d['va']} subflow")
     return b
 
 
-def uc1_policy(b):
+def uc1_policy(b, how="set_mark"):
     """Each subflow of VM-a's connections gets its own physical link, on both
-    hypervisors (data one way, ACKs the other), selected by VM address."""
+    hypervisors (data one way, ACKs the other), selected by VM address, at
+    tc-ingress of the hypervisor's VM-facing device. set_mark: the kernel
+    forwards by `ip rule fwmark N` (tables set up in uc1_bed); redirect:
+    straight to the link's transmit path (see the README: slower when the
+    link is shared with another flow)."""
     n, d = b.names, b.d
     text = ""
-    for i, (vm_addr, p) in enumerate((("10.10.0.1", "1"), ("10.10.0.11", "2"))):
-        text += chain(f"hv1-sf{p}", d["h1v"], "tc-ingress", n["h1"],
-                      [{"kind": "ip_pair", "src": vm_addr}],
-                      [{"kind": "redirect", "dev": d[f"h1p{p}"]}])
-        text += chain(f"hv2-sf{p}", d["h2v"], "tc-ingress", n["h2"],
-                      [{"kind": "ip_pair", "dst": vm_addr}],
-                      [{"kind": "redirect", "dev": d[f"h2p{p}"]}])
+    for vm_addr, p in (("10.10.0.1", "1"), ("10.10.0.11", "2")):
+        for h, key in (("1", "src"), ("2", "dst")):
+            act = ({"kind": "set_mark", "mark": int(p)} if how == "set_mark"
+                   else {"kind": "redirect", "dev": d[f"h{h}p{p}"]})
+            text += chain(f"hv{h}-sf{p}", d[f"h{h}v"], "tc-ingress", n[f"h{h}"],
+                          [{"kind": "ip_pair", key: vm_addr}], [act])
     return text
 
 
 def uc1(rep, emptcp, quick):
-    pairs, conns, secs = (5, 1, 2) if quick else (5, 3, 4)
+    pairs, conns, secs = (2, 1, 1) if quick else (5, 3, 4)
     conds = ["no background", "background TCP on link 1", "background TCP on link 2"]
     bg_on = {conds[1]: ("10.31.0.1", "10.31.0.2", 5301), conds[2]: ("10.32.0.1", "10.32.0.2", 5302)}
     b = uc1_bed("u1", emptcp)
@@ -205,7 +214,8 @@ def uc1(rep, emptcp, quick):
     doc = {"experiment": "usecase1-steering",
            "topology": "VM-a - hv1 = 2 x veth, HTB 100mbit each way = hv2 - VM-b; VM-a: 2 addresses, "
                        "MPTCP 2 subflows; baseline: ECMP, fib_multipath_hash_policy=1; emptcp: "
-                       "tc-ingress of each hypervisor's VM-facing device, ip_pair -> redirect",
+                       "tc-ingress of each hypervisor's VM-facing device, ip_pair -> set_mark, "
+                       "ip rule fwmark N -> link N; background: plain TCP iperf3 hv1 -> hv2 on one link",
            "link_mbit": LINK_MBIT, "pairs": pairs, "connections_per_side_per_pair": conns,
            "seconds_per_connection": secs, "goal": "every connection >= 1.8 x one link (180 Mbit/s)",
            "policy": policy, "summary": res, "runs": runs}
@@ -214,7 +224,7 @@ def uc1(rep, emptcp, quick):
                  "Use case 1: VM-to-VM throughput per MPTCP connection",
                  "throughput per connection (Mbit/s)", conds, ["baseline", "emptcp"], data,
                  lines=[(1.8 * LINK_MBIT, "goal 1.8 x link"), (LINK_MBIT, "one link")],
-                 subtitle="2 links x 100 Mbit (HTB); baseline: ECMP L4 hash; emptcp: subflow -> own link")
+                 subtitle="2 links x 100 Mbit (HTB); baseline: ECMP L4 hash; emptcp: set_mark per subflow -> own link")
     for cond in conds:
         bs, es = res[f"{cond}/baseline"], res[f"{cond}/emptcp"]
         k, n_ = es["connections_at_or_above_goal"], es["n"]
@@ -264,7 +274,7 @@ def uc2a_policy(b):
 
 
 def uc2a(rep, emptcp, quick):
-    rounds, nflows = (5, 8) if quick else (7, 25)
+    rounds, nflows = (3, 8) if quick else (7, 25)
     size, gap = 100 * 1000, 30
     conds = [("link 2 100 Mbit", "100mbit"), ("link 2 20 Mbit", "20mbit")]
     variants = ["TCP", "MPTCP", "emptcp"]
@@ -307,6 +317,7 @@ def uc2a(rep, emptcp, quick):
     svg.box_plot(os.path.join(RESULTS, "usecase2a.svg"),
                  "Use case 2a: 100 kB flow completion time", "flow completion time (ms)",
                  [c for c, _ in conds], variants, fct,
+                 ymax=2 * max(q(v, .9) for v in fct.values()),
                  subtitle=f"link 1 {LINK}; MPTCP: default (joins at once); "
                           "emptcp: blk_subflow, add_subflow after 1 MiB")
     for c, _ in conds:
@@ -366,7 +377,7 @@ def uc2b_policy(b):
 
 
 def uc2b(rep, emptcp, quick):
-    pairs, secs = (5, 2) if quick else (7, 5)
+    pairs, secs = (2, 1) if quick else (6, 5)
     conds = ["no other traffic", "plain TCP flow on link A"]
     b = uc2b_bed("2b", emptcp)
     runs = []
@@ -439,7 +450,7 @@ def uc2b(rep, emptcp, quick):
 def stages(rep, emptcp, quick):
     """Per-stage cost: benches/cost.rs (BPF_PROG_TEST_RUN), its table folded in."""
     out_json = os.path.abspath(os.path.join(RESULTS, "cost-stages-raw.json"))
-    cmd = ["cargo", "bench", "--bench", "cost", "--", "--json", out_json] + (["--quick"] if quick else [])
+    cmd = ["cargo", "bench", "--bench", "cost", "--", "--json", out_json] + (["--quick", "--rounds", "3"] if quick else [])
     log("cost: " + " ".join(cmd))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
@@ -451,20 +462,20 @@ def stages(rep, emptcp, quick):
            "goal": "<= 15 ns per stage; <= 50 ns for 2 selectors + 1 actor", "rows": rows, "table": table}
     rep.write("cost-stages", doc)
     hooks = ["xdp", "tc"]
-    kinds = [r["chain"] for r in rows if r["hook"] == "xdp" and "stages:" not in r["chain"]]
-    data = {}
+    kinds = []
     for r in rows:
-        if "stages:" not in r["chain"]:
-            data[(r["chain"].split(" (")[0], r["hook"])] = [r["over_min"]]
-    svg.box_plot(os.path.join(RESULTS, "cost-stages.svg"), "Per-packet cost of chains (BPF_PROG_TEST_RUN)",
-                 "ns over an empty program (min of rounds)", [k.split(" (")[0] for k in kinds], hooks, data,
-                 lines=[(50, "goal: 2 sel + 1 act <= 50 ns")],
-                 subtitle="1,086-byte DSS data segment; entry program + stages")
+        if "stages:" not in r["chain"] and r["chain"] not in kinds:
+            kinds.append(r["chain"])
+    svg.hbar(os.path.join(RESULTS, "cost-stages.svg"), "Per-packet cost of a chain (BPF_PROG_TEST_RUN)",
+             "ns per packet over an empty program (min of rounds)", kinds, hooks,
+             {(r["chain"], r["hook"]): r["over_min"] for r in rows if "stages:" not in r["chain"]},
+             lines=[(50, "goal for 2 selectors + 1 actor")],
+             subtitle="1,086-byte DSS data segment; entry program included in every figure")
     lens = [r for r in rows if "x ip_pair hit + pass" in r["chain"]]
     svg.box_plot(os.path.join(RESULTS, "cost-length.svg"), "Chain length: cost grows with stages",
                  "ns over an empty program (min of rounds)", [str(r["stages"]) for r in lens if r["hook"] == "xdp"],
                  hooks, {(str(r["stages"]), r["hook"]): [r["over_min"]] for r in lens},
-                 subtitle="N-1 x ip_pair (hit) + pass; x axis: stages in the chain")
+                 subtitle="N-1 x ip_pair (hit) + pass; groups: stages in the chain")
     for hook in hooks:
         g = {r["chain"]: r for r in rows if r["hook"] == hook}
         combo = g.get("ip_pair + port + pass")
@@ -527,7 +538,7 @@ def bpf_progs(name="emptcp_entry"):
 
 
 def wire(rep, emptcp, quick):
-    pairs, secs = (5, 2) if quick else (11, 3)
+    pairs, secs = (3, 1) if quick else (11, 3)
     b = wire_bed("wi", emptcp)
     runs = []
     stats_path = "/proc/sys/kernel/bpf_stats_enabled"

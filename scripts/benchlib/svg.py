@@ -38,12 +38,18 @@ def _esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subtitle=""):
+def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subtitle="", ymax=None):
+    """ymax: clip the axis there; values above it are drawn as triangles on
+    the top edge and counted in a note."""
     W, H = 160 + 150 * len(groups) * max(1, len(series)) // 2 + 60, 420
     W = max(W, 520)
     L, R, T, B = 70, 20, 56, 70
     pw, ph = W - L - R, H - T - B
     vals = [x for v in data.values() for x in v] + [y for y, _ in lines]
+    clipped = 0
+    if ymax is not None:
+        clipped = sum(x > ymax for v in data.values() for x in v)
+        vals = [min(x, ymax) for x in vals]
     hi = max(vals) if vals else 1.0
     lo = min(ymin, min(vals)) if vals else 0.0
     hi = hi + (hi - lo) * 0.08
@@ -86,6 +92,9 @@ def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subt
                      f'stroke="{col}" stroke-width="2.5"/>')
             for k, x in enumerate(v):
                 jx = cx + ((k * 37) % 11 - 5) / 5 * bw * 0.35
+                if ymax is not None and x > ymax:
+                    o.append(f'<path d="M{jx - 3:.1f},{T + 6} L{jx + 3:.1f},{T + 6} L{jx:.1f},{T} Z" fill="{col}"/>')
+                    continue
                 o.append(f'<circle cx="{jx:.1f}" cy="{y(x):.1f}" r="2.2" fill="{col}"/>')
             o.append(f'<text x="{cx:.1f}" y="{y(q2) - 5:.1f}" text-anchor="middle" font-size="10">{q2:.3g}</text>')
     for yv, lab in lines:
@@ -99,6 +108,65 @@ def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subt
         o.append(f'<rect x="{lx}" y="{H - 22}" width="12" height="12" fill="{col}" fill-opacity="0.5" stroke="{col}"/>')
         o.append(f'<text x="{lx + 16}" y="{H - 12}">{_esc(s)}</text>')
         lx += 24 + 7 * len(s)
+    if clipped:
+        o.append(f'<text x="{W - R}" y="{H - 12}" text-anchor="end" font-size="10" fill="#444">'
+                 f'{clipped} value(s) above {ymax:g}: triangles on the top edge</text>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def hbar(path, title, xlabel, rows, series, data, lines=(), subtitle=""):
+    """Horizontal bars: one row per label, one bar per series (data[(row, s)] = value)."""
+    bh, gap = 11, 8
+    L, R, T, B = 250, 40, 56, 60
+    rh = bh * len(series) + gap
+    H = T + B + rh * len(rows)
+    W = 760
+    pw = W - L - R
+    vals = [v for v in data.values()] + [x for x, _ in lines]
+    hi = max(vals) * 1.1 if vals else 1.0
+    lo = min(0.0, min(vals)) if vals else 0.0
+    ticks = _nice_ticks(lo, hi)
+    hi = max(hi, ticks[-1])
+    lo = min(lo, ticks[0])
+
+    def x(v):
+        return L + (v - lo) / (hi - lo) * pw
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{_esc(title)}</text>']
+    if subtitle:
+        o.append(f'<text x="{W / 2}" y="38" text-anchor="middle" font-size="11" fill="#444">{_esc(subtitle)}</text>')
+    ph = rh * len(rows)
+    for t in ticks:
+        o.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{T}" y2="{T + ph}" stroke="#e6e6e6"/>')
+        o.append(f'<text x="{x(t):.1f}" y="{T + ph + 16}" text-anchor="middle">{t:g}</text>')
+    o.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{T}" y2="{T + ph}" stroke="black"/>')
+    o.append(f'<text x="{L + pw / 2}" y="{T + ph + 34}" text-anchor="middle">{_esc(xlabel)}</text>')
+    for ri, r in enumerate(rows):
+        y0 = T + ri * rh + gap / 2
+        o.append(f'<text x="{L - 6}" y="{y0 + bh * len(series) / 2 + 4:.1f}" text-anchor="end">{_esc(r)}</text>')
+        for si, s in enumerate(series):
+            v = data.get((r, s))
+            if v is None:
+                continue
+            col = COLORS[(si + 1) % len(COLORS)]
+            x0, x1 = sorted((x(0), x(v)))
+            o.append(f'<rect x="{x0:.1f}" y="{y0 + si * bh:.1f}" width="{max(1, x1 - x0):.1f}" height="{bh - 1}" '
+                     f'fill="{col}" fill-opacity="0.7"/>')
+            o.append(f'<text x="{x1 + 3:.1f}" y="{y0 + si * bh + bh - 2:.1f}" font-size="10">{v:.0f}</text>')
+    for xv, lab in lines:
+        o.append(f'<line x1="{x(xv):.1f}" x2="{x(xv):.1f}" y1="{T}" y2="{T + ph}" stroke="#d62728" stroke-dasharray="6,4"/>')
+        o.append(f'<text x="{x(xv) + 3:.1f}" y="{T - 4}" fill="#d62728" font-size="11">{_esc(lab)}</text>')
+    lx = L
+    for si, s in enumerate(series):
+        col = COLORS[(si + 1) % len(COLORS)]
+        o.append(f'<rect x="{lx}" y="{H - 18}" width="12" height="12" fill="{col}" fill-opacity="0.7"/>')
+        o.append(f'<text x="{lx + 16}" y="{H - 8}">{_esc(s)}</text>')
+        lx += 30 + 7 * len(s)
     o.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(o) + "\n")
