@@ -48,9 +48,18 @@ int emptcp_entry(emptcp_ctx *ctx)
 	if (!a || !a->first)
 		return EMPTCP_PASS;
 	emptcp_count(0, EMPTCP_CNT_RUN);
-	/* TC: headers may sit in frags; make the usual TCP/IP headers linear */
-	ctx_pull(ctx, 128);
 	ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
+	/*
+	 * TC: headers may sit in frags; only then make them linear.
+	 * bpf_skb_pull_data() also makes the head writable, which copies the
+	 * head of every cloned skb (every TCP data segment at egress) and
+	 * pulls payload into it: ~200 ns per packet on the wire
+	 * (scripts/bench wire), where headers are almost always linear.
+	 */
+	if (ret == EMPTCP_ESHORT) {
+		ctx_pull(ctx, 128);
+		ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
+	}
 	if (ret != 0) {
 		emptcp_count(0, ret < 0 ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NOT_TCP);
 		return EMPTCP_PASS;
