@@ -50,6 +50,9 @@ fn run(cli: Cli) -> Result<()> {
             for w in emptcp::runtime::jit_warnings() {
                 eprintln!("emptcp: warning: {w}");
             }
+            if let Some(w) = emptcp::features::apply_warning(&p) {
+                eprintln!("emptcp: warning: {w}");
+            }
             let r = rt.apply(&p)?;
             for a in &r.attached {
                 println!("attached {a}");
@@ -74,6 +77,9 @@ fn run(cli: Cli) -> Result<()> {
                 serde_json::to_writer_pretty(&mut out, &v)?;
                 writeln!(out)?;
                 return Ok(());
+            }
+            if cli.verbose {
+                write!(out, "{}", emptcp::features::get())?;
             }
             if v.is_empty() {
                 writeln!(out, "no chains")?;
