@@ -350,6 +350,8 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 	w->len = 0;
 	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
 		return -1;
+	/* Linux 6.1 loses the check above when clang made it on a spilled copy */
+	EMPTCP_OFF_BOUND(off);
 	/* the walk reads the buffer at variable offsets: all of it initialised */
 	__builtin_memset(w->b, 0, sizeof(w->b));
 	o = data + off + 20;
@@ -376,6 +378,7 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 		len &= TCPOPT_BUF_MASK;	/* zero-extends: a bounded 64-bit size */
 		if (len == 0 || len > TCP_MAX_OPT_LEN)
 			return -1;
+		TCPOPT_CLAMP(len, 1, TCP_MAX_OPT_LEN);
 		if (ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
 			return -1;
 	}
