@@ -312,8 +312,9 @@ static __always_inline int emptcp_matched(const struct emptcp_run *r)
  * the register used for the pointer arithmetic that follows: clang may have
  * compared another copy of it (e.g. l3_off and l4_off loaded as one 32-bit
  * word), which leaves this one unbounded for the verifier ("offset is
- * outside of the packet": port and subflow on TC). The
- * mask is a no-op on checked values.
+ * outside of the packet": port and subflow on TC; on Linux 6.1 also a
+ * check made on a spilled copy, which its verifier does not link to the
+ * register). The mask is a no-op on checked values.
  */
 _Static_assert(EMPTCP_MAX_L4_OFF <= 0x1ff, "EMPTCP_OFF_BOUND masks with 0x1ff");
 #define EMPTCP_OFF_BOUND(v) asm volatile("%0 &= 0x1ff" : "+r"(v))
@@ -435,6 +436,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 
 	if (off > EMPTCP_MAX_L4_OFF)
 		return -1;
+	EMPTCP_OFF_BOUND(off);
 	if (r->p.flags & EMPTCP_PF_V6) {
 		len = data + off + 4;
 		if ((void *)(len + 1) > data_end)

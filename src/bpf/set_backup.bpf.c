@@ -112,6 +112,8 @@ static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 	/* direct reads: bounded offsets, then one bounds check each */
 	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
+	EMPTCP_OFF_BOUND(l3);
+	EMPTCP_OFF_BOUND(l4);
 	__builtin_memset(k, 0, sizeof(*k));
 	ports = data + l4;
 	if ((void *)(ports + 1) > data_end)
