@@ -50,10 +50,11 @@ fn run(cli: Cli) -> Result<()> {
             for w in emptcp::runtime::jit_warnings() {
                 eprintln!("emptcp: warning: {w}");
             }
+            let r = rt.apply(&p)?;
+            // after the apply: a failed one says one line, the error
             if let Some(w) = emptcp::features::apply_warning(&p) {
                 eprintln!("emptcp: warning: {w}");
             }
-            let r = rt.apply(&p)?;
             for a in &r.attached {
                 println!("attached {a}");
             }
