@@ -122,7 +122,13 @@ pub fn attach(
             } else {
                 libbpf_sys::BPF_TCX_EGRESS
             };
-            match link_create(prog, ifindex, at, 0) {
+            // tcx where the kernel has it (probed once, see features.rs)
+            let tcx = if crate::features::get().tcx {
+                link_create(prog, ifindex, at, 0)
+            } else {
+                Err(-libc::EOPNOTSUPP)
+            };
+            match tcx {
                 Ok(fd) => {
                     pin_fd(&fd, pin)?;
                     Ok(Attachment::Link {
@@ -131,7 +137,7 @@ pub fn attach(
                     })
                 }
                 // no tcx (Linux < 6.6): a clsact filter instead
-                Err(r) if -r == libc::EINVAL || -r == libc::EOPNOTSUPP => {
+                Err(r) if -r == libc::EOPNOTSUPP => {
                     let mut b = TcHookBuilder::new(prog.as_fd());
                     b.ifindex(ifindex as i32)
                         .replace(false)

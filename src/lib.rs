@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod chain;
 pub mod cli;
 pub mod events;
+pub mod features;
 pub mod loader;
 pub mod netns;
 pub mod policy;

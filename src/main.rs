@@ -54,6 +54,10 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("emptcp: warning: {w}");
             }
             let r = rt.apply(&p)?;
+            // after the apply: a failed one says one line, the error
+            if let Some(w) = emptcp::features::apply_warning(&p) {
+                eprintln!("emptcp: warning: {w}");
+            }
             for a in &r.attached {
                 println!("attached {a}");
             }
@@ -77,6 +81,9 @@ fn run(cli: Cli) -> Result<()> {
                 serde_json::to_writer_pretty(&mut out, &v)?;
                 writeln!(out)?;
                 return Ok(());
+            }
+            if cli.verbose {
+                write!(out, "{}", emptcp::features::get())?;
             }
             if v.is_empty() {
                 writeln!(out, "no chains")?;

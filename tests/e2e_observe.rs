@@ -297,7 +297,14 @@ fn record_matches_kernel(fam: Family) {
                 .as_f64()
                 .expect("RTT samples on the data subflow");
             eprintln!("record: subflow {a} -> {b}: RTT {ours:.0} us, kernel srtt {srtt_us:.0} us");
-            let tol = (srtt_us * 0.2).max(200.0);
+            // under emulation (scripts/kmatrix's VMs: QEMU TCG) RTTs jitter
+            // by milliseconds and the kernel's smoothed srtt trails them
+            let floor = if std::env::var_os("EMPTCP_TEST_EMULATED").is_some() {
+                2000.0
+            } else {
+                200.0
+            };
+            let tol = (srtt_us * 0.2).max(floor);
             assert!(
                 (ours - srtt_us).abs() <= tol,
                 "subflow {a} -> {b}: record RTT {ours:.0} us, kernel srtt {srtt_us:.0} us"

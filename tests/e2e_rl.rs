@@ -244,6 +244,29 @@ fn data_backup_scenario(test: &str, fam: Family) {
     let (socks, _) = ss_tni(&bed.a);
     let joined = subflow_at(&socks, bed.client_addr2())
         .unwrap_or_else(|| panic!("no joined subflow on the client\n{}", view(&bed)));
+    if !emptcp::features::get().kern_ctx {
+        // Linux < 6.2: no clone path; apply says so, data segments pass
+        // unmarked (counted skip) and the subflow stays a regular one
+        assert!(
+            o.stderr.contains(
+                "warning: chain t-databk: set_backup at tc adds MP_PRIO to segments without payload only"
+            ),
+            "no warning from apply: {:?}",
+            o.stderr
+        );
+        assert!(!joined.flags.contains('B'), "flags {:?}", joined.flags);
+        assert_eq!(counter(&bed.a, "MPTcpExtMPPrioRx"), prio0);
+        assert_complete(t.finish());
+        assert_clean(&bed);
+        let show = show_json(&bed);
+        assert_eq!(stage_counter(&show, "t-databk", "set_backup", "hit"), 0);
+        assert!(
+            stage_counter(&show, "t-databk", "set_backup", "skip") >= 1,
+            "{show:#}"
+        );
+        eprintln!("{test}: no bpf_cast_to_kern_ctx: data segments left alone, as warned");
+        return;
+    }
     assert!(
         joined.flags.contains('B'),
         "client's joined subflow not backup: flags {:?}\n{}",

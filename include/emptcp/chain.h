@@ -329,8 +329,9 @@ static __always_inline int emptcp_matched(const struct emptcp_run *r)
  * the register used for the pointer arithmetic that follows: clang may have
  * compared another copy of it (e.g. l3_off and l4_off loaded as one 32-bit
  * word), which leaves this one unbounded for the verifier ("offset is
- * outside of the packet": port and subflow on TC). The
- * mask is a no-op on checked values.
+ * outside of the packet": port and subflow on TC; on Linux 6.1 also a
+ * check made on a spilled copy, which its verifier does not link to the
+ * register). The mask is a no-op on checked values.
  */
 _Static_assert(EMPTCP_MAX_L4_OFF <= 0x1ff, "EMPTCP_OFF_BOUND masks with 0x1ff");
 #define EMPTCP_OFF_BOUND(v) asm volatile("%0 &= 0x1ff" : "+r"(v))
@@ -367,6 +368,8 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 	w->len = 0;
 	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
 		return -1;
+	/* Linux 6.1 loses the check above when clang made it on a spilled copy */
+	EMPTCP_OFF_BOUND(off);
 	/* the walk reads the buffer at variable offsets: all of it initialised */
 	__builtin_memset(w->b, 0, sizeof(w->b));
 	EMPTCP_OFF_BOUND(off);
@@ -394,6 +397,7 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 		len &= TCPOPT_BUF_MASK;	/* zero-extends: a bounded 64-bit size */
 		if (len == 0 || len > TCP_MAX_OPT_LEN)
 			return -1;
+		TCPOPT_CLAMP(len, 1, TCP_MAX_OPT_LEN);
 		if (ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
 			return -1;
 	}
@@ -455,6 +459,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 
 	if (off > EMPTCP_MAX_L4_OFF)
 		return -1;
+	EMPTCP_OFF_BOUND(off);
 	if (r->p.flags & EMPTCP_PF_V6) {
 		len = data + off + 4;
 		if ((void *)(len + 1) > data_end)

@@ -47,6 +47,7 @@ static __always_inline int xdp_grow_tcp_header(struct xdp_md *ctx, __u32 l4_off,
 	/* bounded, non-zero size for the verifier */
 	if (hlen > EMPTCP_GROW_MAX_HDR || hlen < 20)
 		return EMPTCP_E2BIG;
+	TCPOPT_CLAMP(hlen, 20, EMPTCP_GROW_MAX_HDR);	/* Verifier: see tcpopt.h */
 	if (bpf_xdp_load_bytes(ctx, 0, buf, hlen) < 0)
 		return EMPTCP_EINVAL;
 	if (bpf_xdp_adjust_head(ctx, -(int)n) < 0)
@@ -203,6 +204,7 @@ static __always_inline int tcpopt_nop_out(emptcp_ctx *ctx, __u32 l4_off, struct 
 	diff = bpf_csum_diff((__be32 *)w->b, area, (__be32 *)nb, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
+	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
 	if (ctx_store_bytes(ctx, l4_off + 20, nb, area) < 0)
 		return EMPTCP_EINVAL;
 	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)

@@ -75,6 +75,23 @@ struct tcpopt_walk {
  */
 #define TCPOPT_OPAQUE(v) asm volatile("" : "+r"(v))
 
+/*
+ * Clamp @v, already checked to lie in [@lo, @hi], to that range again in
+ * the register that is used next. A no-op at run time; for the verifier of
+ * Linux 6.1, which loses a bound that clang checked on another copy of the
+ * value (a spilled one, or "v - lo > hi - lo"), and learns no lower bound
+ * from "v != 0" (a helper size that may be 0 is an "invalid zero-sized
+ * read"). No control flow leaves the macro: the jumps stay inside the asm.
+ */
+#define TCPOPT_CLAMP(v, lo, hi)						\
+	({								\
+		__u64 __c = (v);					\
+		asm volatile("if %0 <= %1 goto +1\n\t%0 = %1\n\t"	\
+			     "if %0 >= %2 goto +1\n\t%0 = %2"		\
+			     : "+r"(__c) : "i"(hi), "i"(lo));		\
+		(v) = __c;						\
+	})
+
 /* 1 if @a < @b (both < 2^32), 0 otherwise, without a branch. */
 static __always_inline __u64 tcpopt_lt(__u64 a, __u64 b)
 {

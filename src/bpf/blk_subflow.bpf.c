@@ -74,6 +74,7 @@ static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct 
 	diff = bpf_csum_diff((__be32 *)old, area, (__be32 *)w->b, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
+	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
 	if (ctx_store_bytes(ctx, l4_off + 20, w->b, area) < 0)
 		return EMPTCP_EINVAL;
 	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)

@@ -42,6 +42,7 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	off = r->p.l3_off;
 	if (off > EMPTCP_MAX_L4_OFF)
 		return 0;
+	EMPTCP_OFF_BOUND(off);
 	if (v6) {
 		struct ipv6hdr *ip6 = data + off;
 

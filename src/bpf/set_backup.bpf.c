@@ -48,7 +48,13 @@ struct {
 #ifdef EMPTCP_TC
 #include <bpf/bpf_core_read.h>
 
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+/*
+ * Linux >= 6.2. Weak: on older kernels libbpf resolves it to NULL and the
+ * stage still loads; bk_data_segment() then leaves data segments alone
+ * (counted skip) and set_backup at TC marks segments without payload only
+ * (emptcp apply says so, see src/features.rs).
+ */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
 #define BK_CHECKSUM_PARTIAL	3	/* skb->ip_summed */
 #define BK_TCP_ECE		0x40
@@ -108,6 +114,8 @@ static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 	/* direct reads: bounded offsets, then one bounds check each */
 	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
+	EMPTCP_OFF_BOUND(l3);
+	EMPTCP_OFF_BOUND(l4);
 	__builtin_memset(k, 0, sizeof(*k));
 	ports = data + l4;
 	if ((void *)(ports + 1) > data_end)
@@ -272,11 +280,15 @@ static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_
 					   __u32 hlen, __u8 fl, const __u8 *opt,
 					   struct emptcp_flow_key *done, int once)
 {
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct sk_buff *kskb;
 	struct bk_clone *c;
 	__u32 zero = 0, ifindex;
 	int ret;
 
+	/* Verifier: a constant; on kernels without the kfunc the rest is dead code */
+	if (!bpf_ksym_exists(bpf_cast_to_kern_ctx))
+		return EMPTCP_CNT_SKIP;
+	kskb = bpf_cast_to_kern_ctx(skb);
 	c = bpf_map_lookup_elem(&emptcp_bk_clone, &zero);
 	if (!c)
 		return EMPTCP_CNT_ERROR;

@@ -1205,7 +1205,15 @@ pub fn xdp_prog_id(ns: &str, dev: &str) -> Option<u64> {
 
 /// Programs attached through tcx at a device's ingress or egress (asked
 /// from the kernel: bpftool 7.1 does not list tcx).
+///
+/// On kernels without tcx (Linux < 6.6), where emptcp attaches clsact
+/// filters instead, it counts the device's clsact bpf filters.
 pub fn tcx_count(ns: &str, dev: &str, egress: bool) -> u32 {
+    if !emptcp::features::get().tcx {
+        let dir = if egress { "egress" } else { "ingress" };
+        let f = run("tc", &["-n", ns, "filter", "show", "dev", dev, dir]);
+        return f.stdout.matches("direct-action").count() as u32;
+    }
     let dev = dev.to_owned();
     in_netns(ns, move || {
         let idx = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| format!("{dev}: {e}"))?;
