@@ -113,12 +113,11 @@ int blk_subflow(emptcp_ctx *ctx)
 	if (r.p.flags & EMPTCP_PF_PM)
 		return emptcp_next(ctx, &r);
 	/*
-	 * The per-packet option summary (an earlier stage's, or computed
-	 * here) rules out almost every segment without copying its options.
-	 * No summary (an IP length shorter than the TCP header): decide on
-	 * the options alone, below.
+	 * A summary left by an earlier stage saves the walk. Not computed
+	 * here: with it inlined, Linux 6.1's verifier loses the bound of the
+	 * option copy below ("unbounded memory access").
 	 */
-	if (emptcp_opts(ctx, &r) == 0 &&
+	if ((r.p.flags & EMPTCP_PF_OPTS) &&
 	    !(r.p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
 							     : EMPTCP_PT_ADD_ADDR))))
 		return emptcp_next(ctx, &r);
