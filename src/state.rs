@@ -172,8 +172,13 @@ impl StateDir {
             .with_context(|| format!("failed to set mode 0700 on {}", dir.display()))?;
         for sub in ["xdp", "tc"] {
             let d = dir.join(sub);
-            if !d.exists() {
-                fs::create_dir(&d).with_context(|| format!("failed to create {}", d.display()))?;
+            // two emptcp may get here at once on a fresh directory (the lock
+            // comes after): the one that loses the race finds it made
+            match fs::create_dir(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(e).with_context(|| format!("failed to create {}", d.display()));
+                }
+                _ => {}
             }
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700))?;
         }
