@@ -46,33 +46,11 @@ fn server_view(bed: &Testbed) -> String {
     format!("ss -tni in {}:\n{ss}\nnstat: {}", bed.b, pick.join(" "))
 }
 
-/// Counter of a stage of a chain in `emptcp show --json`.
-fn stage_counter(show: &Value, chain: &str, kind: &str, counter: &str) -> u64 {
-    show.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["name"] == chain)
-        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["kind"] == kind)
-        .filter_map(|s| s["counters"][counter].as_u64())
-        .sum()
-}
-
 fn assert_no_csum_errors(bed: &Testbed) {
     for ns in [&bed.a, &bed.b] {
         let n = counter(ns, "TcpInCsumErrors");
         assert_eq!(n, 0, "TcpInCsumErrors {n} in {ns}\n{}", server_view(bed));
     }
-}
-
-/// Checks a finished transfer moved every byte.
-fn assert_complete(r: TransferResult) {
-    assert!(r.sent > 0, "nothing was sent");
-    assert_eq!(
-        r.received, r.sent,
-        "client received {} of {} bytes",
-        r.received, r.sent
-    );
 }
 
 /// The scenario of (a), (b), (c): a set_backup chain applied before the

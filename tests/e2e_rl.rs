@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netlib::*;
-use serde_json::Value;
 
 /// The sender's (server's) view, for failure messages.
 fn view(bed: &Testbed) -> String {
@@ -35,18 +34,6 @@ fn view(bed: &Testbed) -> String {
     out
 }
 
-/// Counter of the stages of `kind` in chain `chain` (`emptcp show --json`).
-fn stage_counter(show: &Value, chain: &str, kind: &str, counter: &str) -> u64 {
-    show.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["name"] == chain)
-        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["kind"] == kind)
-        .filter_map(|s| s["counters"][counter].as_u64())
-        .sum()
-}
-
 fn assert_clean(bed: &Testbed) {
     for ns in [&bed.a, &bed.b] {
         let n = counter(ns, "TcpInCsumErrors");
@@ -57,15 +44,6 @@ fn assert_clean(bed: &Testbed) {
             .collect();
         assert!(fb.is_empty(), "fallback in {ns}: {fb:?}\n{}", view(bed));
     }
-}
-
-fn assert_complete(r: TransferResult) {
-    assert!(r.sent > 0, "nothing was sent");
-    assert_eq!(
-        r.received, r.sent,
-        "client received {} of {} bytes",
-        r.received, r.sent
-    );
 }
 
 /// bytes_acked of the sender's subflows to `peer1` and `peer2`.

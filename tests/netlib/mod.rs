@@ -1438,3 +1438,26 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Counter `counter` of the stages of `kind` in chain `chain`, from
+/// `emptcp show --json`.
+pub fn stage_counter(show: &Value, chain: &str, kind: &str, counter: &str) -> u64 {
+    show.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == chain)
+        .flat_map(|c| c["stages"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["kind"] == kind)
+        .filter_map(|s| s["counters"][counter].as_u64())
+        .sum()
+}
+
+/// Checks a finished transfer moved every byte.
+pub fn assert_complete(r: TransferResult) {
+    assert!(r.sent > 0, "nothing was sent");
+    assert_eq!(
+        r.received, r.sent,
+        "client received {} of {} bytes",
+        r.received, r.sent
+    );
+}
