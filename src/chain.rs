@@ -64,8 +64,8 @@ pub const STAGE_SLOTS: u16 = MAX_SLOTS - MAX_ATTACH as u16;
 pub fn head_slot(id: u32) -> u32 {
     STAGE_SLOTS as u32 + id % MAX_ATTACH
 }
-pub const CNT_MAX: u32 = 8;
-pub const COUNTER_NAMES: [&str; 8] = [
+pub const CNT_MAX: u32 = 9;
+pub const COUNTER_NAMES: [&str; 9] = [
     "run",
     "hit",
     "skip",
@@ -74,6 +74,7 @@ pub const COUNTER_NAMES: [&str; 8] = [
     "tail_miss",
     "error",
     "not_tcp",
+    "drop",
 ];
 
 pub const SF_OR: u8 = 0x01;

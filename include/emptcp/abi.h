@@ -48,7 +48,8 @@ enum emptcp_counter {
 	EMPTCP_CNT_TAIL_MISS = 5, /* tail call to the next stage failed: passed */
 	EMPTCP_CNT_ERROR = 6,	/* a helper failed (grow, store, csum) */
 	EMPTCP_CNT_NOT_TCP = 7,	/* entry only: not TCP, or not parseable to TCP */
-	EMPTCP_CNT__MAX = 8,
+	EMPTCP_CNT_DROP = 8,	/* actor dropped the packet (rate_limit: data over the budget) */
+	EMPTCP_CNT__MAX = 9,
 };
 
 /* emptcp_stage.flags */
@@ -409,18 +410,20 @@ struct emptcp_rate_limit {
 _Static_assert(sizeof(struct emptcp_rate_limit) == 16, "emptcp_rate_limit is 16 bytes");
 
 /*
- * rate_limit per-subflow state (LRU map emptcp_rl_flows), keyed by
- * emptcp_flow_key as the ACKs travel (saddr = the ACK sender) and the
- * stage's slot.
+ * rate_limit per-subflow state (LRU map emptcp_g_rl_flows, shared by the
+ * XDP and TC stages so that a chain on the ACKs and one on the data fill
+ * the same entry). Key: emptcp_flow_key with the lower (address, port) end
+ * first and slot 0; index 0 of each array is the data sent from that end.
+ * Sequence numbers are those of the data's sender.
  */
-#define EMPTCP_RL_EDGE		0x01	/* edge and last_ns are valid */
+#define EMPTCP_RL_EDGE		0x01	/* tat_ns and hi are valid */
 struct emptcp_rl_flow {
-	__u64 last_ns;		/* when the edge last took credit */
-	__u32 edge;		/* right window edge granted (data sender's sequence space) */
-	__u8 wscale;		/* shift from the ACK sender's SYN/SYN-ACK, +1 (0: unseen) */
-	__u8 flags;		/* EMPTCP_RL_* */
-	__u16 pad;
+	__u64 tat_ns[2];	/* when the budget is paid up (GCRA theoretical arrival time) */
+	__u32 hi[2];		/* highest data end passed or acknowledged */
+	__u8 wscale[2];		/* window shift of the data's *receiver* (from its SYN), +1 (0: unseen) */
+	__u8 flags[2];		/* EMPTCP_RL_* */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct emptcp_rl_flow) == 16, "emptcp_rl_flow is 16 bytes");
+_Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes");
 
 #endif /* __EMPTCP_ABI_H */

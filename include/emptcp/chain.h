@@ -445,6 +445,48 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 	return 4;
 }
 
+/* 1 if the 16-byte address @a sorts before @b (network order). */
+static __always_inline int emptcp_addr_lt(const __u8 *a, const __u8 *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 a0 = bpf_be64_to_cpu(x[0]), b0 = bpf_be64_to_cpu(y[0]);
+
+	if (a0 != b0)
+		return a0 < b0;
+	return bpf_be64_to_cpu(x[1]) < bpf_be64_to_cpu(y[1]);
+}
+
+/*
+ * The subflow's key in @k, the same for both directions: the lower
+ * (address, port) end first, slot 0. Returns the packet's direction (0:
+ * sent from the lower end, 1: from the other), or -1 when the addresses or
+ * ports cannot be read.
+ */
+static __always_inline int emptcp_flow_canon(emptcp_ctx *ctx, const struct emptcp_run *r,
+					     struct emptcp_flow_key *k)
+{
+	__u8 s[16], d[16];
+	__u16 sp, dp;
+	int dir;
+
+	if (emptcp_tuple(ctx, r, s, d, &sp, &dp) < 0)
+		return -1;
+	__builtin_memset(k, 0, sizeof(*k));
+	dir = emptcp_addr_lt(d, s) || (!emptcp_addr_lt(s, d) && bpf_ntohs(dp) < bpf_ntohs(sp));
+	if (dir) {
+		__builtin_memcpy(k->saddr, d, 16);
+		__builtin_memcpy(k->daddr, s, 16);
+		k->sport = dp;
+		k->dport = sp;
+	} else {
+		__builtin_memcpy(k->saddr, s, 16);
+		__builtin_memcpy(k->daddr, d, 16);
+		k->sport = sp;
+		k->dport = dp;
+	}
+	return dir;
+}
+
 /*
  * Network-layer payload length (TCP header + data) of the packet, or -1
  * when the IP length field claims more bytes than the packet has (a

@@ -30,16 +30,30 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-/* Per-subflow window scale and granted edge (key: ACK direction + slot). */
+/* Per-subflow budget, both directions (abi.h struct emptcp_rl_flow). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct emptcp_flow_key);
 	__type(value, struct emptcp_rl_flow);
-} emptcp_rl_flows SEC(".maps");
+} emptcp_g_rl_flows SEC(".maps");
 
-/* Credit is computed over at most this long a gap (keeps rate x dt in 64 bits). */
-#define RL_MAX_GAP_NS	1000000000ULL
+#define NSEC		1000000000ULL
+
+/* Nanoseconds that @bytes take at the rate. */
+static __always_inline __u64 rl_ns(const struct emptcp_rate_limit *rl, __u64 bytes)
+{
+	return bytes * NSEC / rl->rate_Bps;
+}
+
+/* Start the budget of data direction @d at @base with a full burst of credit. */
+static __always_inline void rl_start(struct emptcp_rl_flow *st, int d, __u32 base, __u64 now)
+{
+	d &= 1;
+	st->hi[d] = base;
+	st->tat_ns[d] = now;
+	st->flags[d] |= EMPTCP_RL_EDGE;
+}
 
 SEC(EMPTCP_SEC)
 int rate_limit(emptcp_ctx *ctx)
@@ -50,10 +64,10 @@ int rate_limit(emptcp_ctx *ctx)
 	struct tcpopt_walk w;
 	struct emptcp_run r;
 	struct tcphdr *th;
-	__u32 hlen, ack, allowed, shift, want;
+	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
 	__u16 win_old, win_new;
-	__u64 now, dt;
-	int l4len;
+	__u64 now, tat, burst_ns;
+	int l4len, dir, d;
 	__u8 fl, ws = 0;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
@@ -70,6 +84,7 @@ int rate_limit(emptcp_ctx *ctx)
 	/* header fields first: packet pointers do not survive helper calls */
 	fl = ((__u8 *)th)[13];
 	hlen = th->doff * 4;
+	seq = bpf_ntohl(th->seq);
 	ack = bpf_ntohl(th->ack_seq);
 	win_old = th->window;
 	l4len = emptcp_l4_len(ctx, &r);
@@ -77,20 +92,22 @@ int rate_limit(emptcp_ctx *ctx)
 		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
-	__builtin_memset(&key, 0, sizeof(key));
-	if (emptcp_tuple(ctx, &r, key.saddr, key.daddr, &key.sport, &key.dport) < 0) {
+	payload = l4len - hlen;
+	dir = emptcp_flow_canon(ctx, &r, &key);
+	if (dir < 0) {
 		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
-	key.slot = r.slot;
+	dir &= 1;
 
 	if (fl & EMPTCP_TCP_RST) {
-		bpf_map_delete_elem(&emptcp_rl_flows, &key);
+		bpf_map_delete_elem(&emptcp_g_rl_flows, &key);
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
+	now = bpf_ktime_get_ns();
 	if (fl & EMPTCP_TCP_SYN) {
-		/* the ACK sender's own SYN or SYN-ACK: its window shift */
+		/* the SYN sender's window shift: the unit of its ACKs' windows */
 		if (hlen > 20) {
 			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
 				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
@@ -99,9 +116,20 @@ int rate_limit(emptcp_ctx *ctx)
 			if (w.ws_off)
 				ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
 		}
-		init.wscale = (ws > 14 ? 14 : ws) + 1;
-		/* a new handshake starts over (a reused 4-tuple) */
-		bpf_map_update_elem(&emptcp_rl_flows, &key, &init, BPF_ANY);
+		/* a SYN without ACK starts over (a reused 4-tuple) */
+		if (!(fl & EMPTCP_TCP_ACK))
+			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_ANY);
+		else
+			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
+		if (!st) {
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			return emptcp_next(ctx, &r);
+		}
+		/* it receives the data of the other direction */
+		st->wscale[(dir ^ 1) & 1] = (ws > 14 ? 14 : ws) + 1;
+		/* its own data starts after the SYN */
+		rl_start(st, dir, seq + 1, now);
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
@@ -109,47 +137,88 @@ int rate_limit(emptcp_ctx *ctx)
 		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
-	st = bpf_map_lookup_elem(&emptcp_rl_flows, &key);
-	if (!st || !st->wscale) {
-		/* no handshake seen: the window's unit is unknown */
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+	st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
+	if (!st) {
+		/* no handshake seen: data can still be held to the budget */
+		if (!payload) {
+			emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+			return emptcp_next(ctx, &r);
+		}
+		bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
+		if (!st) {
+			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			return emptcp_next(ctx, &r);
+		}
+	}
+
+	/*
+	 * 1. The data this packet carries: new bytes past the budget's edge
+	 * are dropped, as a receiver drops data beyond the window it
+	 * announced. A Linux MPTCP sender does send past a subflow's window:
+	 * pushing new data onto a subflow raises its send window to the
+	 * connection-level one, which the other subflows' ACKs keep open
+	 * (MPTcpExtSndWndShared), so the window alone does not hold it.
+	 * Retransmissions of bytes already passed go through.
+	 */
+	if (payload) {
+		if (!(st->flags[dir] & EMPTCP_RL_EDGE))
+			rl_start(st, dir, seq, now);
+		end = seq + payload;
+		if ((__s32)(end - st->hi[dir]) > 0) {
+			/* GCRA: pass while the budget is paid up to a burst ahead */
+			tat = st->tat_ns[dir];
+			if (tat < now)
+				tat = now;
+			tat += rl_ns(&rl, end - st->hi[dir]);
+			if (tat > now + rl_ns(&rl, rl.burst)) {
+				emptcp_count(r.slot, EMPTCP_CNT_DROP);
+				return EMPTCP_DROP;
+			}
+			st->tat_ns[dir] = tat;
+			st->hi[dir] = end;
+		}
+	}
+
+	/*
+	 * 2. The ACK it carries, for the data of the other direction: the
+	 * window announces at most the budget's edge. A well-behaved sender
+	 * then stays within it and loses nothing; the window's unit is known
+	 * only from the handshake.
+	 */
+	d = (dir ^ 1) & 1;
+	if (!st->wscale[d]) {
+		emptcp_count(r.slot, payload ? EMPTCP_CNT_HIT : EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
-	shift = (st->wscale - 1) & 15;
-	now = bpf_ktime_get_ns();
-	if (!(st->flags & EMPTCP_RL_EDGE)) {
-		/* first ACK: no credit yet, the bucket fills from here */
-		st->edge = ack;
-		st->last_ns = now;
-		st->flags |= EMPTCP_RL_EDGE;
-	} else {
-		dt = now - st->last_ns;
-		if (dt > RL_MAX_GAP_NS)
-			dt = RL_MAX_GAP_NS;
-		st->edge += (__u32)(rl.rate_Bps * dt / 1000000000ULL);
-		st->last_ns = now;
+	shift = (st->wscale[d] - 1) & 15;
+	if (!(st->flags[d] & EMPTCP_RL_EDGE))
+		rl_start(st, d, ack, now);
+	tat = st->tat_ns[d];
+	if (tat < now)
+		tat = now;
+	if ((__s32)(ack - st->hi[d]) > 0) {
+		/*
+		 * Bytes acknowledged that no stage of this limiter saw pass
+		 * (no chain on the data): charged now, a debt paid with zero
+		 * windows, up to half a burst beyond the burst.
+		 */
+		tat += rl_ns(&rl, ack - st->hi[d]);
+		if (tat > now + rl_ns(&rl, rl.burst + rl.burst / 2))
+			tat = now + rl_ns(&rl, rl.burst + rl.burst / 2);
+		st->tat_ns[d] = tat;
+		st->hi[d] = ack;
 	}
-	/*
-	 * At most a burst ahead of the ACK (idle time does not pile up
-	 * credit). Bytes acknowledged beyond the edge are a debt paid with
-	 * zero windows, up to half a burst: a Linux MPTCP sender may send
-	 * past a subflow's window, because pushing new data onto a subflow
-	 * raises its send window to the connection-level one, which the
-	 * other subflows' ACKs keep open (MPTcpExtSndWndShared). While a
-	 * debt lasts the sender probes the zero window (200 ms, 400 ms, ...
-	 * backoff); half a burst of debt is paid before the credit cap can
-	 * waste time spent waiting for the next probe.
-	 */
-	if ((__s32)(st->edge - ack) > (__s32)rl.burst)
-		st->edge = ack + rl.burst;
-	else if ((__s32)(ack - st->edge) > (__s32)(rl.burst / 2))
-		st->edge = ack - rl.burst / 2;
-	allowed = (__s32)(st->edge - ack) > 0 ? st->edge - ack : 0;
+	/* what is in flight, plus the credit left */
+	allowed = st->hi[d] - ack;
+	burst_ns = rl_ns(&rl, rl.burst);
+	if (tat < now + burst_ns)
+		allowed += (__u32)((now + burst_ns - tat) * rl.rate_Bps / NSEC);
 
 	want = allowed >> shift;
 	if (want >= bpf_ntohs(win_old)) {
 		/* already within the budget: never raise a window */
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_count(r.slot, payload ? EMPTCP_CNT_HIT : EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	win_new = bpf_htons((__u16)want);
