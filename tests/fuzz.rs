@@ -4,7 +4,8 @@
 //! the independent decoder in tests/pktlib, never by the C code:
 //!
 //! * the verdict is "pass" (drop only where a stage drops by design:
-//!   `drop`, `blk_subflow` mode join; redirect only for `redirect`);
+//!   `drop`, `blk_subflow` mode join, `rate_limit` (data past its budget);
+//!   redirect only for `redirect`);
 //! * the output is the input byte for byte, or a well-formed packet:
 //!   correct IPv4 and TCP checksums, consistent lengths, a TCP header of at
 //!   most 60 bytes, option bytes that parse, the same payload.
@@ -226,10 +227,14 @@ fn rigs() -> Vec<RigSpec> {
             may_redirect: false,
             tc_only: false,
         },
-        act_rig(
-            "rate_limit",
-            &["kind = \"rate_limit\"\nrate = \"1mbit\"\nburst = \"16kb\""],
-        ),
+        // rate_limit drops data segments past its budget by design
+        RigSpec {
+            may_drop: true,
+            ..act_rig(
+                "rate_limit",
+                &["kind = \"rate_limit\"\nrate = \"8bit\"\nburst = \"1500\""],
+            )
+        },
         RigSpec {
             tc_only: true,
             ..act_rig("set_mark", &["kind = \"set_mark\"\nmark = 7"])

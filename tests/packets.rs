@@ -3074,13 +3074,16 @@ fn tc_ingress_behaves_like_egress() {
     }
 }
 
-/// rate_limit on both hooks, v4 and v6: the window shift comes from the ACK
-/// sender's SYN / SYN-ACK, the first ACK gets no credit (window 0), later
-/// ones at most the burst (32 KiB at 100 Gbit/s fills within microseconds,
-/// so the value is deterministic) in the announced unit; a window already
-/// below the budget is never raised; no handshake, RST or malformed
-/// options leave the packet alone. Every output is verified independently
-/// (etherparse rebuild, RFC 1624 transform, checksums recomputed).
+/// rate_limit on both hooks, v4 and v6. Windows: the shift comes from the
+/// ACK sender's SYN / SYN-ACK; an ACK announces at most what is in flight
+/// plus the credit left, which is a whole burst until data passes (32 KiB at
+/// 100 Gbit/s: deterministic); a window already below the budget is never
+/// raised; no handshake, RST or malformed options leave the packet alone.
+/// Data: new bytes within the burst pass, the segment that would overdraw
+/// the budget is dropped, a retransmission of bytes already passed goes
+/// through (80 bit/s, 2 KiB burst: no credit is earned during the run).
+/// Every output is verified independently (etherparse rebuild, RFC 1624
+/// transform, checksums recomputed).
 #[test]
 fn rate_limit_clamps_the_window() {
     if !root("rate_limit_clamps_the_window") {
@@ -3092,9 +3095,20 @@ fn rate_limit_clamps_the_window() {
             vec!["kind = \"rate_limit\"\nrate = \"100gbit\"\nburst = \"32kb\"".to_owned()],
         )]
     };
+    let slow = || {
+        vec![chain(
+            vec![],
+            vec!["kind = \"rate_limit\"\nrate = \"80bit\"\nburst = \"2kb\"".to_owned()],
+        )]
+    };
     let hit = |w: u16| exp(Out::Window(w), &[(st(0, 0, "hit"), 1)]);
     let skip = || exp(Out::Same, &[(st(0, 0, "skip"), 1)]);
     let perr = || exp(Out::Same, &[(st(0, 0, "parse_err"), 1)]);
+    let dropped = || Exp {
+        out: Out::Same,
+        drop: true,
+        counts: vec![(st(0, 0, "drop"), 1), (st(0, 0, "skip"), 0)],
+    };
     let mut cases = Vec::new();
     for (fam, a, b) in [("v4", v4(V4_A), v4(V4_B)), ("v6", v6(V6_A), v6(V6_B))] {
         // the subflow's ACK sender is `a`; each scenario on its own ports
@@ -3108,6 +3122,12 @@ fn rate_limit_clamps_the_window() {
             p.tcp.win = win;
             p
         };
+        // data from `b` to the ACK sender, at `off` bytes into its stream
+        let datap = |sp: u16, off: u32, n: usize| {
+            let p = data_pkt(b, a, n).ports(5201, sp);
+            let seq = p.tcp.seq.wrapping_add(off);
+            p.seq(seq)
+        };
         let syn_opts = |ws: Option<u8>| {
             let mut parts: Vec<Vec<u8>> = vec![mss(1460), sack_ok(), ts()];
             if let Some(s) = ws {
@@ -3119,6 +3139,9 @@ fn rate_limit_clamps_the_window() {
             padded(&refs)
         };
         let c = |name: &str, p: &Pkt, e: Exp| Case::new(format!("{fam}: {name}"), p, rl()).both(e);
+        let cs = |name: &str, p: &Pkt, e: Exp| {
+            Case::new(format!("{fam}: {name}"), p, slow()).both(e)
+        };
         cases.extend([
             c(
                 "SYN, wscale 7: recorded, untouched",
@@ -3126,15 +3149,11 @@ fn rate_limit_clamps_the_window() {
                 skip(),
             ),
             c(
-                "first ACK: no credit yet -> window 0",
-                &ackp(41000, 0xffff),
-                hit(0),
-            ),
-            c(
-                "next ACK: burst 32768 >> 7 = 256",
+                "first ACK: nothing in flight, a burst of credit: 32768 >> 7 = 256",
                 &ackp(41000, 0xffff),
                 hit(256),
             ),
+            c("next ACK: the same", &ackp(41000, 0xffff), hit(256)),
             c(
                 "ACK already below the budget (100 < 256): never raised",
                 &ackp(41000, 100),
@@ -3160,15 +3179,13 @@ fn rate_limit_clamps_the_window() {
                 &syn(42000, SYN, syn_opts(None)),
                 skip(),
             ),
-            c("first ACK -> 0", &ackp(42000, 0xffff), hit(0)),
-            c("next ACK: 32768 unscaled", &ackp(42000, 0xffff), hit(32768)),
+            c("ACK: 32768 unscaled", &ackp(42000, 0xffff), hit(32768)),
             c(
                 "SYN-ACK with wscale 14 (the ACK sender is the server)",
                 &syn(43000, SYN | ACK, syn_opts(Some(14))),
                 skip(),
             ),
-            c("first ACK -> 0", &ackp(43000, 0xffff), hit(0)),
-            c("next ACK: 32768 >> 14 = 2", &ackp(43000, 0xffff), hit(2)),
+            c("ACK: 32768 >> 14 = 2", &ackp(43000, 0xffff), hit(2)),
             c(
                 "RST forgets the subflow",
                 &ackp(41000, 0xffff).flags(RST | ACK),
@@ -3188,6 +3205,45 @@ fn rate_limit_clamps_the_window() {
                 "after the malformed SYN: nothing recorded",
                 &ackp(44000, 0xffff),
                 skip(),
+            ),
+            cs(
+                "SYN, wscale 0 (80 bit/s, burst 2 KiB)",
+                &syn(45000, SYN, syn_opts(Some(0))),
+                skip(),
+            ),
+            cs(
+                "data, 1400 new bytes within the burst: passed",
+                &datap(45000, 0, 1400),
+                skip(),
+            ),
+            cs(
+                "ACK of nothing yet: 1400 in flight + 648 of credit -> 2048",
+                &{
+                    let mut p = ackp(45000, 0xffff);
+                    p.tcp.ack = datap(45000, 0, 0).tcp.seq;
+                    p
+                },
+                hit(2048),
+            ),
+            cs(
+                "data, 1400 more: over the budget, dropped",
+                &datap(45000, 1400, 1400),
+                dropped(),
+            ),
+            cs(
+                "the first segment again (a retransmission): passed",
+                &datap(45000, 0, 1400),
+                skip(),
+            ),
+            cs(
+                "data, 600 more: within the budget, passed",
+                &datap(45000, 1400, 600),
+                skip(),
+            ),
+            cs(
+                "data, 600 more: over it, dropped",
+                &datap(45000, 2000, 600),
+                dropped(),
             ),
         ]);
     }

@@ -66,7 +66,7 @@ int rate_limit(emptcp_ctx *ctx)
 	struct tcphdr *th;
 	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
 	__u16 win_old, win_new;
-	__u64 now, tat, burst_ns;
+	__u64 now, tat, owed;
 	int l4len, dir, d;
 	__u8 fl, ws = 0;
 
@@ -188,7 +188,7 @@ int rate_limit(emptcp_ctx *ctx)
 	 */
 	d = (dir ^ 1) & 1;
 	if (!st->wscale[d]) {
-		emptcp_count(r.slot, payload ? EMPTCP_CNT_HIT : EMPTCP_CNT_SKIP);
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	shift = (st->wscale[d] - 1) & 15;
@@ -211,14 +211,14 @@ int rate_limit(emptcp_ctx *ctx)
 	}
 	/* what is in flight, plus the credit left */
 	allowed = st->hi[d] - ack;
-	burst_ns = rl_ns(&rl, rl.burst);
-	if (tat < now + burst_ns)
-		allowed += (__u32)((now + burst_ns - tat) * rl.rate_Bps / NSEC);
+	owed = ((tat - now) * rl.rate_Bps + NSEC - 1) / NSEC;
+	if (owed < rl.burst)
+		allowed += rl.burst - (__u32)owed;
 
 	want = allowed >> shift;
 	if (want >= bpf_ntohs(win_old)) {
 		/* already within the budget: never raise a window */
-		emptcp_count(r.slot, payload ? EMPTCP_CNT_HIT : EMPTCP_CNT_SKIP);
+		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	win_new = bpf_htons((__u16)want);
