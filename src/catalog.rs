@@ -262,10 +262,11 @@ pub static CATALOG: &[Entry] = &[
         role: StageRole::Actor,
         object: "rate_limit",
         hooks: ALL_HOOKS,
-        doc: "clamps the receive window of the selected subflow's ACKs (never raises it) so its data \
-              sender stays under `rate`; honours the window scale from the ACK sender's SYN. Attach \
-              where the receiver's packets pass (its tc-egress, or the sender's xdp/tc-ingress) and \
-              select the receiver -> sender direction, handshake included",
+        doc: "holds the selected subflow's data to `rate` in each direction it sees: drops new \
+              data past the budget (a burst ahead at most) and clamps the receive window in the \
+              ACKs (never raises it; window scale from the handshake). Against a Linux MPTCP \
+              sender the data must pass the stage (it sends past a subflow's window): attach on \
+              the data's path (receiver's xdp, sender's tc-egress) and, to spare losses, on the ACKs",
         params: &[
             Param {
                 name: "rate",

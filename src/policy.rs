@@ -849,9 +849,9 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     Ok(b.round() as u32)
 }
 
-/// rate_limit's default burst: one second of the rate (covers a
-/// zero-window probe and its first backoff, 200 + 400 ms, see
-/// rate_limit.bpf.c), at least 64 KiB.
+/// rate_limit's default burst: one second of the rate (a sender that lost
+/// data past the budget waits for its retransmission timer, 200 ms and
+/// more; the credit it earns meanwhile is kept), at least 64 KiB.
 pub fn default_burst(rate_bps: u64) -> u32 {
     (rate_bps / 8).clamp(64 * 1024, BURST_MAX as u64) as u32
 }

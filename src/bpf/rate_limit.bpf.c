@@ -1,27 +1,34 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * rate_limit - actor: bound the rate of a subflow's data sender by clamping
- * the receive window in the ACKs that travel to it. Never raises a window.
+ * rate_limit - actor: hold a subflow's data to a rate, per direction.
  *
- * Where: the stage must see the packets of the *receiver* of the data (its
- * SYN or SYN-ACK and its ACKs): TC egress of the receiving host, or XDP /
- * TC ingress of the sending host (or a middle node), with selectors that
- * pick the receiver -> sender direction. The window scale that applies to
- * those ACKs is the one the receiver announced in its own SYN/SYN-ACK
- * (RFC 7323; Linux always answers a scaled SYN with a scaled SYN-ACK), so
- * the stage records it from the handshake. A subflow whose handshake the
- * stage did not see passes untouched (counted as skip).
+ * A budget per subflow and direction of data (a GCRA: "paid up until"
+ * time tat; new bytes cost bytes / rate; at most a burst ahead), kept in
+ * one map for every stage, XDP and TC, so that chains on the two
+ * directions of a subflow (or on two hooks) share it. A packet can carry
+ * both things the stage acts on:
  *
- * How: a token bucket on the right window edge. Each subflow has an edge in
- * the sender's sequence space that advances by rate x elapsed time; an ACK
- * announces at most (edge - ack), so the bytes the sender may have sent by
- * time t never exceed rate x t + burst, whatever the RTT. The edge never
- * moves back and stays within `burst` of the ACK (idle time does not pile
- * up credit beyond that; bytes sent past it anyway are paid back, below). With an RTT large against MSS / rate this is the
- * classic window = rate x RTT clamp (ACK clocked); on a path with almost no
- * RTT (veth) the sender empties the window at once and waits for the next
- * window-opening ACK (at worst its zero-window probe, >= 200 ms with
- * exponential backoff), which is why the default burst is a second of rate.
+ *  - data (payload): new bytes that would overdraw the budget are dropped,
+ *    as a receiver drops data beyond the window it announced; bytes already
+ *    passed (retransmissions) go through. This is what holds a Linux MPTCP
+ *    sender: pushing new data onto a subflow raises the subflow's send
+ *    window to the connection-level one, which the other subflows' ACKs
+ *    keep open (MPTcpExtSndWndShared), so it does send past a subflow's
+ *    window. The drops put that subflow into loss recovery; the sender's
+ *    scheduler then moves the rest of the data to the other subflows.
+ *  - an ACK (for the other direction's data): the window announces at most
+ *    what is in flight plus the credit left, in the unit the ACK sender
+ *    chose in its SYN / SYN-ACK (window scale, RFC 7323; recorded from the
+ *    handshake: no handshake seen, no clamp). Never raises a window. A
+ *    sender that keeps to the window (plain TCP) then loses nothing.
+ *    Bytes acknowledged that no stage saw pass (a chain on the ACKs alone)
+ *    are charged when acknowledged, a debt of at most half a burst.
+ *
+ * Where: on the data (the receiver's XDP / tc-ingress, the sender's
+ * tc-egress, a middle node) and, for the window, on the ACKs (the
+ * receiver's tc-egress, ...); selectors pick the subflow. A chain on the
+ * ACKs alone cannot hold a Linux MPTCP sender (it overshoots several
+ * times on a fast path); one on the data alone can, with losses.
  *
  * The window field changes in place: one incremental checksum update
  * (bpf_l4_csum_replace on TC, so CHECKSUM_PARTIAL skbs stay right).
