@@ -3139,9 +3139,8 @@ fn rate_limit_clamps_the_window() {
             padded(&refs)
         };
         let c = |name: &str, p: &Pkt, e: Exp| Case::new(format!("{fam}: {name}"), p, rl()).both(e);
-        let cs = |name: &str, p: &Pkt, e: Exp| {
-            Case::new(format!("{fam}: {name}"), p, slow()).both(e)
-        };
+        let cs =
+            |name: &str, p: &Pkt, e: Exp| Case::new(format!("{fam}: {name}"), p, slow()).both(e);
         cases.extend([
             c(
                 "SYN, wscale 7: recorded, untouched",
