@@ -93,57 +93,64 @@ fn subflow_rates(bed: &Testbed, warmup: Duration, interval: Duration) -> (f64, f
     (mbit(a1, b1), mbit(a2, b2), mbit(a3, b3))
 }
 
-/// rate_limit on the receiver's (client's) second link: on its XDP hook the
-/// server's data past the budget is dropped (the Linux MPTCP sender does
-/// not keep to one subflow's window) and, with `on_acks`, on its tc-egress
-/// the ACKs to the server carry the clamped window.
-fn rl_policy(bed: &Testbed, rate: &str, on_acks: bool) -> String {
-    let acks = format!(
+/// Where the rate_limit chains go.
+#[derive(Clone, Copy)]
+enum At {
+    /// The receiver's (client's) second link: its XDP hook sees the server's
+    /// data (dropped past the budget: the Linux MPTCP sender does not keep
+    /// to one subflow's window) and, with `on_acks`, its tc-egress the ACKs
+    /// to the server (windows clamped).
+    Receiver { on_acks: bool },
+    /// The router between them, on its interface to the client's second
+    /// link: data on its tc-egress, ACKs on its XDP hook.
+    Router,
+}
+
+fn rl_chain(name: &str, dev: &str, hook: &str, ns: &str, sel: &str, rate: &str) -> String {
+    format!(
         r#"[[chain]]
-name = "t-rl"
+name = "{name}"
 dev = "{dev}"
-hook = "tc-egress"
+hook = "{hook}"
 netns = "{ns}"
   [[chain.select]]
   kind = "ip_pair"
-  src = "{src}"
+  {sel}
   [[chain.act]]
   kind = "rate_limit"
   rate = "{rate}"
-"#,
-        dev = bed.x2a,
-        ns = bed.a,
-        src = bed.client_addr2()
-    );
-    let data = format!(
-        r#"[[chain]]
-name = "t-rl-data"
-dev = "{dev}"
-hook = "xdp"
-netns = "{ns}"
-  [[chain.select]]
-  kind = "ip_pair"
-  dst = "{dst}"
-  [[chain.act]]
-  kind = "rate_limit"
-  rate = "{rate}"
-"#,
-        dev = bed.x2a,
-        ns = bed.a,
-        dst = bed.client_addr2()
-    );
-    if on_acks {
-        format!("{acks}\n{data}")
-    } else {
-        data
+"#
+    )
+}
+
+fn rl_policy(bed: &Testbed, rate: &str, at: At) -> String {
+    let to_client = format!("dst = \"{}\"", bed.client_addr2());
+    let from_client = format!("src = \"{}\"", bed.client_addr2());
+    match at {
+        At::Receiver { on_acks } => {
+            let data = rl_chain("t-rl-data", &bed.x2a, "xdp", &bed.a, &to_client, rate);
+            if !on_acks {
+                return data;
+            }
+            let acks = rl_chain("t-rl", &bed.x2a, "tc-egress", &bed.a, &from_client, rate);
+            format!("{acks}\n{data}")
+        }
+        At::Router => {
+            let data = rl_chain("t-rl-data", &bed.r2a, "tc-egress", &bed.r, &to_client, rate);
+            let acks = rl_chain("t-rl", &bed.r2a, "xdp", &bed.r, &from_client, rate);
+            format!("{acks}\n{data}")
+        }
     }
 }
 
-fn rate_limit_scenario(test: &str, fam: Family, on_acks: bool) {
+fn rate_limit_scenario(test: &str, fam: Family, at: At) {
     if !root_or_skip(test) {
         return;
     }
-    let bed = Testbed::new(fam);
+    let bed = match at {
+        At::Receiver { .. } => Testbed::new(fam),
+        At::Router => Testbed::routed(fam),
+    };
 
     // control: without the chain the joined subflow is far faster than 20 Mbit/s
     let mut t = Transfer::start_bulk(&bed, Duration::from_secs(3));
@@ -157,11 +164,17 @@ fn rate_limit_scenario(test: &str, fam: Family, on_acks: bool) {
         view(&bed)
     );
 
-    let pol = bed.policy("rl", &rl_policy(&bed, "20mbit", on_acks));
+    let pol = bed.policy("rl", &rl_policy(&bed, "20mbit", at));
     let o = bed
         .emptcp(&["apply", pol.to_string_lossy().as_ref()])
         .expect_ok();
-    assert!(o.stdout.contains("applied t-rl-data"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("applied") && l.contains("t-rl-data")),
+        "{}",
+        o.stdout
+    );
 
     // 10 s: the cumulative error of the token bucket is one burst (1 s of
     // rate), so a long interval keeps the measurement within a few percent
@@ -200,14 +213,22 @@ fn rate_limit_scenario(test: &str, fam: Family, on_acks: bool) {
 /// the initial subflow runs unlimited.
 #[test]
 fn rate_limit_20mbit_v4() {
-    rate_limit_scenario("rate_limit_20mbit_v4", Family::V4, true);
+    rate_limit_scenario(
+        "rate_limit_20mbit_v4",
+        Family::V4,
+        At::Receiver { on_acks: true },
+    );
 }
 
 /// rate_limit 20mbit on the data alone (no chain on the ACKs): the drops
 /// alone hold the rate (about twice as many as with the window clamp).
 #[test]
 fn rate_limit_20mbit_data_only_v4() {
-    rate_limit_scenario("rate_limit_20mbit_data_only_v4", Family::V4, false);
+    rate_limit_scenario(
+        "rate_limit_20mbit_data_only_v4",
+        Family::V4,
+        At::Receiver { on_acks: false },
+    );
 }
 
 /// The subflow in `socks` whose local address is `local` (established).
@@ -351,5 +372,17 @@ fn tc_egress_set_backup_data_v6() {
 /// IPv6 variant of `rate_limit_20mbit_v4`.
 #[test]
 fn rate_limit_20mbit_v6() {
-    rate_limit_scenario("rate_limit_20mbit_v6", Family::V6, true);
+    rate_limit_scenario(
+        "rate_limit_20mbit_v6",
+        Family::V6,
+        At::Receiver { on_acks: true },
+    );
+}
+
+/// rate_limit 20mbit on a router between client and server (IPv6): data
+/// on the tc-egress of its interface to the client's second link, ACKs on
+/// that interface's XDP hook (one budget across the two hooks).
+#[test]
+fn rate_limit_20mbit_on_a_router_v6() {
+    rate_limit_scenario("rate_limit_20mbit_on_a_router_v6", Family::V6, At::Router);
 }
