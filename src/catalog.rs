@@ -254,7 +254,8 @@ pub static CATALOG: &[Entry] = &[
         hooks: ALL_HOOKS,
         doc: "puts an ADD_ADDR kept by blk_subflow back, byte for byte, on the next selected packet \
               of that connection from the announcing end (XDP: any segment, TC: segments without \
-              payload), so the peer opens its subflow after all",
+              payload; where it does not fit beside the options, e.g. IPv6, it takes the place of \
+              a pure ACK's ack-only DSS, as Linux does), so the peer opens its subflow after all",
         params: &[],
     },
     Entry {

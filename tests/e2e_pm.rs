@@ -373,6 +373,26 @@ fn add_subflow_after_one_megabyte_v4_tc() {
     );
 }
 
+/// IPv6: the ADD_ADDR (28 bytes) does not fit beside the TS and DSS of the
+/// server's pure ACKs; add_subflow puts it in the DSS's place.
+#[test]
+fn add_subflow_after_one_megabyte_v6_xdp() {
+    releases_after_one_megabyte(
+        "add_subflow_after_one_megabyte_v6_xdp",
+        Family::V6,
+        At::ClientXdp,
+    );
+}
+
+#[test]
+fn add_subflow_after_one_megabyte_v6_tc() {
+    releases_after_one_megabyte(
+        "add_subflow_after_one_megabyte_v6_tc",
+        Family::V6,
+        At::ServerTcEgress,
+    );
+}
+
 /// blk_subflow mode=join with a client `subflow` endpoint: the client's
 /// MP_JOIN SYNs are dropped, no second subflow forms, the connection stays
 /// MPTCP and the transfer completes.

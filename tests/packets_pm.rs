@@ -77,12 +77,16 @@ enum Want {
     Out(Pkt),
 }
 
+/// An extra check of an output frame, on the raw bytes.
+type Check = Box<dyn Fn(&[u8]) -> Result<(), String>>;
+
 struct Step {
     name: String,
     input: Pkt,
     want: Want,
     /// (chain, stage, counter, delta)
     counts: Vec<(usize, usize, &'static str, u64)>,
+    check: Option<Check>,
 }
 
 fn step(name: impl Into<String>, input: Pkt, want: Want) -> Step {
@@ -91,12 +95,17 @@ fn step(name: impl Into<String>, input: Pkt, want: Want) -> Step {
         input,
         want,
         counts: Vec::new(),
+        check: None,
     }
 }
 
 impl Step {
     fn count(mut self, c: usize, s: usize, n: &'static str, d: u64) -> Step {
         self.counts.push((c, s, n, d));
+        self
+    }
+    fn check(mut self, f: Check) -> Step {
+        self.check = Some(f);
         self
     }
 }
@@ -136,6 +145,14 @@ fn run_steps(hook: Hook, h: &Harness, policy: &str, steps: &[Step]) -> Vec<Strin
                 if let Err(r) = pktlib::consistent("output", &input, &o.data) {
                     errs.push(r);
                 }
+            }
+        }
+        if let Some(f) = &s.check {
+            if let Err(r) = f(&o.data) {
+                errs.push(format!(
+                    "{r}\n{}",
+                    pktlib::diff::report("output", &input, None, &o.data)
+                ));
             }
         }
         for (i, (c, st, n, d)) in s.counts.iter().enumerate() {
@@ -539,13 +556,13 @@ fn add_subflow_puts_the_kept_add_addr_back() {
             );
             let a = add_addr(false, 1, announced(s), None);
             let bare = Pkt::ip(s, d).opts(padded(&[&ts(), &a]));
-            // room: v4 TS + DSS ack 8 + 16 = 36; v6 needs a segment without TS
+            // beside the options: v4 TS + DSS ack 8 + 16 = 36; v6 28 only
+            // without TS (with TS it takes the DSS's place: see below)
             let next = if s.is_ipv4() {
                 Pkt::ip(s, d).opts(cat(&[&ts(), &dss_ack(11)])).trailer(6)
             } else {
                 Pkt::ip(s, d).opts(cat(&[&dss_ack(11)]))
             };
-            let full = dss_pkt(s, d, ack(11, true), 1, 0); // TS + DSS ack64: 24 + 28 > 40 for v6
             let data = Pkt::ip(s, d)
                 .opts(padded(&[&dss_map(11, 0x1000, 300)]))
                 .payload(300)
@@ -562,12 +579,6 @@ fn add_subflow_puts_the_kept_add_addr_back() {
                 next.clone().reversed(),
                 Want::Pass,
             ));
-            if !s.is_ipv4() {
-                steps.push(
-                    step(format!("{fam} no room with TS"), full.clone(), Want::Pass)
-                        .count(1, 1, "no_room", 1),
-                );
-            }
             if hook != Hook::Xdp || !s.is_ipv4() {
                 // TC grows no data segment; v6: DSS 20 + ADD_ADDR 28 > 40
                 steps.push(
@@ -617,4 +628,239 @@ fn add_subflow_puts_the_kept_add_addr_back() {
         }
     }
     report("add_subflow", fails, runs);
+}
+
+/// `p` as add_subflow leaves it when the option takes the DSS's place: the
+/// other options in order, then `opt`, NOP-padded to 4. TC grows at the
+/// tail (the link trailer goes), XDP at the head (it stays).
+fn instead_of_dss(p: &Pkt, hook: Hook, opt: &[u8]) -> Pkt {
+    let (opts, err) = pktlib::decode::walk_options(&p.tcp.opts);
+    assert!(
+        err.is_none(),
+        "fixture options {:02x?}: {err:?}",
+        p.tcp.opts
+    );
+    let mut area: Vec<u8> = opts
+        .iter()
+        .filter(|o| o.mptcp_subtype() != Some(DSS))
+        .flat_map(|o| o.bytes.clone())
+        .collect();
+    area.extend_from_slice(opt);
+    while area.len() % 4 != 0 {
+        area.push(NOP);
+    }
+    assert!(area.len() <= 40, "fixture: {area:02x?} does not fit");
+    let mut q = p.clone();
+    q.tcp.opts = area;
+    if hook != Hook::Xdp {
+        q.trailer.clear();
+    }
+    q
+}
+
+/// Reads the output's option area from the raw frame (pktlib's own walker,
+/// not etherparse, which stops at kind 30) and checks that its MPTCP
+/// options are exactly `mptcp` (in order, byte for byte), that the other
+/// options of `input` are all there in order, and that the header is at
+/// most 60 bytes. Lengths and checksums: pktlib::consistent.
+fn mptcp_opts_are(input: &Pkt, mptcp: Vec<Vec<u8>>) -> Check {
+    let (opts, _) = pktlib::decode::walk_options(&input.tcp.opts);
+    let others: Vec<Vec<u8>> = opts
+        .iter()
+        .filter(|o| o.kind != KIND_MPTCP && o.kind != NOP)
+        .map(|o| o.bytes.clone())
+        .collect();
+    Box::new(move |b: &[u8]| {
+        let d = pktlib::decode::decode(b);
+        let t = d.tcp.as_ref().ok_or("output: no TCP header")?;
+        if t.hlen > 60 {
+            return Err(format!("output: TCP header of {} bytes", t.hlen));
+        }
+        let mp: Vec<Vec<u8>> = t
+            .opts
+            .iter()
+            .filter(|o| o.kind == KIND_MPTCP)
+            .map(|o| o.bytes.clone())
+            .collect();
+        if mp != mptcp {
+            return Err(format!(
+                "output: MPTCP options {mp:02x?}, want {mptcp:02x?}"
+            ));
+        }
+        let got: Vec<Vec<u8>> = t
+            .opts
+            .iter()
+            .filter(|o| o.kind != KIND_MPTCP && o.kind != NOP)
+            .map(|o| o.bytes.clone())
+            .collect();
+        if got != others {
+            return Err(format!(
+                "output: other options {got:02x?}, want {others:02x?}"
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Where an ADD_ADDR does not fit beside a pure ACK's options (IPv6 beside
+/// Linux's NOP NOP TS + 64-bit data ACK DSS, or with a port), add_subflow
+/// puts it in place of an ack-only DSS, as Linux sends ADD_ADDR; data
+/// segments, DSSs with a mapping or DATA_FIN, FINs, other MPTCP options
+/// and EOLs keep the packet untouched (no_room / skip). IPv4 without a
+/// port still goes beside the DSS.
+#[test]
+fn add_subflow_takes_the_place_of_an_ack_only_dss() {
+    if !root("add_subflow_takes_the_place_of_an_ack_only_dss") {
+        return;
+    }
+    let mut fails = Vec::new();
+    let mut runs = 0;
+    for hook in FAMILIES {
+        for (s, d) in pairs() {
+            let v4 = s.is_ipv4();
+            let fam = if v4 { "v4" } else { "v6" };
+            let (h, pol) = rig(
+                hook,
+                &[
+                    (
+                        &["kind = \"packet_type\"\ntypes = [\"add_addr\"]"],
+                        &["kind = \"blk_subflow\""],
+                    ),
+                    (
+                        &["kind = \"packet_type\"\ntypes = [\"dss_ack\", \"dss_data\", \"data_fin\"]"],
+                        &["kind = \"add_subflow\""],
+                    ),
+                ],
+            );
+            let a = add_addr(false, 1, announced(s), None);
+            let ap = add_addr(false, 2, announced(s), Some(5201));
+            let keep = |p: Pkt, opt: &[u8]| {
+                step(
+                    format!("{fam} ADD_ADDR ({} bytes) kept", opt.len()),
+                    p.clone(),
+                    Want::Out(replaced(&p, opt, &dss_dack0(opt.len()))),
+                )
+                .count(0, 1, "hit", 1)
+            };
+            // Linux's pure ACK (bytes as captured): NOP NOP TS + DSS 64-bit data ACK
+            let linux = dss_pkt(s, d, ack(0x1d2c_3b4a_5968_7786, true), 1, 0);
+            assert_eq!(linux.tcp.opts.len(), 24);
+            let linux32 = dss_pkt(s, d, ack(0x0102_0304, false), 1, 0).trailer(6);
+            let no_ts = Pkt::ip(s, d).opts(ack(0x0102_0304_0506_0708, true).bytes());
+            let data = dss_pkt(s, d, map(0x5000, true), 7, 300);
+            let fin_map = Dss {
+                ack: Some(9),
+                ack64: true,
+                map: Some((0x6000, 0, 1)),
+                dsn64: true,
+                data_fin: true,
+                ..Default::default()
+            };
+            let data_fin = dss_pkt(s, d, fin_map, 1, 0);
+            let with_prio =
+                Pkt::ip(s, d).opts(padded(&[&ts(), &ack(9, true).bytes(), &mp_prio(true)]));
+            let eol = Pkt::ip(s, d).opts(cat(&[&ts(), &ack(9, true).bytes(), &[EOL, 0, 0, 0]]));
+            let untouched = |name: &str, p: &Pkt, counter: &'static str| {
+                step(format!("{fam} {name}"), p.clone(), Want::Pass)
+                    .count(1, 1, counter, 1)
+                    .count(1, 1, "hit", 0)
+            };
+            let dss = |p: &Pkt| {
+                let (o, _) = pktlib::decode::walk_options(&p.tcp.opts);
+                o.into_iter()
+                    .find(|o| o.mptcp_subtype() == Some(DSS))
+                    .expect("fixture DSS")
+                    .bytes
+            };
+
+            // beside the DSS: XDP puts it first, TC last
+            let beside = |p: &Pkt, opt: &[u8]| {
+                if hook == Hook::Xdp {
+                    vec![opt.to_vec(), dss(p)]
+                } else {
+                    vec![dss(p), opt.to_vec()]
+                }
+            };
+            // an option that does not fit beside Linux's TS + DSS ack64:
+            // v4 with a port (18, pad 20: 64), v6 (28: 72)
+            let (big, big_keep) = if v4 {
+                (ap.clone(), Pkt::ip(s, d).opts(padded(&[&ts(), &ap])))
+            } else {
+                (a.clone(), Pkt::ip(s, d).opts(padded(&[&ts(), &a])))
+            };
+            let mut steps = vec![
+                keep(big_keep, &big),
+                untouched("data segment: untouched", &data, "no_room"),
+                untouched("pure ACK with a DATA_FIN mapping", &data_fin, "no_room"),
+                untouched(
+                    "FIN keeps its DSS",
+                    &linux.clone().flags(ACK | FIN),
+                    "no_room",
+                ),
+                untouched("another MPTCP option beside the DSS", &with_prio, "no_room"),
+                untouched("options ended by an EOL", &eol, "skip"),
+                step(
+                    format!("{fam} Linux pure ACK: in place of the DSS"),
+                    linux.clone(),
+                    Want::Out(instead_of_dss(&linux, hook, &big)),
+                )
+                .count(1, 1, "hit", 1)
+                .check(mptcp_opts_are(&linux, vec![big.clone()])),
+                step(format!("{fam} only once"), linux.clone(), Want::Pass).count(1, 1, "hit", 0),
+            ];
+            if v4 {
+                // 20 + 24 + 16 = 60: beside the DSS, as before
+                steps.push(keep(Pkt::ip(s, d).opts(padded(&[&ts(), &a])), &a));
+                steps.push(
+                    step(
+                        format!("{fam} Linux pure ACK: beside the DSS"),
+                        linux.clone(),
+                        Want::Out(with_opt(&linux, hook, &a)),
+                    )
+                    .count(1, 1, "hit", 1)
+                    .check(mptcp_opts_are(&linux, beside(&linux, &a))),
+                );
+            } else {
+                // with a port (30, pad 32) only without TS (Linux's limit too)
+                steps.push(keep(Pkt::ip(s, d).opts(padded(&[&ap])), &ap));
+                steps.push(untouched("with port: no room beside TS", &linux, "no_room"));
+                steps.push(
+                    step(
+                        format!("{fam} with port: in place of the DSS without TS"),
+                        no_ts.clone(),
+                        Want::Out(instead_of_dss(&no_ts, hook, &ap)),
+                    )
+                    .count(1, 1, "hit", 1)
+                    .check(mptcp_opts_are(&no_ts, vec![ap.clone()])),
+                );
+            }
+
+            // a 32-bit data ACK and a link trailer (TC cuts it, XDP keeps it)
+            steps.push(keep(Pkt::ip(s, d).opts(padded(&[&ts(), &a])), &a));
+            if v4 {
+                steps.push(
+                    step(
+                        format!("{fam} DSS ack32: beside it"),
+                        linux32.clone(),
+                        Want::Out(with_opt(&linux32, hook, &a)),
+                    )
+                    .count(1, 1, "hit", 1)
+                    .check(mptcp_opts_are(&linux32, beside(&linux32, &a))),
+                );
+            } else {
+                steps.push(
+                    step(
+                        format!("{fam} DSS ack32: in place of it"),
+                        linux32.clone(),
+                        Want::Out(instead_of_dss(&linux32, hook, &a)),
+                    )
+                    .count(1, 1, "hit", 1)
+                    .check(mptcp_opts_are(&linux32, vec![a.clone()])),
+                );
+            }
+            runs += steps.len();
+            fails.extend(run_steps(hook, &h, &pol, &steps));
+        }
+    }
+    report("add_subflow in place of the DSS", fails, runs);
 }
