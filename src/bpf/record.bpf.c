@@ -19,16 +19,6 @@ struct {
 	__type(value, struct emptcp_flow_rec);
 } emptcp_g_flows SEC(".maps");
 
-static __always_inline int lt_u8x16(const __u8 *a, const __u8 *b)
-{
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-	__u64 a0 = bpf_be64_to_cpu(x[0]), b0 = bpf_be64_to_cpu(y[0]);
-
-	if (a0 != b0)
-		return a0 < b0;
-	return bpf_be64_to_cpu(x[1]) < bpf_be64_to_cpu(y[1]);
-}
-
 /*
  * The work of record on a selected packet.
  * Returns the counter to bump (EMPTCP_CNT_*).
@@ -36,14 +26,12 @@ static __always_inline int lt_u8x16(const __u8 *a, const __u8 *b)
 static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_flow_rec init = {}, *rec;
-	struct emptcp_flow_key k = {};
+	struct emptcp_flow_key k;
 	struct tcpopt_walk w;
 	struct tcphdr *th;
-	__u8 s[16], d[16];
-	__u16 sp, dp;
 	__u32 metrics, hlen, seq, win, tsval = 0, tsecr = 0, end, payload;
 	__u64 p[1], now;
-	int n, l4len, dir, walk = 0, have_ts = 0;
+	int l4len, dir, walk = 0, have_ts = 0;
 	__u8 fl, ws = 0;
 
 	emptcp_param_copy(r, p, sizeof(p));
@@ -56,30 +44,20 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	fl = ((__u8 *)th)[13];
 	seq = bpf_ntohl(th->seq);
 	win = bpf_ntohs(th->window);
-	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
 	l4len = emptcp_l4_len(ctx, r);
-	if (n < 0 || l4len < (int)hlen)
+	if (l4len < (int)hlen)
 		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
 
 	/* one entry per subflow: the lower (address, port) end first */
-	dir = lt_u8x16(d, s) || (!lt_u8x16(s, d) && bpf_ntohs(dp) < bpf_ntohs(sp));
-	if (dir) {
-		__builtin_memcpy(k.saddr, d, 16);
-		__builtin_memcpy(k.daddr, s, 16);
-		k.sport = dp;
-		k.dport = sp;
-	} else {
-		__builtin_memcpy(k.saddr, s, 16);
-		__builtin_memcpy(k.daddr, d, 16);
-		k.sport = sp;
-		k.dport = dp;
-	}
+	dir = emptcp_flow_canon(ctx, r, &k);
+	if (dir < 0)
+		return EMPTCP_CNT_PARSE_ERR;
 	now = bpf_ktime_get_ns();
 	rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
 	if (!rec) {
 		init.first_ns = now;
-		init.v6 = n == 16;
+		init.v6 = !!(r->p.flags & EMPTCP_PF_V6);
 		bpf_map_update_elem(&emptcp_g_flows, &k, &init, BPF_NOEXIST);
 		rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
 		if (!rec)
