@@ -1234,6 +1234,19 @@ fn fuzz_packets() {
     // SAFETY: unshare has no memory-safety preconditions; it only changes
     // this thread's namespace.
     let _ = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    // every rig keeps its programs and maps open: ~2,000 descriptors, over
+    // the 1,024 a minimal init (the kernel-matrix VMs) leaves
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 
     let inputs = env_u64("EMPTCP_FUZZ_INPUTS", 30_000);
     let seed = env_u64("EMPTCP_FUZZ_SEED", 0x00e3_7c90_f022_2026);
