@@ -312,6 +312,19 @@ impl Testbed {
         self.made_ns.push(ns.to_owned());
         sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
         ns_run(ns, "sysctl", &["-qw", "net.mptcp.enabled=1"]).expect_ok();
+        // no duplicate address detection on the links made next, link-local
+        // addresses included: a tentative one delays neighbour discovery
+        // across a routed hop by a second or more
+        ns_run(
+            ns,
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )
+        .expect_ok();
         sh(
             "ip",
             &[
