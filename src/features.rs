@@ -132,6 +132,30 @@ pub fn get() -> &'static Features {
     F.get_or_init(Features::probe)
 }
 
+/// The oldest kernel the test suite runs on (scripts/kmatrix).
+pub const OLDEST_TESTED: (u32, u32) = (6, 1);
+
+/// (major, minor) of a `uname -r` release such as "6.1.0-57-amd64".
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// One line for `apply` and `check` on a kernel older than any the suite
+/// runs on: it may still work (or fail with the verifier's reason).
+pub fn kernel_warning(release: &str) -> Option<String> {
+    let v = release_version(release)?;
+    (v < OLDEST_TESTED).then(|| {
+        format!(
+            "Linux {release} is older than {}.{}, the oldest kernel emptcp is tested on: \
+             a stage its verifier refuses fails with the verifier's reason",
+            OLDEST_TESTED.0, OLDEST_TESTED.1
+        )
+    })
+}
+
 /// One line for `apply` when a policy asks for something this kernel does
 /// in a narrower way: set_backup at TC without `bpf_cast_to_kern_ctx`
 /// marks segments without payload only.
@@ -153,4 +177,26 @@ pub fn apply_warning(p: &crate::policy::Policy) -> Option<String> {
         names.join(", "),
         get().release
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_kernels_get_one_warning_line() {
+        assert_eq!(release_version("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(release_version("6.18.44"), Some((6, 18)));
+        assert_eq!(release_version("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(release_version("unknown"), None);
+        assert!(kernel_warning("6.1.0-57-amd64").is_none());
+        assert!(kernel_warning("6.12.117+deb12-amd64").is_none());
+        assert!(kernel_warning("unknown").is_none());
+        let w = kernel_warning("5.15.0-91-generic").unwrap();
+        assert!(
+            w.starts_with("Linux 5.15.0-91-generic is older than 6.1"),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
+    }
 }

@@ -47,6 +47,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             emptcp::priv_check()?;
+            if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+                eprintln!("emptcp: warning: {w}");
+            }
             for w in emptcp::runtime::jit_warnings() {
                 eprintln!("emptcp: warning: {w}");
             }
@@ -66,6 +69,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check { policy } => {
             let p = Policy::from_file(&policy)?;
             emptcp::priv_check()?;
+            if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+                eprintln!("emptcp: warning: {w}");
+            }
             let n = rt.check(&p)?;
             println!(
                 "{}: ok ({} chains, {n} programs verified)",
