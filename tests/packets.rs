@@ -3081,7 +3081,8 @@ fn tc_ingress_behaves_like_egress() {
 /// raised; no handshake, RST or malformed options leave the packet alone.
 /// Data: new bytes within the burst pass, the segment that would overdraw
 /// the budget is dropped, a retransmission of bytes already passed goes
-/// through (80 bit/s, 2 KiB burst: no credit is earned during the run).
+/// through, a segment larger than the burst passes only when the budget is
+/// paid up (80 bit/s, 2 KiB burst: no credit is earned during the run).
 /// Every output is verified independently (etherparse rebuild, RFC 1624
 /// transform, checksums recomputed).
 #[test]
@@ -3242,6 +3243,21 @@ fn rate_limit_clamps_the_window() {
             cs(
                 "data, 600 more: over it, dropped",
                 &datap(45000, 2000, 600),
+                dropped(),
+            ),
+            cs(
+                "another subflow: SYN",
+                &syn(46000, SYN, syn_opts(Some(0))),
+                skip(),
+            ),
+            cs(
+                "a 3000-byte segment, over the 2 KiB burst: passed, the budget paid up",
+                &datap(46000, 0, 3000),
+                skip(),
+            ),
+            cs(
+                "then 100 more: the budget is 952 bytes in debt, dropped",
+                &datap(46000, 3000, 100),
                 dropped(),
             ),
         ]);

@@ -173,12 +173,16 @@ int rate_limit(emptcp_ctx *ctx)
 			rl_start(st, dir, seq, now);
 		end = seq + payload;
 		if ((__s32)(end - st->hi[dir]) > 0) {
-			/* GCRA: pass while the budget is paid up to a burst ahead */
+			/*
+			 * GCRA: pass while the budget is paid up to a burst
+			 * ahead; a segment larger than the burst (a GSO packet
+			 * at a sender's tc-egress) only when it is paid up.
+			 */
 			tat = st->tat_ns[dir];
 			if (tat < now)
 				tat = now;
 			tat += rl_ns(&rl, end - st->hi[dir]);
-			if (tat > now + rl_ns(&rl, rl.burst)) {
+			if (tat > now + rl_ns(&rl, rl.burst) && st->tat_ns[dir] > now) {
 				emptcp_count(r.slot, EMPTCP_CNT_DROP);
 				return EMPTCP_DROP;
 			}
