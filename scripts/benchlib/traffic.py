@@ -54,7 +54,9 @@ def iperf(bed, server_ns, client_ns, addr, seconds, mptcp=True, port=5201,
         srv.wait(15)
     finally:
         bed.stop(srv)
-    end = j["end"]
+    end = j.get("end", {})
+    if "sum_received" not in end:
+        raise RuntimeError(f"iperf3 {client_ns} -> {addr}: no result ({j.get('error', 'no error given')})")
     r = {
         "mbps": end["sum_received"]["bits_per_second"] / 1e6,
         "bytes": end["sum_received"]["bytes"],
