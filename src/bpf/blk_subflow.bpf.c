@@ -123,18 +123,18 @@ int blk_subflow(emptcp_ctx *ctx)
 		return emptcp_next(ctx, &r);
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
 	/* the IP length must cover the TCP header it rewrites (checksum range) */
 	if (emptcp_l4_len(ctx, &r) < (int)hlen) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (bs.mode == EMPTCP_BLK_JOIN) {
@@ -142,7 +142,7 @@ int blk_subflow(emptcp_ctx *ctx)
 		if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
 		    !(w.mptcp & (1U << MPTCPOPT_MP_JOIN)))
 			return emptcp_next(ctx, &r);
-		emptcp_count(r.slot, EMPTCP_CNT_HIT);
+		emptcp_run_count(&r, EMPTCP_CNT_HIT);
 		return EMPTCP_DROP;
 	}
 	off = tcpopt_mptcp_off(&w, MPTCPOPT_ADD_ADDR);
@@ -150,18 +150,18 @@ int blk_subflow(emptcp_ctx *ctx)
 		return emptcp_next(ctx, &r);
 	len = tcpopt_byte(&w, off + 1);
 	if (!valid_announce_len(len)) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	k.slot = 0;
 	k.pad = 0;
 	sc = bpf_map_lookup_elem(&blk_scratch, &zero);
 	if (!sc) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return emptcp_next(ctx, &r);
 	}
 
@@ -185,13 +185,13 @@ int blk_subflow(emptcp_ctx *ctx)
 	}
 	ret = tcpopt_replace(ctx, r.p.l4_off, &w, off, len, sc->repl);
 	if (ret < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return emptcp_next(ctx, &r);
 	}
 	old = bpf_map_lookup_elem(&emptcp_g_kept, &k);
 	sc->kept.count = old ? old->count + 1 : 1;
 	bpf_map_update_elem(&emptcp_g_kept, &k, &sc->kept, BPF_ANY);
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
 	r.p.flags &= ~EMPTCP_PF_OPTS;
 	r.p.flags |= EMPTCP_PF_PM;
