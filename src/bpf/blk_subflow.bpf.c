@@ -71,6 +71,11 @@ static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct 
 			break;
 		w->b[(opt_off + i) & TCPOPT_BUF_MASK] = repl[i];
 	}
+	/*
+	 * Verifier (tcpopt.h): Linux 6.1 lost the check above once the stage
+	 * kept its counters' pointer (one more live value, area spilled).
+	 */
+	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);
 	diff = bpf_csum_diff((__be32 *)old, area, (__be32 *)w->b, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
