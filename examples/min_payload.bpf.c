@@ -27,14 +27,14 @@ static __always_inline int min_payload_hit(emptcp_ctx *ctx, const struct emptcp_
 	min = params[0];
 	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	/* read the header before any helper call: packet pointers do not survive them */
 	hlen = th->doff * 4;
 	l4len = emptcp_l4_len(ctx, r);
 	if (l4len < hlen) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	return l4len - hlen >= (int)min;

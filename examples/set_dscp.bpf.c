@@ -28,7 +28,7 @@ int set_dscp(emptcp_ctx *ctx)
 	dscp &= 63;
 	/* the first 16-bit word: v4 = version/ihl + tos, v6 = version/tc/flow */
 	if (ctx_load_bytes(ctx, r.p.l3_off, &old, 2) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (r.p.flags & EMPTCP_PF_V6)
@@ -38,16 +38,16 @@ int set_dscp(emptcp_ctx *ctx)
 		new = bpf_htons((bpf_ntohs(old) & 0xff03) | (dscp << 2));
 	if (new != old) {
 		if (ctx_store_bytes(ctx, r.p.l3_off, &new, 2) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return emptcp_next(ctx, &r);
 		}
 		if (!(r.p.flags & EMPTCP_PF_V6) &&
 		    ctx_l3_csum_replace(ctx, r.p.l3_off + 10, old, new, 2) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}
 	}
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 	return emptcp_next(ctx, &r);
 }
 

@@ -235,19 +235,14 @@ pub(crate) fn write_slots(
     let stats = pinned_map(sd, family, "emptcp_stats")?;
     let progs = pinned_map(sd, family, "emptcp_progs")?;
     let ncpu = libbpf_rs::num_possible_cpus()?;
-    let zeros = vec![vec![0u8; 8]; ncpu];
+    // one emptcp_stats element per slot: all its counters (abi.h emptcp_counters)
+    let zeros = vec![vec![0u8; 8 * CNT_MAX as usize]; ncpu];
     for c in plan {
         for s in &c.stages {
             // SAFETY: emptcp_stage is Plain (chain.rs).
             let bytes = unsafe { plain::as_bytes(&s.desc) };
             stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
-            for r in 0..CNT_MAX {
-                stats.update_percpu(
-                    &u32_key(s.slot as u32 * CNT_MAX + r),
-                    &zeros,
-                    MapFlags::ANY,
-                )?;
-            }
+            stats.update_percpu(&u32_key(s.slot as u32), &zeros, MapFlags::ANY)?;
         }
     }
     for (slot, fd, kind) in fds {
@@ -817,8 +812,8 @@ impl Runtime {
                 for (slot, kind) in c.slots.iter().zip(&c.kinds) {
                     let mut counters = BTreeMap::new();
                     if let Some(m) = &stats {
-                        for (r, cname) in COUNTER_NAMES.iter().enumerate() {
-                            let v = read_counter(m, *slot as u32 * CNT_MAX + r as u32);
+                        let vals = slot_counters(m, *slot as u32);
+                        for (r, (cname, v)) in COUNTER_NAMES.iter().zip(vals).enumerate() {
                             if v > 0 || r < 2 {
                                 counters.insert(cname.to_string(), v);
                             }
@@ -894,8 +889,8 @@ impl Runtime {
         for family in ["xdp", "tc"] {
             if let Ok(m) = pinned_map(&sd, family, "emptcp_stats") {
                 let mut c = BTreeMap::new();
-                for (r, cname) in COUNTER_NAMES.iter().enumerate() {
-                    c.insert(cname.to_string(), read_counter(&m, r as u32));
+                for (cname, v) in COUNTER_NAMES.iter().zip(slot_counters(&m, 0)) {
+                    c.insert(cname.to_string(), v);
                 }
                 out.insert(family.to_owned(), c);
             }
@@ -904,16 +899,23 @@ impl Runtime {
     }
 }
 
-fn read_counter(m: &MapHandle, key: u32) -> u64 {
-    m.lookup_percpu(&u32_key(key), MapFlags::ANY)
+/// The counters of `slot` (indexed by abi.h enum emptcp_counter), summed
+/// over CPUs; zeros when the slot cannot be read.
+pub fn slot_counters(m: &MapHandle, slot: u32) -> [u64; CNT_MAX as usize] {
+    let mut out = [0u64; CNT_MAX as usize];
+    let Some(cpus) = m
+        .lookup_percpu(&u32_key(slot), MapFlags::ANY)
         .ok()
         .flatten()
-        .map(|vals| {
-            vals.iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
-                .sum()
-        })
-        .unwrap_or(0)
+    else {
+        return out;
+    };
+    for v in cpus {
+        for (o, c) in out.iter_mut().zip(v.chunks_exact(8)) {
+            *o += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use libbpf_rs::{MapCore, MapFlags, Object, ProgramInput};
+use libbpf_rs::{Object, ProgramInput};
 
-use crate::chain::{self, CNT_MAX, COUNTER_NAMES};
+use crate::chain::{self, COUNTER_NAMES};
 use crate::policy::{Chain, Hook};
-use crate::runtime::{load_entry, pinned_map, set_attach, write_slots, Objects};
+use crate::runtime::{load_entry, pinned_map, set_attach, slot_counters, write_slots, Objects};
 use crate::state::StateDir;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -158,20 +158,12 @@ impl Harness {
         let r = COUNTER_NAMES
             .iter()
             .position(|c| *c == name)
-            .expect("counter name") as u32;
+            .expect("counter name");
         let Some(sd) = &self.sd else { return 0 };
         let Ok(m) = pinned_map(sd, self.family, "emptcp_stats") else {
             return 0;
         };
-        m.lookup_percpu(&(slot * CNT_MAX + r).to_ne_bytes(), MapFlags::ANY)
-            .ok()
-            .flatten()
-            .map(|v| {
-                v.iter()
-                    .map(|c| u64::from_ne_bytes(c[..8].try_into().unwrap()))
-                    .sum()
-            })
-            .unwrap_or(0)
+        slot_counters(&m, slot)[r]
     }
 }
 

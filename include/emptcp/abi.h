@@ -52,6 +52,16 @@ enum emptcp_counter {
 	EMPTCP_CNT__MAX = 9,
 };
 
+/*
+ * A slot's counters (emptcp_stats value), one per reason side by side: a
+ * packet's counts for one stage touch one map element, and the element
+ * pointers of a chain's consecutive slots share a cache line.
+ */
+struct emptcp_counters {
+	__u64 c[EMPTCP_CNT__MAX];
+};
+_Static_assert(sizeof(struct emptcp_counters) == 72, "emptcp_counters is 72 bytes");
+
 /* emptcp_stage.flags */
 #define EMPTCP_SF_OR		0x01	/* selector: OR with the result so far (else AND) */
 #define EMPTCP_SF_NOT		0x02	/* selector: invert own result */

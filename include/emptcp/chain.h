@@ -77,12 +77,12 @@ struct {
 	__type(value, struct emptcp_attach);
 } emptcp_attach SEC(".maps");
 
-/* Counters: slot * EMPTCP_CNT__MAX + reason, per CPU. */
+/* Counters by slot (all reasons of a slot in one element), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EMPTCP_MAX_SLOTS * EMPTCP_CNT__MAX);
+	__uint(max_entries, EMPTCP_MAX_SLOTS);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct emptcp_counters);
 } emptcp_stats SEC(".maps");
 
 /* XDP: the per-packet context of the packet this CPU is running. */
@@ -108,15 +108,25 @@ struct emptcp_run {
 	__u32 slot;
 	/* private: XDP, the per-CPU context slot found by emptcp_stage_begin */
 	struct emptcp_pctx *scratch;
+	/* private: this stage's counters on this CPU (NULL: not found) */
+	struct emptcp_counters *cnt;
 };
 
+/*
+ * Count one packet for @slot's @reason (a map lookup). A running stage
+ * counts through emptcp_run_count() instead: its counters were looked up
+ * once, by emptcp_stage_begin().
+ */
 static __always_inline void emptcp_count(__u32 slot, __u32 reason)
 {
-	__u32 key = (slot % EMPTCP_MAX_SLOTS) * EMPTCP_CNT__MAX + reason;
-	__u64 *v = bpf_map_lookup_elem(&emptcp_stats, &key);
+	__u32 key = slot % EMPTCP_MAX_SLOTS;
+	struct emptcp_counters *v;
 
+	if (reason >= EMPTCP_CNT__MAX)
+		return;
+	v = bpf_map_lookup_elem(&emptcp_stats, &key);
 	if (v)
-		*v += 1;
+		v->c[reason] += 1;
 }
 
 /*
@@ -217,6 +227,18 @@ static __always_inline int emptcp_goto(emptcp_ctx *ctx, struct emptcp_pctx *p, _
 	return EMPTCP_PASS;
 }
 
+/*
+ * Count one packet for the running stage's @reason, through the counters
+ * emptcp_stage_begin() found. On the wire (cold caches: the CPU did ~10 us
+ * of other work since the stage last ran) each inlined lookup cost ~5 ns;
+ * a stage that counts its run and a hit now pays one (docs/design.md, Cost).
+ */
+static __always_inline void emptcp_run_count(const struct emptcp_run *r, __u32 reason)
+{
+	if (r->cnt && reason < EMPTCP_CNT__MAX)
+		r->cnt->c[reason] += 1;
+}
+
 /* Load the context and this stage's description; count the run. */
 static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 {
@@ -234,9 +256,11 @@ static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run
 #endif
 	r->st = &emptcp_stage_desc;
 	r->slot = emptcp_stage_slot;
+	r->p.slot = r->slot;
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
-	emptcp_count(r->slot, EMPTCP_CNT_RUN);
+	r->cnt = bpf_map_lookup_elem(&emptcp_stats, &r->slot);
+	emptcp_run_count(r, EMPTCP_CNT_RUN);
 	return 0;
 }
 
@@ -301,7 +325,7 @@ static __always_inline void emptcp_select_combine(struct emptcp_run *r, int hit)
 	if (r->st->flags & EMPTCP_SF_NOT)
 		hit = !hit;
 	if (hit)
-		emptcp_count(r->slot, EMPTCP_CNT_HIT);
+		emptcp_run_count(r, EMPTCP_CNT_HIT);
 	if (m & EMPTCP_PM_FRESH)
 		m = hit ? EMPTCP_PM_TRUE : 0;
 	else if (r->st->flags & EMPTCP_SF_OR)

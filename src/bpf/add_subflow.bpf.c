@@ -292,11 +292,11 @@ int add_subflow(emptcp_ctx *ctx)
 	if (emptcp_matched(&r)) {
 		ret = add_subflow_act(ctx, &r, &placed);
 		if (ret < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}
 		if (ret != AS_NO_COUNT)
-			emptcp_count(r.slot, ret);
+			emptcp_run_count(&r, ret);
 		if (placed) {
 			/* the option summary no longer describes the packet */
 			r.p.flags &= ~EMPTCP_PF_OPTS;

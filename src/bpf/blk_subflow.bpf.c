@@ -71,6 +71,11 @@ static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct 
 			break;
 		w->b[(opt_off + i) & TCPOPT_BUF_MASK] = repl[i];
 	}
+	/*
+	 * Verifier (tcpopt.h): Linux 6.1 lost the check above once the stage
+	 * kept its counters' pointer (one more live value, area spilled).
+	 */
+	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);
 	diff = bpf_csum_diff((__be32 *)old, area, (__be32 *)w->b, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
@@ -123,18 +128,18 @@ int blk_subflow(emptcp_ctx *ctx)
 		return emptcp_next(ctx, &r);
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
 	/* the IP length must cover the TCP header it rewrites (checksum range) */
 	if (emptcp_l4_len(ctx, &r) < (int)hlen) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (bs.mode == EMPTCP_BLK_JOIN) {
@@ -142,7 +147,7 @@ int blk_subflow(emptcp_ctx *ctx)
 		if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
 		    !(w.mptcp & (1U << MPTCPOPT_MP_JOIN)))
 			return emptcp_next(ctx, &r);
-		emptcp_count(r.slot, EMPTCP_CNT_HIT);
+		emptcp_run_count(&r, EMPTCP_CNT_HIT);
 		return EMPTCP_DROP;
 	}
 	off = tcpopt_mptcp_off(&w, MPTCPOPT_ADD_ADDR);
@@ -150,18 +155,18 @@ int blk_subflow(emptcp_ctx *ctx)
 		return emptcp_next(ctx, &r);
 	len = tcpopt_byte(&w, off + 1);
 	if (!valid_announce_len(len)) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	k.slot = 0;
 	k.pad = 0;
 	sc = bpf_map_lookup_elem(&blk_scratch, &zero);
 	if (!sc) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return emptcp_next(ctx, &r);
 	}
 
@@ -185,13 +190,13 @@ int blk_subflow(emptcp_ctx *ctx)
 	}
 	ret = tcpopt_replace(ctx, r.p.l4_off, &w, off, len, sc->repl);
 	if (ret < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return emptcp_next(ctx, &r);
 	}
 	old = bpf_map_lookup_elem(&emptcp_g_kept, &k);
 	sc->kept.count = old ? old->count + 1 : 1;
 	bpf_map_update_elem(&emptcp_g_kept, &k, &sc->kept, BPF_ANY);
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
 	r.p.flags &= ~EMPTCP_PF_OPTS;
 	r.p.flags |= EMPTCP_PF_PM;

@@ -47,7 +47,7 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 		struct ipv6hdr *ip6 = data + off;
 
 		if ((void *)(ip6 + 1) > data_end) {
-			emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 			return 0;
 		}
 		__builtin_memcpy(s, &ip6->saddr, 16);
@@ -57,7 +57,7 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end) {
-			emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 			return 0;
 		}
 		__builtin_memcpy(s, &ip->saddr, 4);

@@ -149,7 +149,7 @@ int observe(emptcp_ctx *ctx)
 		return EMPTCP_PASS;
 	/* one exit to the next stage, whatever the outcome (chain.h) */
 	if (emptcp_matched(&r))
-		emptcp_count(r.slot, observe_act(ctx, &r));
+		emptcp_run_count(&r, observe_act(ctx, &r));
 	return emptcp_next(ctx, &r);
 }
 

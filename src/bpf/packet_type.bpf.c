@@ -15,7 +15,7 @@ static __always_inline int packet_type_hit(emptcp_ctx *ctx, struct emptcp_run *r
 
 	emptcp_param_copy(r, &pt, sizeof(pt));
 	if (emptcp_ptypes(ctx, r, &types) < 0) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	return !!(types & pt.mask);

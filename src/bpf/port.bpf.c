@@ -14,7 +14,7 @@ static __always_inline int port_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 	emptcp_param_copy(r, &pt, sizeof(pt));
 	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	if ((pt.flags & EMPTCP_PORT_HAS_SPORT) && th->source != pt.sport)

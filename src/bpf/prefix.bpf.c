@@ -18,7 +18,7 @@ static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *
 	emptcp_param_copy(r, &pf, sizeof(pf));
 	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
 	if (n < 0) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	if ((n == 16) != !!(pf.flags & EMPTCP_PFX_V6))

@@ -85,7 +85,7 @@ int rate_limit(emptcp_ctx *ctx)
 
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	/* header fields first: packet pointers do not survive helper calls */
@@ -96,20 +96,20 @@ int rate_limit(emptcp_ctx *ctx)
 	win_old = th->window;
 	l4len = emptcp_l4_len(ctx, &r);
 	if (hlen < 20 || l4len < (int)hlen) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	payload = l4len - hlen;
 	dir = emptcp_flow_canon(ctx, &r, &key);
 	if (dir < 0) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_next(ctx, &r);
 	}
 	dir &= 1;
 
 	if (fl & EMPTCP_TCP_RST) {
 		bpf_map_delete_elem(&emptcp_g_rl_flows, &key);
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	now = bpf_ktime_get_ns();
@@ -117,7 +117,7 @@ int rate_limit(emptcp_ctx *ctx)
 		/* the SYN sender's window shift: the unit of its ACKs' windows */
 		if (hlen > 20) {
 			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_next(ctx, &r);
 			}
 			if (w.ws_off)
@@ -130,31 +130,31 @@ int rate_limit(emptcp_ctx *ctx)
 			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 		if (!st) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return emptcp_next(ctx, &r);
 		}
 		/* it receives the data of the other direction */
 		st->wscale[(dir ^ 1) & 1] = (ws > 14 ? 14 : ws) + 1;
 		/* its own data starts after the SYN */
 		rl_start(st, dir, seq + 1, now);
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	if (!(fl & EMPTCP_TCP_ACK)) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 	if (!st) {
 		/* no handshake seen: data can still be held to the budget */
 		if (!payload) {
-			emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+			emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 			return emptcp_next(ctx, &r);
 		}
 		bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 		if (!st) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return emptcp_next(ctx, &r);
 		}
 	}
@@ -183,7 +183,7 @@ int rate_limit(emptcp_ctx *ctx)
 				tat = now;
 			tat += rl_ns(&rl, end - st->hi[dir]);
 			if (tat > now + rl_ns(&rl, rl.burst) && st->tat_ns[dir] > now) {
-				emptcp_count(r.slot, EMPTCP_CNT_DROP);
+				emptcp_run_count(&r, EMPTCP_CNT_DROP);
 				return EMPTCP_DROP;
 			}
 			st->tat_ns[dir] = tat;
@@ -199,7 +199,7 @@ int rate_limit(emptcp_ctx *ctx)
 	 */
 	d = (dir ^ 1) & 1;
 	if (!st->wscale[d]) {
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	shift = (st->wscale[d] - 1) & 15;
@@ -229,21 +229,21 @@ int rate_limit(emptcp_ctx *ctx)
 	want = allowed >> shift;
 	if (want >= bpf_ntohs(win_old)) {
 		/* already within the budget: never raise a window */
-		emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 		return emptcp_next(ctx, &r);
 	}
 	win_new = bpf_htons((__u16)want);
 	if (ctx_store_bytes(ctx, r.p.l4_off + 14, &win_new, 2) < 0) {
 		/* nothing changed */
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return emptcp_next(ctx, &r);
 	}
 	if (ctx_l4_csum_replace(ctx, r.p.l4_off + 16, win_old, win_new, 2) < 0) {
 		/* window changed, checksum not: drop rather than pass it corrupt */
-		emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 		return EMPTCP_DROP;
 	}
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 	return emptcp_next(ctx, &r);
 }
 

@@ -155,7 +155,7 @@ int record(emptcp_ctx *ctx)
 		return EMPTCP_PASS;
 	/* one exit to the next stage, whatever the outcome (chain.h) */
 	if (emptcp_matched(&r))
-		emptcp_count(r.slot, record_act(ctx, &r));
+		emptcp_run_count(&r, record_act(ctx, &r));
 	return emptcp_next(ctx, &r);
 }
 

@@ -30,7 +30,7 @@ int redirect(emptcp_ctx *ctx)
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, &rd, sizeof(rd));
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 #ifdef EMPTCP_TC
 	if (rd.flags & EMPTCP_RD_INGRESS)
 		return bpf_redirect(rd.ifindex, EMPTCP_BPF_F_INGRESS);

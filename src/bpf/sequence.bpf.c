@@ -81,7 +81,7 @@ int sequence(emptcp_ctx *ctx)
 	emptcp_param_copy(&r, &sq, sizeof(sq));
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {
-		emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_select(ctx, &r, 0);
 	}
 	hlen = th->doff * 4;
@@ -106,18 +106,18 @@ int sequence(emptcp_ctx *ctx)
 			if (!(r.p.subtypes & (1U << MPTCPOPT_DSS)))
 				return emptcp_select(ctx, &r, 0);
 			if (emptcp_dss(ctx, &r, &d) < 0) {
-				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_select(ctx, &r, 0);
 			}
 		} else {
 			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_select(ctx, &r, 0);
 			}
 			if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
 				return emptcp_select(ctx, &r, 0);
 			if (mptcp_parse_dss(&w, &d) < 0) {
-				emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_select(ctx, &r, 0);
 			}
 		}
@@ -139,7 +139,7 @@ int sequence(emptcp_ctx *ctx)
 	wide = width == 8;
 	if (relative) {
 		if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_PARSE_ERR);
+			emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
 			return emptcp_select(ctx, &r, 0);
 		}
 		k.slot = r.slot;

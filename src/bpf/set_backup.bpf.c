@@ -429,11 +429,11 @@ int set_backup(emptcp_ctx *ctx)
 	if (emptcp_matched(&r)) {
 		ret = set_backup_act(ctx, &r);
 		if (ret < 0) {
-			emptcp_count(r.slot, EMPTCP_CNT_ERROR);
+			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}
 		if (ret != BK_NO_COUNT)
-			emptcp_count(r.slot, ret);
+			emptcp_run_count(&r, ret);
 	}
 	return emptcp_next(ctx, &r);
 }

@@ -20,9 +20,9 @@ int set_mark(emptcp_ctx *ctx)
 	emptcp_param_copy(&r, &m, sizeof(m));
 #ifdef EMPTCP_TC
 	ctx->mark = (ctx->mark & ~m.mask) | (m.value & m.mask);
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 #else
-	emptcp_count(r.slot, EMPTCP_CNT_SKIP);
+	emptcp_run_count(&r, EMPTCP_CNT_SKIP);
 #endif
 	return emptcp_next(ctx, &r);
 }

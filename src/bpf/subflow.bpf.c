@@ -37,7 +37,7 @@ static __always_inline int subflow_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	emptcp_param_copy(r, &f, sizeof(f));
 	n = emptcp_tuple(ctx, r, s, d, &sp, &dp);
 	if (n < 0) {
-		emptcp_count(r->slot, EMPTCP_CNT_PARSE_ERR);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
 	/* the family matters only when an address is configured */

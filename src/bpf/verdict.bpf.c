@@ -18,7 +18,7 @@ int verdict(emptcp_ctx *ctx)
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, p, sizeof(p));
-	emptcp_count(r.slot, EMPTCP_CNT_HIT);
+	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 	return (p[0] & 0xff) ? EMPTCP_DROP : EMPTCP_PASS;
 }
 
