@@ -415,8 +415,13 @@ fn actor_stage(
         }
         Actor::AddSubflow => (StageObject::Builtin("add_subflow"), KIND_ADD_SUBFLOW, param),
         Actor::RateLimit { rate_bps, burst } => {
+            // per-packet divisions done once here: the burst as time at the rate
+            let rate_bps8 = (*rate_bps / 8).max(1);
+            let ns = |bytes: u64| bytes * 1_000_000_000 / rate_bps8;
             let p = types::emptcp_rate_limit {
-                rate_Bps: (*rate_bps / 8).max(1),
+                rate_Bps: rate_bps8,
+                burst_ns: ns(u64::from(*burst)),
+                debt_ns: ns(u64::from(*burst) + u64::from(*burst) / 2),
                 burst: *burst,
                 ..Default::default()
             };

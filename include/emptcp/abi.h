@@ -414,10 +414,12 @@ _Static_assert(sizeof(struct emptcp_kept) == 48, "emptcp_kept is 48 bytes");
  */
 struct emptcp_rate_limit {
 	__u64 rate_Bps;		/* bytes per second, > 0 */
+	__u64 burst_ns;		/* burst / rate in ns: how far the budget may run ahead */
+	__u64 debt_ns;		/* 1.5 bursts in ns: the most a chain on ACKs alone charges ahead */
 	__u32 burst;		/* bytes of credit kept at most (> 0) */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct emptcp_rate_limit) == 16, "emptcp_rate_limit is 16 bytes");
+_Static_assert(sizeof(struct emptcp_rate_limit) == 32, "emptcp_rate_limit is 32 bytes");
 
 /*
  * rate_limit per-subflow state (LRU map emptcp_g_rl_flows, shared by the

@@ -182,7 +182,7 @@ int rate_limit(emptcp_ctx *ctx)
 			if (tat < now)
 				tat = now;
 			tat += rl_ns(&rl, end - st->hi[dir]);
-			if (tat > now + rl_ns(&rl, rl.burst) && st->tat_ns[dir] > now) {
+			if (tat > now + rl.burst_ns && st->tat_ns[dir] > now) {
 				emptcp_run_count(&r, EMPTCP_CNT_DROP);
 				return EMPTCP_DROP;
 			}
@@ -193,8 +193,8 @@ int rate_limit(emptcp_ctx *ctx)
 
 	/*
 	 * 2. The ACK it carries, for the data of the other direction: the
-	 * window announces at most the budget's edge. A well-behaved sender
-	 * then stays within it and loses nothing; the window's unit is known
+	 * window announces at most what is in flight plus the credit left. A
+	 * sender that keeps to it loses nothing; the window's unit is known
 	 * only from the handshake.
 	 */
 	d = (dir ^ 1) & 1;
@@ -215,8 +215,8 @@ int rate_limit(emptcp_ctx *ctx)
 		 * windows, up to half a burst beyond the burst.
 		 */
 		tat += rl_ns(&rl, ack - st->hi[d]);
-		if (tat > now + rl_ns(&rl, rl.burst + rl.burst / 2))
-			tat = now + rl_ns(&rl, rl.burst + rl.burst / 2);
+		if (tat > now + rl.debt_ns)
+			tat = now + rl.debt_ns;
 		st->tat_ns[d] = tat;
 		st->hi[d] = ack;
 	}
