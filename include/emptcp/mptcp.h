@@ -202,6 +202,28 @@ static __always_inline __u32 mptcp_dss_len(__u8 flags, int csum)
 	return len;
 }
 
+/*
+ * The checks both DSS parsers share, on the option's length byte @len and
+ * flags byte @fl (read whatever @len says: a flags byte past a short option
+ * is never used): fills d->flags, d->len, d->has_csum and clears
+ * d->data_ack. Returns 0, or -1 when the length does not match the flags.
+ */
+static __always_inline int mptcp_dss_head(__u8 len, __u8 fl, struct mptcp_dss *d)
+{
+	if (len < TCPOLEN_MPTCP_DSS_BASE)
+		return -1;
+	d->flags = fl;
+	d->len = len;
+	if (len == mptcp_dss_len(fl, 0))
+		d->has_csum = 0;
+	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
+		d->has_csum = 1;
+	else
+		return -1;
+	d->data_ack = 0;
+	return 0;
+}
+
 static __always_inline int mptcp_parse_dss(const struct tcpopt_walk *w, struct mptcp_dss *d)
 {
 	int off = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
@@ -211,19 +233,10 @@ static __always_inline int mptcp_parse_dss(const struct tcpopt_walk *w, struct m
 	if (off < 0)
 		return -1;
 	len = tcpopt_byte(w, off + 1);
-	if (len < TCPOLEN_MPTCP_DSS_BASE)
-		return -1;
 	fl = tcpopt_byte(w, off + 3);
-	d->flags = fl;
-	d->len = len;
-	if (len == mptcp_dss_len(fl, 0))
-		d->has_csum = 0;
-	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
-		d->has_csum = 1;
-	else
+	if (mptcp_dss_head(len, fl, d) < 0)
 		return -1;
 	p = off + 4;
-	d->data_ack = 0;
 	if (fl & MPTCP_DSS_HAS_ACK) {
 		if (fl & MPTCP_DSS_ACK64) {
 			d->data_ack = mptcp_read_be64(w, p);
@@ -412,23 +425,13 @@ static __always_inline __u64 mptcp_pkt_be64(const __u8 *p)
  */
 static __always_inline int mptcp_parse_dss_at(const __u8 *o, struct mptcp_dss *d)
 {
-	__u8 len = o[1], fl;
 	const __u8 *p;
+	__u8 fl = o[3];
 
-	if (len < TCPOLEN_MPTCP_DSS_BASE)
-		return -1;
-	fl = o[3];
-	d->flags = fl;
-	d->len = len;
-	if (len == mptcp_dss_len(fl, 0))
-		d->has_csum = 0;
-	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
-		d->has_csum = 1;
-	else
+	if (mptcp_dss_head(o[1], fl, d) < 0)
 		return -1;
 	/* constant offsets per branch (p stays a bounded packet pointer) */
 	p = o + 4;
-	d->data_ack = 0;
 	if (fl & MPTCP_DSS_HAS_ACK) {
 		if (fl & MPTCP_DSS_ACK64) {
 			d->data_ack = mptcp_pkt_be64(p);
