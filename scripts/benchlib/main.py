@@ -242,11 +242,9 @@ def uc1(rep, emptcp, quick):
 
 # --- use case 2: path management ----------------------------------------------
 
-def uc2a_bed(tag, emptcp, rate1, rate2):
-    """client ═ link 1 (rate1), link 2 (rate2) ═ server, HTB both ways. The
-    server announces its link-2 address (`signal`), the client accepts it
-    and joins 10.2.0.1 -> 10.2.0.2: default MPTCP opens the second subflow
-    right after the handshake."""
+def two_links(tag, emptcp):
+    """client (10.1.0.1, 10.2.0.1) = two veth links = server (10.1.0.2,
+    10.2.0.2): names in b.names (c, s), devices in b.d (x1a, x1b, x2a, x2b)."""
     b = net.Net(tag, emptcp)
     c, s = b.ns("cli"), b.ns("srv")
     b.names = dict(c=c, s=s)
@@ -257,6 +255,16 @@ def uc2a_bed(tag, emptcp, rate1, rate2):
     for ns, dev, a in ((c, d["x1a"], "10.1.0.1/24"), (s, d["x1b"], "10.1.0.2/24"),
                        (c, d["x2a"], "10.2.0.1/24"), (s, d["x2b"], "10.2.0.2/24")):
         b.addr(ns, dev, a)
+    return b
+
+
+def uc2a_bed(tag, emptcp, rate1, rate2):
+    """client ═ link 1 (rate1), link 2 (rate2) ═ server, HTB both ways. The
+    server announces its link-2 address (`signal`), the client accepts it
+    and joins 10.2.0.1 -> 10.2.0.2: default MPTCP opens the second subflow
+    right after the handshake."""
+    b = two_links(tag, emptcp)
+    c, s, d = b.names["c"], b.names["s"], b.d
     for ns, dev, rate in ((c, d["x1a"], rate1), (s, d["x1b"], rate1), (c, d["x2a"], rate2),
                           (s, d["x2b"], rate2)):
         b.shape(ns, dev, rate)
@@ -506,16 +514,8 @@ def stages(rep, emptcp, quick):
 def wire_bed(tag, emptcp):
     """client ═ two veth links ═ server, no shaping, offloads on; the client
     joins from its second address: 2 subflows."""
-    b = net.Net(tag, emptcp)
-    c, s = b.ns("cli"), b.ns("srv")
-    b.names = dict(c=c, s=s)
-    d = {}
-    d["x1a"], d["x1b"] = b.link(c, s, "l1")
-    d["x2a"], d["x2b"] = b.link(c, s, "l2")
-    b.d = d
-    for ns, dev, a in ((c, d["x1a"], "10.1.0.1/24"), (s, d["x1b"], "10.1.0.2/24"),
-                       (c, d["x2a"], "10.2.0.1/24"), (s, d["x2b"], "10.2.0.2/24")):
-        b.addr(ns, dev, a)
+    b = two_links(tag, emptcp)
+    c, s, d = b.names["c"], b.names["s"], b.d
     b.mptcp_limits(c, 2, 2)
     b.mptcp_limits(s, 2, 2)
     b.sh(c, f"ip mptcp endpoint add 10.2.0.1 dev {d['x2a']} subflow")

@@ -38,6 +38,17 @@ def _esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _head(W, H, title, subtitle):
+    """The opening elements of a plot: svg, white background, title, subtitle."""
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{_esc(title)}</text>']
+    if subtitle:
+        o.append(f'<text x="{W / 2}" y="38" text-anchor="middle" font-size="11" fill="#444">{_esc(subtitle)}</text>')
+    return o
+
+
 def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subtitle="", ymax=None):
     """ymax: clip the axis there; values above it are drawn as triangles on
     the top edge and counted in a note."""
@@ -60,12 +71,7 @@ def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subt
     def y(v):
         return T + ph - (v - lo) / (hi - lo) * ph
 
-    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-         f'font-family="sans-serif" font-size="12">',
-         f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{_esc(title)}</text>']
-    if subtitle:
-        o.append(f'<text x="{W / 2}" y="38" text-anchor="middle" font-size="11" fill="#444">{_esc(subtitle)}</text>')
+    o = _head(W, H, title, subtitle)
     for t in ticks:
         o.append(f'<line x1="{L}" x2="{L + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e6e6e6"/>')
         lab = f"{t:g}" if abs(t) < 1e5 else f"{t:.3g}"
@@ -134,12 +140,7 @@ def hbar(path, title, xlabel, rows, series, data, lines=(), subtitle=""):
     def x(v):
         return L + (v - lo) / (hi - lo) * pw
 
-    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-         f'font-family="sans-serif" font-size="12">',
-         f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{_esc(title)}</text>']
-    if subtitle:
-        o.append(f'<text x="{W / 2}" y="38" text-anchor="middle" font-size="11" fill="#444">{_esc(subtitle)}</text>')
+    o = _head(W, H, title, subtitle)
     ph = rh * len(rows)
     for t in ticks:
         o.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{T}" y2="{T + ph}" stroke="#e6e6e6"/>')
