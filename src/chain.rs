@@ -55,6 +55,11 @@ unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_kept {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
+/// The most stages one attach point may hold: the entry program reaches
+/// the first stage with a tail call and every stage the next one with
+/// another, and the kernel cuts a packet's walk after 33 tail calls
+/// (MAX_TAIL_CALL_CNT).
+pub const MAX_WALK: usize = 33;
 pub const MAX_ATTACH: u32 = 256;
 /// Slots 1..STAGE_SLOTS hold stages; the rest are the head slots of the
 /// attach points (abi.h EMPTCP_HEAD_SLOT).

@@ -57,6 +57,12 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("emptcp: warning: {w}");
             }
             let r = rt.apply(&p)?;
+            for n in &r.notes {
+                eprintln!("emptcp: {n}");
+            }
+            for a in &r.repaired {
+                println!("repaired {a}");
+            }
             // after the apply: a failed one says one line, the error
             if let Some(w) = emptcp::features::apply_warning(&p) {
                 eprintln!("emptcp: warning: {w}");
@@ -97,7 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             for c in &v {
                 writeln!(
                     out,
-                    "{}: {} {}{} ({}, generation {})",
+                    "{}: {} {}{} ({}, generation {}){}",
                     c.name,
                     c.dev,
                     c.hook,
@@ -106,7 +112,12 @@ fn run(cli: Cli) -> Result<()> {
                         .map(|n| format!(" netns {n}"))
                         .unwrap_or_default(),
                     c.attach,
-                    c.generation
+                    c.generation,
+                    if c.status == "ok" {
+                        String::new()
+                    } else {
+                        format!("  NOT RUNNING: {}", c.status)
+                    }
                 )?;
                 for s in &c.stages {
                     let cnt: Vec<String> =
@@ -118,10 +129,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Detach { name, all } => {
             emptcp::priv_check()?;
             if all {
-                let n = rt.detach_all()?;
+                let (n, left) = rt.detach_all()?;
                 println!("detached {n} chains");
+                if let Some(first) = left.first() {
+                    eprintln!(
+                        "emptcp: left {} in place: {} entries emptcp did not create, e.g. {}",
+                        rt.dir.display(),
+                        left.len(),
+                        emptcp::text::shown(&first.to_string_lossy())
+                    );
+                }
             } else if let Some(n) = name {
-                rt.detach(&n)?;
+                for note in rt.detach(&n)? {
+                    eprintln!("emptcp: {note}");
+                }
                 println!("detached {n}");
             }
         }

@@ -1,33 +1,32 @@
-//! Applying, showing and removing chains: the only code that changes what
-//! runs in the kernel.
+//! Applying, showing and removing chains: what the user asks for, turned
+//! into one transaction (txn.rs) on the kernel objects (store.rs). The
+//! kernel is the source of truth: `show` says when a recorded chain is not
+//! running (health.rs), `apply` attaches such chains again.
 //!
-//! `apply` keeps a fixed order so that a failure leaves nothing behind:
-//! 1. resolve devices and load every object (nothing reachable yet);
-//! 2. write the new stage slots (still unreachable);
-//! 3. attach entry programs of new attach points (undone on failure);
-//! 4. switch each existing attach point to its new layout: one map update;
-//! 5. retire the old slots (freed later, once no packet can walk them);
-//! 6. save the state.
+//! A change is planned completely before anything is created: devices
+//! resolved, slots allocated, layouts planned, capacity and the size of the
+//! state checked. Then the transaction records its intent, loads and
+//! writes the new slots (unreachable), attaches new points, switches
+//! existing points with one map update each, and commits.
 
-use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 use serde::Serialize;
 
-use crate::attach::{self, Attachment, XdpMode};
-use crate::chain::{self, types, StageObject, CNT_MAX, COUNTER_NAMES, STAGE_SLOTS};
+use crate::attach::{Attachment, XdpMode};
+use crate::chain::{self, StageObject, COUNTER_NAMES};
+use crate::health::{self, Health};
 use crate::loader;
 use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
 use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
+use crate::store;
+use crate::txn::Txn;
 
-/// How long retired slots are kept before they are reused: far longer than
-/// any packet takes to walk a chain.
-const RETIRE_GRACE_MS: u64 = 1000;
+pub use crate::store::slot_counters;
+pub(crate) use crate::store::{load_entry, pinned_map, set_attach, write_slots, Objects};
 
 /// Options shared by all commands.
 #[derive(Debug, Clone)]
@@ -48,60 +47,6 @@ impl Default for Runtime {
     }
 }
 
-/// The stage program instances loaded by one command. They stay loaded
-/// while the prog array holds them; this keeps their fds until the end.
-#[derive(Default)]
-pub(crate) struct Objects {
-    loaded: Vec<Object>,
-}
-
-/// Loads one program instance for a planned stage: its description and
-/// slot go into .rodata, so that the verifier knows the next slot and the
-/// parameters as constants (direct tail calls, see chain.h).
-pub(crate) fn load_stage(
-    sd: &StateDir,
-    stage: &chain::PlannedStage,
-    family: &str,
-    what: &str,
-) -> Result<Object> {
-    let dir = sd.family_dir(family);
-    let mut open = match &stage.object {
-        StageObject::Builtin(name) => loader::open(
-            loader::object_bytes(name, family)?,
-            &format!("{name}_{family}"),
-        )?,
-        StageObject::File { path, program } => loader::open_custom(path, program, family, what)?,
-    };
-    // SAFETY: emptcp_stage is Plain (chain.rs).
-    loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {
-        plain::as_bytes(&stage.desc)
-    })
-    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
-    loader::set_rodata(
-        &mut open,
-        "emptcp_stage_slot",
-        &(stage.slot as u32).to_ne_bytes(),
-    )
-    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
-    let to_pin = loader::share_maps(
-        &mut open,
-        &dir,
-        &format!("{} ({family})", stage.object.label()),
-    )?;
-    let mut obj = loader::load(open, what)?;
-    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
-    Ok(obj)
-}
-
-fn stage_prog_fd(obj: &Object, object: &StageObject) -> Result<i32> {
-    let name = object.program();
-    let p = obj
-        .progs()
-        .find(|p| p.name() == name)
-        .ok_or_else(|| anyhow!("object {} has no program named {name}", object.label()))?;
-    Ok(p.as_fd().as_raw_fd())
-}
-
 /// The objects of a chain's stages.
 fn chain_objects(c: &Chain) -> Vec<StageObject> {
     let slots: Vec<u16> = (1..=chain::stage_count(c) as u16).collect();
@@ -114,289 +59,6 @@ fn chain_objects(c: &Chain) -> Vec<StageObject> {
         .unwrap_or_default()
 }
 
-pub(crate) fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
-    let p = sd.family_dir(family).join(name);
-    MapHandle::from_pinned_path(&p).with_context(|| format!("failed to open {}", p.display()))
-}
-
-fn u32_key(k: u32) -> [u8; 4] {
-    k.to_ne_bytes()
-}
-
-/// Points attach point `id` of `family` at the stage in slot `first` (0:
-/// nothing to run). The entry program jumps to the point's head slot with a
-/// constant key (a direct jump), so the switch is the update of that slot
-/// (one atomic PROG_ARRAY update); `emptcp_attach` says whether anything
-/// runs and keeps the generation for `show`. Either order of the two
-/// updates is safe: both chain lists stay populated until retired.
-pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: u32) -> Result<()> {
-    let progs = pinned_map(sd, family, "emptcp_progs")?;
-    let amap = pinned_map(sd, family, "emptcp_attach")?;
-    let head = chain::head_slot(id);
-    let a = types::emptcp_attach {
-        first,
-        gen,
-        ..Default::default()
-    };
-    if first == 0 {
-        // SAFETY: emptcp_attach is Plain (chain.rs).
-        amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
-        let _ = progs.delete(&u32_key(head));
-        return Ok(());
-    }
-    // a PROG_ARRAY lookup from user space gives the program's id
-    let pid = progs
-        .lookup(&u32_key(first as u32), MapFlags::ANY)?
-        .and_then(|v| {
-            v.get(..4)
-                .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
-        })
-        .with_context(|| format!("slot {first} ({family}) holds no program"))?;
-    // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
-    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(pid) };
-    if fd < 0 {
-        bail!(
-            "failed to open program {pid} of slot {first} ({family}): errno {}",
-            -fd
-        );
-    }
-    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    progs
-        .update(
-            &u32_key(head),
-            &(fd.as_raw_fd() as u32).to_ne_bytes(),
-            MapFlags::ANY,
-        )
-        .with_context(|| format!("failed to put slot {first} into head slot {head} ({family})"))?;
-    // SAFETY: emptcp_attach is Plain (chain.rs).
-    amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
-    Ok(())
-}
-
-/// Frees retired slots older than the grace period (removes their programs).
-fn free_retired(sd: &StateDir, st: &mut State, force_wait: bool) -> Result<()> {
-    if force_wait {
-        if let Some(newest) = st.retired.iter().map(|r| r.at_ms).max() {
-            let age = now_ms().saturating_sub(newest);
-            if age < RETIRE_GRACE_MS {
-                std::thread::sleep(Duration::from_millis(RETIRE_GRACE_MS - age));
-            }
-        }
-    }
-    let now = now_ms();
-    let mut keep = Vec::new();
-    for r in std::mem::take(&mut st.retired) {
-        if now.saturating_sub(r.at_ms) < RETIRE_GRACE_MS {
-            keep.push(r);
-            continue;
-        }
-        // no prog array: nothing was ever put into the slots
-        if let Ok(progs) = pinned_map(sd, &r.family, "emptcp_progs") {
-            for s in &r.slots {
-                let _ = progs.delete(&u32_key(*s as u32));
-            }
-        }
-    }
-    st.retired = keep;
-    Ok(())
-}
-
-/// Picks `n` free slots of a family.
-fn alloc_slots(st: &State, family: &str, taken: &[u16], n: usize) -> Option<Vec<u16>> {
-    let used = st.used_slots(family);
-    let v: Vec<u16> = (1..STAGE_SLOTS)
-        .filter(|s| used.binary_search(s).is_err() && !taken.contains(s))
-        .take(n)
-        .collect();
-    (v.len() == n).then_some(v)
-}
-
-/// Writes a planned layout into the stage map, zeroes its counters and puts
-/// the programs into the slots. The slots are not reachable yet.
-pub(crate) fn write_slots(
-    sd: &StateDir,
-    family: &str,
-    plan: &[chain::PlannedChain],
-    objs: &mut Objects,
-) -> Result<()> {
-    // every stage through the verifier first (the first load creates and
-    // pins the family's maps)
-    let mut fds = Vec::new();
-    for c in plan {
-        for s in &c.stages {
-            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
-            let obj = load_stage(sd, s, family, &what)?;
-            fds.push((s.slot, stage_prog_fd(&obj, &s.object)?, s.kind.clone()));
-            objs.loaded.push(obj);
-        }
-    }
-    let stages = pinned_map(sd, family, "emptcp_stages")?;
-    let stats = pinned_map(sd, family, "emptcp_stats")?;
-    let progs = pinned_map(sd, family, "emptcp_progs")?;
-    let ncpu = libbpf_rs::num_possible_cpus()?;
-    // one emptcp_stats element per slot: all its counters (abi.h emptcp_counters)
-    let zeros = vec![vec![0u8; 8 * CNT_MAX as usize]; ncpu];
-    for c in plan {
-        for s in &c.stages {
-            // SAFETY: emptcp_stage is Plain (chain.rs).
-            let bytes = unsafe { plain::as_bytes(&s.desc) };
-            stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
-            stats.update_percpu(&u32_key(s.slot as u32), &zeros, MapFlags::ANY)?;
-        }
-    }
-    for (slot, fd, kind) in fds {
-        progs
-            .update(
-                &u32_key(slot as u32),
-                &(fd as u32).to_ne_bytes(),
-                MapFlags::ANY,
-            )
-            .with_context(|| format!("failed to put {kind} into slot {slot}"))?;
-    }
-    Ok(())
-}
-
-fn entry_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
-    sd.family_dir(family).join(format!("entry-{id}"))
-}
-
-fn link_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
-    sd.family_dir(family).join(format!("link-{id}"))
-}
-
-/// Loads the entry program of attach point `id` (its attach_id set in
-/// .rodata), sharing the family's pinned maps.
-pub(crate) fn load_entry(sd: &StateDir, family: &str, id: u32, what: &str) -> Result<Object> {
-    let dir = sd.family_dir(family);
-    let mut open = loader::open(
-        loader::object_bytes("entry", family)?,
-        &format!("entry_{family}"),
-    )?;
-    loader::set_rodata(&mut open, "attach_id", &id.to_ne_bytes())?;
-    let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
-    let mut obj = loader::load(open, what)?;
-    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
-    Ok(obj)
-}
-
-/// Loads the entry program for attach point `id`, pins it and attaches it.
-fn attach_entry(sd: &StateDir, rt: &Runtime, p: &AttachPoint) -> Result<Attachment> {
-    let family = p.hook.family();
-    let obj = load_entry(
-        sd,
-        family,
-        p.id,
-        &format!("entry program for {} {}", p.dev, p.hook),
-    )?;
-    let epin = entry_pin(sd, family, p.id);
-    let _ = std::fs::remove_file(&epin);
-    let mut prog = obj
-        .progs_mut()
-        .find(|pr| pr.name() == "emptcp_entry")
-        .context("entry object has no emptcp_entry")?;
-    prog.pin(&epin)
-        .with_context(|| format!("failed to pin {}", epin.display()))?;
-    let lpin = link_pin(sd, family, p.id);
-    let _ = std::fs::remove_file(&lpin);
-    let res = netns::run_in(p.netns.as_deref(), || {
-        attach::attach(&prog, p.hook, p.ifindex, rt.xdp_mode, &lpin, 0xe0 + p.id)
-    });
-    match res {
-        Ok(a) => Ok(a),
-        Err(e) => {
-            let _ = std::fs::remove_file(&epin);
-            Err(e.context(format!(
-                "failed to attach ({}{}) to {} (ifindex {})",
-                p.hook,
-                if p.hook == Hook::Xdp {
-                    format!(", {:?}", rt.xdp_mode).to_lowercase()
-                } else {
-                    String::new()
-                },
-                p.dev,
-                p.ifindex
-            )))
-        }
-    }
-}
-
-/// Detaches an attach point's entry program and removes its pins.
-fn detach_point(sd: &StateDir, p: &AttachPoint) -> Result<()> {
-    let family = p.hook.family();
-    let _ = set_attach(sd, family, p.id, 0, 0);
-    let epin = entry_pin(sd, family, p.id);
-    let prog_fd = libbpf_rs::Program::fd_from_pinned_path(&epin).ok();
-    // the namespace may be gone: then so is the device and its hooks
-    let gone = p.netns.as_deref().is_some_and(|n| {
-        netns::netns_inode(Some(n))
-            .map(|i| i != p.netns_ino)
-            .unwrap_or(true)
-    });
-    if !gone {
-        let r = netns::run_in(p.netns.as_deref(), || {
-            attach::detach(
-                &p.attachment,
-                p.hook,
-                p.ifindex,
-                prog_fd.as_ref().map(|f| f.as_fd()),
-            )
-        });
-        if let Err(e) = r {
-            // a vanished device took its hooks with it
-            if netns::run_in(p.netns.as_deref(), || netns::ifindex(&p.dev, None)).is_ok() {
-                return Err(e);
-            }
-        }
-    }
-    if let Attachment::Link { pin, .. } = &p.attachment {
-        let _ = std::fs::remove_file(pin);
-    }
-    let _ = std::fs::remove_file(&epin);
-    Ok(())
-}
-
-/// A device of an attach point's namespace (redirect targets).
-fn point_ifindex(p: &AttachPoint, dev: &str) -> Result<u32> {
-    netns::run_in(p.netns.as_deref(), || {
-        netns::ifindex(dev, p.netns.as_deref())
-    })
-}
-
-fn point_key(netns: &Option<String>, dev: &str, hook: Hook) -> (Option<String>, String, Hook) {
-    (netns.clone(), dev.to_owned(), hook)
-}
-
-/// The family-independent maps pinned in the state dir (`emptcp_g_*`,
-/// e.g. the event ring buffer).
-fn global_pins(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("emptcp_g_"))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// A failed apply leaves no new shared map behind: the programs of its
-/// retired slots hold their own references, and the next apply that needs
-/// the map creates it again.
-fn drop_new_global_pins(dir: &std::path::Path, before: &[std::path::PathBuf]) {
-    for p in global_pins(dir) {
-        if !before.contains(&p) {
-            let _ = std::fs::remove_file(&p);
-        }
-    }
-}
-
-/// What `apply` did, for printing.
 /// Kernel settings that make every chain slower, as warnings to print:
 /// `bpf_jit_harden=2` blinds every constant, also in root's programs (a
 /// stage's slot and parameters are constants); without the JIT
@@ -463,10 +125,115 @@ pub fn mptcp_warnings(policy: &Policy, netns: Option<&str>) -> Vec<String> {
     w
 }
 
-#[derive(Debug, Serialize)]
+/// What `apply` did, for printing.
+#[derive(Debug, Serialize, Default)]
 pub struct ApplyReport {
     pub applied: Vec<String>,
     pub attached: Vec<String>,
+    /// Chains that were not running and are again, with what was wrong.
+    pub repaired: Vec<String>,
+    /// What making the recorded state whole did, and drift left alone.
+    pub notes: Vec<String>,
+}
+
+/// Where a device is: its index and its namespace's identity, now.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    ifindex: u32,
+    netns_ino: u64,
+    netns_cookie: Option<u64>,
+}
+
+fn resolve(ns: Option<&str>, dev: &str) -> Result<Place> {
+    let (ifindex, netns_cookie) = netns::run_in(ns, || {
+        Ok((netns::ifindex(dev, ns)?, health::netns_cookie()))
+    })?;
+    Ok(Place {
+        ifindex,
+        netns_ino: netns::netns_inode(ns)?,
+        netns_cookie,
+    })
+}
+
+/// "veth1 tc-egress (netns a)"
+fn point_name(p: &AttachPoint) -> String {
+    format!(
+        "{} {}{}",
+        p.dev,
+        p.hook,
+        p.netns
+            .as_ref()
+            .map(|n| format!(" (netns {n})"))
+            .unwrap_or_default()
+    )
+}
+
+fn chain_names(p: &AttachPoint) -> String {
+    p.chains
+        .iter()
+        .map(|c| c.spec.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type PointId = (&'static str, u32);
+
+fn pid(p: &AttachPoint) -> PointId {
+    (p.hook.family(), p.id)
+}
+
+/// A planned change: the next state, which of its points get new layouts,
+/// which are attached (new, or again after drift), which go away.
+struct Change {
+    next: State,
+    touched: BTreeSet<PointId>,
+    attach: BTreeSet<PointId>,
+    removed: Vec<AttachPoint>,
+}
+
+impl Change {
+    fn new(base: &State) -> Change {
+        Change {
+            next: base.clone(),
+            touched: BTreeSet::new(),
+            attach: BTreeSet::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Moves points left without chains from `next` to `removed`.
+    fn drop_empty_points(&mut self) {
+        let (empty, kept): (Vec<AttachPoint>, Vec<AttachPoint>) =
+            std::mem::take(&mut self.next.points)
+                .into_iter()
+                .partition(|p| p.chains.is_empty());
+        self.next.points = kept;
+        for p in empty {
+            self.touched.remove(&pid(&p));
+            self.attach.remove(&pid(&p));
+            self.removed.push(p);
+        }
+    }
+}
+
+/// The longest walk a packet may take through one attach point: every
+/// stage of every chain on it is one tail call.
+pub fn walk_length(p: &AttachPoint) -> usize {
+    p.chains.iter().map(|c| chain::stage_count(&c.spec)).sum()
+}
+
+/// Refuses a point whose walk the kernel would cut short.
+fn check_walk(p: &AttachPoint) -> Result<()> {
+    let n = walk_length(p);
+    if n > chain::MAX_WALK {
+        bail!(
+            "{}: chains {} need a walk of {n} stages; the kernel allows {} per packet (33 tail calls)",
+            point_name(p),
+            chain_names(p),
+            chain::MAX_WALK
+        );
+    }
+    Ok(())
 }
 
 impl Runtime {
@@ -474,323 +241,189 @@ impl Runtime {
         c.netns.clone().or_else(|| self.netns.clone())
     }
 
-    /// Creates or atomically replaces the chains of `policy`.
+    /// Creates or atomically replaces the chains of `policy`, and attaches
+    /// again recorded chains that are not running (drift).
     pub fn apply(&self, policy: &Policy) -> Result<ApplyReport> {
-        // 1. devices first: a missing one changes nothing
-        let mut ifindexes = Vec::new();
+        // devices first: a missing one changes nothing
+        let mut places = Vec::new();
         for c in &policy.chains {
             let ns = self.chain_netns(c);
-            let idx = netns::run_in(ns.as_deref(), || netns::ifindex(&c.dev, ns.as_deref()))
-                .with_context(|| format!("chain \"{}\"", c.name))?;
-            let ino = netns::netns_inode(ns.as_deref())?;
-            ifindexes.push((idx, ino));
+            let pl =
+                resolve(ns.as_deref(), &c.dev).with_context(|| format!("chain \"{}\"", c.name))?;
+            places.push(pl);
         }
         let sd = StateDir::open(&self.dir, true)?.expect("created");
-        let mut st = sd.load()?;
-        free_retired(&sd, &mut st, false)?;
-        let old = st.clone();
-        let globals_before = global_pins(&sd.dir);
-
-        // new chain lists per attach point
-        let mut touched: Vec<(Option<String>, String, Hook)> = Vec::new();
-        for (c, (idx, ino)) in policy.chains.iter().zip(&ifindexes) {
-            let ns = self.chain_netns(c);
-            let key = point_key(&ns, &c.dev, c.hook);
-            let mut spec = c.clone();
-            spec.netns = ns.clone();
-            let id = match st.find_chain(&c.name) {
-                Some((pi, ci)) => {
-                    let p = &mut st.points[pi];
-                    let same = point_key(&p.netns, &p.dev, p.hook) == key && p.ifindex == *idx;
-                    if same {
-                        p.chains[ci].spec = spec;
-                        if !touched.contains(&key) {
-                            touched.push(key);
-                        }
-                        continue;
-                    }
-                    let old_key = point_key(&p.netns, &p.dev, p.hook);
-                    let id = p.chains.remove(ci).id;
-                    if !touched.contains(&old_key) {
-                        touched.push(old_key);
-                    }
-                    id
-                }
-                None => st.alloc_chain_id(),
-            };
-            let cs = ChainState {
-                id,
-                spec,
-                slots: Vec::new(),
-                kinds: Vec::new(),
-            };
-            match st.points.iter_mut().find(|p| point_key(&p.netns, &p.dev, p.hook) == key) {
-                Some(p) if p.ifindex == *idx && p.netns_ino == *ino => p.chains.push(cs),
-                Some(_) => bail!(
-                    "chain \"{}\": {} {} was replaced since emptcp attached to it; `emptcp detach` its chains first",
-                    c.name,
-                    c.dev,
-                    c.hook
-                ),
-                None => {
-                    let family = c.hook.family();
-                    let taken: Vec<u32> = st.points.iter().filter(|p| p.hook.family() == family).map(|p| p.id).collect();
-                    let aid = (1..chain::MAX_ATTACH)
-                        .find(|i| !taken.contains(i))
-                        .ok_or_else(|| anyhow!("no free attach point left for {family}"))?;
-                    st.points.push(AttachPoint {
-                        id: aid,
-                        netns: ns.clone(),
-                        netns_ino: *ino,
-                        dev: c.dev.clone(),
-                        ifindex: *idx,
-                        hook: c.hook,
-                        xdp_mode: self.xdp_mode,
-                        attachment: Attachment::Link { pin: String::new(), how: "pending".into() },
-                        gen: 0,
-                        chains: vec![cs],
-                    });
-                }
-            }
-            if !touched.contains(&key) {
-                touched.push(key);
-            }
-        }
-
-        let mut objs = Objects::default();
-
-        // 2. lay out and write the touched points on fresh slots
-        let mut new_slots: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
-        let mut plans = Vec::new();
-        for key in &touched {
-            let pi = st
-                .points
-                .iter()
-                .position(|p| point_key(&p.netns, &p.dev, p.hook) == *key)
-                .expect("touched point exists");
-            let p = &st.points[pi];
-            let family = p.hook.family();
-            let n: usize = p.chains.iter().map(|c| chain::stage_count(&c.spec)).sum();
-            let taken = new_slots.entry(family).or_default();
-            let slots = match alloc_slots(&st, family, taken, n) {
-                Some(s) => s,
-                None => {
-                    free_retired(&sd, &mut st, true)?;
-                    alloc_slots(&st, family, new_slots.entry(family).or_default(), n).ok_or_else(
-                        || anyhow!("not enough free stage slots for {family} ({n} needed)"),
-                    )?
-                }
-            };
-            new_slots.entry(family).or_default().extend(&slots);
-            let p = &st.points[pi];
-            let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
-            let plan = chain::plan_with(&list, &slots, &|d| point_ifindex(p, d))?;
-            if let Err(e) = write_slots(&sd, family, &plan, &mut objs) {
-                // nothing reachable changed: keep the old state, and retire
-                // the slots written so far so that their programs go away
-                let mut keep = old;
-                keep.retired = std::mem::take(&mut st.retired);
-                for (fam, slots) in new_slots {
-                    keep.retired.push(Retired {
-                        family: fam.to_owned(),
-                        slots,
-                        at_ms: now_ms(),
-                    });
-                }
-                sd.save(&keep)?;
-                drop_new_global_pins(&sd.dir, &globals_before);
-                return Err(e);
-            }
-            plans.push((pi, plan));
-        }
-
-        // 3. attach new points; undo them all if one fails
-        let mut attached_now: Vec<usize> = Vec::new();
-        for (pi, plan) in &plans {
-            let p = st.points[*pi].clone();
-            let fresh = matches!(&p.attachment, Attachment::Link { how, .. } if how == "pending");
-            if !fresh || plan.is_empty() {
-                continue;
-            }
-            let first = plan[0].stages[0].slot;
-            set_attach(&sd, p.hook.family(), p.id, first, 1)?;
-            match attach_entry(&sd, self, &p) {
-                Ok(att) => {
-                    st.points[*pi].attachment = att;
-                    st.points[*pi].gen = 1;
-                    attached_now.push(*pi);
-                }
-                Err(e) => {
-                    let _ = set_attach(&sd, p.hook.family(), p.id, 0, 0);
-                    for done in &attached_now {
-                        let _ = detach_point(&sd, &st.points[*done]);
-                    }
-                    // the slots written above were never reachable
-                    let mut keep = old;
-                    keep.retired = std::mem::take(&mut st.retired);
-                    for (fam, slots) in new_slots {
-                        keep.retired.push(Retired {
-                            family: fam.to_owned(),
-                            slots,
-                            at_ms: now_ms(),
-                        });
-                    }
-                    sd.save(&keep)?;
-                    drop_new_global_pins(&sd.dir, &globals_before);
-                    return Err(e);
-                }
-            }
-        }
-
-        // 4. switch existing points: one update each
-        for (pi, plan) in &plans {
-            if attached_now.contains(pi) {
-                continue;
-            }
-            let p = &mut st.points[*pi];
-            let family = p.hook.family();
-            p.gen = p.gen.wrapping_add(1);
-            let first = plan
-                .first()
-                .and_then(|c| c.stages.first())
-                .map(|s| s.slot)
-                .unwrap_or(0);
-            set_attach(&sd, family, p.id, first, p.gen)?;
-        }
-
-        // record slots; 5. retire what the old layouts used
+        let mut txn = Txn::begin(&sd)?;
         let mut report = ApplyReport {
-            applied: Vec::new(),
-            attached: Vec::new(),
+            notes: std::mem::take(&mut txn.notes),
+            ..Default::default()
         };
-        for (pi, plan) in &plans {
-            let p = &mut st.points[*pi];
-            for (c, pc) in p.chains.iter_mut().zip(plan) {
-                c.slots = pc.stages.iter().map(|s| s.slot).collect();
-                c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
-            }
-            if attached_now.contains(pi) {
-                report.attached.push(format!(
-                    "{} {}{}",
-                    p.dev,
-                    p.hook,
-                    p.netns
-                        .as_ref()
-                        .map(|n| format!(" (netns {n})"))
-                        .unwrap_or_default()
-                ));
-            }
+        let mut ch = Change::new(&txn.base);
+        self.plan_repairs(&sd, &mut ch, &mut report);
+        for (c, pl) in policy.chains.iter().zip(&places) {
+            self.place_chain(&txn, &mut ch, c, *pl)?;
         }
-        for op in &old.points {
-            let key = point_key(&op.netns, &op.dev, op.hook);
-            if !touched.contains(&key) {
-                continue;
-            }
-            let slots: Vec<u16> = op
-                .chains
-                .iter()
-                .flat_map(|c| c.slots.iter().copied())
-                .collect();
-            if !slots.is_empty() {
-                st.retired.push(Retired {
-                    family: op.hook.family().to_owned(),
-                    slots,
-                    at_ms: now_ms(),
-                });
-            }
-        }
-        // points left without chains
-        let mut i = 0;
-        while i < st.points.len() {
-            if st.points[i].chains.is_empty() {
-                detach_point(&sd, &st.points[i])?;
-                st.points.remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        ch.drop_empty_points();
+        let attached_new: Vec<String> = ch
+            .next
+            .points
+            .iter()
+            .filter(|p| !txn.base.points.iter().any(|b| pid(b) == pid(p)))
+            .map(point_name)
+            .collect();
+        run_change(&sd, txn, ch)?;
         report.applied = policy.chains.iter().map(|c| c.name.clone()).collect();
-        sd.save(&st)?;
+        report.attached = attached_new;
         Ok(report)
     }
 
-    /// Removes one chain (its attach point goes when it was the last).
-    pub fn detach(&self, name: &str) -> Result<()> {
-        let Some(sd) = StateDir::open(&self.dir, false)? else {
-            bail!("no chain called \"{name}\" (nothing applied)");
-        };
-        let mut st = sd.load()?;
-        free_retired(&sd, &mut st, false)?;
-        let (pi, ci) = st
-            .find_chain(name)
-            .ok_or_else(|| anyhow!("no chain called \"{name}\""))?;
-        let old_slots: Vec<u16> = st.points[pi]
-            .chains
-            .iter()
-            .flat_map(|c| c.slots.iter().copied())
-            .collect();
-        let family = st.points[pi].hook.family();
-        st.points[pi].chains.remove(ci);
-        if st.points[pi].chains.is_empty() {
-            let p = st.points.remove(pi);
-            detach_point(&sd, &p)?;
-        } else {
-            let n: usize = st.points[pi]
-                .chains
-                .iter()
-                .map(|c| chain::stage_count(&c.spec))
-                .sum();
-            let slots = match alloc_slots(&st, family, &[], n) {
-                Some(s) => s,
-                None => {
-                    free_retired(&sd, &mut st, true)?;
-                    alloc_slots(&st, family, &[], n)
-                        .ok_or_else(|| anyhow!("not enough free stage slots"))?
+    /// Recorded points that are not running: those whose device is there
+    /// are attached again; the others are named in a note.
+    fn plan_repairs(&self, sd: &StateDir, ch: &mut Change, report: &mut ApplyReport) {
+        for p in ch.next.points.iter_mut() {
+            let h = health::check(sd, p);
+            if h.is_ok() {
+                continue;
+            }
+            if let Health::SlotEmpty(_) = h {
+                ch.touched.insert(pid(p));
+                report
+                    .repaired
+                    .push(format!("{}: {} (was: {h})", chain_names(p), point_name(p)));
+                continue;
+            }
+            match resolve(p.netns.as_deref(), &p.dev) {
+                Ok(pl) if h.reattachable() || h == Health::DeviceGone => {
+                    p.ifindex = pl.ifindex;
+                    p.netns_ino = pl.netns_ino;
+                    p.netns_cookie = pl.netns_cookie;
+                    ch.attach.insert(pid(p));
+                    report.repaired.push(format!(
+                        "{}: attached again to {} (was: {h})",
+                        chain_names(p),
+                        point_name(p)
+                    ));
                 }
-            };
-            let p = &st.points[pi];
-            let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
-            let plan = chain::plan_with(&list, &slots, &|d| point_ifindex(p, d))?;
-            let mut objs = Objects::default();
-            write_slots(&sd, family, &plan, &mut objs)?;
-            let p = &mut st.points[pi];
-            p.gen = p.gen.wrapping_add(1);
-            set_attach(&sd, family, p.id, slots[0], p.gen)?;
-            for (c, pc) in p.chains.iter_mut().zip(&plan) {
-                c.slots = pc.stages.iter().map(|s| s.slot).collect();
-                c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
+                _ => report.notes.push(format!(
+                    "{}: not running on {} ({h}); not repaired: `emptcp detach` it, or bring the device back and apply again",
+                    chain_names(p),
+                    point_name(p)
+                )),
             }
         }
-        st.retired.push(Retired {
-            family: family.to_owned(),
-            slots: old_slots,
-            at_ms: now_ms(),
+    }
+
+    /// Puts chain `c` into the next state: replaced where it is, moved, or new.
+    fn place_chain(&self, txn: &Txn, ch: &mut Change, c: &Chain, pl: Place) -> Result<()> {
+        let ns = self.chain_netns(c);
+        let at = |p: &AttachPoint| p.netns == ns && p.dev == c.dev && p.hook == c.hook;
+        let mut spec = c.clone();
+        spec.netns = ns.clone();
+        let found = ch.next.points.iter().enumerate().find_map(|(pi, p)| {
+            p.chains
+                .iter()
+                .position(|x| x.spec.name == c.name)
+                .map(|ci| (pi, ci))
         });
-        sd.save(&st)?;
+        let id = match found {
+            Some((pi, ci)) if at(&ch.next.points[pi]) => {
+                let p = &mut ch.next.points[pi];
+                p.chains[ci].spec = spec;
+                ch.touched.insert(pid(p));
+                return Ok(());
+            }
+            Some((pi, ci)) => {
+                let p = &mut ch.next.points[pi];
+                ch.touched.insert(pid(p));
+                p.chains.remove(ci).id
+            }
+            None => ch.next.alloc_chain_id(),
+        };
+        let cs = ChainState {
+            id,
+            spec,
+            slots: Vec::new(),
+            kinds: Vec::new(),
+        };
+        if let Some(p) = ch.next.points.iter_mut().find(|p| at(p)) {
+            if p.ifindex != pl.ifindex {
+                bail!(
+                    "chain \"{}\": {} changed while emptcp was planning; apply again",
+                    c.name,
+                    point_name(p)
+                );
+            }
+            p.chains.push(cs);
+            ch.touched.insert(pid(p));
+            return Ok(());
+        }
+        let family = c.hook.family();
+        let id = txn.alloc_attach_id(&ch.next, family)?;
+        ch.next.points.push(AttachPoint {
+            id,
+            netns: ns,
+            netns_ino: pl.netns_ino,
+            netns_cookie: pl.netns_cookie,
+            dev: c.dev.clone(),
+            ifindex: pl.ifindex,
+            hook: c.hook,
+            xdp_mode: self.xdp_mode,
+            attachment: Attachment::Link {
+                pin: String::new(),
+                how: "pending".into(),
+            },
+            gen: 0,
+            chains: vec![cs],
+        });
+        ch.touched.insert((family, id));
+        ch.attach.insert((family, id));
         Ok(())
     }
 
-    /// Removes every chain, link, program and pin emptcp made.
-    pub fn detach_all(&self) -> Result<usize> {
+    /// Removes one chain (its attach point goes when it was the last).
+    pub fn detach(&self, name: &str) -> Result<Vec<String>> {
         let Some(sd) = StateDir::open(&self.dir, false)? else {
-            return Ok(0);
+            bail!(
+                "no chain called {} (nothing applied)",
+                crate::text::shown(name)
+            );
         };
-        let st = sd.load().unwrap_or_default();
+        let mut txn = Txn::begin(&sd)?;
+        let notes = std::mem::take(&mut txn.notes);
+        let mut ch = Change::new(&txn.base);
+        let (pi, ci) = ch
+            .next
+            .find_chain(name)
+            .ok_or_else(|| anyhow!("no chain called {}", crate::text::shown(name)))?;
+        ch.next.points[pi].chains.remove(ci);
+        ch.touched.insert(pid(&ch.next.points[pi]));
+        ch.drop_empty_points();
+        run_change(&sd, txn, ch)?;
+        Ok(notes)
+    }
+
+    /// Removes every chain, link, program and pin emptcp made, and the
+    /// state directory when nothing else is in it. Returns the number of
+    /// chains and the entries left because emptcp did not create them.
+    pub fn detach_all(&self) -> Result<(usize, Vec<PathBuf>)> {
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            return Ok((0, Vec::new()));
+        };
+        let mut st = sd.load()?;
+        crate::txn::recover(&sd, &mut st)?;
         let mut first_err = None;
         for p in &st.points {
-            if let Err(e) = detach_point(&sd, p) {
-                first_err.get_or_insert(e);
+            if let Err(e) = store::detach_point(&sd, p, true) {
+                first_err.get_or_insert(e.context(format!("failed to detach {}", point_name(p))));
             }
         }
         if let Some(e) = first_err {
             return Err(e);
         }
         let n = st.points.iter().map(|p| p.chains.len()).sum();
-        std::fs::remove_dir_all(&sd.dir)
-            .with_context(|| format!("failed to remove {}", sd.dir.display()))?;
-        Ok(n)
+        let left = sd.remove_ours()?;
+        Ok((n, left))
     }
-
     /// The applied chains with their counters.
     pub fn show(&self, name: Option<&str>) -> Result<Vec<ChainView>> {
         let Some(sd) = StateDir::open_shared(&self.dir, true)? else {
@@ -803,6 +436,8 @@ impl Runtime {
         let mut out = Vec::new();
         for p in &st.points {
             let family = p.hook.family();
+            let status = health::check(&sd, p).to_string();
+            let walk = walk_length(p);
             let stats = pinned_map(&sd, family, "emptcp_stats").ok();
             for c in &p.chains {
                 if name.is_some_and(|n| n != c.spec.name) {
@@ -837,6 +472,8 @@ impl Runtime {
                     netns: p.netns.clone(),
                     attach: how,
                     generation: p.gen,
+                    status: status.clone(),
+                    walk,
                     stages,
                 });
             }
@@ -899,23 +536,121 @@ impl Runtime {
     }
 }
 
-/// The counters of `slot` (indexed by abi.h enum emptcp_counter), summed
-/// over CPUs; zeros when the slot cannot be read.
-pub fn slot_counters(m: &MapHandle, slot: u32) -> [u64; CNT_MAX as usize] {
-    let mut out = [0u64; CNT_MAX as usize];
-    let Some(cpus) = m
-        .lookup_percpu(&u32_key(slot), MapFlags::ANY)
-        .ok()
-        .flatten()
-    else {
-        return out;
-    };
-    for v in cpus {
-        for (o, c) in out.iter_mut().zip(v.chunks_exact(8)) {
-            *o += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+/// Plans the touched points of `ch` on fresh slots, checks every limit,
+/// then carries the change out in one transaction.
+fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
+    // plan: nothing is created yet
+    let mut plans = Vec::new();
+    for p in ch.next.points.iter() {
+        if !ch.touched.contains(&pid(p)) {
+            continue;
+        }
+        check_walk(p)?;
+        let family = p.hook.family();
+        let slots = txn.alloc_slots(family, walk_length(p))?;
+        let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
+        let plan = chain::plan_with(&list, &slots, &|d| store::point_ifindex(p, d))?;
+        plans.push((pid(p), plan));
+    }
+    for p in ch.next.points.iter_mut() {
+        if let Some((_, plan)) = plans.iter().find(|(id, _)| *id == pid(p)) {
+            for (c, pc) in p.chains.iter_mut().zip(plan) {
+                c.slots = pc.stages.iter().map(|s| s.slot).collect();
+                c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
+            }
+        }
+        if ch.attach.contains(&pid(p)) {
+            p.attachment = store::planned_attachment(sd, p);
         }
     }
-    out
+    // the old layouts of touched and removed points, retired on commit
+    let mut retire: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
+    for b in &txn.base.points {
+        if ch.touched.contains(&pid(b)) || ch.removed.iter().any(|r| pid(r) == pid(b)) {
+            retire
+                .entry(b.hook.family())
+                .or_default()
+                .extend(b.chains.iter().flat_map(|c| c.slots.iter().copied()));
+        }
+    }
+    let retire: Vec<Retired> = retire
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(f, slots)| Retired {
+            family: f.to_owned(),
+            slots,
+            at_ms: now_ms(),
+        })
+        .collect();
+    let attach: Vec<AttachPoint> = ch
+        .next
+        .points
+        .iter()
+        .filter(|p| ch.attach.contains(&pid(p)))
+        .cloned()
+        .collect();
+    // both documents this change will write must fit the state map
+    let mut journal = txn.base.clone();
+    journal.pending = Some(crate::state::Pending {
+        slots: retire.clone(),
+        attach: attach.clone(),
+    });
+    journal.check_fits()?;
+    let mut fin = ch.next.clone();
+    fin.retired.extend(retire.iter().cloned());
+    fin.cleanup.extend(ch.removed.iter().cloned());
+    fin.check_fits()?;
+
+    txn.intend(attach)?;
+    match carry_out(sd, &mut txn, &mut ch, &plans) {
+        Ok(()) => {
+            for n in txn.commit(ch.next, retire, ch.removed)? {
+                eprintln!("emptcp: {n}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            txn.abort()?;
+            Err(e)
+        }
+    }
+}
+
+/// The kernel work of a change: new slots written, points attached,
+/// existing points switched, removed points' heads emptied.
+fn carry_out(
+    sd: &StateDir,
+    txn: &mut Txn,
+    ch: &mut Change,
+    plans: &[(PointId, Vec<chain::PlannedChain>)],
+) -> Result<()> {
+    for ((family, _), plan) in plans {
+        txn.write(family, plan)?;
+    }
+    for p in ch.next.points.iter_mut() {
+        let first = p
+            .chains
+            .first()
+            .and_then(|c| c.slots.first())
+            .copied()
+            .unwrap_or(0);
+        let family = p.hook.family();
+        if ch.attach.contains(&pid(p)) {
+            if ch.touched.contains(&pid(p)) {
+                p.gen = p.gen.wrapping_add(1);
+            }
+            p.gen = p.gen.max(1);
+            store::set_attach(sd, family, p.id, first, p.gen)?;
+            p.attachment = store::attach_entry(sd, p)?;
+        } else if ch.touched.contains(&pid(p)) {
+            p.gen = p.gen.wrapping_add(1);
+            store::set_attach(sd, family, p.id, first, p.gen)?;
+        }
+    }
+    for p in &ch.removed {
+        store::set_attach(sd, p.hook.family(), p.id, 0, 0)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -934,10 +669,10 @@ pub struct ChainView {
     pub netns: Option<String>,
     pub attach: String,
     pub generation: u32,
+    /// "ok" when the kernel runs the chain as recorded, else what is wrong
+    /// (health.rs).
+    pub status: String,
+    /// The longest walk of a packet through the chain's attach point (stages).
+    pub walk: usize,
     pub stages: Vec<StageView>,
-}
-
-/// True when `path` is a directory emptcp can use (for tests and show).
-pub fn state_exists(dir: &Path) -> bool {
-    dir.join("state").exists()
 }

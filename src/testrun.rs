@@ -44,10 +44,11 @@ impl Harness {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
         let built = Self::build(&dir, hook, chains);
         if built.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Ok(Some(sd)) = StateDir::open(&dir, false) {
+                let _ = sd.remove_ours();
+            }
         }
         built
     }
@@ -169,7 +170,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.sd.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(sd) = self.sd.take() {
+            let _ = sd.remove_ours();
+        }
     }
 }

@@ -1,0 +1,387 @@
+//! The kernel side of the state directory: stage slots in the family's
+//! prog array, the attach table, entry programs and their links, and the
+//! pins that keep them. Every function here does one kernel operation and
+//! knows nothing of transactions (txn.rs) or of what the user asked for
+//! (runtime.rs).
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
+
+use crate::attach::{self, Attachment};
+use crate::chain::{self, types, StageObject, CNT_MAX};
+use crate::loader;
+use crate::netns;
+use crate::policy::Hook;
+use crate::state::{AttachPoint, StateDir};
+
+/// The stage program instances loaded by one command. They stay loaded
+/// while the prog array holds them; this keeps their fds until the end.
+#[derive(Default)]
+pub(crate) struct Objects {
+    loaded: Vec<Object>,
+}
+
+/// Loads one program instance for a planned stage: its description and
+/// slot go into .rodata, so that the verifier knows the next slot and the
+/// parameters as constants (direct tail calls, see chain.h).
+pub(crate) fn load_stage(
+    sd: &StateDir,
+    stage: &chain::PlannedStage,
+    family: &str,
+    what: &str,
+) -> Result<Object> {
+    let dir = sd.family_dir(family);
+    let mut open = match &stage.object {
+        StageObject::Builtin(name) => loader::open(
+            loader::object_bytes(name, family)?,
+            &format!("{name}_{family}"),
+        )?,
+        StageObject::File { path, program } => loader::open_custom(path, program, family, what)?,
+    };
+    // SAFETY: emptcp_stage is Plain (chain.rs).
+    loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {
+        plain::as_bytes(&stage.desc)
+    })
+    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
+    loader::set_rodata(
+        &mut open,
+        "emptcp_stage_slot",
+        &(stage.slot as u32).to_ne_bytes(),
+    )
+    .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
+    let to_pin = loader::share_maps(
+        &mut open,
+        &dir,
+        &format!("{} ({family})", stage.object.label()),
+    )?;
+    let mut obj = loader::load(open, what)?;
+    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    Ok(obj)
+}
+
+pub(crate) fn stage_prog_fd(obj: &Object, object: &StageObject) -> Result<i32> {
+    let name = object.program();
+    let p = obj
+        .progs()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| anyhow!("object {} has no program named {name}", object.label()))?;
+    Ok(p.as_fd().as_raw_fd())
+}
+
+pub(crate) fn pinned_map(sd: &StateDir, family: &str, name: &str) -> Result<MapHandle> {
+    let p = sd.family_dir(family).join(name);
+    MapHandle::from_pinned_path(&p).with_context(|| format!("failed to open {}", p.display()))
+}
+
+pub(crate) fn u32_key(k: u32) -> [u8; 4] {
+    k.to_ne_bytes()
+}
+
+/// Points attach point `id` of `family` at the stage in slot `first` (0:
+/// nothing to run). The entry program jumps to the point's head slot with a
+/// constant key (a direct jump), so the switch is the update of that slot
+/// (one atomic PROG_ARRAY update); `emptcp_attach` says whether anything
+/// runs and keeps the generation for `show`. Either order of the two
+/// updates is safe: both chain lists stay populated until retired.
+pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: u32) -> Result<()> {
+    let progs = pinned_map(sd, family, "emptcp_progs")?;
+    let amap = pinned_map(sd, family, "emptcp_attach")?;
+    let head = chain::head_slot(id);
+    let a = types::emptcp_attach {
+        first,
+        gen,
+        ..Default::default()
+    };
+    if first == 0 {
+        // SAFETY: emptcp_attach is Plain (chain.rs).
+        amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+        let _ = progs.delete(&u32_key(head));
+        return Ok(());
+    }
+    // a PROG_ARRAY lookup from user space gives the program's id
+    let pid = progs
+        .lookup(&u32_key(first as u32), MapFlags::ANY)?
+        .and_then(|v| {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+        })
+        .with_context(|| format!("slot {first} ({family}) holds no program"))?;
+    // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(pid) };
+    if fd < 0 {
+        bail!(
+            "failed to open program {pid} of slot {first} ({family}): errno {}",
+            -fd
+        );
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    progs
+        .update(
+            &u32_key(head),
+            &(fd.as_raw_fd() as u32).to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .with_context(|| format!("failed to put slot {first} into head slot {head} ({family})"))?;
+    // SAFETY: emptcp_attach is Plain (chain.rs).
+    amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
+    Ok(())
+}
+
+/// Writes a planned layout into the stage map, zeroes its counters and puts
+/// the programs into the slots. The slots are not reachable yet.
+pub(crate) fn write_slots(
+    sd: &StateDir,
+    family: &str,
+    plan: &[chain::PlannedChain],
+    objs: &mut Objects,
+) -> Result<()> {
+    // every stage through the verifier first (the first load creates and
+    // pins the family's maps)
+    let mut fds = Vec::new();
+    for c in plan {
+        for s in &c.stages {
+            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
+            let obj = load_stage(sd, s, family, &what)?;
+            fds.push((s.slot, stage_prog_fd(&obj, &s.object)?, s.kind.clone()));
+            objs.loaded.push(obj);
+        }
+    }
+    let stages = pinned_map(sd, family, "emptcp_stages")?;
+    let stats = pinned_map(sd, family, "emptcp_stats")?;
+    let progs = pinned_map(sd, family, "emptcp_progs")?;
+    let ncpu = libbpf_rs::num_possible_cpus()?;
+    // one emptcp_stats element per slot: all its counters (abi.h emptcp_counters)
+    let zeros = vec![vec![0u8; 8 * CNT_MAX as usize]; ncpu];
+    for c in plan {
+        for s in &c.stages {
+            // SAFETY: emptcp_stage is Plain (chain.rs).
+            let bytes = unsafe { plain::as_bytes(&s.desc) };
+            stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
+            stats.update_percpu(&u32_key(s.slot as u32), &zeros, MapFlags::ANY)?;
+        }
+    }
+    for (slot, fd, kind) in fds {
+        progs
+            .update(
+                &u32_key(slot as u32),
+                &(fd as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .with_context(|| format!("failed to put {kind} into slot {slot}"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn entry_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
+    sd.family_dir(family).join(format!("entry-{id}"))
+}
+
+pub(crate) fn link_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {
+    sd.family_dir(family).join(format!("link-{id}"))
+}
+
+/// The clsact handle and priority of attach point `id` (kernels without tcx).
+pub(crate) fn clsact_handle(id: u32) -> u32 {
+    0xe0 + id
+}
+
+/// How attach point `p` will be held once attached: known before
+/// attaching, so that the intent can be recorded first.
+pub(crate) fn planned_attachment(sd: &StateDir, p: &AttachPoint) -> Attachment {
+    let family = p.hook.family();
+    if p.hook != Hook::Xdp && !crate::features::get().tcx {
+        return Attachment::Clsact {
+            handle: clsact_handle(p.id),
+            priority: clsact_handle(p.id),
+        };
+    }
+    Attachment::Link {
+        pin: link_pin(sd, family, p.id).display().to_string(),
+        how: "pending".into(),
+    }
+}
+
+/// The id of the program in slot `slot` of a family's prog array.
+pub(crate) fn slot_prog_id(progs: &MapHandle, slot: u32) -> Option<u32> {
+    progs
+        .lookup(&u32_key(slot), MapFlags::ANY)
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+        })
+}
+
+/// Empties stage slots (their programs go once no packet walks them).
+pub(crate) fn free_slots(sd: &StateDir, family: &str, slots: &[u16]) {
+    // no prog array: nothing was ever put into the slots
+    if let Ok(progs) = pinned_map(sd, family, "emptcp_progs") {
+        for s in slots {
+            let _ = progs.delete(&u32_key(*s as u32));
+        }
+    }
+}
+
+/// Loads the entry program of attach point `id` (its attach_id set in
+/// .rodata), sharing the family's pinned maps.
+pub(crate) fn load_entry(sd: &StateDir, family: &str, id: u32, what: &str) -> Result<Object> {
+    let dir = sd.family_dir(family);
+    let mut open = loader::open(
+        loader::object_bytes("entry", family)?,
+        &format!("entry_{family}"),
+    )?;
+    loader::set_rodata(&mut open, "attach_id", &id.to_ne_bytes())?;
+    let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
+    let mut obj = loader::load(open, what)?;
+    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    Ok(obj)
+}
+
+/// Loads the entry program for attach point `id`, pins it and attaches it.
+pub(crate) fn attach_entry(sd: &StateDir, p: &AttachPoint) -> Result<Attachment> {
+    let family = p.hook.family();
+    let obj = load_entry(
+        sd,
+        family,
+        p.id,
+        &format!("entry program for {} {}", p.dev, p.hook),
+    )?;
+    let epin = entry_pin(sd, family, p.id);
+    let _ = std::fs::remove_file(&epin);
+    let mut prog = obj
+        .progs_mut()
+        .find(|pr| pr.name() == "emptcp_entry")
+        .context("entry object has no emptcp_entry")?;
+    prog.pin(&epin)
+        .with_context(|| format!("failed to pin {}", epin.display()))?;
+    let lpin = link_pin(sd, family, p.id);
+    let _ = std::fs::remove_file(&lpin);
+    let res = netns::run_in(p.netns.as_deref(), || {
+        attach::attach(
+            &prog,
+            p.hook,
+            p.ifindex,
+            p.xdp_mode,
+            &lpin,
+            clsact_handle(p.id),
+        )
+    });
+    match res {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            let _ = std::fs::remove_file(&epin);
+            Err(e.context(format!(
+                "failed to attach ({}{}) to {} (ifindex {})",
+                p.hook,
+                if p.hook == Hook::Xdp {
+                    format!(", {:?}", p.xdp_mode).to_lowercase()
+                } else {
+                    String::new()
+                },
+                p.dev,
+                p.ifindex
+            )))
+        }
+    }
+}
+
+/// Detaches an attach point's entry program and removes its pins. With
+/// `clear_head` the point's head slot is emptied too (not when the point
+/// lives on and is only attached again).
+pub(crate) fn detach_point(sd: &StateDir, p: &AttachPoint, clear_head: bool) -> Result<()> {
+    let family = p.hook.family();
+    if clear_head {
+        let _ = set_attach(sd, family, p.id, 0, 0);
+    }
+    let epin = entry_pin(sd, family, p.id);
+    let prog_fd = libbpf_rs::Program::fd_from_pinned_path(&epin).ok();
+    // the namespace may be gone: then so is the device and its hooks
+    let gone = p.netns.as_deref().is_some_and(|n| {
+        netns::netns_inode(Some(n))
+            .map(|i| i != p.netns_ino)
+            .unwrap_or(true)
+    });
+    // a link pin goes whatever happens below: it is what holds the link
+    if let Attachment::Link { pin, .. } = &p.attachment {
+        let _ = std::fs::remove_file(pin);
+    }
+    if !gone {
+        let r = netns::run_in(p.netns.as_deref(), || {
+            attach::detach(
+                &p.attachment,
+                p.hook,
+                p.ifindex,
+                prog_fd.as_ref().map(|f| f.as_fd()),
+            )
+        });
+        if let Err(e) = r {
+            // a vanished or re-created device took its hooks with it
+            let idx = netns::run_in(p.netns.as_deref(), || netns::ifindex(&p.dev, None));
+            if idx.is_ok_and(|i| i == p.ifindex) {
+                return Err(e);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&epin);
+    Ok(())
+}
+
+/// A device of an attach point's namespace (redirect targets).
+pub(crate) fn point_ifindex(p: &AttachPoint, dev: &str) -> Result<u32> {
+    netns::run_in(p.netns.as_deref(), || {
+        netns::ifindex(dev, p.netns.as_deref())
+    })
+}
+
+/// The family-independent maps pinned in the state dir (`emptcp_g_*`,
+/// e.g. the event ring buffer).
+pub(crate) fn global_pins(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("emptcp_g_"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A failed apply leaves no new shared map behind: the programs of its
+/// retired slots hold their own references, and the next apply that needs
+/// the map creates it again.
+pub(crate) fn drop_new_global_pins(dir: &std::path::Path, before: &[std::path::PathBuf]) {
+    for p in global_pins(dir) {
+        if !before.contains(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// The counters of `slot` (indexed by abi.h enum emptcp_counter), summed
+/// over CPUs; zeros when the slot cannot be read.
+pub fn slot_counters(m: &MapHandle, slot: u32) -> [u64; CNT_MAX as usize] {
+    let mut out = [0u64; CNT_MAX as usize];
+    let Some(cpus) = m
+        .lookup_percpu(&u32_key(slot), MapFlags::ANY)
+        .ok()
+        .flatten()
+    else {
+        return out;
+    };
+    for v in cpus {
+        for (o, c) in out.iter_mut().zip(v.chunks_exact(8)) {
+            *o += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+        }
+    }
+    out
+}
