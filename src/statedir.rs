@@ -93,6 +93,10 @@ fn checked_path(dir: &Path) -> Result<PathBuf> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read the state directory {}: {e} (it is root-only: run as root)",
+                clean.display()
+            ),
             Err(e) => return Err(refuse(dir, format!("cannot read {}: {e}", at.display()))),
         }
     }
