@@ -313,12 +313,20 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Policy {
-    /// Reads and parses a policy file.
+    /// Reads and parses a policy file (a regular file of at most 16 MiB,
+    /// see userfile.rs).
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        let file = crate::text::path(path);
+        let err = |msg: String| PolicyError {
             file: file.clone(),
-            msg: format!("cannot read: {e}"),
+            msg,
+        };
+        let bytes = crate::userfile::read(path).map_err(|e| err(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            err(format!(
+                "cannot read: not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Policy::parse(&text, &file)
     }
