@@ -782,9 +782,18 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     Ok(Selector { op, not, kind })
 }
 
+/// The longest path a `custom` stage's object may have (PATH_MAX).
+const OBJECT_PATH_MAX: usize = 4096;
+
 fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
     let object =
         get_str(t, "object", what)?.ok_or_else(|| format!("{what}: missing key `object`"))?;
+    if object.is_empty() || object.len() >= OBJECT_PATH_MAX || object.contains('\0') {
+        return Err(format!(
+            "{what}: key `object`: {} is not a file path",
+            quoted(object)
+        ));
+    }
     let program =
         get_str(t, "program", what)?.ok_or_else(|| format!("{what}: missing key `program`"))?;
     if program.is_empty()
