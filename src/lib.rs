@@ -15,6 +15,7 @@
 //! ```
 
 pub mod attach;
+pub mod capacity;
 pub mod catalog;
 pub mod chain;
 pub mod cli;

@@ -24,7 +24,8 @@ use crate::attach::{Attachment, XdpMode};
 use crate::policy::{Chain, Hook};
 
 pub const DEFAULT_DIR: &str = "/sys/fs/bpf/emptcp";
-const STATE_VALUE_SIZE: u32 = 1 << 20;
+/// Size of the state map's one value: a u32 length, then the JSON document.
+pub const STATE_VALUE_SIZE: u32 = 1 << 20;
 const STATE_VERSION: u32 = 1;
 
 /// One chain as applied.
