@@ -55,11 +55,6 @@ unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_kept {}
 
 /// Constants of abi.h (checked against the C side by tests/packets.rs).
 pub const MAX_SLOTS: u16 = 1024;
-/// The most stages one attach point may hold: the entry program reaches
-/// the first stage with a tail call and every stage the next one with
-/// another, and the kernel cuts a packet's walk after 33 tail calls
-/// (MAX_TAIL_CALL_CNT).
-pub const MAX_WALK: usize = 33;
 pub const MAX_ATTACH: u32 = 256;
 /// Slots 1..STAGE_SLOTS hold stages; the rest are the head slots of the
 /// attach points (abi.h EMPTCP_HEAD_SLOT).
@@ -446,6 +441,23 @@ pub fn stage_count(c: &Chain) -> usize {
     c.select.len() + c.act.len()
 }
 
+/// What `show` and the state call each stage of a chain: its kind, or
+/// `custom:<program>` for a third-party stage.
+pub fn stage_labels(c: &Chain) -> Vec<String> {
+    let custom = |cs: &CustomStage| format!("custom:{}", cs.program);
+    c.select
+        .iter()
+        .map(|s| match &s.kind {
+            SelectorKind::Custom(cs) => custom(cs),
+            k => k.name().to_owned(),
+        })
+        .chain(c.act.iter().map(|a| match a {
+            Actor::Custom(cs) => custom(cs),
+            a => a.name().to_owned(),
+        }))
+        .collect()
+}
+
 /// Lays out `chains` (in run order, with their numeric ids) on `slots`
 /// (exactly as many as their stages together), linking each chain to the
 /// next.
@@ -481,6 +493,7 @@ pub fn plan_with(
     let mut at = 0usize;
     for (ci, (c, id)) in chains.iter().enumerate() {
         let n = stage_count(c);
+        let labels = stage_labels(c);
         let chain_end = firsts[ci + 1];
         let mut stages = Vec::with_capacity(n);
         for i in 0..n {
@@ -491,11 +504,6 @@ pub fn plan_with(
                 chain_end
             };
             let mut flags = if i == 0 { SF_FIRST } else { 0 };
-            let label = if i < c.select.len() {
-                c.select[i].kind.name()
-            } else {
-                c.act[i - c.select.len()].name()
-            };
             let (object, kind, param) = if i < c.select.len() {
                 let s = &c.select[i];
                 if s.op == Op::Or {
@@ -521,11 +529,7 @@ pub fn plan_with(
             };
             stages.push(PlannedStage {
                 slot,
-                kind: if label == "custom" {
-                    object.label()
-                } else {
-                    label.to_owned()
-                },
+                kind: labels[i].clone(),
                 object,
                 desc,
             });

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::attach::XdpMode;
+use crate::text::quoted;
 
 /// eBPF control framework for Linux Multipath TCP: attach chains of
 /// selectors and actors to interfaces (XDP, TC) to steer MPTCP subflows.
@@ -99,4 +100,56 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+impl Cli {
+    /// Checks the values clap takes as they come: a namespace name that is
+    /// a name (netns.rs), chain names that can name a chain. Errors are one
+    /// line, the value escaped and capped (text.rs).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(n) = &self.netns {
+            crate::netns::check_name(n).map_err(|e| anyhow::anyhow!("-n: {e}"))?;
+        }
+        let name = match &self.cmd {
+            Command::Show { name, .. } | Command::Detach { name, .. } => name.as_deref(),
+            Command::Events { chain, .. } => chain.as_deref(),
+            _ => None,
+        };
+        if let Some(n) = name.filter(|n| !crate::policy::valid_name(n)) {
+            anyhow::bail!(
+                "no chain called {} (chain names are 1-32 characters of [a-z0-9_-])",
+                quoted(n)
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).expect("clap accepts it");
+        cli.validate().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn refuses_names_that_name_nothing() {
+        assert_eq!(
+            err(&["emptcp", "-n", "../x", "show"]),
+            "-n: network namespace name \"../x\": not a name (ip netns list)"
+        );
+        let long = "a".repeat(10 << 20);
+        let e = err(&["emptcp", "detach", &long]);
+        assert!(e.len() < 300, "{}", e.len());
+        assert!(e.starts_with("no chain called \"aaaa"), "{e}");
+        assert_eq!(
+            err(&["emptcp", "show", "x\u{202e}y"]),
+            "no chain called \"x\\u{202e}y\" (chain names are 1-32 characters of [a-z0-9_-])"
+        );
+        assert!(err(&["emptcp", "events", "--chain", "A"]).starts_with("no chain called \"A\""));
+        let ok = Cli::try_parse_from(["emptcp", "-n", "client", "detach", "wifi-backup"]);
+        ok.expect("parses").validate().expect("valid");
+    }
 }

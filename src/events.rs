@@ -263,10 +263,34 @@ struct ReaderSlot {
     readers: MapHandle,
     slot: u32,
     since_ns: u64,
+    /// Map ids of `readers` and `ring`, to notice their pins replaced.
+    ids: (u32, u32),
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 const EV_READERS: u32 = 4;
+
+/// How often a reader looks whether the maps it reads are still the
+/// pinned ones (`detach --all` removes them; the next `apply` with
+/// get_connect or get_subflow pins new ones, which the old ring never sees).
+const RESET_POLL: Duration = Duration::from_millis(500);
+
+fn ring_name(slot: u32) -> String {
+    match slot {
+        0 => "emptcp_g_events".to_string(),
+        n => format!("emptcp_g_events{n}"),
+    }
+}
+
+/// The id of the map pinned at `path`, if one is.
+fn pinned_map_id(path: &std::path::Path) -> Option<u32> {
+    let m = MapHandle::from_pinned_path(path).ok()?;
+    map_id(&m)
+}
+
+fn map_id(m: &MapHandle) -> Option<u32> {
+    m.info().ok().map(|i| i.info.id)
+}
 
 impl ReaderSlot {
     fn claim(dir: &std::path::Path) -> Result<ReaderSlot> {
@@ -278,11 +302,7 @@ impl ReaderSlot {
             )
         })?;
         for slot in 0..EV_READERS {
-            let name = match slot {
-                0 => "emptcp_g_events".to_string(),
-                n => format!("emptcp_g_events{n}"),
-            };
-            let path = dir.join(&name);
+            let path = dir.join(ring_name(slot));
             // the slot's lock: a directory beside the pins (bpffs pins
             // cannot be opened as files, and every map fd shares one inode)
             let ldir = dir.join(format!("reader-{slot}"));
@@ -304,15 +324,26 @@ impl ReaderSlot {
             readers
                 .update(&slot.to_ne_bytes(), &pid.to_ne_bytes(), MapFlags::ANY)
                 .context("failed to register as an event reader")?;
+            let ids = (map_id(&readers).unwrap_or(0), map_id(&ring).unwrap_or(0));
             return Ok(ReaderSlot {
                 ring,
                 readers,
                 slot,
                 since_ns,
+                ids,
                 _lock: lock,
             });
         }
         anyhow::bail!("{EV_READERS} `emptcp events` readers are running already; stop one first")
+    }
+
+    /// True while `dir` still pins the maps this reader reads.
+    fn still_pinned(&self, dir: &std::path::Path) -> bool {
+        let now = (
+            pinned_map_id(&dir.join("emptcp_g_readers")),
+            pinned_map_id(&dir.join(ring_name(self.slot))),
+        );
+        now == (Some(self.ids.0), Some(self.ids.1))
     }
 }
 
@@ -332,6 +363,11 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Streams events until Ctrl-C, `count` events or `timeout`.
+///
+/// A reader outlives the state it reads: after `detach --all` it keeps
+/// waiting (within `timeout`, like a reader started before any apply);
+/// once an `apply` pins new rings, it claims a slot of those and goes on,
+/// with one line on stderr, its event count carried over.
 pub fn stream(
     dir: &std::path::Path,
     json: bool,
@@ -339,8 +375,7 @@ pub fn stream(
     count: Option<usize>,
     timeout: Option<Duration>,
 ) -> Result<()> {
-    let reader = ReaderSlot::claim(dir)?;
-    let map = &reader.ring;
+    let mut reader = ReaderSlot::claim(dir)?;
     // None while another emptcp changes the state: keep what we have
     let load_state = || -> Option<State> {
         StateDir::open_shared(dir, false)
@@ -355,9 +390,65 @@ pub fn stream(
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, h);
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, h);
     }
+    let start = Instant::now();
+    let stopped = || STOP.load(Ordering::SeqCst) || timeout.is_some_and(|t| start.elapsed() >= t);
+    let mut dec = Decoder::default();
+    let mut seen = 0usize;
+    loop {
+        let out = Sink {
+            json,
+            chain,
+            count,
+            seen: &mut seen,
+        };
+        if read_ring(&reader, dir, &mut st, &mut dec, out, &load_state, &stopped)? == Ring::Done {
+            return Ok(());
+        }
+        // the state was reset: wait for new rings as a fresh reader would
+        reader = loop {
+            if stopped() {
+                return Ok(());
+            }
+            std::thread::sleep(RESET_POLL);
+            if let Ok(r) = ReaderSlot::claim(dir) {
+                break r;
+            }
+        };
+        st = load_state().unwrap_or_default();
+        eprintln!("emptcp: events: state directory was reset; following the new ring");
+    }
+}
+
+/// Where and how events are printed, and how many so far.
+struct Sink<'a> {
+    json: bool,
+    chain: Option<&'a str>,
+    count: Option<usize>,
+    seen: &'a mut usize,
+}
+
+/// How reading one ring ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ring {
+    /// Ctrl-C, the timeout or the count: stop.
+    Done,
+    /// Its pins are gone or replaced: no new event will come to it.
+    Reset,
+}
+
+/// Prints the events of `reader`'s ring until it is done or reset.
+fn read_ring(
+    reader: &ReaderSlot,
+    dir: &std::path::Path,
+    st: &mut State,
+    dec: &mut Decoder,
+    out: Sink<'_>,
+    load_state: &dyn Fn() -> Option<State>,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Ring> {
     let pending = std::cell::RefCell::new(Vec::<types::emptcp_event>::new());
     let mut b = RingBufferBuilder::new();
-    b.add(map, |data: &[u8]| {
+    b.add(&reader.ring, |data: &[u8]| {
         // a ring left by a reader that died may hold older events
         if let Some(e) = decode(data).filter(|e| e.ts_ns >= reader.since_ns) {
             pending.borrow_mut().push(e);
@@ -365,14 +456,9 @@ pub fn stream(
         0
     })?;
     let rb = b.build()?;
-    let mut dec = Decoder::default();
-    let mut seen = 0usize;
-    let start = Instant::now();
     let stdout = std::io::stdout();
-    while !STOP.load(Ordering::SeqCst) {
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
-            break;
-        }
+    let mut checked = Instant::now();
+    while !stopped() {
         rb.poll(Duration::from_millis(100))?;
         let evs: Vec<_> = pending.borrow_mut().drain(..).collect();
         // one write per batch drained, not per event; a reader still sees
@@ -382,31 +468,37 @@ pub fn stream(
         for e in evs {
             // a chain applied after we started: read the state again (once
             // per batch, not per event of an unknown slot)
-            if !reloaded && slot_owner(&st, e.slot, e.flags & 0x08 != 0).is_none() {
+            if !reloaded && slot_owner(st, e.slot, e.flags & 0x08 != 0).is_none() {
                 if let Some(s) = load_state() {
-                    st = s;
+                    *st = s;
                 }
                 reloaded = true;
             }
-            let v = dec.view(&e, &st);
-            if chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
+            let v = dec.view(&e, st);
+            if out.chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
                 continue;
             }
-            if json {
+            if out.json {
                 serde_json::to_writer(&mut o, &v)?;
                 writeln!(o)?;
             } else {
                 writeln!(o, "{}", line(&v))?;
             }
-            seen += 1;
-            if count.is_some_and(|n| seen >= n) {
+            *out.seen += 1;
+            if out.count.is_some_and(|n| *out.seen >= n) {
                 o.flush()?;
-                return Ok(());
+                return Ok(Ring::Done);
             }
         }
         o.flush()?;
+        if checked.elapsed() >= RESET_POLL {
+            checked = Instant::now();
+            if !reader.still_pinned(dir) {
+                return Ok(Ring::Reset);
+            }
+        }
     }
-    Ok(())
+    Ok(Ring::Done)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use libbpf_rs::{
     AsRawLibbpf, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType,
 };
 
+use crate::text::{self, quoted};
+
 /// libbpf messages of the current load, for the one-line error.
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static VERBOSE: Mutex<bool> = Mutex::new(false);
@@ -77,34 +79,100 @@ pub fn open(bytes: &[u8], name: &str) -> Result<OpenObject> {
         .with_context(|| format!("failed to open BPF object {name}"))
 }
 
+/// ELF's e_machine of BPF objects.
+const EM_BPF: u16 = 247;
+
+/// True when `bytes` start with an ELF header for BPF (magic, e_machine
+/// in the byte order the header declares). libbpf says only "Unknown
+/// error 4001" (LIBBPF_ERRNO__FORMAT) for anything else.
+pub fn is_bpf_elf(bytes: &[u8]) -> bool {
+    // e_ident[EI_DATA] at 5, e_machine at 18 in both ELF classes
+    let (Some(b"\x7fELF"), Some(&data), Some(m)) =
+        (bytes.get(..4), bytes.get(5), bytes.get(18..20))
+    else {
+        return false;
+    };
+    let m = [m[0], m[1]];
+    let machine = match data {
+        1 => u16::from_le_bytes(m),
+        2 => u16::from_be_bytes(m),
+        _ => return false,
+    };
+    machine == EM_BPF
+}
+
+/// libbpf's name for an object opened from a file: the base name up to
+/// its first dot (it names the object's internal maps, e.g. `.rodata`).
+fn object_name(path: &Path) -> String {
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem: String = base
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(32)
+        .collect();
+    if stem.is_empty() {
+        "custom".to_owned()
+    } else {
+        stem
+    }
+}
+
 /// Opens a third-party stage object and checks it before anything is
-/// loaded: the program exists, has the hook family's type, and the object
-/// declares the chain maps a stage needs.
+/// loaded: a regular file of at most 16 MiB (userfile.rs) holding an ELF
+/// BPF object, the program exists, has the hook family's type, and the
+/// object declares the chain maps a stage needs. The file is read once,
+/// here; libbpf parses the bytes read (it keeps no reference to them once
+/// the object is open).
 pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Result<OpenObject> {
+    let shown = text::path(path);
+    let bytes = crate::userfile::read(path).map_err(|e| anyhow!("{what}: {shown}: {e}"))?;
+    if !is_bpf_elf(&bytes) {
+        bail!("{what}: {shown}: not an ELF BPF object");
+    }
     let mut b = ObjectBuilder::default();
+    b.name(object_name(path)).context("object name")?;
     let open = b
-        .open_file(path)
-        .with_context(|| format!("{what}: failed to open BPF object {}", path.display()))?;
+        .open_memory(&bytes)
+        .with_context(|| format!("{what}: failed to open BPF object {shown}"))?;
+    drop(bytes);
     let want = if family == "xdp" {
         ProgramType::Xdp
     } else {
         ProgramType::SchedCls
     };
     let prog = open.progs().find(|p| p.name() == program).ok_or_else(|| {
+        // the object's names are the user's text too: escaped, and a few
+        const LISTED: usize = 8;
         let names: Vec<String> = open
             .progs()
-            .map(|p| p.name().to_string_lossy().into_owned())
+            .map(|p| text::bare(&p.name().to_string_lossy()).to_string())
             .collect();
+        let more = names.len().saturating_sub(LISTED);
         anyhow!(
-            "{what}: {} has no program {program:?} (it has: {})",
-            path.display(),
-            names.join(", ")
+            "{what}: {shown} has no program {} (it has: {}{})",
+            quoted(program),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names[..names.len().min(LISTED)].join(", ")
+            },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         )
     })?;
     if prog.prog_type() != want {
         bail!(
-            "{what}: program {program} in {} is {:?}, the chain's hook needs {:?} (build it with -DEMPTCP_{})",
-            path.display(),
+            "{what}: program {} in {shown} is {:?}, the chain's hook needs {:?} (build it with -DEMPTCP_{})",
+            text::bare(program),
             prog.prog_type(),
             want,
             family.to_uppercase()
@@ -112,10 +180,7 @@ pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Resu
     }
     for m in ["emptcp_progs", "emptcp_stages", "emptcp_stats"] {
         if !open.maps().any(|x| x.name() == m) {
-            bail!(
-                "{what}: {} declares no map {m}: build it with <emptcp/chain.h>",
-                path.display()
-            );
+            bail!("{what}: {shown} declares no map {m}: build it with <emptcp/chain.h>");
         }
     }
     Ok(open)
@@ -280,6 +345,24 @@ mod tests {
             Some("R2 pointer arithmetic with <<= operator prohibited")
         );
         assert_eq!(verifier_reason(&[]), None);
+    }
+
+    #[test]
+    fn knows_elf_bpf_objects() {
+        let (_, _, bytes) = crate::skel::OBJECTS[0];
+        assert!(is_bpf_elf(bytes()));
+        let mut x86 = bytes().to_vec();
+        x86[18..20].copy_from_slice(&62u16.to_le_bytes());
+        assert!(!is_bpf_elf(&x86), "an x86-64 object");
+        let mut be = bytes().to_vec();
+        be[5] = 2;
+        be[18..20].copy_from_slice(&EM_BPF.to_be_bytes());
+        assert!(is_bpf_elf(&be), "big-endian BPF");
+        assert!(!is_bpf_elf(b""));
+        assert!(!is_bpf_elf(b"\x7fELF"));
+        assert!(!is_bpf_elf(b"[[chain]]\nname = \"x\"\n"));
+        assert_eq!(object_name(Path::new("/x/my_stage.bpf.o")), "my_stage");
+        assert_eq!(object_name(Path::new("/x/.o")), "custom");
     }
 
     #[test]

@@ -8,8 +8,22 @@ use clap::{CommandFactory, Parser};
 
 use emptcp::catalog::{StageRole, CATALOG};
 use emptcp::cli::{Cli, Command};
-use emptcp::policy::Policy;
+use emptcp::policy::{Policy, PolicyError};
 use emptcp::runtime::Runtime;
+
+/// Reads a policy file and checks it against the capacity limits on its
+/// own (capacity.rs): `apply` and `check` refuse the same files, before
+/// anything is loaded or changed.
+fn read_policy(path: &std::path::Path, rt: &Runtime) -> Result<Policy> {
+    let p = Policy::from_file(path)?;
+    emptcp::capacity::check_policy(&p, rt.netns.as_deref(), &rt.dir).map_err(|msg| {
+        PolicyError {
+            file: emptcp::text::path(path),
+            msg,
+        }
+    })?;
+    Ok(p)
+}
 
 fn run(cli: Cli) -> Result<()> {
     emptcp::loader::init_logging(cli.verbose);
@@ -24,7 +38,7 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
             xdp_mode,
         } => {
-            let p = Policy::from_file(&policy)?;
+            let p = read_policy(&policy, &rt)?;
             rt.xdp_mode = xdp_mode;
             if dry_run {
                 for c in &p.chains {
@@ -73,7 +87,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("applied {}", r.applied.join(", "));
         }
         Command::Check { policy } => {
-            let p = Policy::from_file(&policy)?;
+            let p = read_policy(&policy, &rt)?;
             emptcp::priv_check()?;
             if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
                 eprintln!("emptcp: warning: {w}");
@@ -81,7 +95,7 @@ fn run(cli: Cli) -> Result<()> {
             let n = rt.check(&p)?;
             println!(
                 "{}: ok ({} chains, {n} programs verified)",
-                policy.display(),
+                emptcp::text::path(&policy),
                 p.chains.len()
             );
         }
@@ -136,7 +150,7 @@ fn run(cli: Cli) -> Result<()> {
                         "emptcp: left {} in place: {} entries emptcp did not create, e.g. {}",
                         rt.dir.display(),
                         left.len(),
-                        emptcp::text::shown(&first.to_string_lossy())
+                        emptcp::text::quoted(&first.to_string_lossy())
                     );
                 }
             } else if let Some(n) = name {
@@ -217,7 +231,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match cli.validate().and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("emptcp: {e:#}");

@@ -25,6 +25,7 @@ use thiserror::Error;
 use toml::{Table, Value};
 
 use crate::catalog::{self, ParamType, StageRole};
+use crate::text::{bare, quoted};
 
 /// Where a chain runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -65,7 +66,10 @@ impl FromStr for Hook {
             "xdp" => Ok(Hook::Xdp),
             "tc-ingress" => Ok(Hook::TcIngress),
             "tc-egress" => Ok(Hook::TcEgress),
-            _ => Err(format!("unknown hook {s:?} (xdp, tc-ingress, tc-egress)")),
+            _ => Err(format!(
+                "unknown hook {} (xdp, tc-ingress, tc-egress)",
+                quoted(s)
+            )),
         }
     }
 }
@@ -309,12 +313,20 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Policy {
-    /// Reads and parses a policy file.
+    /// Reads and parses a policy file (a regular file of at most 16 MiB,
+    /// see userfile.rs).
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        let file = crate::text::path(path);
+        let err = |msg: String| PolicyError {
             file: file.clone(),
-            msg: format!("cannot read: {e}"),
+            msg,
+        };
+        let bytes = crate::userfile::read(path).map_err(|e| err(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            err(format!(
+                "cannot read: not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Policy::parse(&text, &file)
     }
@@ -327,8 +339,9 @@ impl Policy {
         };
         let root: Table = text.parse::<Table>().map_err(|e| {
             // toml's messages may span lines ("invalid table header\nexpected ..."):
-            // keep the error to one line
+            // keep the error to one line; they may quote the file (a key)
             let m = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            let m = bare(&m);
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -340,7 +353,8 @@ impl Policy {
         for k in root.keys() {
             if k != "chain" {
                 return Err(err(format!(
-                    "unknown top-level key `{k}` (expected [[chain]])"
+                    "unknown top-level key `{}` (expected [[chain]])",
+                    bare(k)
                 )));
             }
         }
@@ -357,7 +371,10 @@ impl Policy {
                 .ok_or_else(|| err(format!("chain #{}: not a table", i + 1)))?;
             let chain = parse_chain(t, i).map_err(err)?;
             if !names.insert(chain.name.clone()) {
-                return Err(err(format!("chain \"{}\": duplicate name", chain.name)));
+                return Err(err(format!(
+                    "chain {}: duplicate name",
+                    quoted(&chain.name)
+                )));
             }
             out.push(chain);
         }
@@ -387,11 +404,34 @@ fn get_bool(t: &Table, key: &str, what: &str) -> Result<Option<bool>, String> {
     }
 }
 
+/// A TOML value as errors show it (escaped and capped, see text.rs).
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => quoted(s).to_string(),
+        v => bare(&v.to_string()).to_string(),
+    }
+}
+
+/// Checks a device name as the kernel takes it (dev_valid_name): 1-15
+/// bytes, not `.` or `..`, no `/`, `:`, NUL or white space.
+fn check_dev(dev: &str) -> Result<(), String> {
+    let ok = !dev.is_empty()
+        && dev.len() < 16
+        && dev != "."
+        && dev != ".."
+        && !dev.contains(|c: char| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} is not a device name", quoted(dev)))
+    }
+}
+
 fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
     let fallback = format!("chain #{}", idx + 1);
     let name =
         get_str(t, "name", &fallback)?.ok_or_else(|| format!("{fallback}: missing key `name`"))?;
-    let what = format!("chain \"{name}\"");
+    let what = format!("chain {}", quoted(name));
     if !valid_name(name) {
         return Err(format!(
             "{what}: key `name`: must be 1-32 characters of [a-z0-9_-]"
@@ -400,23 +440,18 @@ fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
     for k in t.keys() {
         if !["name", "dev", "hook", "netns", "select", "act"].contains(&k.as_str()) {
             return Err(format!(
-                "{what}: unknown key `{k}` (name, dev, hook, netns, select, act)"
+                "{what}: unknown key `{}` (name, dev, hook, netns, select, act)",
+                bare(k)
             ));
         }
     }
     let dev = get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?;
-    if dev.is_empty() || dev.len() > 15 || dev.contains('/') || dev.contains(char::is_whitespace) {
-        return Err(format!("{what}: key `dev`: {dev:?} is not a device name"));
-    }
+    check_dev(dev).map_err(|e| format!("{what}: key `dev`: {e}"))?;
     let hook = get_str(t, "hook", &what)?.ok_or_else(|| format!("{what}: missing key `hook`"))?;
     let hook = Hook::from_str(hook).map_err(|e| format!("{what}: key `hook`: {e}"))?;
     let netns = get_str(t, "netns", &what)?.map(str::to_owned);
     if let Some(n) = &netns {
-        if n.is_empty() || n.contains('/') {
-            return Err(format!(
-                "{what}: key `netns`: {n:?} is not a namespace name"
-            ));
-        }
+        crate::netns::check_name(n).map_err(|e| format!("{what}: key `netns`: {e}"))?;
     }
     let mut select = Vec::new();
     for (i, s) in stage_tables(t, "select", &what)?.into_iter().enumerate() {
@@ -474,7 +509,8 @@ fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), 
             .map(|e| e.kind)
             .collect();
         format!(
-            "{what}: unknown kind {kind:?} (known: {})",
+            "{what}: unknown kind {} (known: {})",
+            quoted(kind),
             names.join(", ")
         )
     })?;
@@ -483,7 +519,8 @@ fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), 
         if !common && !entry.params.iter().any(|p| p.name == k) {
             let known: Vec<&str> = entry.params.iter().map(|p| p.name).collect();
             return Err(format!(
-                "{what} ({kind}): unknown key `{k}` (known: {})",
+                "{what} ({kind}): unknown key `{}` (known: {})",
+                bare(k),
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
@@ -514,7 +551,7 @@ fn parse_addr(t: &Table, key: &str, what: &str) -> Result<Option<IpAddr>, String
         None => Ok(None),
         Some(s) => IpAddr::from_str(s)
             .map(Some)
-            .map_err(|_| format!("{what}: key `{key}`: {s:?} is not an IP address")),
+            .map_err(|_| format!("{what}: key `{key}`: {} is not an IP address", quoted(s))),
     }
 }
 
@@ -522,7 +559,10 @@ fn get_port(t: &Table, key: &str, what: &str) -> Result<Option<u16>, String> {
     match t.get(key) {
         None => Ok(None),
         Some(Value::Integer(n)) if (1..=65535).contains(n) => Ok(Some(*n as u16)),
-        Some(v) => Err(format!("{what}: key `{key}`: {v} is not a port (1-65535)")),
+        Some(v) => Err(format!(
+            "{what}: key `{key}`: {} is not a port (1-65535)",
+            shown(v)
+        )),
     }
 }
 
@@ -531,7 +571,8 @@ fn get_u32(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
         None => Ok(None),
         Some(Value::Integer(n)) if (0..=u32::MAX as i64).contains(n) => Ok(Some(*n as u32)),
         Some(v) => Err(format!(
-            "{what}: key `{key}`: {v} is not an integer in 0..=4294967295"
+            "{what}: key `{key}`: {} is not an integer in 0..=4294967295",
+            shown(v)
         )),
     }
 }
@@ -569,11 +610,13 @@ fn get_bytes(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
         Some(Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
         Some(Value::String(s)) => parse_bytes(s).map(Some).ok_or_else(|| {
             format!(
-                "{what}: key `{key}`: {s:?} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")"
+                "{what}: key `{key}`: {} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")",
+                quoted(s)
             )
         }),
         Some(v) => Err(format!(
-            "{what}: key `{key}`: {v} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")"
+            "{what}: key `{key}`: {} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")",
+            shown(v)
         )),
     }
 }
@@ -585,16 +628,22 @@ fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), String
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
-    let addr = IpAddr::from_str(a)
-        .map_err(|_| format!("{what}: key `{key}`: {s:?} is not an address or prefix"))?;
+    let addr = IpAddr::from_str(a).map_err(|_| {
+        format!(
+            "{what}: key `{key}`: {} is not an address or prefix",
+            quoted(s)
+        )
+    })?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
-    let plen =
-        match p {
-            None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                format!("{what}: key `{key}`: prefix length in {s:?} is not 0-{max}")
-            })?,
-        };
+    let plen = match p {
+        None => max,
+        Some(p) => p.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
+            format!(
+                "{what}: key `{key}`: prefix length in {} is not 0-{max}",
+                quoted(s)
+            )
+        })?,
+    };
     Ok((addr, plen))
 }
 
@@ -605,7 +654,12 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     let op = match get_str(t, "op", &what)? {
         None | Some("and") => Op::And,
         Some("or") => Op::Or,
-        Some(o) => return Err(format!("{what}: key `op`: {o:?} is not `and` or `or`")),
+        Some(o) => {
+            return Err(format!(
+                "{what}: key `op`: {} is not `and` or `or`",
+                quoted(o)
+            ))
+        }
     };
     let not = get_bool(t, "not", &what)?.unwrap_or(false);
     let kind = match kind {
@@ -643,7 +697,8 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
                     .ok_or_else(|| format!("{what}: key `types`: expected strings"))?;
                 if !PACKET_TYPES.contains(&s) {
                     return Err(format!(
-                        "{what}: key `types`: unknown packet type {s:?} (known: {})",
+                        "{what}: key `types`: unknown packet type {} (known: {})",
+                        quoted(s),
                         PACKET_TYPES.join(", ")
                     ));
                 }
@@ -699,7 +754,8 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
                 Some("ssn") => SeqField::Ssn,
                 Some(f) => {
                     return Err(format!(
-                        "{what}: key `field`: {f:?} is not one of dsn, data_ack, ssn"
+                        "{what}: key `field`: {} is not one of dsn, data_ack, ssn",
+                        quoted(f)
                     ))
                 }
                 None => return Err(format!("{what}: missing key `field`")),
@@ -726,9 +782,18 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     Ok(Selector { op, not, kind })
 }
 
+/// The longest path a `custom` stage's object may have (PATH_MAX).
+const OBJECT_PATH_MAX: usize = 4096;
+
 fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
     let object =
         get_str(t, "object", what)?.ok_or_else(|| format!("{what}: missing key `object`"))?;
+    if object.is_empty() || object.len() >= OBJECT_PATH_MAX || object.contains('\0') {
+        return Err(format!(
+            "{what}: key `object`: {} is not a file path",
+            quoted(object)
+        ));
+    }
     let program =
         get_str(t, "program", what)?.ok_or_else(|| format!("{what}: missing key `program`"))?;
     if program.is_empty()
@@ -737,7 +802,8 @@ fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         return Err(format!(
-            "{what}: key `program`: {program:?} is not a C function name"
+            "{what}: key `program`: {} is not a C function name",
+            quoted(program)
         ));
     }
     let mut params = Vec::new();
@@ -753,7 +819,10 @@ fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
                 .as_integer()
                 .filter(|n| (0..=u32::MAX as i64).contains(n))
                 .ok_or_else(|| {
-                    format!("{what}: key `params`: {x} is not an integer in 0..=4294967295")
+                    format!(
+                        "{what}: key `params`: {} is not an integer in 0..=4294967295",
+                        shown(x)
+                    )
                 })?;
             params.push(n as u32);
         }
@@ -831,20 +900,27 @@ fn parse_units(s: &str, units: &[(&str, f64)]) -> Option<f64> {
 /// Parses a tc-style rate (`20mbit`, `5MBps`; bare number: bit/s) to bit/s.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let bits = parse_units(s, RATE_UNITS).ok_or_else(|| {
-        format!("{s:?} is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")
+        format!(
+            "{} is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)",
+            quoted(s)
+        )
     })?;
     if !(RATE_MIN_BPS as f64..=RATE_MAX_BPS as f64).contains(&bits) {
-        return Err(format!("{s:?} is outside 8bit .. 100gbit"));
+        return Err(format!("{} is outside 8bit .. 100gbit", quoted(s)));
     }
     Ok(bits.round() as u64)
 }
 
 /// Parses a tc-style size (`64kb`, `1mb`; bare number: bytes) to bytes.
 pub fn parse_size(s: &str) -> Result<u32, String> {
-    let b = parse_units(s, SIZE_UNITS)
-        .ok_or_else(|| format!("{s:?} is not a size (a number with a tc unit: 1500, 64kb, 2mb)"))?;
+    let b = parse_units(s, SIZE_UNITS).ok_or_else(|| {
+        format!(
+            "{} is not a size (a number with a tc unit: 1500, 64kb, 2mb)",
+            quoted(s)
+        )
+    })?;
     if !(BURST_MIN as f64..=BURST_MAX as f64).contains(&b) {
-        return Err(format!("{s:?} is outside {BURST_MIN} bytes .. 1gb"));
+        return Err(format!("{} is outside {BURST_MIN} bytes .. 1gb", quoted(s)));
     }
     Ok(b.round() as u32)
 }
@@ -905,9 +981,7 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
         "redirect" => {
             let dev =
                 get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?;
-            if dev.is_empty() || dev.len() > 15 || dev.contains('/') {
-                return Err(format!("{what}: key `dev`: {dev:?} is not a device name"));
-            }
+            check_dev(dev).map_err(|e| format!("{what}: key `dev`: {e}"))?;
             Actor::Redirect {
                 dev: dev.to_owned(),
                 ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
@@ -930,7 +1004,8 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
                             .filter(|m| RECORD_METRICS.contains(m))
                             .ok_or_else(|| {
                                 format!(
-                                    "{what}: key `metrics`: {m} is not one of {}",
+                                    "{what}: key `metrics`: {} is not one of {}",
+                                    shown(m),
                                     RECORD_METRICS.join(", ")
                                 )
                             })?;
@@ -947,7 +1022,8 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
                 Some("join") => BlkMode::Join,
                 Some(m) => {
                     return Err(format!(
-                        "{what}: key `mode`: {m:?} is not `add_addr` or `join`"
+                        "{what}: key `mode`: {} is not `add_addr` or `join`",
+                        quoted(m)
                     ))
                 }
             },

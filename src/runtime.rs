@@ -222,18 +222,24 @@ pub fn walk_length(p: &AttachPoint) -> usize {
     p.chains.iter().map(|c| chain::stage_count(&c.spec)).sum()
 }
 
-/// Refuses a point whose walk the kernel would cut short.
-fn check_walk(p: &AttachPoint) -> Result<()> {
-    let n = walk_length(p);
-    if n > chain::MAX_WALK {
-        bail!(
-            "{}: chains {} need a walk of {n} stages; the kernel allows {} per packet (33 tail calls)",
-            point_name(p),
-            chain_names(p),
-            chain::MAX_WALK
-        );
-    }
-    Ok(())
+/// Refuses a layout the kernel could not run whole (capacity.rs): walk
+/// length per point, stage slots, attach points.
+fn check_capacity(next: &State) -> Result<()> {
+    let points: Vec<crate::capacity::PointLoad> = next
+        .points
+        .iter()
+        .map(|p| crate::capacity::PointLoad {
+            dev: &p.dev,
+            hook: p.hook,
+            netns: p.netns.as_deref(),
+            chains: p
+                .chains
+                .iter()
+                .map(|c| (c.spec.name.as_str(), chain::stage_count(&c.spec)))
+                .collect(),
+        })
+        .collect();
+    crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))
 }
 
 impl Runtime {
@@ -385,7 +391,7 @@ impl Runtime {
         let Some(sd) = StateDir::open(&self.dir, false)? else {
             bail!(
                 "no chain called {} (nothing applied)",
-                crate::text::shown(name)
+                crate::text::quoted(name)
             );
         };
         let mut txn = Txn::begin(&sd)?;
@@ -394,7 +400,7 @@ impl Runtime {
         let (pi, ci) = ch
             .next
             .find_chain(name)
-            .ok_or_else(|| anyhow!("no chain called {}", crate::text::shown(name)))?;
+            .ok_or_else(|| anyhow!("no chain called {}", crate::text::quoted(name)))?;
         ch.next.points[pi].chains.remove(ci);
         ch.touched.insert(pid(&ch.next.points[pi]));
         ch.drop_empty_points();
@@ -540,12 +546,12 @@ impl Runtime {
 /// then carries the change out in one transaction.
 fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
     // plan: nothing is created yet
+    check_capacity(&ch.next)?;
     let mut plans = Vec::new();
     for p in ch.next.points.iter() {
         if !ch.touched.contains(&pid(p)) {
             continue;
         }
-        check_walk(p)?;
         let family = p.hook.family();
         let slots = txn.alloc_slots(family, walk_length(p))?;
         let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::statedir::STATE_VALUE_SIZE;
+pub use crate::statedir::STATE_VALUE_SIZE;
 pub use crate::statedir::{StateDir, DEFAULT_DIR};
 
 use crate::attach::{Attachment, XdpMode};

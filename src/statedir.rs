@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::text::shown;
+use crate::text::quoted;
 
 pub const DEFAULT_DIR: &str = "/sys/fs/bpf/emptcp";
 
@@ -55,7 +55,7 @@ fn is_bpffs(p: &Path) -> bool {
 }
 
 fn refuse(dir: &Path, why: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("state directory {}: {why}", shown(&dir.to_string_lossy()))
+    anyhow::anyhow!("state directory {}: {why}", quoted(&dir.to_string_lossy()))
 }
 
 /// `dir` made absolute, without `.`/`..`, with no symlink on the way.
@@ -148,7 +148,7 @@ fn check_existing(shown_dir: &Path, dir: &Path, m: &fs::Metadata) -> Result<()> 
             shown_dir,
             format!(
                 "is inside the emptcp state directory {}",
-                shown(&parent.to_string_lossy())
+                quoted(&parent.to_string_lossy())
             ),
         ));
     }
@@ -159,7 +159,7 @@ fn check_existing(shown_dir: &Path, dir: &Path, m: &fs::Metadata) -> Result<()> 
                 shown_dir,
                 format!(
                     "not an emptcp state directory (it holds {} and no emptcp state)",
-                    shown(&e.file_name().to_string_lossy())
+                    quoted(&e.file_name().to_string_lossy())
                 ),
             ));
         }
@@ -196,7 +196,7 @@ fn create(shown_dir: &Path, dir: &Path) -> Result<()> {
             shown_dir,
             format!(
                 "is inside the emptcp state directory {}",
-                shown(&parent.to_string_lossy())
+                quoted(&parent.to_string_lossy())
             ),
         ));
     }

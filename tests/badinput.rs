@@ -10,6 +10,8 @@
 //! Needs root (namespaces, BPF); otherwise prints "SKIPPED: needs root".
 
 mod netlib;
+#[allow(dead_code)]
+mod pktlib;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -445,5 +447,451 @@ fn bpffs_not_mounted_is_mounted() {
     eprintln!(
         "| bpffs not mounted at /sys/fs/bpf (goes ahead) | `{}` |",
         lines[0]
+    );
+}
+
+/// A chain of `stages` stages on `hook`: `port` selectors that all match
+/// the packet, then a `drop`.
+fn walk_chain(hook: &str, stages: usize) -> emptcp::Chain {
+    let mut text = format!("[[chain]]\nname = \"walk\"\ndev = \"lo\"\nhook = \"{hook}\"\n");
+    for _ in 1..stages {
+        text += "[[chain.select]]\nkind = \"port\"\ndport = 5201\n";
+    }
+    text += "[[chain.act]]\nkind = \"drop\"\n";
+    let p = emptcp::Policy::parse(&text, "walk.toml").expect("walk policy");
+    p.chains.into_iter().next().expect("one chain")
+}
+
+/// capacity::MAX_WALK is the kernel's: through the entry program
+/// (BPF_PROG_TEST_RUN, as on the wire), a chain of MAX_WALK stages runs its
+/// last stage (the drop) and one of MAX_WALK + 1 never reaches it: its
+/// last selector's tail call falls through, counted as a miss.
+#[test]
+fn walk_limit_is_what_the_kernel_allows() {
+    if !root_or_skip("walk_limit_is_what_the_kernel_allows") {
+        return;
+    }
+    use emptcp::capacity::MAX_WALK;
+    use emptcp::testrun::Harness;
+    let pkt =
+        pktlib::build::Pkt::v4("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()).build();
+    for (hook, drop, pass) in [
+        (emptcp::Hook::Xdp, 1, 2),       // XDP_DROP, XDP_PASS
+        (emptcp::Hook::TcEgress, 2, -1), // TC_ACT_SHOT, TC_ACT_UNSPEC
+    ] {
+        for (n, want) in [(MAX_WALK - 1, drop), (MAX_WALK, drop), (MAX_WALK + 1, pass)] {
+            let c = walk_chain(hook.as_str(), n);
+            let h = Harness::new(hook, std::slice::from_ref(&c))
+                .unwrap_or_else(|e| panic!("{hook}: {n} stages: {e:#}"));
+            let out = h.run(&pkt).expect("BPF_PROG_TEST_RUN");
+            let last_run = h.counter(Some((0, n - 1)), "run");
+            eprintln!(
+                "{hook}: {n} stages: verdict {}, last stage ran {last_run} times",
+                out.ret
+            );
+            assert_eq!(out.ret, want, "{hook}: {n} stages: verdict");
+            assert_eq!(
+                last_run,
+                u64::from(want == drop),
+                "{hook}: {n} stages: drop ran"
+            );
+            let missed = h.counter(Some((0, n - 1)), "tail_miss");
+            assert_eq!(
+                missed,
+                u64::from(want == pass),
+                "{hook}: {n} stages: missed jump"
+            );
+        }
+    }
+}
+
+/// One hostile-input case: the arguments (a policy case runs with
+/// `apply` and with `check`) and the exact line it must give.
+struct Hostile {
+    what: String,
+    args: Vec<String>,
+    want: String,
+    /// Fails before emptcp touches its state: a state dir that does not
+    /// exist yet is not created either.
+    early: bool,
+}
+
+fn hostile(what: &str, args: &[&str], want: &str) -> Hostile {
+    Hostile {
+        what: what.to_owned(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        want: want.to_owned(),
+        early: true,
+    }
+}
+
+/// The same policy case for `apply` and `check`.
+fn hostile_policy(what: &str, path: &Path, want: &str) -> Vec<Hostile> {
+    let p = path.to_str().expect("UTF-8 path");
+    ["apply", "check"]
+        .iter()
+        .map(|cmd| hostile(&format!("{what} ({cmd})"), &[cmd, p], want))
+        .collect()
+}
+
+/// A chain of `select` selectors (bodies) and a pass, as TOML.
+fn stages(select: &[&str]) -> String {
+    let mut s = String::new();
+    for b in select {
+        s += &format!("  [[chain.select]]\n{b}\n");
+    }
+    s + PASS
+}
+
+/// Hostile input (issue 11): values that would forge or flood the
+/// terminal, files that are not files, objects that are not objects,
+/// layouts past the limits, namespace paths. Each gives exactly one line,
+/// `emptcp: ` first, exit status 1, the same state as before, and no state
+/// directory where there was none.
+#[test]
+fn hostile_input_one_exact_line_nothing_changed() {
+    if !root_or_skip("hostile_input_one_exact_line_nothing_changed") {
+        return;
+    }
+    let mut bed = Testbed::new(Family::V4);
+    let fresh = bed.another_state_dir();
+    let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
+    let base = bed.policy(
+        "base",
+        &chain_text(
+            "base",
+            &x1a,
+            "tc-egress",
+            &a,
+            "  [[chain.act]]\n  kind = \"record\"\n",
+        ),
+    );
+    bed.emptcp(&["apply", base.to_str().unwrap()]).expect_ok();
+    let before = snapshot(&bed);
+    let tmp = bed.tmp.clone();
+    let t = tmp.display().to_string();
+    let ch = |name: &str, body: &str| chain_text(name, &x1a, "tc-egress", &a, body);
+    let pol = |name: &str, text: &str| bed.policy(name, text);
+    let shown = |p: &Path| p.display().to_string();
+    let mut cases = Vec::new();
+
+    // 1. echoed values: escaped, capped at 64 characters and `…`
+    let huge = "a".repeat(10 << 20);
+    let p = pol("huge-name", &ch(&huge, PASS));
+    cases.extend(hostile_policy(
+        "10 MB chain name",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"{}…\": key `name`: must be 1-32 characters of [a-z0-9_-]",
+            shown(&p),
+            "a".repeat(64)
+        ),
+    ));
+    let p = pol("bidi-name", &ch("evil\\u202Etxt\\n", PASS));
+    cases.extend(hostile_policy(
+        "bidi override and newline in a chain name",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"evil\\u{{202e}}txt\\n\": key `name`: must be 1-32 characters \
+             of [a-z0-9_-]",
+            shown(&p)
+        ),
+    ));
+    // the kernel takes a control character in a device name (not white
+    // space): the lookup fails, and says so escaped
+    let p = pol(
+        "ctl-dev",
+        &chain_text("c", "eth\\u001B[2J", "tc-egress", &a, PASS),
+    );
+    cases.push(hostile(
+        "terminal escape in a device name",
+        &["apply", p.to_str().unwrap()],
+        &format!(
+            "emptcp: chain \"c\": device \"eth\\u{{1b}}[2J\" not found in network namespace \
+             \"{a}\": No such device"
+        ),
+    ));
+    let p = pol("huge-dev", &chain_text("c", &huge, "tc-egress", &a, PASS));
+    cases.extend(hostile_policy(
+        "10 MB device name",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"c\": key `dev`: \"{}…\" is not a device name",
+            shown(&p),
+            "a".repeat(64)
+        ),
+    ));
+    let actors: Vec<&str> = emptcp::catalog::CATALOG
+        .iter()
+        .filter(|e| e.role == emptcp::catalog::StageRole::Actor)
+        .map(|e| e.kind)
+        .collect();
+    let p = pol(
+        "bidi-kind",
+        &ch("c", "  [[chain.act]]\n  kind = \"pass\\u202E\"\n"),
+    );
+    cases.extend(hostile_policy(
+        "bidi override in a kind",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"c\": act[0]: unknown kind \"pass\\u{{202e}}\" (known: {})",
+            shown(&p),
+            actors.join(", ")
+        ),
+    ));
+    let key = "k".repeat(1 << 20);
+    let p = pol("huge-key", &ch("c", &format!("{PASS}  {key} = 1\n")));
+    cases.extend(hostile_policy(
+        "1 MB key",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"c\": act[0] (pass): unknown key `{}…` (known: none)",
+            shown(&p),
+            "k".repeat(64)
+        ),
+    ));
+    let p = pol(
+        "bidi-type",
+        &ch(
+            "c",
+            &stages(&["  kind = \"packet_type\"\n  types = [\"syn\\u202E\"]"]),
+        ),
+    );
+    cases.extend(hostile_policy(
+        "bidi override in a set value",
+        &p,
+        &format!(
+            "emptcp: {}: chain \"c\": select[0] (packet_type): key `types`: unknown packet type \
+             \"syn\\u{{202e}}\" (known: {})",
+            shown(&p),
+            emptcp::policy::PACKET_TYPES.join(", ")
+        ),
+    ));
+    // one argument may be 128 KiB at most (MAX_ARG_STRLEN)
+    let long = "n".repeat(100_000);
+    for cmd in ["detach", "show"] {
+        cases.push(hostile(
+            &format!("100 kB chain name: `{cmd} NAME`"),
+            &[cmd, &long],
+            &format!(
+                "emptcp: no chain called \"{}…\" (chain names are 1-32 characters of [a-z0-9_-])",
+                "n".repeat(64)
+            ),
+        ));
+    }
+    cases.push(hostile(
+        "bidi override in `show NAME`",
+        &["show", "x\u{202e}y"],
+        "emptcp: no chain called \"x\\u{202e}y\" (chain names are 1-32 characters of [a-z0-9_-])",
+    ));
+    cases.push(hostile(
+        "terminal escape in a policy path",
+        &["apply", &format!("{t}/bad\u{1b}[2J.toml")],
+        &format!(
+            "emptcp: {t}/bad\\u{{1b}}[2J.toml: cannot read: No such file or directory (os error 2)"
+        ),
+    ));
+
+    // 2. policy files: regular files of at most 16 MiB
+    let fifo = tmp.join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let sock = tmp.join("sock.toml");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let big = tmp.join("big.toml");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len((16 << 20) + 1))
+        .expect("sparse file");
+    for (what, p, why) in [
+        (
+            "FIFO without a writer",
+            fifo.as_path(),
+            "not a regular file",
+        ),
+        ("directory", tmp.as_path(), "not a regular file"),
+        ("/dev/zero", Path::new("/dev/zero"), "not a regular file"),
+        ("unix socket", sock.as_path(), "not a regular file"),
+        ("16 MiB + 1 byte", big.as_path(), "larger than 16 MiB"),
+    ] {
+        cases.extend(hostile_policy(
+            &format!("policy: {what}"),
+            p,
+            &format!("emptcp: {}: {why}", shown(p)),
+        ));
+    }
+
+    // 3. custom objects: ELF BPF objects, read like policies
+    for (i, (what, obj, why)) in [
+        ("a text file", base.clone(), "not an ELF BPF object"),
+        ("a FIFO", fifo.clone(), "not a regular file"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = pol(
+            &format!("custom{i}"),
+            &ch(
+                "c",
+                &format!(
+                    "  [[chain.act]]\n  kind = \"custom\"\n  object = \"{}\"\n  program = \"x\"\n",
+                    shown(&obj)
+                ),
+            ),
+        );
+        for mut c in hostile_policy(
+            &format!("custom object: {what}"),
+            &p,
+            &format!(
+                "emptcp: chain \"c\" stage custom:x (tc): {}: {why}",
+                shown(&obj)
+            ),
+        ) {
+            // apply opens the state before it loads objects
+            c.early = c.args[0] == "check";
+            cases.push(c);
+        }
+    }
+
+    // 4. capacity: what apply cannot hold, refused by check too
+    let port = "  kind = \"port\"\n  dport = 5201";
+    let p = pol("walk", &ch("w", &stages(&[port; 33])));
+    cases.extend(hostile_policy(
+        "34 stages on one attach point",
+        &p,
+        &format!(
+            "emptcp: {}: {x1a} tc-egress (netns {a}): chain w needs a walk of 34 stages; the \
+             kernel allows 33 tail calls per packet",
+            shown(&p)
+        ),
+    ));
+    let many: String = (0..10_000)
+        .map(|i| chain_text(&format!("c{i}"), &x1a, "xdp", &a, PASS))
+        .collect();
+    let p = pol("many", &many);
+    cases.extend(hostile_policy(
+        "10,000 chains on one attach point",
+        &p,
+        &format!(
+            "emptcp: {}: {x1a} xdp (netns {a}): chains c0, c1, c2, c3, … (10000 chains) need a \
+             walk of 10000 stages; the kernel allows 33 tail calls per packet",
+            shown(&p)
+        ),
+    ));
+    let points: String = (0..256)
+        .map(|i| chain_text(&format!("c{i}"), &format!("d{i}"), "tc-egress", &a, PASS))
+        .collect();
+    let p = pol("points", &points);
+    cases.extend(hostile_policy(
+        "256 attach points",
+        &p,
+        &format!(
+            "emptcp: {}: tc: the chains need 256 attach points (device x hook x netns); emptcp \
+             has 255 per hook family",
+            shown(&p)
+        ),
+    ));
+    let slots: String = (0..255)
+        .map(|i| {
+            chain_text(
+                &format!("c{i}"),
+                &format!("d{i}"),
+                "tc-egress",
+                &a,
+                &stages(&[port; 3]),
+            )
+        })
+        .collect();
+    let p = pol("slots", &slots);
+    cases.extend(hostile_policy(
+        "1020 stages in one hook family",
+        &p,
+        &format!(
+            "emptcp: {}: tc: the chains need 1020 stage slots; emptcp has 767 per hook family",
+            shown(&p)
+        ),
+    ));
+
+    // 5. network namespaces are names, not paths
+    let ns_long = "n".repeat(256);
+    for (ns, shown_ns) in [
+        ("..", "\"..\"".to_owned()),
+        ("a/b", "\"a/b\"".to_owned()),
+        (ns_long.as_str(), format!("\"{}…\"", "n".repeat(64))),
+    ] {
+        cases.push(hostile(
+            &format!("-n {}", &ns[..ns.len().min(8)]),
+            &["-n", ns, "apply", base.to_str().unwrap()],
+            &format!("emptcp: -n: network namespace name {shown_ns}: not a name (ip netns list)"),
+        ));
+    }
+    for (i, ns) in ["", "../x", "."].iter().enumerate() {
+        let p = pol(
+            &format!("netns{i}"),
+            &chain_text("n", &x1a, "tc-egress", ns, PASS),
+        );
+        cases.extend(hostile_policy(
+            &format!("netns = {ns:?}"),
+            &p,
+            &format!(
+                "emptcp: {}: chain \"n\": key `netns`: network namespace name {ns:?}: not a \
+                 name (ip netns list)",
+                shown(&p)
+            ),
+        ));
+    }
+
+    let mut table = String::from("| case | message (stderr, exit status 1) |\n|---|---|\n");
+    let mut fails = Vec::new();
+    for c in &cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        let o = bed.emptcp(&args);
+        let took = started.elapsed();
+        let mut errs = Vec::new();
+        if o.code != Some(1) {
+            errs.push(format!("exit status {:?}", o.code));
+        }
+        if o.stderr != format!("{}\n", c.want) {
+            errs.push(format!("stderr is not exactly\n    {}", c.want));
+        }
+        if o.stderr.len() >= 300 && !c.want.contains("(known: ") {
+            errs.push(format!("{} bytes on stderr", o.stderr.len()));
+        }
+        if !o.stdout.is_empty() {
+            errs.push("output on stdout".into());
+        }
+        if took > std::time::Duration::from_secs(10) {
+            errs.push(format!("took {took:?}"));
+        }
+        let after = snapshot(&bed);
+        if after != before {
+            errs.push(format!("state changed:\n{before:#?}\n->\n{after:#?}"));
+        }
+        if c.early {
+            let o2 = emptcp_in(&fresh, &args);
+            if o2.stderr != o.stderr || o2.code != Some(1) {
+                errs.push(format!("with no state: {:?} {}", o2.code, o2.stderr.trim()));
+            }
+            if fresh.exists() {
+                errs.push(format!("created {}", fresh.display()));
+                let _ = std::fs::remove_dir_all(&fresh);
+            }
+        }
+        let line = o.stderr.trim_end().replace(&t, "/tmp/x");
+        let line = line.replace(&a, "NS").replace(&x1a, "DEV");
+        table += &format!("| {} | `{}` |\n", c.what, line);
+        if !errs.is_empty() {
+            fails.push(format!(
+                "{}: {}\n  stderr: {}",
+                c.what,
+                errs.join("; "),
+                o.stderr.trim()
+            ));
+        }
+    }
+    eprintln!("{table}");
+    assert!(
+        fails.is_empty(),
+        "hostile input cases:\n{}",
+        fails.join("\n\n")
     );
 }

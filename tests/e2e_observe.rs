@@ -6,9 +6,10 @@
 
 mod netlib;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use netlib::*;
 use serde_json::Value;
@@ -207,6 +208,101 @@ fn events_tokens_match_the_kernel_v6() {
     if root_or_skip("events_tokens_match_the_kernel_v6") {
         events_match_kernel_tokens(Testbed::new(Family::V6));
     }
+}
+
+/// A child process killed (and reaped) when the test ends, also on panic.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A reader started before `detach --all` follows the rings the next
+/// `apply` pins: one line on stderr, then the new chain's events, its
+/// --count budget intact.
+#[test]
+fn events_reader_follows_a_reset_state() {
+    if !root_or_skip("events_reader_follows_a_reset_state") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let pol = bed.policy(
+        "connect",
+        &format!(
+            "[[chain]]\nname = \"connect\"\ndev = \"{}\"\nhook = \"tc-egress\"\nnetns = \"{}\"\n\
+             [[chain.act]]\nkind = \"get_connect\"\n",
+            bed.x1a, bed.a
+        ),
+    );
+    let pol = pol.to_str().unwrap();
+    bed.emptcp(&["apply", pol]).expect_ok();
+    let d = bed.state_dir.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let mut reader = Killed(
+        Command::new(EMPTCP)
+            .args([
+                "--state-dir",
+                &d,
+                "events",
+                "--json",
+                "--count",
+                "1",
+                "--timeout",
+                "20",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start emptcp events"),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stderr = reader.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    bed.emptcp(&["detach", "--all"]).expect_ok();
+    assert!(!bed.state_dir.exists(), "detach --all removed the state");
+    bed.emptcp(&["apply", pol]).expect_ok();
+    let said = lines
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the reader says it follows the new ring within 5 s");
+    assert_eq!(
+        said,
+        "emptcp: events: state directory was reset; following the new ring"
+    );
+    let r = Transfer::start(&bed, Duration::from_secs(1)).finish();
+    assert_eq!(r.received, r.sent, "transfer complete");
+    let status = reader.0.wait().expect("events ends at its count");
+    let mut out = String::new();
+    reader
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "emptcp events failed: {out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "ended by --count 1, not by --timeout 20"
+    );
+    let evs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(evs.len(), 1, "one event (--count 1): {out}");
+    assert_eq!(evs[0]["kind"], "connect", "{out}");
+    assert_eq!(
+        evs[0]["chain"], "connect",
+        "decoded with the new state: {out}"
+    );
+    assert!(lines.try_recv().is_err(), "one stderr line in all");
 }
 
 fn record_policy(bed: &Testbed) -> String {
