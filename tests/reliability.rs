@@ -253,3 +253,270 @@ mod slot_reuse {
         run("move");
     }
 }
+
+// ===================================================================
+mod model {
+    //! Random sequences of apply (new chains, a replacement with a new
+    //! port, a move to another device or hook, several chains on one
+    //! point), `detach NAME`, `detach --all` and pauses longer than the
+    //! 1 s slot grace; after every step every port the sequence used is
+    //! probed over both links and must be dropped exactly where the model
+    //! has a chain for it.
+    use super::*;
+
+    /// Chain name -> (point, port).
+    type Model = BTreeMap<String, (Point, u16)>;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Apply {
+            what: &'static str,
+            chains: Vec<(String, Point, u16)>,
+        },
+        Detach(String),
+        DetachAll,
+        Sleep(u64),
+    }
+
+    impl std::fmt::Display for Step {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Step::Apply { what, chains } => {
+                    let c: Vec<String> = chains
+                        .iter()
+                        .map(|(n, p, port)| format!("{n}@{}:{port}", p.label()))
+                        .collect();
+                    write!(f, "apply ({what}) {}", c.join(" "))
+                }
+                Step::Detach(n) => write!(f, "detach {n}"),
+                Step::DetachAll => write!(f, "detach --all"),
+                Step::Sleep(ms) => write!(f, "sleep {ms} ms"),
+            }
+        }
+    }
+
+    /// Names and ports of one sequence.
+    struct Gen {
+        rng: Rng,
+        next_name: u32,
+        next_port: u16,
+    }
+
+    impl Gen {
+        fn name(&mut self) -> String {
+            self.next_name += 1;
+            format!("m{}", self.next_name)
+        }
+        fn port(&mut self) -> u16 {
+            self.next_port += 1;
+            self.next_port
+        }
+        fn point(&mut self) -> Point {
+            *self.rng.pick(&SYN_POINTS)
+        }
+        fn existing(&mut self, m: &Model) -> String {
+            let names: Vec<&String> = m.keys().collect();
+            (*self.rng.pick(&names)).clone()
+        }
+        fn several(&mut self) -> Step {
+            let p = self.point();
+            let n = self.rng.range(2, 3);
+            let chains = (0..n).map(|_| (self.name(), p, self.port())).collect();
+            Step::Apply {
+                what: "several on one point",
+                chains,
+            }
+        }
+        /// A random step that makes sense for the model.
+        fn step(&mut self, m: &Model) -> Step {
+            // weights: new 3, several 2, replace 2, move 2, detach 3, detach --all 1
+            let k = if m.is_empty() {
+                self.rng.below(5)
+            } else {
+                self.rng.below(13)
+            };
+            match k {
+                0..=2 => {
+                    let n = self.rng.range(1, 3);
+                    let chains = (0..n)
+                        .map(|_| {
+                            let (name, p) = (self.name(), self.point());
+                            (name, p, self.port())
+                        })
+                        .collect();
+                    Step::Apply {
+                        what: "new chains",
+                        chains,
+                    }
+                }
+                3..=4 => self.several(),
+                5..=6 => {
+                    let n = self.existing(m);
+                    let p = m[&n].0;
+                    Step::Apply {
+                        what: "replace: new port",
+                        chains: vec![(n, p, self.port())],
+                    }
+                }
+                7..=8 => {
+                    let n = self.existing(m);
+                    let (from, port) = m[&n];
+                    let others: Vec<Point> =
+                        SYN_POINTS.iter().copied().filter(|p| *p != from).collect();
+                    let to = *self.rng.pick(&others);
+                    Step::Apply {
+                        what: "move",
+                        chains: vec![(n, to, port)],
+                    }
+                }
+                9..=11 => Step::Detach(self.existing(m)),
+                _ => Step::DetachAll,
+            }
+        }
+    }
+
+    /// The steps of sequence `seq`: 4-8 changes, pauses of 1.15-1.3 s
+    /// between some, then `detach --all`. Every other sequence has the
+    /// slot-reuse pattern somewhere with a change after it: several chains
+    /// on one point, `detach` of one of them, a pause.
+    fn plan(seed: u64, seq: u64) -> Vec<Step> {
+        let mut g = Gen {
+            rng: Rng::new(seed, seq),
+            next_name: 0,
+            next_port: 22000 + (seq % 40) as u16 * 200,
+        };
+        let n = g.rng.range(4, 8) as usize;
+        let pattern_at = (seq % 2 == 0).then(|| g.rng.below((n - 3) as u64) as usize);
+        let mut m = Model::new();
+        let mut steps = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut batch = Vec::new();
+            if pattern_at == Some(i) {
+                let s = g.several();
+                let Step::Apply { chains, .. } = &s else {
+                    unreachable!()
+                };
+                let victim = g.rng.pick(chains).0.clone();
+                batch.push(s);
+                batch.push(Step::Detach(victim));
+                batch.push(Step::Sleep(g.rng.range(1150, 1300)));
+                i += 3;
+            } else {
+                batch.push(g.step(&m));
+                i += 1;
+                if g.rng.chance(1, 4) {
+                    batch.push(Step::Sleep(g.rng.range(1150, 1300)));
+                }
+            }
+            for s in batch {
+                apply_to_model(&mut m, &s);
+                steps.push(s);
+            }
+        }
+        steps.push(Step::DetachAll);
+        steps
+    }
+
+    fn apply_to_model(m: &mut Model, s: &Step) {
+        match s {
+            Step::Apply { chains, .. } => {
+                for (n, p, port) in chains {
+                    m.insert(n.clone(), (*p, *port));
+                }
+            }
+            Step::Detach(n) => {
+                m.remove(n);
+            }
+            Step::DetachAll => m.clear(),
+            Step::Sleep(_) => {}
+        }
+    }
+
+    #[test]
+    fn model_based() {
+        if !root_or_skip("model_based") {
+            return;
+        }
+        let seed = seed();
+        let seqs = env_u64("EMPTCP_MODEL_SEQS", 15);
+        let bed = Testbed::new(Family::V4);
+        let start = Instant::now();
+        let (mut steps_run, mut probes, mut rechecked, mut patterns) = (0usize, 0usize, 0, 0);
+        for seq in 0..seqs {
+            let steps = plan(seed, seq);
+            patterns += usize::from(seq % 2 == 0);
+            let mut m = Model::new();
+            let mut ports: BTreeSet<u16> = BTreeSet::new();
+            let mut done: Vec<String> = Vec::new();
+            for (i, s) in steps.iter().enumerate() {
+                let out = match s {
+                    Step::Apply { chains, .. } => {
+                        let f = policy_of(&bed, &format!("s{seq}-{i}"), chains);
+                        Some(bed.emptcp(&["apply", &f]))
+                    }
+                    Step::Detach(n) => Some(bed.emptcp(&["detach", n])),
+                    Step::DetachAll => Some(bed.emptcp(&["detach", "--all"])),
+                    Step::Sleep(ms) => {
+                        std::thread::sleep(Duration::from_millis(*ms));
+                        None
+                    }
+                };
+                done.push(format!("{:>2}. {s}", i + 1));
+                steps_run += 1;
+                let fail = |what: String| -> ! {
+                    panic!(
+                        "model_based: seed {seed}, sequence {seq}, step {}: {what}\n\
+                         steps so far:\n  {}\n{}\
+                         rerun: EMPTCP_SEED={seed} EMPTCP_MODEL_SEQS={} cargo test --release \
+                         --locked --test reliability model_based -- --nocapture",
+                        i + 1,
+                        done.join("\n  "),
+                        show_text(&bed),
+                        seq + 1
+                    )
+                };
+                if let Some(o) = out {
+                    if !o.ok() {
+                        fail(format!(
+                            "`{}` failed ({:?}): {}",
+                            o.cmdline,
+                            o.code,
+                            o.stderr.trim()
+                        ));
+                    }
+                }
+                apply_to_model(&mut m, s);
+                if let Step::Apply { chains, .. } = s {
+                    ports.extend(chains.iter().map(|c| c.2));
+                }
+                let acting: BTreeSet<(u16, u8)> =
+                    m.values().map(|(p, port)| (*port, p.link)).collect();
+                let j = judge(&bed, &expect_both_links(ports.iter().copied(), &acting));
+                probes += j.probes;
+                rechecked += j.rechecked_ok;
+                if !j.ok() {
+                    let model: Vec<String> = m
+                        .iter()
+                        .map(|(n, (p, port))| format!("{n}@{}:{port}", p.label()))
+                        .collect();
+                    fail(format!(
+                        "the wire disagrees with the model\n  {}\nmodel: {}",
+                        j.mismatches.join("\n  "),
+                        if model.is_empty() {
+                            "no chains".into()
+                        } else {
+                            model.join(" ")
+                        }
+                    ));
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "model_based: seed {seed}: {seqs} sequences ({patterns} with the slot-reuse \
+             pattern), {steps_run} steps, {probes} probes ({rechecked} slow refusals \
+             rechecked), {secs:.1} s"
+        );
+    }
+}
