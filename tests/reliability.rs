@@ -520,3 +520,339 @@ mod model {
         );
     }
 }
+
+// ===================================================================
+mod crash {
+    //! `emptcp apply` or `detach` killed (SIGKILL) at a random moment of
+    //! its run; the same command run again must succeed and leave a state
+    //! whose listed chains, and only those, act on the wire. At the end,
+    //! `detach --all` leaves nothing of ours in the kernel.
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// The chain names the runs draw from; each keeps one port.
+    const NAMES: u16 = 6;
+
+    fn name(i: u16) -> String {
+        format!("k{i}")
+    }
+
+    fn port(name: &str) -> Option<u16> {
+        let i: u16 = name.strip_prefix('k')?.parse().ok()?;
+        (i < NAMES).then_some(23000 + i)
+    }
+
+    /// Every port over both links, in a fixed order (for before/after).
+    fn wire_snapshot(bed: &Testbed) -> Vec<Verdict> {
+        let targets: Vec<std::net::SocketAddr> = (0..NAMES)
+            .flat_map(|i| {
+                [1u8, 2].map(|l| {
+                    std::net::SocketAddr::new(server_addr_on(bed, l), port(&name(i)).unwrap())
+                })
+            })
+            .collect();
+        probe_from(&bed.a, &targets, PROBE_TIMEOUT)
+    }
+
+    fn union(into: &mut BpfIds, more: BpfIds) {
+        into.progs.extend(more.progs);
+        into.maps.extend(more.maps);
+        into.links.extend(more.links);
+        into.map_names.extend(more.map_names);
+    }
+
+    /// Problems with the state after a successful recovery, one string each.
+    fn check_state(
+        bed: &Testbed,
+        file: &[(String, Point, u16)],
+        detached: Option<&str>,
+    ) -> Vec<String> {
+        let mut bad = Vec::new();
+        let l = match try_listed(bed) {
+            Ok(l) => l,
+            Err(e) => return vec![e],
+        };
+        for (n, p, _) in file {
+            match l.iter().find(|c| c.name == *n) {
+                None => bad.push(format!("chain {n} of the file not listed")),
+                Some(c) if c.dev != p.dev(bed) || c.hook != p.hook => bad.push(format!(
+                    "chain {n} listed on {} {}, the file says {}",
+                    c.dev,
+                    c.hook,
+                    p.label()
+                )),
+                _ => {}
+            }
+        }
+        match detached {
+            Some("--all") if !l.is_empty() => bad.push(format!(
+                "after detach --all still listed: {:?}",
+                l.iter().map(|c| &c.name).collect::<Vec<_>>()
+            )),
+            Some(n) if l.iter().any(|c| c.name == n) => {
+                bad.push(format!("detached chain {n} still listed"))
+            }
+            _ => {}
+        }
+        let mut acting = BTreeSet::new();
+        for c in &l {
+            match (port(&c.name), point_of(bed, &c.dev, &c.hook)) {
+                (Some(port), Some(p)) => {
+                    acting.insert((port, p.link));
+                }
+                _ => bad.push(format!("unknown chain listed: {c:?}")),
+            }
+        }
+        let j = judge(
+            bed,
+            &expect_both_links((0..NAMES).filter_map(|i| port(&name(i))), &acting),
+        );
+        let who = |port: u16| {
+            l.iter()
+                .find(|c| super::crash::port(&c.name) == Some(port))
+                .map(|c| format!("listed {} ({} {})", c.name, c.dev, c.hook))
+                .unwrap_or_else(|| "no chain listed for it".into())
+        };
+        for m in j.mismatches {
+            let p: u16 = m
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            bad.push(format!("{m} ({})", who(p)));
+        }
+        bad
+    }
+
+    #[test]
+    fn crash_injection() {
+        if !root_or_skip("crash_injection") {
+            return;
+        }
+        let seed = seed();
+        let runs = env_u64("EMPTCP_CRASH_RUNS", 15);
+        let bed = Testbed::new(Family::V4);
+        let start = Instant::now();
+        let sd = bed.state_dir.to_string_lossy().into_owned();
+
+        // the typical duration of an apply: median of five
+        let typical = policy_of(
+            &bed,
+            "typical",
+            &[
+                (name(0), SYN_POINTS[0], port(&name(0)).unwrap()),
+                (name(1), SYN_POINTS[1], port(&name(1)).unwrap()),
+                (name(2), SYN_POINTS[5], port(&name(2)).unwrap()),
+            ],
+        );
+        let mut d: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                bed.emptcp(&["apply", &typical]).expect_ok();
+                t.elapsed()
+            })
+            .collect();
+        d.sort();
+        let median = d[2];
+        bed.emptcp(&["detach", "--all"]).expect_ok();
+
+        let mut rng = Rng::new(seed, 0xc4a5);
+        let mut ids = BpfIds::default();
+        let (mut before_fx, mut after_fx, mut finished) = (0, 0, 0);
+        let (mut applies, mut detaches) = (0, 0);
+        let mut failures: Vec<String> = Vec::new();
+        for run in 0..runs {
+            let before = try_listed(&bed);
+            let wire_before = wire_snapshot(&bed);
+            let names_before: Vec<String> = before
+                .as_ref()
+                .map(|l| l.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
+            // the command: apply a file of 1-4 chains, or detach
+            let mut file: Vec<(String, Point, u16)> = Vec::new();
+            let mut detached: Option<String> = None;
+            let args: Vec<String> = if !names_before.is_empty() && rng.chance(2, 5) {
+                detaches += 1;
+                let what = if rng.chance(1, 4) {
+                    "--all".to_owned()
+                } else {
+                    rng.pick(&names_before).clone()
+                };
+                detached = Some(what.clone());
+                vec!["detach".into(), what]
+            } else {
+                applies += 1;
+                let mut pool: Vec<u16> = (0..NAMES).collect();
+                for _ in 0..rng.range(1, 4) {
+                    let i = pool.remove(rng.below(pool.len() as u64) as usize);
+                    let n = name(i);
+                    let p = *rng.pick(&SYN_POINTS);
+                    let port = port(&n).unwrap();
+                    file.push((n, p, port));
+                }
+                vec![
+                    "apply".into(),
+                    policy_of(&bed, &format!("crash-{run}"), &file),
+                ]
+            };
+            let what = if let Some(d) = &detached {
+                format!("detach {d}")
+            } else {
+                let c: Vec<String> = file
+                    .iter()
+                    .map(|(n, p, _)| format!("{n}@{}", p.label()))
+                    .collect();
+                format!("apply {}", c.join(" "))
+            };
+            // run it and kill it somewhere in its typical duration
+            let delay = Duration::from_micros(rng.below(median.as_micros() as u64 + 1));
+            let mut child = Command::new(EMPTCP)
+                .arg("--state-dir")
+                .arg(&sd)
+                .args(&args)
+                .env("EMPTCP_STATE_DIR", &sd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn emptcp");
+            std::thread::sleep(delay);
+            let ended = child.try_wait().expect("try_wait");
+            if ended.is_none() {
+                // SAFETY: our own child, not yet reaped.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+            }
+            let st = child.wait().expect("wait");
+            let after = try_listed(&bed);
+            let wire_after = wire_snapshot(&bed);
+            let class = if ended.is_some() {
+                finished += 1;
+                format!("finished before the kill ({st})")
+            } else if after.as_ref().ok() != before.as_ref().ok() || wire_after != wire_before {
+                after_fx += 1;
+                "killed after visible effects".to_owned()
+            } else {
+                before_fx += 1;
+                "killed before visible effects".to_owned()
+            };
+            let tag = format!(
+                "run {run} ({what}, kill at {} ms, {class})",
+                delay.as_millis()
+            );
+            let mut bad: Vec<String> = Vec::new();
+            if let Err(e) = &after {
+                bad.push(format!("after the kill: {e}"));
+            }
+            union(&mut ids, owned_ids(&bed.state_dir));
+            // the same command again
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = bed.emptcp(&a);
+            let retry_ok = o.ok()
+                || detached.as_deref().is_some_and(|n| {
+                    // the killed detach got there: "no chain called" is the answer
+                    n != "--all"
+                        && o.stderr_lines().len() == 1
+                        && o.stderr.contains("no chain called")
+                        && try_listed(&bed).is_ok_and(|l| l.iter().all(|c| c.name != n))
+                });
+            if !retry_ok {
+                bad.push(format!(
+                    "`emptcp {}` again failed ({:?}): {}",
+                    a.join(" "),
+                    o.code,
+                    o.stderr.trim().replace('\n', " | ")
+                ));
+            } else {
+                bad.extend(check_state(&bed, &file, detached.as_deref()));
+            }
+            union(&mut ids, owned_ids(&bed.state_dir));
+            eprintln!(
+                "{tag}: {}",
+                if bad.is_empty() {
+                    "ok".to_owned()
+                } else {
+                    bad.join("; ")
+                }
+            );
+            if !bad.is_empty() {
+                failures.push(format!("{tag}: {}", bad.join("; ")));
+            }
+        }
+
+        // and at the end nothing of ours is left
+        let o = bed.emptcp(&["detach", "--all"]);
+        if !o.ok() {
+            failures.push(format!("final detach --all failed: {}", o.stderr.trim()));
+        }
+        let mut left_pins = Vec::new();
+        let mut stack = vec![bed.state_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    left_pins.push(e.path().display().to_string());
+                }
+            }
+        }
+        if !left_pins.is_empty() {
+            failures.push(format!("pins left after detach --all: {left_pins:?}"));
+        }
+        for (ns, dev) in [
+            (&bed.a, &bed.x1a),
+            (&bed.a, &bed.x2a),
+            (&bed.b, &bed.x1b),
+            (&bed.b, &bed.x2b),
+        ] {
+            if let Some(m) = xdp_mode(ns, dev) {
+                failures.push(format!("XDP program (mode {m}) left on {dev}"));
+            }
+            for eg in [false, true] {
+                let n = tcx_count(ns, dev, eg);
+                if n > 0 {
+                    failures.push(format!(
+                        "{n} tcx {} program(s) left on {dev}",
+                        if eg { "egress" } else { "ingress" }
+                    ));
+                }
+            }
+        }
+        let mut still = still_loaded(&ids);
+        for _ in 0..30 {
+            if still.progs.is_empty() && still.links.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            still = still_loaded(&ids);
+        }
+        if !still.progs.is_empty() || !still.links.is_empty() {
+            let names = loaded_progs();
+            let p: Vec<String> = still
+                .progs
+                .iter()
+                .map(|id| format!("{id} {}", names.get(id).map(String::as_str).unwrap_or("?")))
+                .collect();
+            failures.push(format!(
+                "still loaded 3 s after detach --all: programs [{}], links {:?}",
+                p.join(", "),
+                still.links
+            ));
+        }
+        eprintln!(
+            "crash_injection: seed {seed}: {runs} runs ({applies} apply, {detaches} detach; \
+             kill within the median apply of {} ms): {before_fx} killed before visible \
+             effects, {after_fx} after, {finished} finished first; {} objects of ours \
+             followed; {} failures; {:.1} s",
+            median.as_millis(),
+            ids.progs.len() + ids.maps.len() + ids.links.len(),
+            failures.len(),
+            start.elapsed().as_secs_f64()
+        );
+        assert!(
+            failures.is_empty(),
+            "crash_injection: seed {seed}: {} of {runs} runs (or the end) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+}
