@@ -856,3 +856,239 @@ mod crash {
         );
     }
 }
+
+// ===================================================================
+mod drift {
+    //! The kernel changed behind emptcp's back: a link detached by another
+    //! tool, the device deleted (and made again), the namespace deleted.
+    //! `show` must stop calling such a chain "ok", and `apply` of the same
+    //! file must repair it (say so) so that it acts on the wire again.
+    use super::*;
+
+    const T: Point = Point::new(Side::B, 1, "tc-ingress");
+    const X: Point = Point::new(Side::B, 1, "xdp");
+    const U: Point = Point::new(Side::B, 2, "tc-ingress");
+    const PT: u16 = 24001;
+    const PX: u16 = 24002;
+    const PU: u16 = 24003;
+
+    fn file(bed: &Testbed) -> String {
+        policy_of(
+            bed,
+            "drift",
+            &[
+                ("t".into(), T, PT),
+                ("x".into(), X, PX),
+                ("u".into(), U, PU),
+            ],
+        )
+    }
+
+    /// `show --json` says chain `name` is not acting, and its line in the
+    /// text `show` says why (`phrase`).
+    fn assert_not_ok(bed: &Testbed, name: &str, phrase: &str) {
+        let l = listed(bed);
+        let c = l
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("chain {name} no longer listed:\n{}", show_text(bed)));
+        match c.status.as_deref() {
+            None => panic!(
+                "chain {name} ({phrase}): `show --json` has no \"status\" field\n{}",
+                show_text(bed)
+            ),
+            Some("ok") => panic!(
+                "chain {name} ({phrase}): `show --json` says status \"ok\"\n{}",
+                show_text(bed)
+            ),
+            Some(_) => {}
+        }
+        let text = bed.emptcp(&["show"]).expect_ok().stdout;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name} in `emptcp show`:\n{text}"));
+        assert!(
+            line.contains(phrase),
+            "the `emptcp show` line of {name} does not say {phrase:?}: {line:?}"
+        );
+    }
+
+    /// `show --json` says status "ok" for each of `names`.
+    fn assert_ok(bed: &Testbed, names: &[&str]) {
+        let l = listed(bed);
+        for n in names {
+            let s = l.iter().find(|c| c.name == *n).map(|c| c.status.clone());
+            assert_eq!(
+                s,
+                Some(Some("ok".to_owned())),
+                "chain {n}: status\n{}",
+                show_text(bed)
+            );
+        }
+    }
+
+    /// `apply` of `file` exits 0 and says "repaired".
+    fn repair(bed: &Testbed, file: &str) {
+        let o = bed.emptcp(&["apply", file]).expect_ok();
+        assert!(
+            o.stdout.lines().any(|l| l.contains("repaired")),
+            "`apply` repaired nothing it said: stdout {:?} stderr {:?}",
+            o.stdout,
+            o.stderr
+        );
+        eprintln!("apply: {}", o.stdout.trim().replace('\n', " | "));
+    }
+
+    /// The id of our link at point `p` (a pin under the state dir).
+    fn our_link(bed: &Testbed, p: Point) -> u64 {
+        pinned_link_at(&bed.state_dir, p.ns(bed), p.dev(bed), p.hook).unwrap_or_else(|| {
+            panic!(
+                "no link pinned under {} is attached at {}",
+                bed.state_dir.display(),
+                p.label()
+            )
+        })
+    }
+
+    /// (a) `bpftool link detach` of our tcx link, then of our XDP link.
+    #[test]
+    fn drift_link_detached_by_another_tool() {
+        if !root_or_skip("drift_link_detached_by_another_tool") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let f = file(&bed);
+        bed.emptcp(&["apply", &f]).expect_ok();
+        assert_wire(&bed, "applied", &[acts(PT, 1), acts(PX, 1), acts(PU, 2)]);
+        for (p, name, port) in [(T, "t", PT), (X, "x", PX)] {
+            let id = our_link(&bed, p);
+            sh("bpftool", &["link", "detach", "id", &id.to_string()]);
+            assert_wire(
+                &bed,
+                &format!("link {id} of {name} detached by bpftool"),
+                &[passes(port, 1), acts(PU, 2)],
+            );
+            assert_not_ok(&bed, name, "detached by someone else");
+            assert_ok(&bed, &["u"]);
+        }
+        repair(&bed, &f);
+        assert_wire(
+            &bed,
+            "after the repair",
+            &[acts(PT, 1), acts(PX, 1), acts(PU, 2)],
+        );
+        assert_ok(&bed, &["t", "x", "u"]);
+    }
+
+    /// (b) the device deleted ("device gone"), then made again with the
+    /// same name and address ("device replaced").
+    #[test]
+    fn drift_device_deleted_and_recreated() {
+        if !root_or_skip("drift_device_deleted_and_recreated") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let f = file(&bed);
+        bed.emptcp(&["apply", &f]).expect_ok();
+        assert_wire(&bed, "applied", &[acts(PT, 1), acts(PX, 1), acts(PU, 2)]);
+        bed.delete_link(1);
+        for n in ["t", "x"] {
+            assert_not_ok(&bed, n, "device gone");
+        }
+        assert_ok(&bed, &["u"]);
+        bed.recreate_link(1);
+        assert_wire(
+            &bed,
+            "link 1 made again",
+            &[passes(PT, 1), passes(PX, 1), acts(PU, 2)],
+        );
+        for n in ["t", "x"] {
+            assert_not_ok(&bed, n, "device replaced");
+        }
+        assert_ok(&bed, &["u"]);
+        repair(&bed, &f);
+        assert_wire(
+            &bed,
+            "after the repair",
+            &[acts(PT, 1), acts(PX, 1), acts(PU, 2)],
+        );
+        assert_ok(&bed, &["t", "x", "u"]);
+    }
+
+    /// (c) the namespace of two chains deleted ("netns gone"): apply
+    /// fails naming it until it is made again, then repairs.
+    #[test]
+    fn drift_netns_deleted() {
+        if !root_or_skip("drift_netns_deleted") {
+            return;
+        }
+        let mut bed = Testbed::new(Family::V4);
+        let c = bed.extra_netns("C");
+        let (x3a, x3c) = (bed.dev_name("x3a"), bed.dev_name("x3c"));
+        let link3 = |bed: &Testbed| {
+            bed.add_veth(&bed.a, &x3a, "10.3.0.1/24", &c, &x3c, "10.3.0.2/24");
+        };
+        link3(&bed);
+        let (p1, p2) = (24011u16, 24012u16);
+        let chain = |name: &str, hook: &str, port: u16| {
+            format!(
+                "[[chain]]\nname = \"{name}\"\ndev = \"{x3c}\"\nhook = \"{hook}\"\nnetns = \"{c}\"\n  \
+                 [[chain.select]]\n  kind = \"port\"\n  dport = {port}\n  [[chain.act]]\n  kind = \"drop\"\n"
+            )
+        };
+        let text = format!(
+            "{}\n{}\n{}",
+            chain("n1", "tc-ingress", p1),
+            chain("n2", "xdp", p2),
+            drop_chain(&bed, "u", U, PU)
+        );
+        let f = bed.policy("drift-ns", &text).to_string_lossy().into_owned();
+        let to_c = |p: u16| std::net::SocketAddr::new("10.3.0.2".parse().unwrap(), p);
+        let wire_c = |bed: &Testbed| probe_from(&bed.a, &[to_c(p1), to_c(p2)], PROBE_TIMEOUT);
+        bed.emptcp(&["apply", &f]).expect_ok();
+        assert_eq!(
+            wire_c(&bed),
+            vec![Verdict::Dropped, Verdict::Dropped],
+            "n1, n2 act in {c}"
+        );
+        assert_wire(&bed, "u applied", &[acts(PU, 2)]);
+
+        bed.delete_netns(&c);
+        for n in ["n1", "n2"] {
+            assert_not_ok(&bed, n, "netns gone");
+        }
+        assert_ok(&bed, &["u"]);
+        let o = bed.emptcp(&["apply", &f]);
+        let lines = o.stderr_lines();
+        assert!(
+            !o.ok()
+                && lines.len() == 1
+                && lines[0].starts_with("emptcp: ")
+                && lines[0].contains(&c),
+            "apply with {c} gone: must fail in one line naming it: {:?} stdout {:?} stderr {:?}",
+            o.code,
+            o.stdout,
+            o.stderr
+        );
+        eprintln!("apply with the namespace gone: {}", lines[0]);
+        assert_wire(&bed, "after the failed apply", &[acts(PU, 2)]);
+
+        bed.remake_netns(&c);
+        link3(&bed);
+        assert_eq!(
+            wire_c(&bed),
+            vec![Verdict::Passed, Verdict::Passed],
+            "{c} made again: nothing in it yet"
+        );
+        repair(&bed, &f);
+        assert_eq!(
+            wire_c(&bed),
+            vec![Verdict::Dropped, Verdict::Dropped],
+            "n1, n2 act again in {c}\n{}",
+            show_text(&bed)
+        );
+        assert_wire(&bed, "u after the repair", &[acts(PU, 2)]);
+        assert_ok(&bed, &["n1", "n2", "u"]);
+    }
+}

@@ -465,3 +465,63 @@ pub fn scratch_name(what: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     format!("{BED_PREFIX}{}-{n}{what}", std::process::id())
 }
+
+/// Ids of the programs attached through tcx at a device's ingress or
+/// egress (asked from the kernel: bpftool 7.1 does not list tcx).
+pub fn tcx_prog_ids(ns: &str, dev: &str, egress: bool) -> Vec<u32> {
+    let dev = dev.to_owned();
+    in_netns(ns, move || {
+        let idx = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| format!("{dev}: {e}"))?;
+        let mut ids = vec![0u32; 64];
+        let mut opts = libbpf_sys::bpf_prog_query_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as _,
+            prog_ids: ids.as_mut_ptr(),
+            ..Default::default()
+        };
+        opts.__bindgen_anon_1.count = ids.len() as u32;
+        let at = if egress {
+            libbpf_sys::BPF_TCX_EGRESS
+        } else {
+            libbpf_sys::BPF_TCX_INGRESS
+        };
+        // SAFETY: opts is correctly sized; prog_ids points at `count`
+        // writable u32s that outlive the call.
+        let r = unsafe { libbpf_sys::bpf_prog_query_opts(idx as i32, at, &mut opts) };
+        if r < 0 {
+            return Err(format!(
+                "tcx query on {dev}: {}",
+                std::io::Error::from_raw_os_error(-r)
+            ));
+        }
+        // SAFETY: both union members are the same u32.
+        let n = unsafe { opts.__bindgen_anon_1.count } as usize;
+        ids.truncate(n.min(64));
+        Ok(ids)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The id of the BPF link pinned under `dir` whose program is attached
+/// at `hook` of `dev` in `ns` (xdp, tc-ingress, tc-egress); None if no
+/// pin under `dir` is such a link.
+pub fn pinned_link_at(dir: &Path, ns: &str, dev: &str, hook: &str) -> Option<u64> {
+    let attached: Vec<u64> = match hook {
+        "xdp" => xdp_prog_id(ns, dev).into_iter().collect(),
+        "tc-ingress" => tcx_prog_ids(ns, dev, false)
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        "tc-egress" => tcx_prog_ids(ns, dev, true)
+            .into_iter()
+            .map(u64::from)
+            .collect(),
+        _ => panic!("unknown hook {hook}"),
+    };
+    let mut files = Vec::new();
+    pinned_files(dir, &mut files);
+    files.into_iter().find_map(|f| {
+        let v = bpftool_json(&["link", "show", "pinned", f.to_str()?])?;
+        let prog = v["prog_id"].as_u64()?;
+        attached.contains(&prog).then(|| v["id"].as_u64()).flatten()
+    })
+}
