@@ -1092,3 +1092,456 @@ mod drift {
         assert_ok(&bed, &["n1", "n2", "u"]);
     }
 }
+
+// ===================================================================
+mod state_dir {
+    //! `--state-dir` pointing where emptcp must not work: each command
+    //! exits 1 with one line `emptcp: ...` and touches nothing (entries,
+    //! contents, modes, owners; no xdp/tc subdirectories; nothing
+    //! attached).
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+
+    /// Removes what a case made, also when the test panics.
+    struct Cleanup(Vec<PathBuf>);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in self.0.iter().rev() {
+                match std::fs::symlink_metadata(p) {
+                    Ok(m) if m.is_dir() => {
+                        let _ = std::fs::remove_dir_all(p);
+                    }
+                    Ok(_) => {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    fn on_bpffs(p: &Path) -> bool {
+        nix::sys::statfs::statfs(p)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+            .unwrap_or(false)
+    }
+
+    /// A pinned one-entry array map holding 7 (a foreign pin on bpffs).
+    fn sentinel_pin(path: &Path) {
+        let p = path.to_str().unwrap();
+        sh(
+            "bpftool",
+            &[
+                "map",
+                "create",
+                p,
+                "type",
+                "array",
+                "key",
+                "4",
+                "value",
+                "4",
+                "entries",
+                "1",
+                "name",
+                "rel_sentinel",
+            ],
+        );
+        sh(
+            "bpftool",
+            &[
+                "map", "update", "pinned", p, "key", "0", "0", "0", "0", "value", "7", "0", "0",
+                "0",
+            ],
+        );
+    }
+
+    /// Everything under `root` (root included, symlinks not followed):
+    /// path, type, mode, owner, link target, and the content (files) or
+    /// map id and value (bpffs pins).
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                out.push(format!("{} missing", p.display()));
+                continue;
+            };
+            let ft = m.file_type();
+            let mut line = format!(
+                "{} {} {:o} {}:{}",
+                p.display(),
+                if ft.is_dir() {
+                    "dir"
+                } else if ft.is_symlink() {
+                    "symlink"
+                } else {
+                    "file"
+                },
+                m.permissions().mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            );
+            if ft.is_symlink() {
+                line += &format!(" -> {:?}", std::fs::read_link(&p).ok());
+            } else if ft.is_dir() {
+                for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                    stack.push(e.path());
+                }
+            } else if on_bpffs(&p) {
+                line += &format!(" {}", pin_id(&p));
+            } else {
+                line += &format!(" {:?}", std::fs::read(&p).ok());
+            }
+            out.push(line);
+        }
+        out.sort();
+        out
+    }
+
+    /// What a bpffs pin holds: "map 12", "prog 40", "link 7"; for our
+    /// sentinel maps also the value.
+    fn pin_id(p: &Path) -> String {
+        let ps = p.to_str().unwrap();
+        for kind in ["map", "prog", "link"] {
+            let o = run("bpftool", &["-j", kind, "show", "pinned", ps]);
+            let Ok(v) = serde_json::from_str::<Value>(&o.stdout) else {
+                continue;
+            };
+            if !o.ok() || v["id"].is_null() {
+                continue;
+            }
+            let mut d = format!("{kind} {}", v["id"]);
+            if v["name"] == "rel_sentinel" {
+                let look = run(
+                    "bpftool",
+                    &[
+                        "-j", "map", "lookup", "pinned", ps, "key", "0", "0", "0", "0",
+                    ],
+                );
+                let lv: Value = serde_json::from_str(&look.stdout).unwrap_or(Value::Null);
+                d += &format!(" value {}", lv["value"]);
+            }
+            return d;
+        }
+        "unreadable pin".into()
+    }
+
+    /// The lines of `after` that differ from `before`, shortly.
+    fn diff(before: &[String], after: &[String]) -> Option<String> {
+        if before == after {
+            return None;
+        }
+        let short = |v: Vec<&String>| {
+            let n = v.len();
+            let mut s: Vec<String> = v.into_iter().take(6).cloned().collect();
+            if n > 6 {
+                s.push(format!("... {} more", n - 6));
+            }
+            s
+        };
+        let gone = short(before.iter().filter(|l| !after.contains(l)).collect());
+        let new = short(after.iter().filter(|l| !before.contains(l)).collect());
+        Some(format!("touched: was {gone:?}, now {new:?}"))
+    }
+
+    /// One fixture: the `--state-dir` argument and the trees that must
+    /// stay as they are.
+    struct Fixture {
+        arg: PathBuf,
+        roots: Vec<PathBuf>,
+        _cleanup: Cleanup,
+    }
+
+    fn bpffs_dir(what: &str) -> PathBuf {
+        let d = PathBuf::from("/sys/fs/bpf").join(scratch_name(what));
+        std::fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        d
+    }
+
+    fn fixture(case: &str, bed: &Testbed) -> Fixture {
+        let scratch_in = |base: &Path| {
+            let d = base.join(scratch_name("-sd"));
+            std::fs::create_dir(&d).expect("mkdir");
+            std::fs::write(d.join("sentinel"), "keep me\n").expect("sentinel");
+            std::fs::set_permissions(d.join("sentinel"), PermissionsExt::from_mode(0o640))
+                .expect("chmod");
+            std::fs::set_permissions(&d, PermissionsExt::from_mode(0o755)).expect("chmod");
+            d
+        };
+        match case {
+            "ordinary dir on tmpfs" | "ordinary dir on ext4" => {
+                let base = if case.ends_with("tmpfs") {
+                    PathBuf::from("/dev/shm")
+                } else {
+                    bed.tmp.clone()
+                };
+                let d = scratch_in(&base);
+                Fixture {
+                    arg: d.clone(),
+                    roots: vec![d.clone()],
+                    _cleanup: Cleanup(vec![d]),
+                }
+            }
+            "plain file" => {
+                let d = scratch_in(&bed.tmp);
+                Fixture {
+                    arg: d.join("sentinel"),
+                    roots: vec![d.clone()],
+                    _cleanup: Cleanup(vec![d]),
+                }
+            }
+            "symlink to a fresh bpffs dir" => {
+                let t = bpffs_dir("-t");
+                let l = PathBuf::from("/sys/fs/bpf").join(scratch_name("-l"));
+                std::os::unix::fs::symlink(&t, &l).expect("symlink");
+                Fixture {
+                    arg: l.clone(),
+                    roots: vec![t.clone(), l.clone()],
+                    _cleanup: Cleanup(vec![t, l]),
+                }
+            }
+            "state dir whose parent is a symlink" => {
+                let t = bpffs_dir("-p");
+                sentinel_pin(&t.join("sentinel"));
+                let l = bed.tmp.join(scratch_name("-pl"));
+                std::os::unix::fs::symlink(&t, &l).expect("symlink");
+                Fixture {
+                    arg: l.join("state"),
+                    roots: vec![t.clone(), l.clone()],
+                    _cleanup: Cleanup(vec![t, l]),
+                }
+            }
+            "bpffs dir owned by uid 1000, mode 0777" => {
+                let d = bpffs_dir("-u");
+                sentinel_pin(&d.join("sentinel"));
+                std::os::unix::fs::chown(&d, Some(1000), Some(1000)).expect("chown");
+                std::fs::set_permissions(&d, PermissionsExt::from_mode(0o777)).expect("chmod");
+                Fixture {
+                    arg: d.clone(),
+                    roots: vec![d.clone()],
+                    _cleanup: Cleanup(vec![d]),
+                }
+            }
+            "non-empty bpffs dir of another tool" => {
+                let d = bpffs_dir("-f");
+                std::fs::set_permissions(&d, PermissionsExt::from_mode(0o700)).expect("chmod");
+                sentinel_pin(&d.join("sentinel"));
+                std::fs::create_dir(d.join("other")).expect("mkdir");
+                sentinel_pin(&d.join("other").join("pin"));
+                Fixture {
+                    arg: d.clone(),
+                    roots: vec![d.clone()],
+                    _cleanup: Cleanup(vec![d]),
+                }
+            }
+            _ => panic!("unknown case {case}"),
+        }
+    }
+
+    /// Checks one command's answer: exit 1, one line `emptcp: ...`.
+    fn refused(o: &Out) -> Vec<String> {
+        let mut bad = Vec::new();
+        if o.code != Some(1) {
+            bad.push(format!(
+                "exit {:?} (stdout {:?})",
+                o.code,
+                o.stdout.trim().chars().take(120).collect::<String>()
+            ));
+        }
+        let lines = o.stderr_lines();
+        if lines.len() != 1 || !lines[0].starts_with("emptcp: ") {
+            bad.push(format!("stderr is not one `emptcp: ` line: {:?}", o.stderr));
+        }
+        bad
+    }
+
+    const LIVE: Point = Point::new(Side::B, 1, "tc-ingress");
+    const INTRUDER: Point = Point::new(Side::A, 2, "tc-egress");
+    const P_LIVE: u16 = 25001;
+    const P_INTRUDER: u16 = 25002;
+
+    #[test]
+    fn state_dir_safety() {
+        if !root_or_skip("state_dir_safety") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let intruder = policy_of(
+            &bed,
+            "intruder",
+            &[("intruder".into(), INTRUDER, P_INTRUDER)],
+        );
+        let cmds: [Vec<&str>; 3] = [
+            vec!["detach", "--all"],
+            vec!["apply", intruder.as_str()],
+            vec!["show"],
+        ];
+        let mut failures: Vec<String> = Vec::new();
+        let mut checked = 0;
+        // the intruder chain of `apply` must not be attached (checked
+        // right after the command); after the fixture is gone it must be
+        // off for sure, or later checks would see it
+        let intruder_on = |bed: &Testbed| -> Vec<String> {
+            let mut bad = Vec::new();
+            if tcx_count(&bed.a, &bed.x2a, true) != 0 {
+                bad.push(format!("a tcx program was attached to {}", bed.x2a));
+            }
+            bad.extend(judge(bed, &[passes(P_INTRUDER, 2)]).mismatches);
+            bad
+        };
+        let intruder_gone = |bed: &Testbed| {
+            let gone = wait_for(Duration::from_secs(3), || {
+                (tcx_count(&bed.a, &bed.x2a, true) == 0).then_some(())
+            });
+            assert!(
+                gone.is_some(),
+                "the intruder chain stays attached to {} after its pins were removed",
+                bed.x2a
+            );
+        };
+        for case in [
+            "ordinary dir on tmpfs",
+            "ordinary dir on ext4",
+            "plain file",
+            "symlink to a fresh bpffs dir",
+            "state dir whose parent is a symlink",
+            "bpffs dir owned by uid 1000, mode 0777",
+            "non-empty bpffs dir of another tool",
+        ] {
+            for cmd in &cmds {
+                let fx = fixture(case, &bed);
+                let before: Vec<String> = fx.roots.iter().flat_map(|r| listing(r)).collect();
+                let o = emptcp_in(&fx.arg, cmd);
+                let mut bad = refused(&o);
+                let after: Vec<String> = fx.roots.iter().flat_map(|r| listing(r)).collect();
+                bad.extend(diff(&before, &after));
+                bad.extend(intruder_on(&bed));
+                drop(fx);
+                intruder_gone(&bed);
+                checked += 1;
+                let line = format!("{case}: `{}`", cmd.join(" "));
+                eprintln!(
+                    "{line}: {}",
+                    if bad.is_empty() {
+                        o.stderr.trim().to_owned()
+                    } else {
+                        bad.join("; ")
+                    }
+                );
+                if !bad.is_empty() {
+                    failures.push(format!("{line}: {}", bad.join("; ")));
+                }
+            }
+        }
+
+        // the bpffs mount root itself, in a private mount namespace with a
+        // bpffs of its own: the machine's /sys/fs/bpf holds other people's
+        // pins, which today's `detach --all` would remove
+        for cmd in [&cmds[0], &cmds[2]] {
+            let out = bed.tmp.join(scratch_name("-root"));
+            std::fs::create_dir(&out).expect("mkdir");
+            let script = format!(
+                r#"set -u
+mount -t bpf bpf /sys/fs/bpf || exit 90
+bpftool map create /sys/fs/bpf/sentinel type array key 4 value 4 entries 1 name rel_sentinel
+bpftool map update pinned /sys/fs/bpf/sentinel key 0 0 0 0 value 7 0 0 0
+mkdir -m 0755 /sys/fs/bpf/othertool
+bpftool map create /sys/fs/bpf/othertool/m type array key 4 value 4 entries 1 name rel_other
+list() {{
+	find /sys/fs/bpf -printf '%p %y %m %U:%G %l\n' | sort
+	for f in /sys/fs/bpf/sentinel /sys/fs/bpf/othertool/m; do
+		echo "$f $(bpftool -j map show pinned $f 2>&1 | head -c 60) $(bpftool -j map lookup pinned $f key 0 0 0 0 2>&1)"
+	done
+}}
+list > {o}/before
+EMPTCP_STATE_DIR=/sys/fs/bpf {e} --state-dir /sys/fs/bpf {c} > {o}/stdout 2> {o}/stderr
+echo $? > {o}/rc
+list > {o}/after
+"#,
+                o = out.display(),
+                e = EMPTCP,
+                c = cmd.join(" ")
+            );
+            let r = run(
+                "unshare",
+                &["--mount", "--propagation", "private", "bash", "-c", &script],
+            );
+            let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+            let line = format!("the bpffs mount root /sys/fs/bpf: `{}`", cmd.join(" "));
+            let mut bad = Vec::new();
+            if !r.ok() {
+                bad.push(format!("private bpffs set-up failed: {}", r.stderr.trim()));
+            } else {
+                let o = Out {
+                    code: read("rc").trim().parse().ok(),
+                    stdout: read("stdout"),
+                    stderr: read("stderr"),
+                    cmdline: line.clone(),
+                };
+                bad.extend(refused(&o));
+                let (b, a) = (read("before"), read("after"));
+                let lines = |t: &str| t.lines().map(str::to_owned).collect::<Vec<_>>();
+                bad.extend(diff(&lines(&b), &lines(&a)).map(|d| format!("/sys/fs/bpf {d}")));
+                if bad.is_empty() {
+                    eprintln!("{line}: {}", o.stderr.trim());
+                }
+            }
+            let _ = std::fs::remove_dir_all(&out);
+            checked += 1;
+            if !bad.is_empty() {
+                eprintln!("{line}: {}", bad.join("; "));
+                failures.push(format!("{line}: {}", bad.join("; ")));
+            }
+        }
+
+        // A/tc of a live state dir A
+        let live = policy_of(&bed, "live", &[("live".into(), LIVE, P_LIVE)]);
+        let a_dir = bed.state_dir.clone();
+        for cmd in &cmds {
+            let _ = bed.emptcp(&["detach", "--all"]);
+            let _ = std::fs::remove_dir_all(&a_dir);
+            bed.emptcp(&["apply", &live]).expect_ok();
+            let before = listing(&a_dir);
+            let o = emptcp_in(&a_dir.join("tc"), cmd);
+            let mut bad = refused(&o);
+            let after = listing(&a_dir);
+            bad.extend(diff(&before, &after).map(|d| format!("A {d}")));
+            bad.extend(judge(&bed, &[acts(P_LIVE, 1)]).mismatches);
+            match try_listed(&bed) {
+                Ok(l) if l.iter().any(|c| c.name == "live") => {}
+                Ok(l) => bad.push(format!("`--state-dir A show` lists {l:?}, not live")),
+                Err(e) => bad.push(e),
+            }
+            bad.extend(intruder_on(&bed));
+            let _ = bed.emptcp(&["detach", "--all"]);
+            let _ = std::fs::remove_dir_all(&a_dir);
+            intruder_gone(&bed);
+            checked += 1;
+            let line = format!("A/tc of a live state dir A: `{}`", cmd.join(" "));
+            eprintln!(
+                "{line}: {}",
+                if bad.is_empty() {
+                    o.stderr.trim().to_owned()
+                } else {
+                    bad.join("; ")
+                }
+            );
+            if !bad.is_empty() {
+                failures.push(format!("{line}: {}", bad.join("; ")));
+            }
+        }
+        eprintln!(
+            "state_dir_safety: {checked} case x command checks, {} failed",
+            failures.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "state_dir_safety: {} of {checked} checks failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+}
