@@ -1545,3 +1545,180 @@ list > {o}/after
         );
     }
 }
+
+// ===================================================================
+mod too_large {
+    //! A policy whose state document does not fit the 1 MiB state map:
+    //! `apply` must fail and leave nothing acting, nothing attached, and
+    //! `show` with no chains.
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// Custom stages per chain (each with a ~4000-byte object path) and
+    /// extra devices (veth pairs in `a`) that hold more chains: 24 stages per chain stay well
+    /// inside a walk of 33 tail calls; 18 chains x 22 paths x ~4 KB is
+    /// ~1.6 MB of state.
+    const CUSTOM_PER_CHAIN: usize = 22;
+    const DUMMIES: usize = 2;
+    const PATH_LEN: usize = 4000;
+
+    fn build_examples() -> PathBuf {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let o = run(
+            root.join("scripts/build-example").to_str().unwrap(),
+            &[out.to_str().unwrap()],
+        );
+        assert!(o.ok(), "scripts/build-example failed: {}", o.stderr);
+        out
+    }
+
+    /// `dir/././…/min_payload.FAM.o`, about PATH_LEN bytes (one file).
+    fn long_path(dir: &Path, fam: &str) -> String {
+        let head = format!("{}/", dir.display());
+        let tail = format!("min_payload.{fam}.o");
+        let n = (PATH_LEN - head.len() - tail.len()) / 2;
+        format!("{head}{}{tail}", "./".repeat(n))
+    }
+
+    fn chain(
+        name: &str,
+        dev: &str,
+        hook: &str,
+        ns: &str,
+        key: &str,
+        port: u16,
+        obj: &str,
+    ) -> String {
+        let mut t = format!(
+            "[[chain]]\nname = \"{name}\"\ndev = \"{dev}\"\nhook = \"{hook}\"\nnetns = \"{ns}\"\n  \
+             [[chain.select]]\n  kind = \"port\"\n  {key} = {port}\n"
+        );
+        for _ in 0..CUSTOM_PER_CHAIN {
+            t += &format!(
+                "  [[chain.select]]\n  kind = \"custom\"\n  object = \"{obj}\"\n  \
+                 program = \"min_payload\"\n  params = [0]\n"
+            );
+        }
+        t + "  [[chain.act]]\n  kind = \"drop\"\n"
+    }
+
+    #[test]
+    fn state_too_large() {
+        if !root_or_skip("state_too_large") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let start = Instant::now();
+        let ex = build_examples();
+        let obj = |hook: &str| long_path(&ex, if hook == "xdp" { "xdp" } else { "tc" });
+        // one such chain alone acts (so "nothing acts" below means something)
+        let one = ALL_POINTS[4];
+        let t = chain(
+            "alone",
+            one.dev(&bed),
+            one.hook,
+            one.ns(&bed),
+            one.port_key(),
+            26100,
+            &obj(one.hook),
+        );
+        let f = bed.policy("alone", &t).to_string_lossy().into_owned();
+        bed.emptcp(&["apply", &f]).expect_ok();
+        assert_wire(&bed, "one long chain alone", &[acts(26100, one.link)]);
+        bed.emptcp(&["detach", "--all"]).expect_ok();
+
+        let mut text = String::new();
+        let mut expects = Vec::new();
+        for (i, p) in ALL_POINTS.iter().enumerate() {
+            let port = 26000 + i as u16;
+            text += &chain(
+                &format!("big{i}"),
+                p.dev(&bed),
+                p.hook,
+                p.ns(&bed),
+                p.port_key(),
+                port,
+                &obj(p.hook),
+            );
+            expects.push(passes(port, 1));
+            expects.push(passes(port, 2));
+        }
+        let mut dummies = Vec::new();
+        for k in 0..DUMMIES {
+            let d = bed.dev_name(&format!("d{k}"));
+            // a veth pair inside `a` (this kernel has no dummy driver)
+            let peer = bed.dev_name(&format!("d{k}p"));
+            sh(
+                "ip",
+                &[
+                    "-n", &bed.a, "link", "add", &d, "type", "veth", "peer", "name", &peer,
+                ],
+            );
+            for x in [&d, &peer] {
+                sh("ip", &["-n", &bed.a, "link", "set", x, "up"]);
+            }
+            for hook in ["xdp", "tc-ingress", "tc-egress"] {
+                text += &chain(
+                    &format!("dummy{k}-{hook}"),
+                    &d,
+                    hook,
+                    &bed.a,
+                    "dport",
+                    26200,
+                    &obj(hook),
+                );
+            }
+            dummies.push(d);
+        }
+        let f = bed
+            .policy("too-large", &text)
+            .to_string_lossy()
+            .into_owned();
+        let chains = ALL_POINTS.len() + 3 * DUMMIES;
+        let t0 = Instant::now();
+        let o = bed.emptcp(&["apply", &f]);
+        let took = t0.elapsed();
+        let lines = o.stderr_lines();
+        eprintln!(
+            "apply of {chains} chains x {} stages ({} KB of object paths): {:?} in {:.1} s: {}",
+            CUSTOM_PER_CHAIN + 2,
+            chains * CUSTOM_PER_CHAIN * PATH_LEN / 1024,
+            o.code,
+            took.as_secs_f64(),
+            lines.last().unwrap_or(&"")
+        );
+        assert!(
+            o.code == Some(1) && lines.len() == 1 && lines[0].starts_with("emptcp: "),
+            "apply of a state larger than the map must fail in one line: {:?}\nstdout {}\nstderr {}",
+            o.code,
+            o.stdout,
+            o.stderr
+        );
+        let j = judge(&bed, &expects);
+        assert!(
+            j.ok(),
+            "after the failed apply chains act on the wire:\n  {}\n{}",
+            j.mismatches.join("\n  "),
+            show_text(&bed)
+        );
+        for (ns, dev) in [
+            (&bed.a, &bed.x1a),
+            (&bed.a, &bed.x2a),
+            (&bed.b, &bed.x1b),
+            (&bed.b, &bed.x2b),
+        ]
+        .into_iter()
+        .chain(dummies.iter().map(|d| (&bed.a, d)))
+        {
+            assert_nothing_attached(ns, dev);
+        }
+        let s = bed.emptcp(&["show"]).expect_ok();
+        assert_eq!(s.stdout.trim(), "no chains", "show after the failed apply");
+        assert!(
+            listed(&bed).is_empty(),
+            "show --json after the failed apply"
+        );
+        eprintln!("state_too_large: {:.1} s", start.elapsed().as_secs_f64());
+    }
+}
