@@ -561,22 +561,19 @@ mod crash {
         into.map_names.extend(more.map_names);
     }
 
-    /// Problems with the state after a successful recovery, one string each.
-    fn check_state(
-        bed: &Testbed,
-        file: &[(String, Point, u16)],
-        detached: Option<&str>,
-    ) -> Vec<String> {
+    /// Problems with the state after a successful recovery, one string
+    /// each: the listed chains must be the intended ones, on their points.
+    fn check_state(bed: &Testbed, intended: &BTreeMap<String, Point>) -> Vec<String> {
         let mut bad = Vec::new();
         let l = match try_listed(bed) {
             Ok(l) => l,
             Err(e) => return vec![e],
         };
-        for (n, p, _) in file {
+        for (n, p) in intended {
             match l.iter().find(|c| c.name == *n) {
-                None => bad.push(format!("chain {n} of the file not listed")),
+                None => bad.push(format!("chain {n} not listed")),
                 Some(c) if c.dev != p.dev(bed) || c.hook != p.hook => bad.push(format!(
-                    "chain {n} listed on {} {}, the file says {}",
+                    "chain {n} listed on {} {}, applied to {}",
                     c.dev,
                     c.hook,
                     p.label()
@@ -584,15 +581,10 @@ mod crash {
                 _ => {}
             }
         }
-        match detached {
-            Some("--all") if !l.is_empty() => bad.push(format!(
-                "after detach --all still listed: {:?}",
-                l.iter().map(|c| &c.name).collect::<Vec<_>>()
-            )),
-            Some(n) if l.iter().any(|c| c.name == n) => {
-                bad.push(format!("detached chain {n} still listed"))
+        for c in &l {
+            if !intended.contains_key(&c.name) {
+                bad.push(format!("chain {} listed, but detached", c.name));
             }
-            _ => {}
         }
         let mut acting = BTreeSet::new();
         for c in &l {
@@ -657,6 +649,8 @@ mod crash {
         bed.emptcp(&["detach", "--all"]).expect_ok();
 
         let mut rng = Rng::new(seed, 0xc4a5);
+        // what the commands so far asked for: name -> point
+        let mut intended: BTreeMap<String, Point> = BTreeMap::new();
         let mut ids = BpfIds::default();
         let (mut before_fx, mut after_fx, mut finished) = (0, 0, 0);
         let (mut applies, mut detaches) = (0, 0);
@@ -664,19 +658,18 @@ mod crash {
         for run in 0..runs {
             let before = try_listed(&bed);
             let wire_before = wire_snapshot(&bed);
-            let names_before: Vec<String> = before
-                .as_ref()
-                .map(|l| l.iter().map(|c| c.name.clone()).collect())
-                .unwrap_or_default();
-            // the command: apply a file of 1-4 chains, or detach
+            // the command, drawn from the intended state (not from what is
+            // seen) so that a seed always gives the same commands: apply a
+            // file of 1-4 chains, or detach
+            let names: Vec<String> = intended.keys().cloned().collect();
             let mut file: Vec<(String, Point, u16)> = Vec::new();
             let mut detached: Option<String> = None;
-            let args: Vec<String> = if !names_before.is_empty() && rng.chance(2, 5) {
+            let args: Vec<String> = if !names.is_empty() && rng.chance(2, 5) {
                 detaches += 1;
                 let what = if rng.chance(1, 4) {
                     "--all".to_owned()
                 } else {
-                    rng.pick(&names_before).clone()
+                    rng.pick(&names).clone()
                 };
                 detached = Some(what.clone());
                 vec!["detach".into(), what]
@@ -695,6 +688,13 @@ mod crash {
                     policy_of(&bed, &format!("crash-{run}"), &file),
                 ]
             };
+            match detached.as_deref() {
+                Some("--all") => intended.clear(),
+                Some(n) => {
+                    intended.remove(n);
+                }
+                None => intended.extend(file.iter().map(|(n, p, _)| (n.clone(), *p))),
+            }
             let what = if let Some(d) = &detached {
                 format!("detach {d}")
             } else {
@@ -705,7 +705,7 @@ mod crash {
                 format!("apply {}", c.join(" "))
             };
             // run it and kill it somewhere in its typical duration
-            let delay = Duration::from_micros(rng.below(median.as_micros() as u64 + 1));
+            let delay = median.mul_f64(rng.below(1001) as f64 / 1000.0);
             let mut child = Command::new(EMPTCP)
                 .arg("--state-dir")
                 .arg(&sd)
@@ -763,7 +763,16 @@ mod crash {
                     o.stderr.trim().replace('\n', " | ")
                 ));
             } else {
-                bad.extend(check_state(&bed, &file, detached.as_deref()));
+                bad.extend(check_state(&bed, &intended));
+            }
+            if !bad.is_empty() {
+                // go on from what is there, so one failure is reported once
+                if let Ok(l) = try_listed(&bed) {
+                    intended = l
+                        .iter()
+                        .filter_map(|c| Some((c.name.clone(), point_of(&bed, &c.dev, &c.hook)?)))
+                        .collect();
+                }
             }
             union(&mut ids, owned_ids(&bed.state_dir));
             eprintln!(
