@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 
+pub mod wire;
+
 /// The CLI under test.
 pub const EMPTCP: &str = env!("CARGO_BIN_EXE_emptcp");
 /// Linux's IPPROTO_MPTCP.
