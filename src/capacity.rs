@@ -230,6 +230,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
         retired: Vec::new(),
         pending: None,
         cleanup: Vec::new(),
+        tables: Vec::new(),
     }
 }
 

@@ -84,6 +84,13 @@ pub static CATALOG: &[Entry] = &[
                 default: Some("false"),
                 doc: "also match the reverse direction",
             },
+            Param {
+                name: "set",
+                ty: ParamType::Name,
+                required: false,
+                default: None,
+                doc: "instead of src/dst: a set of type pair",
+            },
         ],
     },
     Entry {
@@ -114,6 +121,7 @@ pub static CATALOG: &[Entry] = &[
             Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
             Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
             Param { name: "bidir", ty: ParamType::Bool, required: false, default: Some("false"), doc: "also the reverse direction" },
+            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of the fields: a set of type subflow" },
         ],
     },
     Entry {
@@ -121,16 +129,22 @@ pub static CATALOG: &[Entry] = &[
         role: StageRole::Selector,
         object: "prefix",
         hooks: ALL_HOOKS,
-        doc: "source address in a prefix",
-        params: &[Param { name: "addr", ty: ParamType::Prefix, required: true, default: None, doc: "address or CIDR prefix (10.0.0.0/8, fd00::/16)" }],
+        doc: "source address in a prefix, or in a set of addresses or prefixes",
+        params: &[
+            Param { name: "addr", ty: ParamType::Prefix, required: false, default: None, doc: "address or CIDR prefix (10.0.0.0/8, fd00::/16)" },
+            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of addr: a set of type addr or prefix" },
+        ],
     },
     Entry {
         kind: "dst",
         role: StageRole::Selector,
         object: "prefix",
         hooks: ALL_HOOKS,
-        doc: "destination address in a prefix",
-        params: &[Param { name: "addr", ty: ParamType::Prefix, required: true, default: None, doc: "address or CIDR prefix" }],
+        doc: "destination address in a prefix, or in a set of addresses or prefixes",
+        params: &[
+            Param { name: "addr", ty: ParamType::Prefix, required: false, default: None, doc: "address or CIDR prefix" },
+            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of addr: a set of type addr or prefix" },
+        ],
     },
     Entry {
         kind: "port",
@@ -141,6 +155,8 @@ pub static CATALOG: &[Entry] = &[
         params: &[
             Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
             Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
+            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of ports: a set of type port" },
+            Param { name: "field", ty: ParamType::Name, required: false, default: Some("dport"), doc: "with set: the port looked up, sport or dport" },
         ],
     },
     Entry {
@@ -157,7 +173,7 @@ pub static CATALOG: &[Entry] = &[
                 ty: ParamType::Bool,
                 required: false,
                 default: Some("true"),
-                doc: "set (true) or clear (false) the backup flag",
+                doc: "set (true) or clear (false) the backup flag, or { map = NAME, key = … } (a bool map)",
             },
             Param {
                 name: "once",
@@ -175,7 +191,7 @@ pub static CATALOG: &[Entry] = &[
         hooks: &["tc-ingress", "tc-egress"],
         doc: "sets the skb mark, for policy routing (ip rule fwmark) or queueing of one subflow",
         params: &[
-            Param { name: "mark", ty: ParamType::U32, required: true, default: None, doc: "mark value" },
+            Param { name: "mark", ty: ParamType::U32, required: true, default: None, doc: "mark value, or { map = NAME, key = src|dst|pair|subflow|sport|dport } (a u32 map)" },
             Param { name: "mask", ty: ParamType::U32, required: false, default: Some("0xffffffff"), doc: "bits of the mark to set" },
         ],
     },
@@ -186,7 +202,7 @@ pub static CATALOG: &[Entry] = &[
         hooks: ALL_HOOKS,
         doc: "terminal: sends the selected packets out of another device (TC: next hop's MAC from the neighbour table)",
         params: &[
-            Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace)" },
+            Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace), or { map = NAME, key = … } (a dev map)" },
             Param { name: "ingress", ty: ParamType::Bool, required: false, default: Some("false"), doc: "TC: into the device's receive path" },
             Param { name: "via", ty: ParamType::IpAddr, required: false, default: None, doc: "TC: next hop whose MAC the packet gets (absent: the route the kernel finds out of `dev`)" },
         ],
@@ -274,7 +290,7 @@ pub static CATALOG: &[Entry] = &[
                 ty: ParamType::Rate,
                 required: true,
                 default: None,
-                doc: "tc units: 20mbit, 5MBps, 100kbit, 1gbit (bare number: bit/s)",
+                doc: "tc units: 20mbit, 5MBps, 100kbit, 1gbit (bare number: bit/s), or { map = NAME, key = … } (a rate map; burst: 1 s of the rate)",
             },
             Param {
                 name: "burst",
@@ -325,6 +341,16 @@ pub fn find(kind: &str) -> Option<&'static Entry> {
 }
 
 /// The catalogue entry of a kind in a role (`custom` exists in both).
+/// Actor parameters that may name a map instead of a literal:
+/// `{ map = NAME, key = src|dst|pair|subflow|sport|dport }`, with the
+/// value type the map must have.
+pub const MAP_PARAMS: &[(&str, &str, &str)] = &[
+    ("set_mark", "mark", "u32"),
+    ("rate_limit", "rate", "rate"),
+    ("set_backup", "backup", "bool"),
+    ("redirect", "dev", "dev"),
+];
+
 pub fn find_role(kind: &str, role: StageRole) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.kind == kind && e.role == role)
 }

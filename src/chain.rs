@@ -10,8 +10,11 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use crate::policy::{Actor, BlkMode, Chain, CustomStage, Op, SelectorKind, SeqField, PACKET_TYPES};
+use crate::policy::{
+    Actor, BlkMode, Chain, CustomStage, KeyOf, Op, SelectorKind, SeqField, PACKET_TYPES,
+};
 pub use crate::skel::entry_xdp::types;
+use crate::tables::TableState;
 
 // SAFETY: the skeleton types are plain C structs generated from BTF: integer
 // fields and byte arrays only, no padding the C side leaves undefined
@@ -64,8 +67,8 @@ pub const STAGE_SLOTS: u16 = MAX_SLOTS - MAX_ATTACH as u16;
 pub fn head_slot(id: u32) -> u32 {
     STAGE_SLOTS as u32 + id % MAX_ATTACH
 }
-pub const CNT_MAX: u32 = 9;
-pub const COUNTER_NAMES: [&str; 9] = [
+pub const CNT_MAX: u32 = 10;
+pub const COUNTER_NAMES: [&str; 10] = [
     "run",
     "hit",
     "skip",
@@ -75,6 +78,7 @@ pub const COUNTER_NAMES: [&str; 9] = [
     "error",
     "not_tcp",
     "drop",
+    "no_key",
 ];
 
 pub const SF_OR: u8 = 0x01;
@@ -119,6 +123,10 @@ const IPP_SRC: u8 = 0x04;
 const IPP_DST: u8 = 0x08;
 
 pub const KIND_SEQUENCE: u8 = 13;
+const KIND_LOOKUP: u8 = 17;
+const TAB_BIDIR: u8 = 0x01;
+/// Where an actor's table reference sits in its parameters (abi.h).
+const PARAM_TAB_OFF: usize = 52;
 pub const KIND_BLK_SUBFLOW: u8 = 14;
 pub const KIND_ADD_SUBFLOW: u8 = 15;
 pub const SEQ_DSN: u8 = 0;
@@ -219,9 +227,13 @@ fn custom_stage(c: &CustomStage) -> (StageObject, u8, [u8; 56]) {
     )
 }
 
-fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
+fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
     let mut param = [0u8; 56];
     match kind {
+        SelectorKind::InSet { keyof, set, bidir } => {
+            param[..4].copy_from_slice(&tab_ref(env, set, *keyof, *bidir)?);
+            Ok((StageObject::Builtin("lookup"), KIND_LOOKUP, param))
+        }
         SelectorKind::IpPair { src, dst, bidir } => {
             let mut p = types::emptcp_ip_pair::default();
             let v6 = src.or(*dst).is_some_and(|a| a.is_ipv6());
@@ -343,13 +355,19 @@ fn selector_stage(kind: &SelectorKind) -> Result<(StageObject, u8, [u8; 56])> {
     }
 }
 
-fn actor_stage(
-    a: &Actor,
-    ifindex: &dyn Fn(&str) -> Result<u32>,
-) -> Result<(StageObject, u8, [u8; 56])> {
+fn actor_stage(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
+    let (object, kind, mut param) = actor_literal(a, env)?;
+    // a parameter from a map: the reference in the last 4 bytes (tables.h)
+    if let Some(m) = a.map() {
+        param[PARAM_TAB_OFF..].copy_from_slice(&tab_ref(env, &m.map, m.key, false)?);
+    }
+    Ok((object, kind, param))
+}
+
+fn actor_literal(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
     let mut param = [0u8; 56];
     Ok(match a {
-        Actor::SetMark { mark, mask } => {
+        Actor::SetMark { mark, mask, .. } => {
             let p = types::emptcp_set_mark {
                 value: *mark,
                 mask: *mask,
@@ -357,9 +375,18 @@ fn actor_stage(
             put(&mut param, &p);
             (StageObject::Builtin("set_mark"), KIND_SET_MARK, param)
         }
-        Actor::Redirect { dev, ingress, via } => {
+        Actor::Redirect {
+            dev,
+            ingress,
+            via,
+            map,
+        } => {
             let mut p = types::emptcp_redirect {
-                ifindex: ifindex(dev)?,
+                ifindex: if map.is_some() {
+                    0
+                } else {
+                    (env.ifindex)(dev)?
+                },
                 flags: if *ingress { RD_INGRESS } else { 0 },
                 ..Default::default()
             };
@@ -377,7 +404,7 @@ fn actor_stage(
             put(&mut param, &p);
             (StageObject::Builtin("redirect"), KIND_REDIRECT, param)
         }
-        Actor::SetBackup { backup, once } => {
+        Actor::SetBackup { backup, once, .. } => {
             let mut p = types::emptcp_set_backup::default();
             if *backup {
                 p.flags |= BK_BACKUP;
@@ -414,7 +441,9 @@ fn actor_stage(
             (StageObject::Builtin("blk_subflow"), KIND_BLK_SUBFLOW, param)
         }
         Actor::AddSubflow => (StageObject::Builtin("add_subflow"), KIND_ADD_SUBFLOW, param),
-        Actor::RateLimit { rate_bps, burst } => {
+        Actor::RateLimit {
+            rate_bps, burst, ..
+        } => {
             // per-packet divisions done once here: the burst as time at the rate
             let rate_bps8 = (*rate_bps / 8).max(1);
             let ns = |bytes: u64| bytes * 1_000_000_000 / rate_bps8;
@@ -462,17 +491,38 @@ pub fn stage_labels(c: &Chain) -> Vec<String> {
 /// (exactly as many as their stages together), linking each chain to the
 /// next.
 pub fn plan(chains: &[(&Chain, u16)], slots: &[u16]) -> Result<Vec<PlannedChain>> {
-    plan_with(chains, slots, &|dev| {
-        bail!("device {dev:?}: no device lookup here")
-    })
+    plan_with(chains, slots, &no_env())
 }
 
-/// Like `plan`, resolving device names (redirect targets) with `ifindex`.
-pub fn plan_with(
-    chains: &[(&Chain, u16)],
-    slots: &[u16],
-    ifindex: &dyn Fn(&str) -> Result<u32>,
-) -> Result<Vec<PlannedChain>> {
+/// What planning needs from outside: device indexes (redirect targets) and
+/// the tables (sets, maps) chains name.
+pub struct Env<'a> {
+    pub ifindex: &'a dyn Fn(&str) -> Result<u32>,
+    pub table: &'a dyn Fn(&str) -> Result<TableState>,
+}
+
+/// A planning environment with no devices and no tables.
+pub fn no_env() -> Env<'static> {
+    Env {
+        ifindex: &|dev| bail!("device {dev:?}: no device lookup here"),
+        table: &|t| bail!("set or map {t:?}: no tables here"),
+    }
+}
+
+/// The 4-byte reference a stage carries to table `name` (abi.h
+/// emptcp_tab_ref).
+fn tab_ref(env: &Env, name: &str, keyof: KeyOf, bidir: bool) -> Result<[u8; 4]> {
+    let t = (env.table)(name)?;
+    Ok([
+        t.id,
+        t.def.key.layout(),
+        keyof.abi(),
+        if bidir { TAB_BIDIR } else { 0 },
+    ])
+}
+
+/// Like `plan`, resolving device names and tables with `env`.
+pub fn plan_with(chains: &[(&Chain, u16)], slots: &[u16], env: &Env) -> Result<Vec<PlannedChain>> {
     let need: usize = chains.iter().map(|(c, _)| stage_count(c)).sum();
     if need != slots.len() {
         bail!("internal: {need} stages but {} slots", slots.len());
@@ -512,10 +562,10 @@ pub fn plan_with(
                 if s.not {
                     flags |= SF_NOT;
                 }
-                selector_stage(&s.kind)?
+                selector_stage(&s.kind, env)?
             } else {
                 flags |= SF_ACTOR;
-                actor_stage(&c.act[i - c.select.len()], ifindex)?
+                actor_stage(&c.act[i - c.select.len()], env)?
             };
             let desc = types::emptcp_stage {
                 next,
@@ -654,11 +704,14 @@ hook = "xdp"
             plan(&chains, &[1, 2, 3]).is_err(),
             "redirect needs a device lookup"
         );
-        let out = plan_with(&chains, &[1, 2, 3], &|d| {
-            assert_eq!(d, "eth9");
-            Ok(42)
-        })
-        .expect("plan");
+        let env = Env {
+            ifindex: &|d| {
+                assert_eq!(d, "eth9");
+                Ok(42)
+            },
+            table: &|t| bail!("no table {t}"),
+        };
+        let out = plan_with(&chains, &[1, 2, 3], &env).expect("plan");
         let s = &out[0].stages;
         // 10.1.2.3/12 -> 10.0.0.0 masked with 255.240.0.0
         assert_eq!(&s[0].desc.param[..4], &[10, 0, 0, 0]);

@@ -30,6 +30,7 @@ pub mod state;
 pub mod statedir;
 pub mod stats;
 pub mod store;
+pub mod tables;
 pub mod testrun;
 pub mod text;
 pub mod txn;
@@ -101,7 +102,11 @@ impl ActionChain {
     }
     /// Adds `set_backup` (once per subflow).
     pub fn set_backup(self, backup: bool) -> Self {
-        self.act(Actor::SetBackup { backup, once: true })
+        self.act(Actor::SetBackup {
+            backup,
+            once: true,
+            map: None,
+        })
     }
 }
 
@@ -138,6 +143,7 @@ impl PolicyChain {
     pub fn into_policy(self) -> Policy {
         Policy {
             chains: vec![self.chain],
+            tables: Vec::new(),
         }
     }
 }

@@ -25,6 +25,7 @@ use thiserror::Error;
 use toml::{Table, Value};
 
 use crate::catalog::{self, ParamType, StageRole};
+use crate::tables::{KeyType, TableDef, ValueType};
 use crate::text::{bare, quoted};
 
 /// Where a chain runs.
@@ -153,8 +154,74 @@ pub enum SelectorKind {
         to: Option<u64>,
         relative: bool,
     },
+    /// The packet's key is in a named set (`src`/`dst`/`ip_pair`/
+    /// `subflow`/`port` with `set = "NAME"`).
+    InSet {
+        keyof: KeyOf,
+        set: String,
+        bidir: bool,
+    },
     /// A third-party selector from a BPF object file.
     Custom(CustomStage),
+}
+
+/// Which packet field(s) make a table's key (abi.h enum emptcp_keyof).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOf {
+    Src,
+    Dst,
+    Pair,
+    Subflow,
+    Sport,
+    Dport,
+}
+
+impl KeyOf {
+    pub const NAMES: &'static str = "src, dst, pair, subflow, sport, dport";
+
+    pub fn parse(s: &str) -> Option<KeyOf> {
+        Some(match s {
+            "src" => KeyOf::Src,
+            "dst" => KeyOf::Dst,
+            "pair" => KeyOf::Pair,
+            "subflow" => KeyOf::Subflow,
+            "sport" => KeyOf::Sport,
+            "dport" => KeyOf::Dport,
+            _ => return None,
+        })
+    }
+
+    /// abi.h enum emptcp_keyof.
+    pub fn abi(self) -> u8 {
+        self as u8
+    }
+
+    /// The table key types this field can be looked up in.
+    pub fn fits(self, kt: KeyType) -> bool {
+        matches!(
+            (self, kt),
+            (KeyOf::Src | KeyOf::Dst, KeyType::Addr | KeyType::Prefix)
+                | (KeyOf::Pair, KeyType::Pair)
+                | (KeyOf::Subflow, KeyType::Subflow)
+                | (KeyOf::Sport | KeyOf::Dport, KeyType::Port)
+        )
+    }
+}
+
+/// An actor parameter taken per packet from a map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapRef {
+    pub map: String,
+    pub key: KeyOf,
+}
+
+/// A named set or map and its elements, as a policy file declares it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub def: TableDef,
+    /// In their text form (`KEY`, or `KEY=VALUE` for a map).
+    pub elements: Vec<String>,
 }
 
 /// The number the `sequence` selector compares.
@@ -203,11 +270,17 @@ pub enum Actor {
     SetBackup {
         backup: bool,
         once: bool,
+        /// `backup` from a bool map keyed by the packet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map: Option<MapRef>,
     },
     /// Set the skb mark (TC): mark = (mark & !mask) | (value & mask).
     SetMark {
         mark: u32,
         mask: u32,
+        /// `mark` from a u32 map keyed by the packet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map: Option<MapRef>,
     },
     /// Send the packet out of another device (terminal).
     Redirect {
@@ -215,19 +288,18 @@ pub enum Actor {
         ingress: bool,
         /// TC: the next hop whose MAC the packet gets.
         via: Option<IpAddr>,
+        /// The device from a dev map keyed by the packet (`dev` unused).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map: Option<MapRef>,
     },
     /// Send MP_CAPABLE keys and the 4-tuple to `emptcp events`.
     GetConnect,
     /// Send MP_JOIN token, nonce, address id and backup bit to `emptcp events`.
     GetSubflow,
     /// Per-subflow metrics (`emptcp stats`): any of packets, bytes, rtt, retrans, window.
-    Record {
-        metrics: Vec<String>,
-    },
+    Record { metrics: Vec<String> },
     /// Keep the peer from opening subflows (ADD_ADDR taken out, or MP_JOIN SYNs dropped).
-    BlkSubflow {
-        mode: BlkMode,
-    },
+    BlkSubflow { mode: BlkMode },
     /// Put a kept ADD_ADDR back so the peer opens its subflow.
     AddSubflow,
     /// Clamp the receive window of the selected ACKs so the data sender
@@ -235,6 +307,9 @@ pub enum Actor {
     RateLimit {
         rate_bps: u64,
         burst: u32,
+        /// The rate from a rate map keyed by the packet (burst: 1 s of it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map: Option<MapRef>,
     },
     /// Terminal verdict: the packet goes on untouched, no later stage runs.
     Pass,
@@ -254,12 +329,30 @@ impl SelectorKind {
             SelectorKind::Dst { .. } => "dst",
             SelectorKind::Port { .. } => "port",
             SelectorKind::Sequence { .. } => "sequence",
+            SelectorKind::InSet { keyof, .. } => match keyof {
+                KeyOf::Src => "src",
+                KeyOf::Dst => "dst",
+                KeyOf::Pair => "ip_pair",
+                KeyOf::Subflow => "subflow",
+                KeyOf::Sport | KeyOf::Dport => "port",
+            },
             SelectorKind::Custom(_) => "custom",
         }
     }
 }
 
 impl Actor {
+    /// The map the actor takes its parameter from, if any.
+    pub fn map(&self) -> Option<&MapRef> {
+        match self {
+            Actor::SetBackup { map, .. }
+            | Actor::SetMark { map, .. }
+            | Actor::Redirect { map, .. }
+            | Actor::RateLimit { map, .. } => map.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Actor::SetBackup { .. } => "set_backup",
@@ -293,6 +386,9 @@ pub struct Chain {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     pub chains: Vec<Chain>,
+    /// Named sets and maps (`[[set]]`, `[[map]]`).
+    #[serde(default)]
+    pub tables: Vec<TableSpec>,
 }
 
 /// A policy error: one line, naming the file, chain and key.
@@ -351,14 +447,17 @@ impl Policy {
             }
         })?;
         for k in root.keys() {
-            if k != "chain" {
+            if k != "chain" && k != "set" && k != "map" {
                 return Err(err(format!(
-                    "unknown top-level key `{}` (expected [[chain]])",
+                    "unknown top-level key `{}` (expected [[chain]], [[set]], [[map]])",
                     bare(k)
                 )));
             }
         }
+        let tables = parse_tables(&root).map_err(err)?;
+        let empty = Vec::new();
         let chains = match root.get("chain") {
+            None if !tables.is_empty() => &empty,
             None => return Err(err("no [[chain]] in the file".into())),
             Some(Value::Array(a)) => a,
             Some(_) => return Err(err("`chain` must be an array of tables ([[chain]])".into())),
@@ -376,10 +475,235 @@ impl Policy {
                     quoted(&chain.name)
                 )));
             }
+            check_table_refs(&chain, &tables).map_err(err)?;
             out.push(chain);
         }
-        Ok(Policy { chains: out })
+        Ok(Policy {
+            chains: out,
+            tables,
+        })
     }
+}
+
+/// The sets and maps a chain refers to: (selector or actor, table, key).
+pub fn table_refs(c: &Chain) -> Vec<(String, &str, KeyOf, Option<&'static str>)> {
+    let mut v = Vec::new();
+    for (i, s) in c.select.iter().enumerate() {
+        if let SelectorKind::InSet { keyof, set, .. } = &s.kind {
+            v.push((
+                format!("select[{i}] ({})", s.kind.name()),
+                set.as_str(),
+                *keyof,
+                None,
+            ));
+        }
+    }
+    for (i, a) in c.act.iter().enumerate() {
+        if let Some(m) = a.map() {
+            let vt = catalog::MAP_PARAMS
+                .iter()
+                .find(|(k, _, _)| *k == a.name())
+                .map(|(_, _, vt)| *vt);
+            v.push((
+                format!("act[{i}] ({})", a.name()),
+                m.map.as_str(),
+                m.key,
+                vt,
+            ));
+        }
+    }
+    v
+}
+
+/// Checks that a table `def` can serve reference (`what`, `keyof`,
+/// value type wanted): one line naming both when not.
+pub fn check_table_ref(
+    chain: &str,
+    what: &str,
+    keyof: KeyOf,
+    want: Option<&str>,
+    def: &TableDef,
+) -> Result<(), String> {
+    let head = format!("chain {}: {what}", quoted(chain));
+    if !keyof.fits(def.key) {
+        return Err(format!(
+            "{head}: {} {} has keys of type {}, which `{}` cannot look up",
+            def.what(),
+            quoted(&def.name),
+            def.key,
+            format!("{keyof:?}").to_lowercase()
+        ));
+    }
+    if let Some(want) = want {
+        match def.value {
+            Some(v) if v.to_string() == want => {}
+            Some(v) => {
+                return Err(format!(
+                    "{head}: map {} has {v} values, not {want}",
+                    quoted(&def.name)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{head}: {} is a set; a map of {want} values is needed",
+                    quoted(&def.name)
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// References to tables of the same file are checked here; others when
+/// the file is applied (the table may be applied already).
+fn check_table_refs(c: &Chain, tables: &[TableSpec]) -> Result<(), String> {
+    for (what, name, keyof, want) in table_refs(c) {
+        if let Some(t) = tables.iter().find(|t| t.def.name == name) {
+            check_table_ref(&c.name, &what, keyof, want, &t.def)?;
+        }
+    }
+    Ok(())
+}
+
+/// `[[set]]` and `[[map]]` tables of a policy file.
+fn parse_tables(root: &Table) -> Result<Vec<TableSpec>, String> {
+    let mut out: Vec<TableSpec> = Vec::new();
+    for what in ["set", "map"] {
+        let arr = match root.get(what) {
+            None => continue,
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(format!("`{what}` must be an array of tables ([[{what}]])")),
+        };
+        for (i, v) in arr.iter().enumerate() {
+            let t = v
+                .as_table()
+                .ok_or_else(|| format!("{what} #{}: not a table", i + 1))?;
+            let spec = parse_table(t, what, i)?;
+            if out.iter().any(|o| o.def.name == spec.def.name) {
+                return Err(format!(
+                    "{what} {}: duplicate name (sets and maps share names)",
+                    quoted(&spec.def.name)
+                ));
+            }
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_table(t: &Table, what: &str, idx: usize) -> Result<TableSpec, String> {
+    let name = get_str(t, "name", &format!("{what} #{}", idx + 1))?
+        .ok_or_else(|| format!("{what} #{}: missing key `name`", idx + 1))?;
+    let head = format!("{what} {}", quoted(name));
+    if !valid_name(name) {
+        return Err(format!(
+            "{head}: key `name`: must be 1-32 characters of [a-z0-9_-]"
+        ));
+    }
+    let (key_key, known): (&str, &[&str]) = if what == "set" {
+        ("type", &["name", "type", "elements", "size"])
+    } else {
+        (
+            "key",
+            &["name", "key", "value", "elements", "size", "netns"],
+        )
+    };
+    for k in t.keys() {
+        if !known.contains(&k.as_str()) {
+            return Err(format!(
+                "{head}: unknown key `{}` (known: {})",
+                bare(k),
+                known.join(", ")
+            ));
+        }
+    }
+    let key: KeyType = get_str(t, key_key, &head)?
+        .ok_or_else(|| format!("{head}: missing key `{key_key}`"))?
+        .parse()
+        .map_err(|e| format!("{head}: key `{key_key}`: {e}"))?;
+    let value: Option<ValueType> = if what == "map" {
+        Some(
+            get_str(t, "value", &head)?
+                .ok_or_else(|| format!("{head}: missing key `value`"))?
+                .parse()
+                .map_err(|e| format!("{head}: key `value`: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let size = match get_u32(t, "size", &head)? {
+        None => crate::tables::DEFAULT_SIZE,
+        Some(n) if (1..=crate::tables::MAX_SIZE).contains(&n) => n,
+        Some(n) => {
+            return Err(format!(
+                "{head}: key `size`: {n} is not 1-{}",
+                crate::tables::MAX_SIZE
+            ))
+        }
+    };
+    let netns = get_str(t, "netns", &head)?.map(str::to_owned);
+    if let Some(n) = &netns {
+        crate::netns::check_name(n).map_err(|e| format!("{head}: key `netns`: {e}"))?;
+    }
+    let text = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let mut elements = Vec::new();
+    match (what, t.get("elements")) {
+        (_, None) => {}
+        ("set", Some(Value::Array(a))) => {
+            for e in a {
+                elements.push(text(e).ok_or_else(|| {
+                    format!(
+                        "{head}: key `elements`: expected strings, got {}",
+                        e.type_str()
+                    )
+                })?);
+            }
+        }
+        ("map", Some(Value::Table(m))) => {
+            for (k, v) in m {
+                let v = text(v).ok_or_else(|| {
+                    format!(
+                        "{head}: key `elements`: value of {}: expected a string, number or bool",
+                        quoted(k)
+                    )
+                })?;
+                elements.push(format!("{k}={v}"));
+            }
+        }
+        ("set", Some(_)) => return Err(format!("{head}: key `elements`: expected a list")),
+        _ => {
+            return Err(format!(
+                "{head}: key `elements`: expected a table {{ \"KEY\" = VALUE, … }}"
+            ))
+        }
+    }
+    let def = TableDef {
+        name: name.to_owned(),
+        key,
+        value,
+        size,
+        netns,
+    };
+    if elements.len() > size as usize {
+        return Err(format!(
+            "{head}: {} elements do not fit its size {size}",
+            elements.len()
+        ));
+    }
+    // devices are looked up when the file is applied, in their namespace
+    if value != Some(ValueType::Dev) {
+        for e in &elements {
+            crate::tables::parse_element(&def, e)?;
+        }
+    }
+    Ok(TableSpec { def, elements })
 }
 
 fn get_str<'a>(t: &'a Table, key: &str, what: &str) -> Result<Option<&'a str>, String> {
@@ -534,7 +858,11 @@ fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), 
             return Err(format!("{what} ({kind}): missing key `{}`", p.name));
         }
         if let (Some(v), ParamType::Bool) = (t.get(p.name), p.ty) {
-            if !v.is_bool() {
+            let map_ok = v.is_table()
+                && catalog::MAP_PARAMS
+                    .iter()
+                    .any(|(k, n, _)| *k == kind && *n == p.name);
+            if !v.is_bool() && !map_ok {
                 return Err(format!(
                     "{what} ({kind}): key `{}`: expected true or false, got {}",
                     p.name,
@@ -647,6 +975,52 @@ fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), String
     Ok((addr, plen))
 }
 
+/// `key = { map = "NAME", key = "src" }`: a parameter taken from a map.
+fn get_map_ref(t: &Table, key: &str, what: &str) -> Result<Option<MapRef>, String> {
+    let Some(Value::Table(m)) = t.get(key) else {
+        return Ok(None);
+    };
+    for k in m.keys() {
+        if k != "map" && k != "key" {
+            return Err(format!(
+                "{what}: key `{key}`: unknown key `{}` (known: map, key)",
+                bare(k)
+            ));
+        }
+    }
+    let w = format!("{what}: key `{key}`");
+    let map = get_str(m, "map", &w)?.ok_or_else(|| format!("{w}: missing key `map`"))?;
+    if !valid_name(map) {
+        return Err(format!("{w}: map {}: not a map name", quoted(map)));
+    }
+    let k = get_str(m, "key", &w)?.ok_or_else(|| format!("{w}: missing key `key`"))?;
+    let keyof = KeyOf::parse(k)
+        .ok_or_else(|| format!("{w}: key {} is not one of {}", quoted(k), KeyOf::NAMES))?;
+    Ok(Some(MapRef {
+        map: map.to_owned(),
+        key: keyof,
+    }))
+}
+
+/// `set = "NAME"` of a selector, refusing the literal keys beside it.
+fn get_set(t: &Table, literal: &[&str], what: &str) -> Result<Option<String>, String> {
+    let Some(set) = get_str(t, "set", what)? else {
+        return Ok(None);
+    };
+    if !valid_name(set) {
+        return Err(format!(
+            "{what}: key `set`: {} is not a set name",
+            quoted(set)
+        ));
+    }
+    if let Some(k) = literal.iter().find(|k| t.contains_key(**k)) {
+        return Err(format!(
+            "{what}: key `{k}`: not with `set` (the set holds the values)"
+        ));
+    }
+    Ok(Some(set.to_owned()))
+}
+
 fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
     check_keys(t, kind, StageRole::Selector, what)?;
@@ -663,6 +1037,39 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     };
     let not = get_bool(t, "not", &what)?.unwrap_or(false);
     let kind = match kind {
+        "ip_pair" if t.contains_key("set") => SelectorKind::InSet {
+            keyof: KeyOf::Pair,
+            set: get_set(t, &["src", "dst"], &what)?.unwrap_or_default(),
+            bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
+        },
+        "subflow" if t.contains_key("set") => SelectorKind::InSet {
+            keyof: KeyOf::Subflow,
+            set: get_set(t, &["saddr", "daddr", "sport", "dport"], &what)?.unwrap_or_default(),
+            bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
+        },
+        "src" | "dst" if t.contains_key("set") => SelectorKind::InSet {
+            keyof: if kind == "src" {
+                KeyOf::Src
+            } else {
+                KeyOf::Dst
+            },
+            set: get_set(t, &["addr"], &what)?.unwrap_or_default(),
+            bidir: false,
+        },
+        "port" if t.contains_key("set") => SelectorKind::InSet {
+            keyof: match get_str(t, "field", &what)? {
+                None | Some("dport") => KeyOf::Dport,
+                Some("sport") => KeyOf::Sport,
+                Some(f) => {
+                    return Err(format!(
+                        "{what}: key `field`: {} is not sport or dport",
+                        quoted(f)
+                    ))
+                }
+            },
+            set: get_set(t, &["sport", "dport"], &what)?.unwrap_or_default(),
+            bidir: false,
+        },
         "ip_pair" => {
             let src = parse_addr(t, "src", &what)?;
             let dst = parse_addr(t, "dst", &what)?;
@@ -732,6 +1139,9 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
             }
         }
         "src" | "dst" => {
+            if !t.contains_key("addr") {
+                return Err(format!("{what}: needs `addr` or `set`"));
+            }
             let (addr, prefix) = parse_prefix(t, "addr", &what)?;
             if kind == "src" {
                 SelectorKind::Src { addr, prefix }
@@ -740,6 +1150,9 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
             }
         }
         "port" => {
+            if t.contains_key("field") {
+                return Err(format!("{what}: key `field`: only with `set`"));
+            }
             let sport = get_port(t, "sport", &what)?;
             let dport = get_port(t, "dport", &what)?;
             if sport.is_none() && dport.is_none() {
@@ -969,23 +1382,46 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
     check_keys(t, kind, StageRole::Actor, what)?;
     let what = format!("{what} ({kind})");
     Ok(match kind {
-        "set_backup" => Actor::SetBackup {
-            backup: get_bool(t, "backup", &what)?.unwrap_or(true),
-            once: get_bool(t, "once", &what)?.unwrap_or(true),
-        },
-        "set_mark" => Actor::SetMark {
-            mark: get_u32(t, "mark", &what)?
-                .ok_or_else(|| format!("{what}: missing key `mark`"))?,
-            mask: get_u32(t, "mask", &what)?.unwrap_or(u32::MAX),
-        },
+        "set_backup" => {
+            let map = get_map_ref(t, "backup", &what)?;
+            Actor::SetBackup {
+                backup: if map.is_some() {
+                    false
+                } else {
+                    get_bool(t, "backup", &what)?.unwrap_or(true)
+                },
+                once: get_bool(t, "once", &what)?.unwrap_or(true),
+                map,
+            }
+        }
+        "set_mark" => {
+            let map = get_map_ref(t, "mark", &what)?;
+            Actor::SetMark {
+                mark: if map.is_some() {
+                    0
+                } else {
+                    get_u32(t, "mark", &what)?
+                        .ok_or_else(|| format!("{what}: missing key `mark`"))?
+                },
+                mask: get_u32(t, "mask", &what)?.unwrap_or(u32::MAX),
+                map,
+            }
+        }
         "redirect" => {
-            let dev =
-                get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?;
-            check_dev(dev).map_err(|e| format!("{what}: key `dev`: {e}"))?;
+            let map = get_map_ref(t, "dev", &what)?;
+            let dev = if map.is_some() {
+                ""
+            } else {
+                get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?
+            };
+            if map.is_none() {
+                check_dev(dev).map_err(|e| format!("{what}: key `dev`: {e}"))?;
+            }
             Actor::Redirect {
                 dev: dev.to_owned(),
                 ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
                 via: parse_addr(t, "via", &what)?,
+                map,
             }
         }
         "get_connect" => Actor::GetConnect,
@@ -1030,13 +1466,29 @@ fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
         },
         "add_subflow" => Actor::AddSubflow,
         "rate_limit" => {
+            if let Some(map) = get_map_ref(t, "rate", &what)? {
+                if t.contains_key("burst") {
+                    return Err(format!(
+                        "{what}: key `burst`: not with a rate from a map (the burst is 1 s of the packet's rate)"
+                    ));
+                }
+                return Ok(Actor::RateLimit {
+                    rate_bps: 0,
+                    burst: 0,
+                    map: Some(map),
+                });
+            }
             let rate_bps =
                 get_rate(t, "rate", &what)?.ok_or_else(|| format!("{what}: missing key `rate`"))?;
             let burst = match get_size(t, "burst", &what)? {
                 Some(b) => b,
                 None => default_burst(rate_bps),
             };
-            Actor::RateLimit { rate_bps, burst }
+            Actor::RateLimit {
+                rate_bps,
+                burst,
+                map: None,
+            }
         }
         "pass" => Actor::Pass,
         "drop" => Actor::Drop,
@@ -1088,7 +1540,8 @@ hook = "tc-egress"
             c.act,
             vec![Actor::SetBackup {
                 backup: true,
-                once: true
+                once: true,
+                map: None
             }]
         );
     }
@@ -1250,7 +1703,8 @@ hook = "tc-egress"
             c.act[0],
             Actor::SetMark {
                 mark: 7,
-                mask: u32::MAX
+                mask: u32::MAX,
+                map: None
             }
         );
         assert_eq!(
@@ -1258,7 +1712,8 @@ hook = "tc-egress"
             Actor::Redirect {
                 dev: "eth1".into(),
                 ingress: false,
-                via: None
+                via: None,
+                map: None
             }
         );
         let e = err_of(&text.replace("daddr = \"fd00::2\"", "daddr = \"10.0.0.2\""));
@@ -1312,7 +1767,8 @@ hook = "tc-egress"
             p.chains[0].act[0],
             Actor::RateLimit {
                 rate_bps: 20_000_000,
-                burst: 2_500_000
+                burst: 2_500_000,
+                map: None
             }
         );
         let e = err_of(&text.replace("\"20mbit\"", "\"fast\""));

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::MapHandle;
 use serde::Serialize;
 
 use crate::attach::{Attachment, XdpMode};
@@ -23,6 +24,8 @@ use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
 use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
 use crate::store;
+use crate::tables::{self, TableState};
+use crate::text::quoted;
 use crate::txn::Txn;
 
 pub use crate::store::slot_counters;
@@ -50,7 +53,22 @@ impl Default for Runtime {
 /// The objects of a chain's stages.
 fn chain_objects(c: &Chain) -> Vec<StageObject> {
     let slots: Vec<u16> = (1..=chain::stage_count(c) as u16).collect();
-    chain::plan_with(&[(c, 0)], &slots, &|_| Ok(0))
+    let env = chain::Env {
+        ifindex: &|_| Ok(0),
+        table: &|name| {
+            Ok(TableState {
+                def: tables::TableDef {
+                    name: name.to_owned(),
+                    key: tables::KeyType::Addr,
+                    value: None,
+                    size: 1,
+                    netns: None,
+                },
+                id: 0,
+            })
+        },
+    };
+    chain::plan_with(&[(c, 0)], &slots, &env)
         .map(|p| {
             p.into_iter()
                 .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
@@ -189,6 +207,11 @@ struct Change {
     touched: BTreeSet<PointId>,
     attach: BTreeSet<PointId>,
     removed: Vec<AttachPoint>,
+    /// Tables new in `next.tables`, built, put into their slots before the
+    /// switch.
+    new_tables: Vec<(TableState, MapHandle)>,
+    /// Tables whose contents the file replaces, swapped in after it.
+    refills: Vec<(TableState, MapHandle)>,
 }
 
 impl Change {
@@ -198,6 +221,8 @@ impl Change {
             touched: BTreeSet::new(),
             attach: BTreeSet::new(),
             removed: Vec::new(),
+            new_tables: Vec::new(),
+            refills: Vec::new(),
         }
     }
 
@@ -270,6 +295,7 @@ impl Runtime {
             self.place_chain(&txn, &mut ch, c, *pl)?;
         }
         ch.drop_empty_points();
+        self.plan_tables(&mut ch, policy)?;
         let attached_new: Vec<String> = ch
             .next
             .points
@@ -281,6 +307,64 @@ impl Runtime {
         report.applied = policy.chains.iter().map(|c| c.name.clone()).collect();
         report.attached = attached_new;
         Ok(report)
+    }
+
+    /// The file's sets and maps: new ones get an id and a table, existing
+    /// ones a new table with the file's elements (swapped in whole).
+    fn plan_tables(&self, ch: &mut Change, policy: &Policy) -> Result<()> {
+        for spec in &policy.tables {
+            let mut def = spec.def.clone();
+            if def.netns.is_none() {
+                def.netns = self.netns.clone();
+            }
+            let mut elems = Vec::with_capacity(spec.elements.len());
+            for e in &spec.elements {
+                elems.push(tables::parse_element(&def, e).map_err(|e| anyhow!(e))?);
+            }
+            let map = tables::build(&def, &elems)?;
+            match ch.next.tables.iter_mut().find(|t| t.def.name == def.name) {
+                Some(t) if t.def.key == def.key && t.def.value == def.value => {
+                    t.def = def;
+                    ch.refills.push((t.clone(), map));
+                }
+                Some(t) => bail!(
+                    "{} {}: exists with {} keys{}; `emptcp {} delete` it first",
+                    def.what(),
+                    quoted(&def.name),
+                    t.def.key,
+                    t.def
+                        .value
+                        .map(|v| format!(" and {v} values"))
+                        .unwrap_or_default(),
+                    t.def.what()
+                ),
+                None => {
+                    let layout = def.key.layout();
+                    let used: BTreeSet<u8> = ch
+                        .next
+                        .tables
+                        .iter()
+                        .filter(|t| t.def.key.layout() == layout)
+                        .map(|t| t.id)
+                        .collect();
+                    let id = (1..=(tables::MAX_TABLES - 1) as u8)
+                        .find(|i| !used.contains(i))
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "{} {}: no free table id for {} keys ({} in all)",
+                                def.what(),
+                                quoted(&def.name),
+                                def.key,
+                                tables::MAX_TABLES - 1
+                            )
+                        })?;
+                    let t = TableState { def, id };
+                    ch.next.tables.push(t.clone());
+                    ch.new_tables.push((t, map));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Recorded points that are not running: those whose device is there
@@ -389,10 +473,7 @@ impl Runtime {
     /// Removes one chain (its attach point goes when it was the last).
     pub fn detach(&self, name: &str) -> Result<Vec<String>> {
         let Some(sd) = StateDir::open(&self.dir, false)? else {
-            bail!(
-                "no chain called {} (nothing applied)",
-                crate::text::quoted(name)
-            );
+            bail!("no chain called {} (nothing applied)", quoted(name));
         };
         let mut txn = Txn::begin(&sd)?;
         let notes = std::mem::take(&mut txn.notes);
@@ -400,7 +481,7 @@ impl Runtime {
         let (pi, ci) = ch
             .next
             .find_chain(name)
-            .ok_or_else(|| anyhow!("no chain called {}", crate::text::quoted(name)))?;
+            .ok_or_else(|| anyhow!("no chain called {}", quoted(name)))?;
         ch.next.points[pi].chains.remove(ci);
         ch.touched.insert(pid(&ch.next.points[pi]));
         ch.drop_empty_points();
@@ -547,6 +628,15 @@ impl Runtime {
 fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
     // plan: nothing is created yet
     check_capacity(&ch.next)?;
+    check_tables(&ch.next)?;
+    let table = |name: &str| -> Result<TableState> {
+        ch.next
+            .tables
+            .iter()
+            .find(|t| t.def.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow!("no set or map called {}", quoted(name)))
+    };
     let mut plans = Vec::new();
     for p in ch.next.points.iter() {
         if !ch.touched.contains(&pid(p)) {
@@ -555,7 +645,11 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
         let family = p.hook.family();
         let slots = txn.alloc_slots(family, walk_length(p))?;
         let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
-        let plan = chain::plan_with(&list, &slots, &|d| store::point_ifindex(p, d))?;
+        let env = chain::Env {
+            ifindex: &|d| store::point_ifindex(p, d),
+            table: &table,
+        };
+        let plan = chain::plan_with(&list, &slots, &env)?;
         plans.push((pid(p), plan));
     }
     for p in ch.next.points.iter_mut() {
@@ -600,6 +694,7 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
     journal.pending = Some(crate::state::Pending {
         slots: retire.clone(),
         attach: attach.clone(),
+        tables: ch.new_tables.iter().map(|(t, _)| t.clone()).collect(),
     });
     journal.check_fits()?;
     let mut fin = ch.next.clone();
@@ -607,7 +702,8 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
     fin.cleanup.extend(ch.removed.iter().cloned());
     fin.check_fits()?;
 
-    txn.intend(attach)?;
+    let new_tables: Vec<TableState> = ch.new_tables.iter().map(|(t, _)| t.clone()).collect();
+    txn.intend(attach, new_tables)?;
     match carry_out(sd, &mut txn, &mut ch, &plans) {
         Ok(()) => {
             for n in txn.commit(ch.next, retire, ch.removed)? {
@@ -630,6 +726,9 @@ fn carry_out(
     ch: &mut Change,
     plans: &[(PointId, Vec<chain::PlannedChain>)],
 ) -> Result<()> {
+    for (t, m) in &ch.new_tables {
+        tables::install(sd, t, m)?;
+    }
     for ((family, _), plan) in plans {
         txn.write(family, plan)?;
     }
@@ -655,6 +754,30 @@ fn carry_out(
     }
     for p in &ch.removed {
         store::set_attach(sd, p.hook.family(), p.id, 0, 0)?;
+    }
+    for (t, m) in &ch.refills {
+        tables::install(sd, t, m)?;
+    }
+    Ok(())
+}
+
+/// Every table a chain names exists, with the key and value types the
+/// stage needs: one line naming chain, stage and table when not.
+fn check_tables(next: &State) -> Result<()> {
+    for p in &next.points {
+        for c in &p.chains {
+            for (what, name, keyof, want) in crate::policy::table_refs(&c.spec) {
+                let t = next.tables.iter().find(|t| t.def.name == name).ok_or_else(|| {
+                    anyhow!(
+                        "chain {}: {what}: no set or map called {} (declare it with [[set]] or [[map]])",
+                        quoted(&c.spec.name),
+                        quoted(name)
+                    )
+                })?;
+                crate::policy::check_table_ref(&c.spec.name, &what, keyof, want, &t.def)
+                    .map_err(|e| anyhow!(e))?;
+            }
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub use crate::statedir::{StateDir, DEFAULT_DIR};
 
 use crate::attach::{Attachment, XdpMode};
 use crate::policy::{Chain, Hook};
+use crate::tables::TableState;
 
 const STATE_VERSION: u32 = 1;
 
@@ -73,6 +74,9 @@ pub struct State {
     /// links may still be there.
     #[serde(default)]
     pub cleanup: Vec<AttachPoint>,
+    /// Named sets and maps (tables.rs).
+    #[serde(default)]
+    pub tables: Vec<TableState>,
 }
 
 /// What a change creates before it commits, recorded before it creates it.
@@ -83,6 +87,9 @@ pub struct Pending {
     /// Attach points being attached: new ones, and drifted ones being
     /// attached again (their entry and link pins).
     pub attach: Vec<AttachPoint>,
+    /// New tables being put into their outer slots.
+    #[serde(default)]
+    pub tables: Vec<TableState>,
 }
 
 pub fn now_ms() -> u64 {

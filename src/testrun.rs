@@ -61,7 +61,11 @@ impl Harness {
         let ids: Vec<(&Chain, u16)> = chains.iter().zip(1u16..).collect();
         let n: usize = chains.iter().map(chain::stage_count).sum();
         let slots: Vec<u16> = (1..=n as u16).collect();
-        let plan = chain::plan_with(&ids, &slots, &|d| crate::netns::ifindex(d, None))?;
+        let env = chain::Env {
+            ifindex: &|d| crate::netns::ifindex(d, None),
+            table: &|t| anyhow::bail!("set or map {t:?}: no tables in this harness"),
+        };
+        let plan = chain::plan_with(&ids, &slots, &env)?;
         let entry = load_entry(&sd, family, 1, "entry")?;
         write_slots(&sd, family, &plan, &mut objs)?;
         set_attach(&sd, family, 1, slots.first().copied().unwrap_or(0), 1)?;

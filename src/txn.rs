@@ -74,6 +74,9 @@ fn rollback(sd: &StateDir, st: &mut State) -> Option<String> {
         let _ = store::detach_point(sd, a, fresh);
     }
     restore_heads(sd, st);
+    for t in &p.tables {
+        crate::tables::uninstall(sd, t);
+    }
     let n: usize = p.slots.iter().map(|r| r.slots.len()).sum();
     for r in p.slots {
         st.retired.push(Retired {
@@ -230,7 +233,11 @@ impl<'a> Txn<'a> {
 
     /// Records what the change is about to create: its slots and the
     /// points it attaches (with the pins their attachments will have).
-    pub fn intend(&mut self, attach: Vec<AttachPoint>) -> Result<()> {
+    pub fn intend(
+        &mut self,
+        attach: Vec<AttachPoint>,
+        tables: Vec<crate::tables::TableState>,
+    ) -> Result<()> {
         let mut slots: Vec<Retired> = Vec::new();
         for fam in FAMILIES {
             let v: Vec<u16> = self
@@ -247,7 +254,11 @@ impl<'a> Txn<'a> {
                 });
             }
         }
-        self.pending = Pending { slots, attach };
+        self.pending = Pending {
+            slots,
+            attach,
+            tables,
+        };
         let mut doc = self.base.clone();
         doc.pending = Some(self.pending.clone());
         self.sd.save(&doc)

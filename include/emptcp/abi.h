@@ -49,7 +49,8 @@ enum emptcp_counter {
 	EMPTCP_CNT_ERROR = 6,	/* a helper failed (grow, store, csum) */
 	EMPTCP_CNT_NOT_TCP = 7,	/* entry only: not TCP, or not parseable to TCP */
 	EMPTCP_CNT_DROP = 8,	/* actor dropped the packet (rate_limit: data over the budget) */
-	EMPTCP_CNT__MAX = 9,
+	EMPTCP_CNT_NO_KEY = 9,	/* actor: the packet's key is not in the parameter's map: nothing done */
+	EMPTCP_CNT__MAX = 10,
 };
 
 /*
@@ -60,7 +61,7 @@ enum emptcp_counter {
 struct emptcp_counters {
 	__u64 c[EMPTCP_CNT__MAX];
 };
-_Static_assert(sizeof(struct emptcp_counters) == 72, "emptcp_counters is 72 bytes");
+_Static_assert(sizeof(struct emptcp_counters) == 80, "emptcp_counters is 80 bytes");
 
 /* emptcp_stage.flags */
 #define EMPTCP_SF_OR		0x01	/* selector: OR with the result so far (else AND) */
@@ -150,6 +151,7 @@ enum emptcp_kind {
 	EMPTCP_KIND_BLK_SUBFLOW = 14,
 	EMPTCP_KIND_ADD_SUBFLOW = 15,
 	EMPTCP_KIND_RATE_LIMIT = 16,
+	EMPTCP_KIND_LOOKUP = 17,
 };
 
 /* record: what to measure (param: __u32 metrics). */
@@ -437,5 +439,84 @@ struct emptcp_rl_flow {
 	__u32 pad;
 };
 _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes");
+
+/*
+ * Tables: named sets and maps (nftables-style), each a BPF hash map or LPM
+ * trie created by emptcp and put into the outer map (ARRAY_OF_MAPS) of its
+ * key layout at the table's id. A stage names a table by (layout, id), both
+ * constants in its .rodata: the outer lookup is inlined by the verifier,
+ * one inner lookup per packet whatever the table's size. Addresses are 16
+ * bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that one table holds
+ * both families; ports in network order. Every value is a __u64 (a set's
+ * is 1).
+ */
+#define EMPTCP_MAX_TABLES	256	/* per layout; id 0 is "no table" */
+
+enum emptcp_layout {
+	EMPTCP_LAYOUT_ADDR = 0,		/* hash, struct emptcp_key_addr */
+	EMPTCP_LAYOUT_PAIR = 1,		/* hash, struct emptcp_key_pair */
+	EMPTCP_LAYOUT_SUBFLOW = 2,	/* hash, struct emptcp_key_subflow */
+	EMPTCP_LAYOUT_PORT = 3,		/* hash, struct emptcp_key_port */
+	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM trie, struct emptcp_key_prefix */
+	EMPTCP_LAYOUT__MAX = 5,
+};
+
+/* Which packet field(s) make a table's key. */
+enum emptcp_keyof {
+	EMPTCP_KEYOF_SRC = 0,		/* source address */
+	EMPTCP_KEYOF_DST = 1,		/* destination address */
+	EMPTCP_KEYOF_PAIR = 2,		/* (source, destination) */
+	EMPTCP_KEYOF_SUBFLOW = 3,	/* (saddr, daddr, sport, dport) */
+	EMPTCP_KEYOF_SPORT = 4,
+	EMPTCP_KEYOF_DPORT = 5,
+};
+
+struct emptcp_key_addr {
+	__u8 a[16];
+};
+_Static_assert(sizeof(struct emptcp_key_addr) == 16, "emptcp_key_addr is 16 bytes");
+
+struct emptcp_key_pair {
+	__u8 src[16];
+	__u8 dst[16];
+};
+_Static_assert(sizeof(struct emptcp_key_pair) == 32, "emptcp_key_pair is 32 bytes");
+
+struct emptcp_key_subflow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+};
+_Static_assert(sizeof(struct emptcp_key_subflow) == 36, "emptcp_key_subflow is 36 bytes");
+
+struct emptcp_key_port {
+	__u16 port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct emptcp_key_port) == 4, "emptcp_key_port is 4 bytes");
+
+/* LPM trie key: prefixlen counts the bits of a (IPv4: 96 + the prefix). */
+struct emptcp_key_prefix {
+	__u32 prefixlen;
+	__u8 a[16];
+};
+_Static_assert(sizeof(struct emptcp_key_prefix) == 20, "emptcp_key_prefix is 20 bytes");
+
+/*
+ * A reference to a table: the set a `lookup` selector tests, or the map an
+ * actor takes its parameter from. In an actor's parameters it sits in the
+ * last 4 bytes (EMPTCP_PARAM_TAB_OFF); id 0 means the parameter is the
+ * literal one.
+ */
+#define EMPTCP_TAB_BIDIR	0x01	/* pair/subflow: the reverse direction matches too */
+struct emptcp_tab_ref {
+	__u8 id;	/* table id in its layout's outer map; 0 = none */
+	__u8 layout;	/* enum emptcp_layout */
+	__u8 keyof;	/* enum emptcp_keyof */
+	__u8 flags;	/* EMPTCP_TAB_* */
+};
+_Static_assert(sizeof(struct emptcp_tab_ref) == 4, "emptcp_tab_ref is 4 bytes");
+#define EMPTCP_PARAM_TAB_OFF	(EMPTCP_PARAM_SIZE - 4)
 
 #endif /* __EMPTCP_ABI_H */

@@ -36,6 +36,7 @@
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include <emptcp/tables.h>
 
 /* Per-subflow budget, both directions (abi.h struct emptcp_rl_flow). */
 struct {
@@ -73,8 +74,8 @@ int rate_limit(emptcp_ctx *ctx)
 	struct tcphdr *th;
 	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
 	__u16 win_old, win_new;
-	__u64 now, tat, owed;
-	int l4len, dir, d;
+	__u64 now, tat, owed, v;
+	int l4len, dir, d, lit;
 	__u8 fl, ws = 0;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
@@ -82,6 +83,21 @@ int rate_limit(emptcp_ctx *ctx)
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, &rl, sizeof(rl));
+	/*
+	 * The rate from a map keyed by the packet (bytes/s): the burst is then
+	 * one second of it (the loader refuses an explicit burst with a map).
+	 */
+	lit = emptcp_param_from_tab(ctx, &r, &v);
+	if (lit < 0)
+		return emptcp_next(ctx, &r);
+	if (lit == 0) {
+		if (v == 0)
+			return emptcp_next(ctx, &r);
+		rl.rate_Bps = v;
+		rl.burst_ns = NSEC;
+		rl.debt_ns = NSEC + NSEC / 2;
+		rl.burst = v > 0xffffffffULL ? 0xffffffffU : (__u32)v;
+	}
 
 	th = emptcp_tcp(ctx, &r);
 	if (!th) {

@@ -10,10 +10,13 @@
  * kernel finds for the destination out of that device (for IPv6 the best
  * route must use the device: a worse-metric route through it is not
  * taken). Ingress flag: into the device's receive path instead, MAC
- * unchanged.
+ * unchanged. The device may come from a map keyed by the packet
+ * (`dev = { map = … }`, values are ifindexes); a packet whose key is not
+ * in it goes on.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include <emptcp/tables.h>
 
 #define EMPTCP_BPF_F_INGRESS	1
 #define EMPTCP_AF_INET		2
@@ -24,12 +27,19 @@ int redirect(emptcp_ctx *ctx)
 {
 	struct emptcp_redirect rd;
 	struct emptcp_run r;
+	__u64 v;
+	int lit;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, &rd, sizeof(rd));
+	lit = emptcp_param_from_tab(ctx, &r, &v);
+	if (lit < 0)
+		return emptcp_next(ctx, &r);
+	if (lit == 0)
+		rd.ifindex = (__u32)v;
 	emptcp_run_count(&r, EMPTCP_CNT_HIT);
 #ifdef EMPTCP_TC
 	if (rd.flags & EMPTCP_RD_INGRESS)

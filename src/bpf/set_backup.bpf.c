@@ -23,6 +23,7 @@
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include <emptcp/tables.h>
 
 #ifndef EMPTCP_ONCE_BITS
 #define EMPTCP_ONCE_BITS 12
@@ -339,10 +340,17 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	struct tcphdr *th;
 	__u8 opt[4];
 	__u32 hlen, room, idx;
-	int l4len, payload, ret, once;
+	int l4len, payload, ret, once, lit;
+	__u64 v;
 	__u8 fl;
 
 	emptcp_param_copy(r, &sb, sizeof(sb));
+	/* backup from a map keyed by the packet: its key not there, nothing */
+	lit = emptcp_param_from_tab(ctx, r, &v);
+	if (lit < 0)
+		return BK_NO_COUNT;
+	if (lit == 0)
+		sb.flags = v ? (sb.flags | EMPTCP_BK_BACKUP) : (sb.flags & ~EMPTCP_BK_BACKUP);
 	once = sb.flags & EMPTCP_BK_ONCE;
 	opt[0] = TCPOPT_MPTCP_KIND;
 	opt[1] = TCPOLEN_MPTCP_PRIO;

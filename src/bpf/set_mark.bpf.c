@@ -2,22 +2,31 @@
 /*
  * set_mark - actor (TC only): set the skb mark of the selected packets, for
  * policy routing (`ip rule fwmark`) or qdisc classification of one subflow.
- * Built for XDP too (there is no skb): it counts a skip and passes.
+ * Built for XDP too (there is no skb): it counts a skip and passes. The
+ * mark may come from a map keyed by the packet (`mark = { map = … }`).
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include <emptcp/tables.h>
 
 SEC(EMPTCP_SEC)
 int set_mark(emptcp_ctx *ctx)
 {
 	struct emptcp_set_mark m;
 	struct emptcp_run r;
+	__u64 v;
+	int lit;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	if (!emptcp_matched(&r))
 		return emptcp_next(ctx, &r);
 	emptcp_param_copy(&r, &m, sizeof(m));
+	lit = emptcp_param_from_tab(ctx, &r, &v);
+	if (lit < 0)
+		return emptcp_next(ctx, &r);
+	if (lit == 0)
+		m.value = v;
 #ifdef EMPTCP_TC
 	ctx->mark = (ctx->mark & ~m.mask) | (m.value & m.mask);
 	emptcp_run_count(&r, EMPTCP_CNT_HIT);
