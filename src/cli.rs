@@ -87,6 +87,16 @@ pub enum Command {
         #[arg(long, value_parser = ["text", "prometheus"], default_value = "text")]
         format: String,
     },
+    /// Change the elements of a named set at run time (no program is loaded)
+    Set {
+        #[command(subcommand)]
+        op: TableOp,
+    },
+    /// Change the elements of a named map at run time (no program is loaded)
+    Map {
+        #[command(subcommand)]
+        op: TableOp,
+    },
     /// List every selector and actor with its parameters
     Catalog {
         /// JSON output
@@ -102,6 +112,51 @@ pub enum Command {
     Man,
 }
 
+/// What `emptcp set` and `emptcp map` do to a table's elements.
+#[derive(Debug, Subcommand)]
+pub enum TableOp {
+    /// Add elements (set: KEY; map: KEY=VALUE, an existing KEY gets the new VALUE)
+    Add {
+        /// The set or map
+        name: String,
+        /// Elements (`10.0.0.1`, `10.0.0.0/24`, `10.0.0.1 . 10.0.0.2`,
+        /// `10.0.0.1:1 . 10.0.0.2:80`, `443`; maps: `KEY=VALUE`)
+        elements: Vec<String>,
+        /// Also the elements of this file, one per line (`#` comments)
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Delete elements (by key); one that is not there deletes none
+    Del {
+        name: String,
+        elements: Vec<String>,
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the elements
+    List {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every element (one swap: packets see the old or the empty table)
+    Flush { name: String },
+    /// Remove the table itself (refused while a chain uses it)
+    Delete { name: String },
+}
+
+impl TableOp {
+    pub fn name(&self) -> &str {
+        match self {
+            TableOp::Add { name, .. }
+            | TableOp::Del { name, .. }
+            | TableOp::List { name, .. }
+            | TableOp::Flush { name }
+            | TableOp::Delete { name } => name,
+        }
+    }
+}
+
 impl Cli {
     /// Checks the values clap takes as they come: a namespace name that is
     /// a name (netns.rs), chain names that can name a chain. Errors are one
@@ -115,6 +170,14 @@ impl Cli {
             Command::Events { chain, .. } => chain.as_deref(),
             _ => None,
         };
+        if let Command::Set { op } | Command::Map { op } = &self.cmd {
+            if !crate::policy::valid_name(op.name()) {
+                anyhow::bail!(
+                    "no set or map called {} (names are 1-32 characters of [a-z0-9_-])",
+                    quoted(op.name())
+                );
+            }
+        }
         if let Some(n) = name.filter(|n| !crate::policy::valid_name(n)) {
             anyhow::bail!(
                 "no chain called {} (chain names are 1-32 characters of [a-z0-9_-])",

@@ -26,6 +26,7 @@ pub mod loader;
 pub mod netns;
 pub mod policy;
 pub mod runtime;
+pub mod sets;
 pub mod state;
 pub mod statedir;
 pub mod stats;

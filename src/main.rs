@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
 use emptcp::catalog::{StageRole, CATALOG};
-use emptcp::cli::{Cli, Command};
+use emptcp::cli::{Cli, Command, TableOp};
 use emptcp::policy::{Policy, PolicyError};
 use emptcp::runtime::Runtime;
 
@@ -117,7 +117,7 @@ fn run(cli: Cli) -> Result<()> {
             for c in &v {
                 writeln!(
                     out,
-                    "{}: {} {}{} ({}, generation {}){}",
+                    "{}: {} {}{} ({}, generation {}, walk {} of {}){}",
                     c.name,
                     c.dev,
                     c.hook,
@@ -127,6 +127,8 @@ fn run(cli: Cli) -> Result<()> {
                         .unwrap_or_default(),
                     c.attach,
                     c.generation,
+                    c.walk,
+                    emptcp::capacity::MAX_WALK,
                     if c.status == "ok" {
                         String::new()
                     } else {
@@ -137,6 +139,29 @@ fn run(cli: Cli) -> Result<()> {
                     let cnt: Vec<String> =
                         s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
                     writeln!(out, "  [{:>4}] {:<12} {}", s.slot, s.kind, cnt.join("  "))?;
+                }
+            }
+            if name.is_none() {
+                let t = rt.tables()?;
+                if !t.is_empty() {
+                    writeln!(out, "sets and maps:")?;
+                }
+                for t in t {
+                    writeln!(
+                        out,
+                        "  {} {}: {} keys{}, {} of {} elements{}",
+                        t.kind,
+                        t.name,
+                        t.key,
+                        t.value.map(|v| format!(", {v} values")).unwrap_or_default(),
+                        t.elements,
+                        t.size,
+                        if t.used_by.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", used by {}", t.used_by.join(", "))
+                        }
+                    )?;
                 }
             }
         }
@@ -184,6 +209,8 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", emptcp::stats::text(&s));
             }
         }
+        Command::Set { op } => table_op(&rt, "set", op)?,
+        Command::Map { op } => table_op(&rt, "map", op)?,
         Command::Catalog { json } => {
             if json {
                 println!("{}", serde_json::to_string_pretty(CATALOG)?);
@@ -224,6 +251,60 @@ fn run(cli: Cli) -> Result<()> {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
                 .context("failed to render the man page")?;
+        }
+    }
+    Ok(())
+}
+
+/// `emptcp set …` and `emptcp map …`.
+fn table_op(rt: &Runtime, what: &str, op: TableOp) -> Result<()> {
+    let with_file =
+        |elements: Vec<String>, file: Option<std::path::PathBuf>| -> Result<Vec<String>> {
+            let mut v = elements;
+            if let Some(f) = file {
+                v.extend(emptcp::sets::read_elements(&f)?);
+            }
+            Ok(v)
+        };
+    match op {
+        TableOp::Add {
+            name,
+            elements,
+            file,
+        } => {
+            let n = rt.table_add(&name, Some(what), &with_file(elements, file)?)?;
+            println!("added {n} elements to {what} {name}");
+        }
+        TableOp::Del {
+            name,
+            elements,
+            file,
+        } => {
+            let n = rt.table_del(&name, Some(what), &with_file(elements, file)?)?;
+            println!("deleted {n} elements from {what} {name}");
+        }
+        TableOp::List { name, json } => {
+            let v = rt.table_list(&name, Some(what))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let out = std::io::stdout();
+                let mut out = out.lock();
+                for e in v {
+                    match e.value {
+                        Some(val) => writeln!(out, "{} = {val}", e.key)?,
+                        None => writeln!(out, "{}", e.key)?,
+                    }
+                }
+            }
+        }
+        TableOp::Flush { name } => {
+            rt.table_flush(&name, Some(what))?;
+            println!("flushed {what} {name}");
+        }
+        TableOp::Delete { name } => {
+            rt.table_delete(&name, Some(what))?;
+            println!("deleted {what} {name}");
         }
     }
     Ok(())
