@@ -33,6 +33,32 @@ pub const FAMILY_STAGES: usize = STAGE_SLOTS as usize - 1;
 /// Attach points of one hook family: ids 1 .. MAX_ATTACH - 1.
 pub const FAMILY_POINTS: usize = MAX_ATTACH as usize - 1;
 
+/// The limits `check` and `apply` enforce, for `emptcp catalog` and the
+/// README.
+pub fn limits() -> Vec<(&'static str, String)> {
+    vec![
+        ("stages per attach point (one packet's walk)", MAX_WALK.to_string()),
+        ("stage slots per hook family (xdp, tc)", FAMILY_STAGES.to_string()),
+        ("attach points per hook family", FAMILY_POINTS.to_string()),
+        (
+            "sets and maps per key type",
+            (crate::tables::MAX_TABLES - 1).to_string(),
+        ),
+        (
+            "elements per set or map (default size)",
+            format!(
+                "{} ({})",
+                crate::tables::MAX_SIZE,
+                crate::tables::DEFAULT_SIZE
+            ),
+        ),
+        (
+            "state document (chains, stages, tables)",
+            format!("{} bytes", STATE_VALUE_SIZE - 4),
+        ),
+    ]
+}
+
 /// One attach point (device x hook x network namespace) of a layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PointLoad<'a> {

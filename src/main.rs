@@ -243,6 +243,10 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "every selector also takes: op = \"and\"|\"or\" (default and), not = true|false"
             );
+            println!("limits:");
+            for (what, n) in emptcp::capacity::limits() {
+                println!("  {what:<44} {n}");
+            }
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());
