@@ -435,14 +435,21 @@ fn fill(m: &MapHandle, kt: KeyType, elems: &[(Vec<u8>, u64)]) -> Result<()> {
             keys.extend_from_slice(k);
             vals.extend_from_slice(&v.to_ne_bytes());
         }
-        m.update_batch(
+        let batch = m.update_batch(
             &keys,
             &vals,
             chunk.len() as u32,
             MapFlags::ANY,
             MapFlags::ANY,
-        )
-        .map_err(|e| anyhow!("{e}"))?;
+        );
+        // kernels without batch updates for this map type (LPM tries
+        // before generic batch ops): one update per element
+        if batch.is_err() {
+            for (k, v) in chunk {
+                m.update(k, &v.to_ne_bytes(), MapFlags::ANY)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+        }
     }
     Ok(())
 }
