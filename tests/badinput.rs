@@ -1150,6 +1150,13 @@ fn sets_outlive_the_chains_that_use_them() {
     );
     bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
     bed.emptcp(&["set", "add", "hosts", "10.7.0.1"]).expect_ok();
+    // one new element given twice fills the last place of a set of 2
+    bed.emptcp(&["set", "add", "small", "10.0.0.2", "10.0.0.2"])
+        .expect_ok();
+    assert_eq!(
+        bed.emptcp(&["set", "list", "small"]).expect_ok().stdout,
+        "10.0.0.1\n10.0.0.2\n"
+    );
     let list = |what: &str, name: &str| bed.emptcp(&[what, "list", name]);
     let hosts = "10.1.0.1\n10.7.0.1\nfd00:1::1\n";
     assert_eq!(list("set", "hosts").expect_ok().stdout, hosts);
