@@ -39,7 +39,8 @@ pub struct ElementView {
 /// Reads elements, one per line, `#` starting a comment (a regular file
 /// of at most 16 MiB, userfile.rs).
 pub fn read_elements(path: &std::path::Path) -> Result<Vec<String>> {
-    let bytes = crate::userfile::read(path)?;
+    let bytes =
+        crate::userfile::read(path).map_err(|e| anyhow!("{}: {e}", crate::text::path(path)))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| anyhow!("{}: not UTF-8 text", crate::text::path(path)))?;
     Ok(text

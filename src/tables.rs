@@ -528,7 +528,13 @@ pub fn elements(m: &MapHandle) -> Vec<(Vec<u8>, u64)> {
 /// a set too small for them changes nothing.
 pub fn add(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     let have: std::collections::HashSet<Vec<u8>> = m.keys().collect();
-    let new = elems.iter().filter(|(k, _)| !have.contains(k)).count();
+    // a key given twice takes one place
+    let new = elems
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !have.contains(*k))
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     if have.len() + new > def.size as usize {
         bail!(
             "{} {} is full: {} elements and {new} new do not fit its size {}",

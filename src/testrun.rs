@@ -1,7 +1,9 @@
 //! Running chains on packets without attaching them: the chain is built in
 //! a private bpffs directory exactly as `apply` builds it, and packets go
 //! through its entry program with BPF_PROG_TEST_RUN. Used by the packet
-//! tests and the cost benchmarks.
+//! tests and the cost benchmarks. Named sets and maps are created and put
+//! into the outer maps of that directory with the functions apply uses;
+//! their elements can change between runs, as `emptcp set add` does.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +16,7 @@ use crate::chain::{self, COUNTER_NAMES};
 use crate::policy::{Chain, Hook};
 use crate::runtime::{load_entry, pinned_map, set_attach, slot_counters, write_slots, Objects};
 use crate::state::StateDir;
+use crate::tables::{self, TableDef, TableState};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -24,6 +27,8 @@ pub struct Harness {
     family: &'static str,
     entry: Object,
     _objs: Objects,
+    /// The tables the chains may name, with their ids.
+    tables: Vec<TableState>,
     /// Slots of each chain's stages.
     pub slots: Vec<Vec<u16>>,
 }
@@ -39,12 +44,24 @@ impl Harness {
     /// Builds `chains` (all for `hook`'s family) in a fresh private
     /// directory under /sys/fs/bpf.
     pub fn new(hook: Hook, chains: &[Chain]) -> Result<Harness> {
+        Self::with_tables(hook, chains, &[])
+    }
+
+    /// Like `new`, with named sets and maps the chains may name: each
+    /// table is built with its elements (text form, `KEY` or `KEY=VALUE`)
+    /// and installed before any stage is loaded, as apply does. Ids are
+    /// given per key layout from 1, in the order of `tables`.
+    pub fn with_tables(
+        hook: Hook,
+        chains: &[Chain],
+        tables: &[(TableDef, Vec<String>)],
+    ) -> Result<Harness> {
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/emptcp-test-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let built = Self::build(&dir, hook, chains);
+        let built = Self::build(&dir, hook, chains, tables);
         if built.is_err() {
             if let Ok(Some(sd)) = StateDir::open(&dir, false) {
                 let _ = sd.remove_ours();
@@ -53,17 +70,57 @@ impl Harness {
         built
     }
 
-    fn build(dir: &std::path::Path, hook: Hook, chains: &[Chain]) -> Result<Harness> {
+    fn build(
+        dir: &std::path::Path,
+        hook: Hook,
+        chains: &[Chain],
+        defs: &[(TableDef, Vec<String>)],
+    ) -> Result<Harness> {
         let dir = dir.to_path_buf();
         let sd = StateDir::open(&dir, true)?.context("state dir")?;
         let family = hook.family();
         let mut objs = Objects::default();
+        // the outer maps first, so that every stage object reuses them
+        for kt in tables::KeyType::ALL {
+            tables::outer(&sd, kt)?;
+        }
+        let mut states: Vec<TableState> = Vec::new();
+        for (def, elements) in defs {
+            if states.iter().any(|t| t.def.name == def.name) {
+                anyhow::bail!("set or map {:?} given twice", def.name);
+            }
+            let id = 1 + states
+                .iter()
+                .filter(|t| t.def.key.layout() == def.key.layout())
+                .count();
+            let id = u8::try_from(id)
+                .ok()
+                .filter(|i| u32::from(*i) < tables::MAX_TABLES)
+                .context("too many tables of one key layout")?;
+            let mut elems = Vec::with_capacity(elements.len());
+            for e in elements {
+                elems.push(tables::parse_element(def, e).map_err(anyhow::Error::msg)?);
+            }
+            let t = TableState {
+                def: def.clone(),
+                id,
+            };
+            let m = tables::build(def, &elems)?;
+            tables::install(&sd, &t, &m)?;
+            states.push(t);
+        }
         let ids: Vec<(&Chain, u16)> = chains.iter().zip(1u16..).collect();
         let n: usize = chains.iter().map(chain::stage_count).sum();
         let slots: Vec<u16> = (1..=n as u16).collect();
         let env = chain::Env {
             ifindex: &|d| crate::netns::ifindex(d, None),
-            table: &|t| anyhow::bail!("set or map {t:?}: no tables in this harness"),
+            table: &|name| {
+                states
+                    .iter()
+                    .find(|t| t.def.name == name)
+                    .cloned()
+                    .with_context(|| format!("set or map {name:?}: not in this harness"))
+            },
         };
         let plan = chain::plan_with(&ids, &slots, &env)?;
         let entry = load_entry(&sd, family, 1, "entry")?;
@@ -75,6 +132,7 @@ impl Harness {
             family,
             entry,
             _objs: objs,
+            tables: states,
             slots: plan
                 .iter()
                 .map(|c| c.stages.iter().map(|s| s.slot).collect())
@@ -86,6 +144,43 @@ impl Harness {
     /// CLI can read its shared maps, e.g. `emptcp --state-dir DIR events`).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    fn table(&self, name: &str) -> Result<(&StateDir, &TableState)> {
+        let sd = self.sd.as_ref().context("no state dir")?;
+        let t = self
+            .tables
+            .iter()
+            .find(|t| t.def.name == name)
+            .with_context(|| format!("set or map {name:?}: not in this harness"))?;
+        Ok((sd, t))
+    }
+
+    /// Adds elements (text form) to a table in place, as `emptcp set add`
+    /// does: the next run sees them, nothing is reloaded.
+    pub fn table_add(&self, name: &str, elements: &[&str]) -> Result<()> {
+        let (sd, t) = self.table(name)?;
+        let mut elems = Vec::with_capacity(elements.len());
+        for e in elements {
+            elems.push(tables::parse_element(&t.def, e).map_err(anyhow::Error::msg)?);
+        }
+        tables::add(&tables::open(sd, t)?, &t.def, &elems)
+    }
+
+    /// Deletes elements (keys in text form) from a table in place.
+    pub fn table_del(&self, name: &str, keys: &[&str]) -> Result<()> {
+        let (sd, t) = self.table(name)?;
+        let mut ks = Vec::with_capacity(keys.len());
+        for k in keys {
+            ks.push(tables::parse_key(t.def.key, k).map_err(anyhow::Error::msg)?);
+        }
+        tables::del(&tables::open(sd, t)?, &t.def, &ks)
+    }
+
+    /// Empties a table by swapping in an empty one, as `emptcp set flush`.
+    pub fn table_flush(&self, name: &str) -> Result<()> {
+        let (sd, t) = self.table(name)?;
+        tables::install(sd, t, &tables::build(&t.def, &[])?)
     }
 
     /// Runs one packet through the entry program.

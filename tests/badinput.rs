@@ -895,3 +895,341 @@ fn hostile_input_one_exact_line_nothing_changed() {
         fails.join("\n\n")
     );
 }
+
+/// The sets and maps of a state: `show`'s "sets and maps" lines (sizes,
+/// element counts, users) and every table's elements.
+fn tables_snapshot(bed: &Testbed) -> Vec<String> {
+    let o = bed.emptcp(&["show"]).expect_ok();
+    let mut v: Vec<String> = o
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "sets and maps:")
+        .map(str::to_owned)
+        .collect();
+    for l in v.clone().iter().skip(1) {
+        // "  set NAME: …"
+        let mut w = l.split_whitespace();
+        let (Some(kind), Some(name)) = (w.next(), w.next()) else {
+            continue;
+        };
+        let name = name.trim_end_matches(':');
+        let o = bed.emptcp(&[kind, "list", name]).expect_ok();
+        v.push(format!(
+            "{kind} {name}: {}",
+            o.stdout.trim().replace('\n', ", ")
+        ));
+    }
+    v
+}
+
+const TABLES: &str = "[[set]]\nname = \"hosts\"\ntype = \"addr\"\n\
+    elements = [\"10.1.0.1\", \"fd00:1::1\"]\n\
+    [[set]]\nname = \"small\"\ntype = \"addr\"\nsize = 2\nelements = [\"10.0.0.1\"]\n\
+    [[set]]\nname = \"ports\"\ntype = \"port\"\nelements = [\"80\"]\n\
+    [[map]]\nname = \"marks\"\nkey = \"addr\"\nvalue = \"u32\"\nelements = { \"10.1.0.1\" = 1 }\n\
+    [[map]]\nname = \"flags\"\nkey = \"addr\"\nvalue = \"bool\"\nelements = { \"10.1.0.1\" = true }\n";
+
+/// `emptcp set|map …` and `[[set]]`/`[[map]]` mistakes: exactly one line,
+/// exit status 1, no chain, pin, set or element changed (a `del` naming one
+/// missing element deletes none, an `add` that does not fit adds none).
+#[test]
+fn set_and_map_bad_input_one_exact_line_nothing_changed() {
+    if !root_or_skip("set_and_map_bad_input_one_exact_line_nothing_changed") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
+    let ch = |name: &str, body: &str| chain_text(name, &x1a, "tc-egress", &a, body);
+    let uses = ch(
+        "uses",
+        "  [[chain.select]]\n  kind = \"src\"\n  set = \"hosts\"\n\
+         [[chain.act]]\n  kind = \"set_mark\"\n  mark = { map = \"marks\", key = \"src\" }\n",
+    );
+    let base = bed.policy("base", &format!("{TABLES}{uses}"));
+    bed.emptcp(&["apply", base.to_str().unwrap()]).expect_ok();
+    let before = (snapshot(&bed), tables_snapshot(&bed));
+    assert!(
+        before
+            .1
+            .iter()
+            .any(|l| l.contains("set hosts: 10.1.0.1, fd00:1::1")),
+        "the base sets are there: {:#?}",
+        before.1
+    );
+    let t = bed.tmp.display().to_string();
+    let pol = |name: &str, text: &str| bed.policy(name, text).display().to_string();
+    let cli = |args: &[&str], want: &str| -> (Vec<String>, String) {
+        (args.iter().map(|s| s.to_string()).collect(), want.into())
+    };
+    let sel = |body: &str| format!("  [[chain.select]]\n{body}\n{PASS}");
+    let mut cases: Vec<(Vec<String>, String)> = vec![
+        cli(
+            &["set", "add", "hosts", "10.1.0"],
+            "set \"hosts\": element \"10.1.0\": \"10.1.0\" is not an IP address",
+        ),
+        cli(
+            &["set", "add", "hosts", "10.2.0.9", "10.1.0.1 . 10.1.0.2"],
+            "set \"hosts\": element \"10.1.0.1 . 10.1.0.2\": \"10.1.0.1 . 10.1.0.2\" is not an IP address",
+        ),
+        cli(
+            &["set", "add", "ports", "10.1.0.1"],
+            "set \"ports\": element \"10.1.0.1\": \"10.1.0.1\" is not a port (1-65535)",
+        ),
+        cli(&["set", "add", "nosuch", "10.0.0.1"], "no set or map called \"nosuch\""),
+        cli(
+            &["set", "add", "small", "10.0.0.2", "10.0.0.3"],
+            "set \"small\" is full: 1 elements and 2 new do not fit its size 2",
+        ),
+        cli(
+            &["map", "add", "marks", "10.1.0.2=lots"],
+            "map \"marks\": element \"10.1.0.2=lots\": \"lots\" is not a 32-bit number",
+        ),
+        cli(
+            &["map", "add", "flags", "10.1.0.2=maybe"],
+            "map \"flags\": element \"10.1.0.2=maybe\": \"maybe\" is not true or false",
+        ),
+        cli(
+            &["map", "add", "marks", "10.1.0.2"],
+            "map \"marks\": element \"10.1.0.2\": expected KEY=VALUE",
+        ),
+        cli(
+            &["set", "add", "marks", "10.1.0.2"],
+            "\"marks\" is a map: use `emptcp map …`",
+        ),
+        cli(
+            &["set", "del", "hosts", "10.1.0.1", "10.9.9.9"],
+            "set \"hosts\": element \"10.9.9.9\" is not in it",
+        ),
+        cli(
+            &["set", "delete", "hosts"],
+            "set \"hosts\" is used by chain uses: detach or change it first",
+        ),
+        cli(
+            &["map", "delete", "marks"],
+            "map \"marks\" is used by chain uses: detach or change it first",
+        ),
+        cli(
+            &["set", "add", "-f", &format!("{t}/none.txt"), "hosts"],
+            "",
+        ),
+    ];
+    // the file case's message names the path
+    let nofile = format!("{t}/none.txt: cannot read: No such file or directory (os error 2)");
+    cases.last_mut().expect("the file case").1 = nofile;
+    let p_unknown = pol(
+        "unknown-set",
+        &ch("x", &sel("  kind = \"src\"\n  set = \"nosuch\"")),
+    );
+    let p_keytype = pol(
+        "key-type",
+        &format!(
+            "{TABLES}{}",
+            ch("x", &sel("  kind = \"src\"\n  set = \"ports\""))
+        ),
+    );
+    let p_keytype_applied = pol(
+        "key-type-applied",
+        &ch("x", &sel("  kind = \"dst\"\n  set = \"ports\"")),
+    );
+    let p_valtype = pol(
+        "value-type",
+        &ch(
+            "x",
+            "  [[chain.act]]\n  kind = \"set_mark\"\n  mark = { map = \"flags\", key = \"src\" }\n",
+        ),
+    );
+    let p_set_as_map = pol(
+        "set-as-map",
+        &ch(
+            "x",
+            "  [[chain.act]]\n  kind = \"set_mark\"\n  mark = { map = \"hosts\", key = \"src\" }\n",
+        ),
+    );
+    let p_type = pol("set-type", "[[set]]\nname = \"s\"\ntype = \"mac\"\n");
+    let p_elem = pol(
+        "set-elem",
+        "[[set]]\nname = \"s\"\ntype = \"pair\"\nelements = [\"10.0.0.1\"]\n",
+    );
+    let p_size = pol(
+        "set-size",
+        "[[set]]\nname = \"s\"\ntype = \"port\"\nsize = 2\nelements = [\"1\", \"2\", \"3\"]\n",
+    );
+    let p_mapval = pol(
+        "map-value",
+        "[[map]]\nname = \"m\"\nkey = \"port\"\nvalue = \"rate\"\nelements = { \"80\" = \"fast\" }\n",
+    );
+    let p_retype = pol(
+        "set-retype",
+        "[[set]]\nname = \"hosts\"\ntype = \"prefix\"\n",
+    );
+    let policies: Vec<(String, String)> = vec![
+        (p_unknown.clone(), "chain \"x\": select[0] (src): no set or map called \"nosuch\" (declare it with [[set]] or [[map]])".into()),
+        (p_keytype.clone(), format!("{p_keytype}: chain \"x\": select[0] (src): set \"ports\" has keys of type port, which `src` cannot look up")),
+        (p_keytype_applied.clone(), "chain \"x\": select[0] (dst): set \"ports\" has keys of type port, which `dst` cannot look up".into()),
+        (p_valtype.clone(), "chain \"x\": act[0] (set_mark): map \"flags\" has bool values, not u32".into()),
+        (p_set_as_map.clone(), "chain \"x\": act[0] (set_mark): \"hosts\" is a set; a map of u32 values is needed".into()),
+        (p_type.clone(), format!("{p_type}: set \"s\": key `type`: \"mac\" is not one of addr, prefix, pair, subflow, port")),
+        (p_elem.clone(), format!("{p_elem}: set \"s\": element \"10.0.0.1\": \"10.0.0.1\" is not `A . B` (two parts joined by \" . \")")),
+        (p_size.clone(), format!("{p_size}: set \"s\": 3 elements do not fit its size 2")),
+        (p_mapval.clone(), format!("{p_mapval}: map \"m\": element \"80=fast\": \"fast\" is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")),
+        (p_retype.clone(), "set \"hosts\": exists with addr keys; `emptcp set delete` it first".into()),
+    ];
+    let mut all: Vec<(Vec<String>, String)> = cases
+        .into_iter()
+        .map(|(a, w)| (a, format!("emptcp: {w}")))
+        .collect();
+    for (p, w) in policies {
+        all.push((vec!["apply".into(), p], format!("emptcp: {w}")));
+    }
+
+    let mut table = String::from("| case | message (stderr, exit status 1) |\n|---|---|\n");
+    let mut fails = Vec::new();
+    for (args, want) in &all {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = bed.emptcp(&argv);
+        let mut errs = Vec::new();
+        if o.code != Some(1) {
+            errs.push(format!("exit status {:?}", o.code));
+        }
+        if o.stderr != format!("{want}\n") {
+            errs.push(format!("stderr is not exactly\n    {want}"));
+        }
+        if !o.stdout.is_empty() {
+            errs.push(format!("output on stdout: {}", o.stdout.trim()));
+        }
+        let after = (snapshot(&bed), tables_snapshot(&bed));
+        if after != before {
+            errs.push(format!("state changed:\n{before:#?}\n->\n{after:#?}"));
+        }
+        let shown_args = args.join(" ").replace(&t, "/tmp/x");
+        table += &format!(
+            "| `emptcp {shown_args}` | `{}` |\n",
+            o.stderr.trim_end().replace(&t, "/tmp/x")
+        );
+        if !errs.is_empty() {
+            fails.push(format!(
+                "emptcp {}: {}\n  stderr: {}",
+                args.join(" "),
+                errs.join("; "),
+                o.stderr.trim()
+            ));
+        }
+    }
+    eprintln!("{table}");
+    assert!(
+        fails.is_empty(),
+        "set and map bad input:\n{}",
+        fails.join("\n\n")
+    );
+}
+
+/// Sets and maps belong to the state directory, not to the chains that
+/// use them: detaching one user leaves them to the other, detaching the
+/// last leaves them in place (elements and all), until `set delete` or
+/// `detach --all`.
+#[test]
+fn sets_outlive_the_chains_that_use_them() {
+    if !root_or_skip("sets_outlive_the_chains_that_use_them") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let (a, x1a, x2a) = (bed.a.clone(), bed.x1a.clone(), bed.x2a.clone());
+    let user = |name: &str, dev: &str| {
+        chain_text(
+            name,
+            dev,
+            "tc-egress",
+            &a,
+            "  [[chain.select]]\n  kind = \"src\"\n  set = \"hosts\"\n\
+             [[chain.act]]\n  kind = \"set_mark\"\n  mark = { map = \"marks\", key = \"src\" }\n",
+        )
+    };
+    let p = bed.policy(
+        "two",
+        &format!("{TABLES}{}{}", user("one", &x1a), user("two", &x2a)),
+    );
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    bed.emptcp(&["set", "add", "hosts", "10.7.0.1"]).expect_ok();
+    // one new element given twice fills the last place of a set of 2
+    bed.emptcp(&["set", "add", "small", "10.0.0.2", "10.0.0.2"])
+        .expect_ok();
+    assert_eq!(
+        bed.emptcp(&["set", "list", "small"]).expect_ok().stdout,
+        "10.0.0.1\n10.0.0.2\n"
+    );
+    let list = |what: &str, name: &str| bed.emptcp(&[what, "list", name]);
+    let hosts = "10.1.0.1\n10.7.0.1\nfd00:1::1\n";
+    assert_eq!(list("set", "hosts").expect_ok().stdout, hosts);
+    let used_by = |name: &str| -> String {
+        let o = bed.emptcp(&["show"]).expect_ok();
+        o.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("set {name}:")))
+            .unwrap_or_else(|| panic!("no set {name} in show:\n{}", o.stdout))
+            .to_owned()
+    };
+    assert!(
+        used_by("hosts").contains("one, two"),
+        "{}",
+        used_by("hosts")
+    );
+
+    // one user detached: the other still uses the set, elements unchanged
+    bed.emptcp(&["detach", "one"]).expect_ok();
+    assert_eq!(
+        list("set", "hosts").expect_ok().stdout,
+        hosts,
+        "after detach one"
+    );
+    assert_eq!(list("map", "marks").expect_ok().stdout, "10.1.0.1 = 1\n");
+    let line = used_by("hosts");
+    assert!(line.contains("two") && !line.contains("one"), "{line}");
+    let o = bed.emptcp(&["set", "delete", "hosts"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            Some(1),
+            "emptcp: set \"hosts\" is used by chain two: detach or change it first\n"
+        ),
+        "still in use by two"
+    );
+    // the last user detached: the set stays, unused, and changes still work
+    bed.emptcp(&["detach", "two"]).expect_ok();
+    assert_eq!(
+        list("set", "hosts").expect_ok().stdout,
+        hosts,
+        "after detach two"
+    );
+    bed.emptcp(&["set", "del", "hosts", "10.7.0.1"]).expect_ok();
+    assert_eq!(
+        list("set", "hosts").expect_ok().stdout,
+        "10.1.0.1\nfd00:1::1\n"
+    );
+    // and a chain applied later finds it as it was
+    let p1 = bed.policy("again", &user("one", &x1a));
+    bed.emptcp(&["apply", p1.to_str().unwrap()]).expect_ok();
+    assert_eq!(
+        list("set", "hosts").expect_ok().stdout,
+        "10.1.0.1\nfd00:1::1\n"
+    );
+    bed.emptcp(&["detach", "one"]).expect_ok();
+    // set delete removes one table; detach --all the rest
+    bed.emptcp(&["set", "delete", "hosts"]).expect_ok();
+    let o = list("set", "hosts");
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (Some(1), "emptcp: no set or map called \"hosts\"\n")
+    );
+    assert_eq!(list("map", "marks").expect_ok().stdout, "10.1.0.1 = 1\n");
+    bed.emptcp(&["detach", "--all"]).expect_ok();
+    let o = list("map", "marks");
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (Some(1), "emptcp: no set or map called \"marks\"\n"),
+        "detach --all removes the tables"
+    );
+    let left: Vec<_> = std::fs::read_dir(&bed.state_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "detach --all leaves {left:?}");
+}
