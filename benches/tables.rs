@@ -1,6 +1,7 @@
 //! Named sets and maps (src/tables.rs): the figures of their issue.
 //!
-//!     cargo bench --bench tables -- [--quick] [--rounds N] [--repeat N] [--only lookup|apply|update|memory]
+//!     cargo bench --bench tables -- [--quick] [--rounds N] [--repeat N]
+//!         [--only lookup|apply|update|memory] [--json FILE]
 //!
 //! - lookup: per-packet cost of a set-lookup selector against the literal
 //!   selector it replaces, BPF_PROG_TEST_RUN, IPv4 and IPv6 packets, sets of
@@ -14,7 +15,7 @@
 //!   count, /proc/PID/fdinfo memlock, and the memory cgroup's kmem charge).
 //!
 //! The chains are built by the real `apply` (library or CLI) in a private
-//! state directory, on dummy devices of a private network namespace; the
+//! state directory, on veth devices of a private network namespace; the
 //! lookup figures run the pinned entry program of each attach point (the
 //! test harness, src/testrun.rs, has no tables). Needs root.
 
@@ -34,6 +35,8 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     let i = args.iter().position(|a| a == name)?;
     args.get(i + 1)?.parse().ok()
 }
+
+type Json = serde_json::Value;
 
 fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
@@ -331,8 +334,7 @@ fn set_name(kt: KeyType, n: u32, v6: Option<bool>) -> String {
     format!("{kt}{n}{f}")
 }
 
-fn lookup(bin_quick: bool, rounds: usize, repeat: u32) -> String {
-    let quick = bin_quick;
+fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
     let mut policy = String::new();
     let mut cases: Vec<LCase> = Vec::new();
     // sets: of 1 element, one per family (the packet's key); larger ones
@@ -514,6 +516,15 @@ fn lookup(bin_quick: bool, rounds: usize, repeat: u32) -> String {
                         None => "literal".to_string(),
                         Some(n) => format!("set of {n}"),
                     };
+                    js["lookup"]
+                        .as_array_mut()
+                        .expect("array")
+                        .push(serde_json::json!({
+                            "hook": fam, "pkt": if v6 { "v6" } else { "v4" },
+                            "kind": kt.to_string(), "size": c.size, "ns_min": min(&t[i]),
+                            "over_base": min(&t[i]) - min(&b), "over_pass": min(&t[i]) - min(&ps),
+                            "vs_literal_min": min(&t[i]) - min(lit), "vs_literal_median": median(&d),
+                        }));
                     let _ = writeln!(
                         out,
                         "{:<4} {:<4} {:<8} {:<22} {:>8.1} {:>+10.1} {:>+10.1} {:>+10.1} {:>+10.1}",
@@ -569,7 +580,7 @@ fn big_policy(n: u32) -> String {
     )
 }
 
-fn apply(rounds: usize) -> String {
+fn apply(rounds: usize, js: &mut Json) -> String {
     let bin = env!("CARGO_BIN_EXE_emptcp");
     let bed = Bed::new("ap", 1);
     let tmp = std::env::temp_dir().join(format!("emptcp-tables-{}", std::process::id()));
@@ -600,6 +611,11 @@ fn apply(rounds: usize) -> String {
     }
     bed.reset();
     let _ = std::fs::remove_dir_all(&tmp);
+    js["apply"] = serde_json::json!({
+        "what": "emptcp apply (CLI) wall seconds: fresh state, then the same file again",
+        "empty": {"fresh": t[0].0, "reapply": t[0].1},
+        "100k_set_100k_map": {"fresh": t[1].0, "reapply": t[1].1},
+    });
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -627,7 +643,7 @@ fn apply(rounds: usize) -> String {
 
 // --- element updates ------------------------------------------------------
 
-fn update(rounds: usize) -> String {
+fn update(rounds: usize, js: &mut Json) -> String {
     let bin = env!("CARGO_BIN_EXE_emptcp");
     let bed = Bed::new("up", 1);
     let n = 100_000u32;
@@ -693,6 +709,12 @@ fn update(rounds: usize) -> String {
         cli.push(f64::from(n) / bed.cli(bin, &["set", "add", "upd", "-f", f]));
     }
     let _ = std::fs::remove_file(&tmp);
+    js["update"] = serde_json::json!({
+        "lib_1_call_of_100k_per_s": lib1, "lib_100_calls_of_1k_per_s": lib1k,
+        "cli_file_100k_per_s": cli, "lib_1_element_empty_s": one_empty,
+        "lib_1_element_into_100k_s": one_full, "cli_1_element_empty_s": cli_one_empty,
+        "cli_1_element_into_100k_s": cli_one_full,
+    });
     let r = |v: &[f64]| {
         let mx = v.iter().copied().fold(0.0, f64::max);
         format!("{:>9.0} [{:.0}..{:.0}]", median(v), min(v), mx)
@@ -812,7 +834,7 @@ impl Drop for Memcg {
     }
 }
 
-fn memory() -> String {
+fn memory(js: &mut Json) -> String {
     let cg = Memcg::new();
     let mut out = String::new();
     let _ = writeln!(
@@ -882,6 +904,13 @@ fn memory() -> String {
                     },
                 );
             }
+            js["memory"]
+                .as_array_mut()
+                .expect("array")
+                .push(serde_json::json!({
+                    "type": kt.to_string(), "key_bytes": kt.key_size(), "elements": n,
+                    "memlock": ml, "memcg_kmem": cg.as_ref().map(|_| kmem),
+                }));
             prev = Some((n, ml, kmem));
             keep.push(m);
         }
@@ -909,6 +938,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let only: Option<String> = arg(&args, "--only");
+    let json_out: Option<String> = arg(&args, "--json");
     let repeat: u32 = arg(&args, "--repeat").unwrap_or(if quick { 200_000 } else { 1_000_000 });
     let rounds: usize = arg(&args, "--rounds").unwrap_or(if quick { 5 } else { 9 });
     let want = |s: &str| only.as_deref().is_none_or(|o| o == s);
@@ -922,17 +952,23 @@ fn main() {
             .trim()
     );
     let mut out = String::new();
+    let mut js = serde_json::json!({"lookup": [], "memory": []});
     if want("lookup") {
-        out += &lookup(quick, rounds, repeat);
+        out += &lookup(quick, rounds, repeat, &mut js);
     }
     if want("apply") {
-        out += &apply(if quick { 3 } else { rounds.min(7) });
+        out += &apply(if quick { 3 } else { rounds.min(7) }, &mut js);
     }
     if want("update") {
-        out += &update(if quick { 3 } else { rounds.min(7) });
+        out += &update(if quick { 3 } else { rounds.min(7) }, &mut js);
     }
     if want("memory") {
-        out += &memory();
+        out += &memory(&mut js);
     }
     print!("{out}");
+    if let Some(f) = json_out {
+        std::fs::write(&f, serde_json::to_string_pretty(&js).expect("json") + "\n")
+            .expect("write json");
+        println!("wrote {f}");
+    }
 }
