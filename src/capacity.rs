@@ -24,7 +24,11 @@ use crate::text::bare;
 /// (tests/badinput.rs `walk_limit_is_what_the_kernel_allows`): a chain of
 /// 32 `port` selectors and a `drop` drops, one of 33 selectors and a `drop`
 /// passes with its drop stage never run; the same on XDP and TC.
-pub const MAX_WALK: usize = 33;
+pub const MAX_TAIL_CALLS: usize = 33;
+
+/// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK): the
+/// limit of an attach point whose stages are all built in.
+pub const MAX_WALK: usize = crate::store::MAX_WALK;
 
 /// Stage slots of one hook family: 1 .. STAGE_SLOTS - 1 (slot 0 is the
 /// entry's counters, the last MAX_ATTACH slots are head slots).
@@ -37,7 +41,11 @@ pub const FAMILY_POINTS: usize = MAX_ATTACH as usize - 1;
 /// README.
 pub fn limits() -> Vec<(&'static str, String)> {
     vec![
-        ("stages per attach point (one packet's walk)", MAX_WALK.to_string()),
+        ("stages per attach point (one walk program)", MAX_WALK.to_string()),
+        (
+            "stages per attach point with a third-party stage (tail calls)",
+            MAX_TAIL_CALLS.to_string(),
+        ),
         ("stage slots per hook family (xdp, tc)", FAMILY_STAGES.to_string()),
         ("attach points per hook family", FAMILY_POINTS.to_string()),
         (
@@ -67,6 +75,8 @@ pub struct PointLoad<'a> {
     pub netns: Option<&'a str>,
     /// Its chains in run order: name and number of stages.
     pub chains: Vec<(&'a str, usize)>,
+    /// A stage is third-party: the point walks by tail calls.
+    pub tail_calls: bool,
 }
 
 impl PointLoad<'_> {
@@ -113,10 +123,17 @@ fn chain_list(chains: &[(&str, usize)]) -> String {
 pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
     for p in points {
         let walk = p.walk();
-        if walk > MAX_WALK {
+        let (max, why) = if p.tail_calls {
+            (
+                MAX_TAIL_CALLS,
+                format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (a third-party stage walks by tail calls)"),
+            )
+        } else {
+            (MAX_WALK, format!("one walk program runs at most {MAX_WALK}"))
+        };
+        if walk > max {
             return Err(format!(
-                "{}: chain{} {} need{} a walk of {walk} stages; the kernel allows \
-                 {MAX_WALK} tail calls per packet",
+                "{}: chain{} {} need{} a walk of {walk} stages; {why}",
                 p.label(),
                 if p.chains.len() == 1 { "" } else { "s" },
                 chain_list(&p.chains),
@@ -182,16 +199,21 @@ pub fn policy_points<'a>(policy: &'a Policy, netns: Option<&'a str>) -> Vec<Poin
     for c in &policy.chains {
         let ns = c.netns.as_deref().or(netns);
         let load = (c.name.as_str(), stage_count(c));
+        let tail = c.has_custom() || !crate::store::walk_allowed();
         match points
             .iter_mut()
             .find(|p| p.dev == c.dev && p.hook == c.hook && p.netns == ns)
         {
-            Some(p) => p.chains.push(load),
+            Some(p) => {
+                p.chains.push(load);
+                p.tail_calls |= tail;
+            }
             None => points.push(PointLoad {
                 dev: &c.dev,
                 hook: c.hook,
                 netns: ns,
                 chains: vec![load],
+                tail_calls: tail,
             }),
         }
     }
@@ -231,6 +253,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                     how: "xdp-generic".to_owned(),
                 },
                 gen: u32::MAX,
+                walk: true,
                 chains: p
                     .chains
                     .iter()

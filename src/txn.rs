@@ -265,7 +265,8 @@ impl<'a> Txn<'a> {
     }
 
     /// Writes a planned layout into slots this change was given.
-    pub fn write(&mut self, family: &str, plan: &[PlannedChain]) -> Result<()> {
+    /// Returns whether the layout runs as one walk program.
+    pub fn write(&mut self, family: &str, plan: &[PlannedChain]) -> Result<bool> {
         store::write_slots(self.sd, family, plan, &mut self.objs)
     }
 

@@ -146,6 +146,16 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CNT_HIT;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int record_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(r))
+		emptcp_run_count(r, record_act(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int record(emptcp_ctx *ctx)
 {
@@ -153,10 +163,8 @@ int record(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	/* one exit to the next stage, whatever the outcome (chain.h) */
-	if (emptcp_matched(&r))
-		emptcp_run_count(&r, record_act(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, record_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif
