@@ -189,11 +189,12 @@ pub(crate) fn write_slots(
     family: &str,
     plan: &[chain::PlannedChain],
     objs: &mut Objects,
+    allow_walk: bool,
 ) -> Result<bool> {
     // every program through the verifier first (the first load creates and
     // pins the family's maps)
     let mut fds = Vec::new();
-    let mut walk = walkable(plan) && walk_allowed();
+    let mut walk = walkable(plan) && allow_walk;
     if walk {
         let n: usize = plan.iter().map(|c| c.stages.len()).sum();
         match load_walk(sd, family, plan) {

@@ -39,12 +39,19 @@ impl Harness {
     /// Builds `chains` (all for `hook`'s family) in a fresh private
     /// directory under /sys/fs/bpf.
     pub fn new(hook: Hook, chains: &[Chain]) -> Result<Harness> {
+        Self::with_runtime(hook, chains, true)
+    }
+
+    /// Like `new`, with one program per stage linked by tail calls
+    /// (`walk` false) instead of one walk program: the runtime of points
+    /// with third-party stages, for tests and A/B measurements.
+    pub fn with_runtime(hook: Hook, chains: &[Chain], walk: bool) -> Result<Harness> {
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/emptcp-test-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let built = Self::build(&dir, hook, chains);
+        let built = Self::build(&dir, hook, chains, walk);
         if built.is_err() {
             if let Ok(Some(sd)) = StateDir::open(&dir, false) {
                 let _ = sd.remove_ours();
@@ -53,7 +60,7 @@ impl Harness {
         built
     }
 
-    fn build(dir: &std::path::Path, hook: Hook, chains: &[Chain]) -> Result<Harness> {
+    fn build(dir: &std::path::Path, hook: Hook, chains: &[Chain], walk: bool) -> Result<Harness> {
         let dir = dir.to_path_buf();
         let sd = StateDir::open(&dir, true)?.context("state dir")?;
         let family = hook.family();
@@ -67,7 +74,7 @@ impl Harness {
         };
         let plan = chain::plan_with(&ids, &slots, &env)?;
         let entry = load_entry(&sd, family, 1, "entry")?;
-        write_slots(&sd, family, &plan, &mut objs)?;
+        write_slots(&sd, family, &plan, &mut objs, walk)?;
         set_attach(&sd, family, 1, slots.first().copied().unwrap_or(0), 1)?;
         Ok(Harness {
             dir,

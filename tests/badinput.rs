@@ -462,16 +462,18 @@ fn walk_chain(hook: &str, stages: usize) -> emptcp::Chain {
     p.chains.into_iter().next().expect("one chain")
 }
 
-/// capacity::MAX_WALK is the kernel's: through the entry program
-/// (BPF_PROG_TEST_RUN, as on the wire), a chain of MAX_WALK stages runs its
-/// last stage (the drop) and one of MAX_WALK + 1 never reaches it: its
-/// last selector's tail call falls through, counted as a miss.
+/// capacity::MAX_TAIL_CALLS is the kernel's: through the entry program
+/// (BPF_PROG_TEST_RUN, as on the wire) of a point that walks by tail calls
+/// (one program per stage, as with a third-party stage), a chain of
+/// MAX_TAIL_CALLS stages runs its last stage (the drop) and one of
+/// MAX_TAIL_CALLS + 1 never reaches it: its last selector's tail call falls
+/// through, counted as a miss. The walk program runs MAX_WALK stages.
 #[test]
 fn walk_limit_is_what_the_kernel_allows() {
     if !root_or_skip("walk_limit_is_what_the_kernel_allows") {
         return;
     }
-    use emptcp::capacity::MAX_WALK;
+    use emptcp::capacity::{MAX_TAIL_CALLS as MAX_WALK, MAX_WALK as MAX_ONE_WALK};
     use emptcp::testrun::Harness;
     let pkt =
         pktlib::build::Pkt::v4("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()).build();
@@ -481,7 +483,7 @@ fn walk_limit_is_what_the_kernel_allows() {
     ] {
         for (n, want) in [(MAX_WALK - 1, drop), (MAX_WALK, drop), (MAX_WALK + 1, pass)] {
             let c = walk_chain(hook.as_str(), n);
-            let h = Harness::new(hook, std::slice::from_ref(&c))
+            let h = Harness::with_runtime(hook, std::slice::from_ref(&c), false)
                 .unwrap_or_else(|e| panic!("{hook}: {n} stages: {e:#}"));
             let out = h.run(&pkt).expect("BPF_PROG_TEST_RUN");
             let last_run = h.counter(Some((0, n - 1)), "run");
@@ -502,6 +504,17 @@ fn walk_limit_is_what_the_kernel_allows() {
                 "{hook}: {n} stages: missed jump"
             );
         }
+        // one walk program: the longest walk it takes reaches its drop
+        let c = walk_chain(hook.as_str(), MAX_ONE_WALK);
+        let h = Harness::new(hook, std::slice::from_ref(&c))
+            .unwrap_or_else(|e| panic!("{hook}: {MAX_ONE_WALK} stages: {e:#}"));
+        let out = h.run(&pkt).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(out.ret, drop, "{hook}: walk of {MAX_ONE_WALK}: verdict");
+        assert_eq!(
+            h.counter(Some((0, MAX_ONE_WALK - 1)), "run"),
+            1,
+            "{hook}: walk of {MAX_ONE_WALK}: drop ran"
+        );
     }
 }
 

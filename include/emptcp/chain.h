@@ -352,12 +352,23 @@ static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, 
  * without inlining its body into the loop (docs/design.md, the walk).
  */
 #define EMPTCP_CONTINUE		0x7ffe
-#define EMPTCP_STAGE		static __always_inline
 #ifdef EMPTCP_WALK
+#define EMPTCP_STAGE		static __noinline
 #define EMPTCP_HEAVY_STAGE	static __noinline
 #else
+#define EMPTCP_STAGE		static __always_inline
 #define EMPTCP_HEAVY_STAGE	static __always_inline
 #endif
+
+/*
+ * Combine a selector's result into the chain's; the stage function's
+ * return: go on with the next stage.
+ */
+static __always_inline int emptcp_selected(struct emptcp_run *r, int hit)
+{
+	emptcp_select_combine(r, hit);
+	return EMPTCP_CONTINUE;
+}
 
 /* The exit of a stage program: a verdict, or the step to the next stage. */
 static __always_inline int emptcp_stage_exit(emptcp_ctx *ctx, struct emptcp_run *r, int ret)

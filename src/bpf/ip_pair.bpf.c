@@ -71,7 +71,7 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 }
 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int ip_pair_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+EMPTCP_HEAVY_STAGE int ip_pair_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	if (!emptcp_select_decided(r))
 		emptcp_select_combine(r, ip_pair_hit(ctx, r));

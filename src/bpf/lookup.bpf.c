@@ -28,7 +28,7 @@ static __always_inline int lookup_hit(emptcp_ctx *ctx, const struct emptcp_run *
 }
 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int lookup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+EMPTCP_HEAVY_STAGE int lookup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	if (!emptcp_select_decided(r))
 		emptcp_select_combine(r, lookup_hit(ctx, r));

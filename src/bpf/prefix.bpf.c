@@ -30,7 +30,7 @@ static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *
 }
 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int prefix_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+EMPTCP_HEAVY_STAGE int prefix_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	if (!emptcp_select_decided(r))
 		emptcp_select_combine(r, prefix_hit(ctx, r));

@@ -23,7 +23,7 @@
 #define EMPTCP_AF_INET6		10
 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int redirect_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+EMPTCP_HEAVY_STAGE int redirect_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_redirect rd;
 	__u64 v;

@@ -79,7 +79,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	th = emptcp_tcp(ctx, r);
 	if (!th) {
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, r, 0);
+		return emptcp_selected(r, 0);
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
@@ -91,7 +91,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	} else {
 		/* a DSS blk_subflow wrote carries no value of the peer's */
 		if (r->p.flags & EMPTCP_PF_PM)
-			return emptcp_select(ctx, r, 0);
+			return emptcp_selected(r, 0);
 		/*
 		 * The option summary (cached per packet) says where the DSS
 		 * is; it is parsed in place. A TCP header longer than its IP
@@ -101,31 +101,31 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		if (emptcp_opts(ctx, r) == 0) {
 			/* no DSS: nothing to compare (a malformed DSS is a parse error) */
 			if (!(r->p.subtypes & (1U << MPTCPOPT_DSS)))
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			if (emptcp_dss(ctx, r, &d) < 0) {
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			}
 		} else {
 			if (emptcp_opts_load(ctx, r, &w, hlen) < 0) {
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			}
 			if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			if (mptcp_parse_dss(&w, &d) < 0) {
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			}
 		}
 		if (sq.field == EMPTCP_SEQ_DSN) {
 			if (!(d.flags & MPTCP_DSS_HAS_MAP))
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			v = d.dsn;
 			width = (d.flags & MPTCP_DSS_DSN64) ? 8 : 4;
 		} else {
 			if (!(d.flags & MPTCP_DSS_HAS_ACK))
-				return emptcp_select(ctx, r, 0);
+				return emptcp_selected(r, 0);
 			v = d.data_ack;
 			width = (d.flags & MPTCP_DSS_ACK64) ? 8 : 4;
 		}
@@ -137,7 +137,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (relative) {
 		if (emptcp_tuple(ctx, r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
 			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, r, 0);
+			return emptcp_selected(r, 0);
 		}
 		k.slot = r->slot;
 		k.pad = 0;
@@ -156,7 +156,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 			bpf_map_delete_elem(&emptcp_seq_base, &k);
 	}
 	hit = seq_in_range(&sq, off, wide, relative);
-	return emptcp_select(ctx, r, hit);
+	return emptcp_selected(r, hit);
 }
 
 #ifndef EMPTCP_WALK
