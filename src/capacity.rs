@@ -41,12 +41,18 @@ pub const FAMILY_POINTS: usize = MAX_ATTACH as usize - 1;
 /// README.
 pub fn limits() -> Vec<(&'static str, String)> {
     vec![
-        ("stages per attach point (one walk program)", MAX_WALK.to_string()),
+        (
+            "stages per attach point (one walk program)",
+            MAX_WALK.to_string(),
+        ),
         (
             "stages per attach point with a third-party stage (tail calls)",
             MAX_TAIL_CALLS.to_string(),
         ),
-        ("stage slots per hook family (xdp, tc)", FAMILY_STAGES.to_string()),
+        (
+            "stage slots per hook family (xdp, tc)",
+            FAMILY_STAGES.to_string(),
+        ),
         ("attach points per hook family", FAMILY_POINTS.to_string()),
         (
             "sets and maps per key type",
@@ -129,7 +135,10 @@ pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
                 format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (a third-party stage walks by tail calls)"),
             )
         } else {
-            (MAX_WALK, format!("one walk program runs at most {MAX_WALK}"))
+            (
+                MAX_WALK,
+                format!("one walk program runs at most {MAX_WALK}"),
+            )
         };
         if walk > max {
             return Err(format!(
@@ -317,12 +326,22 @@ mod tests {
         check_policy(&p, None, Path::new("/sys/fs/bpf/emptcp"))
     }
 
+    /// The same chains with a third-party stage first: the point walks by
+    /// tail calls.
+    fn custom_chains(n: usize, stages: usize) -> String {
+        chains(n, stages, |_| "veth1".into()).replace(
+            "[[chain.select]]\nkind = \"port\"\ndport = 80\n",
+            "[[chain.select]]\nkind = \"custom\"\nobject = \"/x.o\"\nprogram = \"p\"\n",
+        )
+    }
+
     #[test]
     fn walks_up_to_the_limit_pass() {
         assert_eq!(check(&chains(1, MAX_WALK, |_| "veth1".into())), Ok(()));
         assert_eq!(check(&chains(3, MAX_WALK / 3, |_| "veth1".into())), Ok(()));
-        // the same chains on two devices: two walks
-        assert_eq!(check(&chains(2, MAX_WALK, |i| format!("veth{i}"))), Ok(()));
+        // two devices: two walks (within the slots of a family)
+        assert_eq!(check(&chains(2, 300, |i| format!("veth{i}"))), Ok(()));
+        assert_eq!(check(&custom_chains(1, MAX_TAIL_CALLS)), Ok(()));
     }
 
     #[test]
@@ -330,21 +349,27 @@ mod tests {
         let e = check(&chains(1, MAX_WALK + 1, |_| "veth1".into())).unwrap_err();
         assert_eq!(
             e,
-            "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
-             calls per packet"
+            "veth1 tc-egress: chain c0 needs a walk of 513 stages; one walk program runs at \
+             most 512"
         );
-        let e = check(&chains(2, 20, |_| "veth1".into())).unwrap_err();
+        let e = check(&custom_chains(1, MAX_TAIL_CALLS + 1)).unwrap_err();
+        assert_eq!(
+            e,
+            "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
+             calls per packet (a third-party stage walks by tail calls)"
+        );
+        let e = check(&custom_chains(2, 20)).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress: chains c0, c1 need a walk of 40 stages; the kernel allows 33 tail \
-             calls per packet"
+             calls per packet (a third-party stage walks by tail calls)"
         );
         let p = Policy::parse(&chains(10_000, 1, |_| "veth1".into()), "p.toml").expect("valid");
         let e = check_policy(&p, Some("client"), Path::new("/x")).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress (netns client): chains c0, c1, c2, c3, … (10000 chains) need a \
-             walk of 10000 stages; the kernel allows 33 tail calls per packet"
+             walk of 10000 stages; one walk program runs at most 512"
         );
     }
 

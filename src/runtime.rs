@@ -262,8 +262,7 @@ fn check_capacity(next: &State) -> Result<()> {
                 .iter()
                 .map(|c| (c.spec.name.as_str(), chain::stage_count(&c.spec)))
                 .collect(),
-            tail_calls: p.chains.iter().any(|c| c.spec.has_custom())
-                || !store::walk_allowed(),
+            tail_calls: p.chains.iter().any(|c| c.spec.has_custom()) || !store::walk_allowed(),
         })
         .collect();
     crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))

@@ -159,7 +159,10 @@ pub fn walkable(plan: &[chain::PlannedChain]) -> bool {
 fn load_walk(sd: &StateDir, family: &str, plan: &[chain::PlannedChain]) -> Result<Object> {
     let dir = sd.family_dir(family);
     let stages: Vec<&chain::PlannedStage> = plan.iter().flat_map(|c| &c.stages).collect();
-    let mut open = loader::open(loader::object_bytes("walk", family)?, &format!("walk_{family}"))?;
+    let mut open = loader::open(
+        loader::object_bytes("walk", family)?,
+        &format!("walk_{family}"),
+    )?;
     let desc_size = std::mem::size_of::<types::emptcp_stage>();
     let mut descs = vec![0u8; desc_size * MAX_WALK];
     let mut slots = vec![0u8; 2 * MAX_WALK];
@@ -169,7 +172,11 @@ fn load_walk(sd: &StateDir, family: &str, plan: &[chain::PlannedChain]) -> Resul
         descs[i * desc_size..(i + 1) * desc_size].copy_from_slice(b);
         slots[i * 2..i * 2 + 2].copy_from_slice(&s.slot.to_ne_bytes());
     }
-    loader::set_rodata(&mut open, "emptcp_walk_len", &(stages.len() as u32).to_ne_bytes())?;
+    loader::set_rodata(
+        &mut open,
+        "emptcp_walk_len",
+        &(stages.len() as u32).to_ne_bytes(),
+    )?;
     loader::set_rodata(&mut open, "emptcp_walk", &descs)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
     let to_pin = loader::share_maps(&mut open, &dir, &format!("walk ({family})"))?;
@@ -203,7 +210,11 @@ pub(crate) fn write_slots(
                     .progs()
                     .find(|p| p.name() == "emptcp_walk_prog")
                     .context("walk object has no emptcp_walk_prog")?;
-                fds.push((plan[0].stages[0].slot, prog.as_fd().as_raw_fd(), "walk".to_owned()));
+                fds.push((
+                    plan[0].stages[0].slot,
+                    prog.as_fd().as_raw_fd(),
+                    "walk".to_owned(),
+                ));
                 objs.loaded.push(obj);
             }
             // a walk the kernel refuses still runs one program per stage
