@@ -24,7 +24,11 @@ use crate::text::bare;
 /// (tests/badinput.rs `walk_limit_is_what_the_kernel_allows`): a chain of
 /// 32 `port` selectors and a `drop` drops, one of 33 selectors and a `drop`
 /// passes with its drop stage never run; the same on XDP and TC.
-pub const MAX_WALK: usize = 33;
+pub const MAX_TAIL_CALLS: usize = 33;
+
+/// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK): the
+/// limit of an attach point whose stages are all built in.
+pub const MAX_WALK: usize = crate::store::MAX_WALK;
 
 /// Stage slots of one hook family: 1 .. STAGE_SLOTS - 1 (slot 0 is the
 /// entry's counters, the last MAX_ATTACH slots are head slots).
@@ -37,8 +41,18 @@ pub const FAMILY_POINTS: usize = MAX_ATTACH as usize - 1;
 /// README.
 pub fn limits() -> Vec<(&'static str, String)> {
     vec![
-        ("stages per attach point (one packet's walk)", MAX_WALK.to_string()),
-        ("stage slots per hook family (xdp, tc)", FAMILY_STAGES.to_string()),
+        (
+            "stages per attach point (one walk program)",
+            MAX_WALK.to_string(),
+        ),
+        (
+            "stages per attach point with a third-party stage (tail calls)",
+            MAX_TAIL_CALLS.to_string(),
+        ),
+        (
+            "stage slots per hook family (xdp, tc)",
+            FAMILY_STAGES.to_string(),
+        ),
         ("attach points per hook family", FAMILY_POINTS.to_string()),
         (
             "sets and maps per key type",
@@ -67,6 +81,8 @@ pub struct PointLoad<'a> {
     pub netns: Option<&'a str>,
     /// Its chains in run order: name and number of stages.
     pub chains: Vec<(&'a str, usize)>,
+    /// A stage is third-party: the point walks by tail calls.
+    pub tail_calls: bool,
 }
 
 impl PointLoad<'_> {
@@ -113,10 +129,20 @@ fn chain_list(chains: &[(&str, usize)]) -> String {
 pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
     for p in points {
         let walk = p.walk();
-        if walk > MAX_WALK {
+        let (max, why) = if p.tail_calls {
+            (
+                MAX_TAIL_CALLS,
+                format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (a third-party stage walks by tail calls)"),
+            )
+        } else {
+            (
+                MAX_WALK,
+                format!("one walk program runs at most {MAX_WALK}"),
+            )
+        };
+        if walk > max {
             return Err(format!(
-                "{}: chain{} {} need{} a walk of {walk} stages; the kernel allows \
-                 {MAX_WALK} tail calls per packet",
+                "{}: chain{} {} need{} a walk of {walk} stages; {why}",
                 p.label(),
                 if p.chains.len() == 1 { "" } else { "s" },
                 chain_list(&p.chains),
@@ -182,16 +208,21 @@ pub fn policy_points<'a>(policy: &'a Policy, netns: Option<&'a str>) -> Vec<Poin
     for c in &policy.chains {
         let ns = c.netns.as_deref().or(netns);
         let load = (c.name.as_str(), stage_count(c));
+        let tail = c.has_custom() || !crate::store::walk_allowed();
         match points
             .iter_mut()
             .find(|p| p.dev == c.dev && p.hook == c.hook && p.netns == ns)
         {
-            Some(p) => p.chains.push(load),
+            Some(p) => {
+                p.chains.push(load);
+                p.tail_calls |= tail;
+            }
             None => points.push(PointLoad {
                 dev: &c.dev,
                 hook: c.hook,
                 netns: ns,
                 chains: vec![load],
+                tail_calls: tail,
             }),
         }
     }
@@ -231,6 +262,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                     how: "xdp-generic".to_owned(),
                 },
                 gen: u32::MAX,
+                walk: true,
                 chains: p
                     .chains
                     .iter()
@@ -294,12 +326,22 @@ mod tests {
         check_policy(&p, None, Path::new("/sys/fs/bpf/emptcp"))
     }
 
+    /// The same chains with a third-party stage first: the point walks by
+    /// tail calls.
+    fn custom_chains(n: usize, stages: usize) -> String {
+        chains(n, stages, |_| "veth1".into()).replace(
+            "[[chain.select]]\nkind = \"port\"\ndport = 80\n",
+            "[[chain.select]]\nkind = \"custom\"\nobject = \"/x.o\"\nprogram = \"p\"\n",
+        )
+    }
+
     #[test]
     fn walks_up_to_the_limit_pass() {
         assert_eq!(check(&chains(1, MAX_WALK, |_| "veth1".into())), Ok(()));
         assert_eq!(check(&chains(3, MAX_WALK / 3, |_| "veth1".into())), Ok(()));
-        // the same chains on two devices: two walks
-        assert_eq!(check(&chains(2, MAX_WALK, |i| format!("veth{i}"))), Ok(()));
+        // two devices: two walks (within the slots of a family)
+        assert_eq!(check(&chains(2, 300, |i| format!("veth{i}"))), Ok(()));
+        assert_eq!(check(&custom_chains(1, MAX_TAIL_CALLS)), Ok(()));
     }
 
     #[test]
@@ -307,21 +349,27 @@ mod tests {
         let e = check(&chains(1, MAX_WALK + 1, |_| "veth1".into())).unwrap_err();
         assert_eq!(
             e,
-            "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
-             calls per packet"
+            "veth1 tc-egress: chain c0 needs a walk of 513 stages; one walk program runs at \
+             most 512"
         );
-        let e = check(&chains(2, 20, |_| "veth1".into())).unwrap_err();
+        let e = check(&custom_chains(1, MAX_TAIL_CALLS + 1)).unwrap_err();
+        assert_eq!(
+            e,
+            "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
+             calls per packet (a third-party stage walks by tail calls)"
+        );
+        let e = check(&custom_chains(2, 20)).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress: chains c0, c1 need a walk of 40 stages; the kernel allows 33 tail \
-             calls per packet"
+             calls per packet (a third-party stage walks by tail calls)"
         );
         let p = Policy::parse(&chains(10_000, 1, |_| "veth1".into()), "p.toml").expect("valid");
         let e = check_policy(&p, Some("client"), Path::new("/x")).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress (netns client): chains c0, c1, c2, c3, … (10000 chains) need a \
-             walk of 10000 stages; the kernel allows 33 tail calls per packet"
+             walk of 10000 stages; one walk program runs at most 512"
         );
     }
 

@@ -167,7 +167,9 @@ pub fn check(sd: &StateDir, p: &AttachPoint) -> Health {
         return Health::DetachedBySomeoneElse;
     }
     if let Ok(progs) = store::pinned_map(sd, family, "emptcp_progs") {
-        for s in p.chains.iter().flat_map(|c| c.slots.iter()) {
+        // a walk program sits in the first slot; else a program per slot
+        let n = if p.walk { 1 } else { usize::MAX };
+        for s in p.chains.iter().flat_map(|c| c.slots.iter()).take(n) {
             if store::slot_prog_id(&progs, *s as u32).is_none() {
                 return Health::SlotEmpty(*s);
             }

@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<()> {
                     c.attach,
                     c.generation,
                     c.walk,
-                    emptcp::capacity::MAX_WALK,
+                    c.walk_max,
                     if c.status == "ok" {
                         String::new()
                     } else {

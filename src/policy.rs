@@ -371,6 +371,16 @@ impl Actor {
     }
 }
 
+impl Chain {
+    /// A stage of the chain is third-party (`custom`).
+    pub fn has_custom(&self) -> bool {
+        self.select
+            .iter()
+            .any(|s| matches!(s.kind, SelectorKind::Custom(_)))
+            || self.act.iter().any(|a| matches!(a, Actor::Custom(_)))
+    }
+}
+
 /// One chain: selectors, then actors, on one device and hook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chain {

@@ -262,6 +262,7 @@ fn check_capacity(next: &State) -> Result<()> {
                 .iter()
                 .map(|c| (c.spec.name.as_str(), chain::stage_count(&c.spec)))
                 .collect(),
+            tail_calls: p.chains.iter().any(|c| c.spec.has_custom()) || !store::walk_allowed(),
         })
         .collect();
     crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))
@@ -463,6 +464,7 @@ impl Runtime {
                 how: "pending".into(),
             },
             gen: 0,
+            walk: false,
             chains: vec![cs],
         });
         ch.touched.insert((family, id));
@@ -561,6 +563,12 @@ impl Runtime {
                     generation: p.gen,
                     status: status.clone(),
                     walk,
+                    runtime: if p.walk { "walk" } else { "tail-calls" },
+                    walk_max: if p.walk {
+                        crate::capacity::MAX_WALK
+                    } else {
+                        crate::capacity::MAX_TAIL_CALLS
+                    },
                     stages,
                 });
             }
@@ -729,8 +737,11 @@ fn carry_out(
     for (t, m) in &ch.new_tables {
         tables::install(sd, t, m)?;
     }
-    for ((family, _), plan) in plans {
-        txn.write(family, plan)?;
+    for (id, plan) in plans {
+        let walk = txn.write(id.0, plan)?;
+        if let Some(p) = ch.next.points.iter_mut().find(|p| pid(p) == *id) {
+            p.walk = walk;
+        }
     }
     for p in ch.next.points.iter_mut() {
         let first = p
@@ -803,5 +814,9 @@ pub struct ChainView {
     pub status: String,
     /// The longest walk of a packet through the chain's attach point (stages).
     pub walk: usize,
+    /// How the point walks: "walk" (one program) or "tail-calls" (one
+    /// program per stage), and the most stages that allows.
+    pub runtime: &'static str,
+    pub walk_max: usize,
     pub stages: Vec<StageView>,
 }

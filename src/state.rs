@@ -49,6 +49,10 @@ pub struct AttachPoint {
     pub xdp_mode: XdpMode,
     pub attachment: Attachment,
     pub gen: u32,
+    /// The chains run as one walk program (in the first slot of the
+    /// layout), not one program per stage.
+    #[serde(default)]
+    pub walk: bool,
     /// In run order.
     pub chains: Vec<ChainState>,
 }

@@ -131,23 +131,109 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
     Ok(())
 }
 
-/// Writes a planned layout into the stage map, zeroes its counters and puts
-/// the programs into the slots. The slots are not reachable yet.
+/// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK).
+pub const MAX_WALK: usize = 512;
+
+/// Whether a layout of built-in stages may run as one walk program:
+/// always, unless `EMPTCP_RUNTIME=tail` asks for one program per stage
+/// (the previous runtime, kept for points with third-party stages and for
+/// A/B measurements).
+pub fn walk_allowed() -> bool {
+    std::env::var("EMPTCP_RUNTIME").map_or(true, |v| v != "tail")
+}
+
+/// True when every stage of `plan` is built in and there are at most
+/// MAX_WALK of them: the layout can be one walk program.
+pub fn walkable(plan: &[chain::PlannedChain]) -> bool {
+    let n: usize = plan.iter().map(|c| c.stages.len()).sum();
+    n > 0
+        && n <= MAX_WALK
+        && plan
+            .iter()
+            .flat_map(|c| &c.stages)
+            .all(|s| matches!(s.object, StageObject::Builtin(_)))
+}
+
+/// Loads the walk program of a layout: every stage's description and
+/// counter slot in its .rodata (walk.bpf.c).
+fn load_walk(sd: &StateDir, family: &str, plan: &[chain::PlannedChain]) -> Result<Object> {
+    let dir = sd.family_dir(family);
+    let stages: Vec<&chain::PlannedStage> = plan.iter().flat_map(|c| &c.stages).collect();
+    let mut open = loader::open(
+        loader::object_bytes("walk", family)?,
+        &format!("walk_{family}"),
+    )?;
+    let desc_size = std::mem::size_of::<types::emptcp_stage>();
+    let mut descs = vec![0u8; desc_size * MAX_WALK];
+    let mut slots = vec![0u8; 2 * MAX_WALK];
+    for (i, s) in stages.iter().enumerate() {
+        // SAFETY: emptcp_stage is Plain (chain.rs).
+        let b = unsafe { plain::as_bytes(&s.desc) };
+        descs[i * desc_size..(i + 1) * desc_size].copy_from_slice(b);
+        slots[i * 2..i * 2 + 2].copy_from_slice(&s.slot.to_ne_bytes());
+    }
+    loader::set_rodata(
+        &mut open,
+        "emptcp_walk_len",
+        &(stages.len() as u32).to_ne_bytes(),
+    )?;
+    loader::set_rodata(&mut open, "emptcp_walk", &descs)?;
+    loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
+    let to_pin = loader::share_maps(&mut open, &dir, &format!("walk ({family})"))?;
+    let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
+    let what = format!("the walk of chains {} ({family})", names.join(", "));
+    let mut obj = loader::load(open, &what)?;
+    loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
+    Ok(obj)
+}
+
+/// Writes a planned layout (the chains of one attach point) into the stage
+/// map, zeroes its counters and puts its programs into the slots: one walk
+/// program in the first slot when the layout is walkable, else one program
+/// per stage. The slots are not reachable yet. Returns whether it walks.
 pub(crate) fn write_slots(
     sd: &StateDir,
     family: &str,
     plan: &[chain::PlannedChain],
     objs: &mut Objects,
-) -> Result<()> {
-    // every stage through the verifier first (the first load creates and
+    allow_walk: bool,
+) -> Result<bool> {
+    // every program through the verifier first (the first load creates and
     // pins the family's maps)
     let mut fds = Vec::new();
-    for c in plan {
-        for s in &c.stages {
-            let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
-            let obj = load_stage(sd, s, family, &what)?;
-            fds.push((s.slot, stage_prog_fd(&obj, &s.object)?, s.kind.clone()));
-            objs.loaded.push(obj);
+    let mut walk = walkable(plan) && allow_walk;
+    if walk {
+        let n: usize = plan.iter().map(|c| c.stages.len()).sum();
+        match load_walk(sd, family, plan) {
+            Ok(obj) => {
+                let prog = obj
+                    .progs()
+                    .find(|p| p.name() == "emptcp_walk_prog")
+                    .context("walk object has no emptcp_walk_prog")?;
+                fds.push((
+                    plan[0].stages[0].slot,
+                    prog.as_fd().as_raw_fd(),
+                    "walk".to_owned(),
+                ));
+                objs.loaded.push(obj);
+            }
+            // a walk the kernel refuses still runs one program per stage
+            // when that fits the tail calls
+            Err(e) if n <= crate::capacity::MAX_TAIL_CALLS => {
+                eprintln!("emptcp: warning: {e:#}; one program per stage instead");
+                walk = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !walk {
+        for c in plan {
+            for s in &c.stages {
+                let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
+                let obj = load_stage(sd, s, family, &what)?;
+                fds.push((s.slot, stage_prog_fd(&obj, &s.object)?, s.kind.clone()));
+                objs.loaded.push(obj);
+            }
         }
     }
     let stages = pinned_map(sd, family, "emptcp_stages")?;
@@ -173,7 +259,7 @@ pub(crate) fn write_slots(
             )
             .with_context(|| format!("failed to put {kind} into slot {slot}"))?;
     }
-    Ok(())
+    Ok(walk)
 }
 
 pub(crate) fn entry_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {

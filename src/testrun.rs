@@ -47,6 +47,13 @@ impl Harness {
         Self::with_tables(hook, chains, &[])
     }
 
+    /// Like `new`, with one program per stage linked by tail calls
+    /// (`walk` false) instead of one walk program: the runtime of points
+    /// with third-party stages, for tests and A/B measurements.
+    pub fn with_runtime(hook: Hook, chains: &[Chain], walk: bool) -> Result<Harness> {
+        Self::build_in(hook, chains, &[], walk)
+    }
+
     /// Like `new`, with named sets and maps the chains may name: each
     /// table is built with its elements (text form, `KEY` or `KEY=VALUE`)
     /// and installed before any stage is loaded, as apply does. Ids are
@@ -56,12 +63,22 @@ impl Harness {
         chains: &[Chain],
         tables: &[(TableDef, Vec<String>)],
     ) -> Result<Harness> {
+        Self::build_in(hook, chains, tables, true)
+    }
+
+    /// A fresh private directory, removed again when the build fails.
+    fn build_in(
+        hook: Hook,
+        chains: &[Chain],
+        tables: &[(TableDef, Vec<String>)],
+        walk: bool,
+    ) -> Result<Harness> {
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/emptcp-test-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let built = Self::build(&dir, hook, chains, tables);
+        let built = Self::build(&dir, hook, chains, tables, walk);
         if built.is_err() {
             if let Ok(Some(sd)) = StateDir::open(&dir, false) {
                 let _ = sd.remove_ours();
@@ -75,6 +92,7 @@ impl Harness {
         hook: Hook,
         chains: &[Chain],
         defs: &[(TableDef, Vec<String>)],
+        walk: bool,
     ) -> Result<Harness> {
         let dir = dir.to_path_buf();
         let sd = StateDir::open(&dir, true)?.context("state dir")?;
@@ -124,7 +142,7 @@ impl Harness {
         };
         let plan = chain::plan_with(&ids, &slots, &env)?;
         let entry = load_entry(&sd, family, 1, "entry")?;
-        write_slots(&sd, family, &plan, &mut objs)?;
+        write_slots(&sd, family, &plan, &mut objs, walk)?;
         set_attach(&sd, family, 1, slots.first().copied().unwrap_or(0), 1)?;
         Ok(Harness {
             dir,

@@ -265,8 +265,9 @@ impl<'a> Txn<'a> {
     }
 
     /// Writes a planned layout into slots this change was given.
-    pub fn write(&mut self, family: &str, plan: &[PlannedChain]) -> Result<()> {
-        store::write_slots(self.sd, family, plan, &mut self.objs)
+    /// Returns whether the layout runs as one walk program.
+    pub fn write(&mut self, family: &str, plan: &[PlannedChain]) -> Result<bool> {
+        store::write_slots(self.sd, family, plan, &mut self.objs, store::walk_allowed())
     }
 
     /// Takes everything back; the committed state stays as it was.

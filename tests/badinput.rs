@@ -462,16 +462,18 @@ fn walk_chain(hook: &str, stages: usize) -> emptcp::Chain {
     p.chains.into_iter().next().expect("one chain")
 }
 
-/// capacity::MAX_WALK is the kernel's: through the entry program
-/// (BPF_PROG_TEST_RUN, as on the wire), a chain of MAX_WALK stages runs its
-/// last stage (the drop) and one of MAX_WALK + 1 never reaches it: its
-/// last selector's tail call falls through, counted as a miss.
+/// capacity::MAX_TAIL_CALLS is the kernel's: through the entry program
+/// (BPF_PROG_TEST_RUN, as on the wire) of a point that walks by tail calls
+/// (one program per stage, as with a third-party stage), a chain of
+/// MAX_TAIL_CALLS stages runs its last stage (the drop) and one of
+/// MAX_TAIL_CALLS + 1 never reaches it: its last selector's tail call falls
+/// through, counted as a miss. The walk program runs MAX_WALK stages.
 #[test]
 fn walk_limit_is_what_the_kernel_allows() {
     if !root_or_skip("walk_limit_is_what_the_kernel_allows") {
         return;
     }
-    use emptcp::capacity::MAX_WALK;
+    use emptcp::capacity::{MAX_TAIL_CALLS as MAX_WALK, MAX_WALK as MAX_ONE_WALK};
     use emptcp::testrun::Harness;
     let pkt =
         pktlib::build::Pkt::v4("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()).build();
@@ -481,7 +483,7 @@ fn walk_limit_is_what_the_kernel_allows() {
     ] {
         for (n, want) in [(MAX_WALK - 1, drop), (MAX_WALK, drop), (MAX_WALK + 1, pass)] {
             let c = walk_chain(hook.as_str(), n);
-            let h = Harness::new(hook, std::slice::from_ref(&c))
+            let h = Harness::with_runtime(hook, std::slice::from_ref(&c), false)
                 .unwrap_or_else(|e| panic!("{hook}: {n} stages: {e:#}"));
             let out = h.run(&pkt).expect("BPF_PROG_TEST_RUN");
             let last_run = h.counter(Some((0, n - 1)), "run");
@@ -502,6 +504,33 @@ fn walk_limit_is_what_the_kernel_allows() {
                 "{hook}: {n} stages: missed jump"
             );
         }
+        // one walk program: MAX_ONE_WALK stages (chains of `port` and
+        // `drop`, one per port, the packet's port the last one's)
+        let n = MAX_ONE_WALK / 2;
+        let mut text = String::new();
+        for i in 0..n {
+            let port = if i + 1 == n { 5201 } else { 10_000 + i };
+            text += &format!(
+                "[[chain]]\nname = \"w{i}\"\ndev = \"lo\"\nhook = \"{hook}\"\n\
+                 [[chain.select]]\nkind = \"port\"\ndport = {port}\n\
+                 [[chain.act]]\nkind = \"drop\"\n"
+            );
+        }
+        let p = emptcp::Policy::parse(&text, "walk.toml").expect("walk policy");
+        let h = Harness::new(hook, &p.chains)
+            .unwrap_or_else(|e| panic!("{hook}: {MAX_ONE_WALK} stages: {e:#}"));
+        let out = h.run(&pkt).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(out.ret, drop, "{hook}: walk of {MAX_ONE_WALK}: verdict");
+        assert_eq!(
+            h.counter(Some((n - 1, 1)), "hit"),
+            1,
+            "{hook}: walk of {MAX_ONE_WALK}: the last chain's drop ran"
+        );
+        assert_eq!(
+            h.counter(Some((n - 2, 1)), "hit"),
+            0,
+            "{hook}: walk of {MAX_ONE_WALK}: the other drops did not"
+        );
     }
 }
 
@@ -753,13 +782,13 @@ fn hostile_input_one_exact_line_nothing_changed() {
 
     // 4. capacity: what apply cannot hold, refused by check too
     let port = "  kind = \"port\"\n  dport = 5201";
-    let p = pol("walk", &ch("w", &stages(&[port; 33])));
+    let p = pol("walk", &ch("w", &stages(&[port; 512])));
     cases.extend(hostile_policy(
-        "34 stages on one attach point",
+        "513 stages on one attach point",
         &p,
         &format!(
-            "emptcp: {}: {x1a} tc-egress (netns {a}): chain w needs a walk of 34 stages; the \
-             kernel allows 33 tail calls per packet",
+            "emptcp: {}: {x1a} tc-egress (netns {a}): chain w needs a walk of 513 stages; one \
+             walk program runs at most 512",
             shown(&p)
         ),
     ));
@@ -772,7 +801,7 @@ fn hostile_input_one_exact_line_nothing_changed() {
         &p,
         &format!(
             "emptcp: {}: {x1a} xdp (netns {a}): chains c0, c1, c2, c3, … (10000 chains) need a \
-             walk of 10000 stages; the kernel allows 33 tail calls per packet",
+             walk of 10000 stages; one walk program runs at most 512",
             shown(&p)
         ),
     ));

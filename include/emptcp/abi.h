@@ -28,6 +28,12 @@
  */
 #define EMPTCP_STAGE_SLOTS	(EMPTCP_MAX_SLOTS - EMPTCP_MAX_ATTACH)
 #define EMPTCP_HEAD_SLOT(id)	(EMPTCP_STAGE_SLOTS + ((id) % EMPTCP_MAX_ATTACH))
+/*
+ * Stages one walk program runs (walk.bpf.c): the chains of one attach
+ * point together. Points with a third-party stage walk by tail calls,
+ * which the kernel stops after 33.
+ */
+#define EMPTCP_MAX_WALK		512
 /* Bytes of parameters a stage carries in its slot. */
 #define EMPTCP_PARAM_SIZE	56
 

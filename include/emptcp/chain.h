@@ -342,6 +342,42 @@ static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, 
 	return emptcp_next(ctx, r);
 }
 
+/*
+ * A stage's work is a function of (ctx, run) that returns EMPTCP_CONTINUE
+ * (go on with the next stage) or a verdict that ends the walk. Reached by
+ * a tail call it runs in its own program (emptcp_stage_exit() takes the
+ * step); inside a walk program (EMPTCP_WALK, walk.bpf.c) the walk calls it
+ * for each of its stages. Heavy stages are separate BPF functions in a
+ * walk, so that the verifier checks each call once per walk position
+ * without inlining its body into the loop (docs/design.md, the walk).
+ */
+#define EMPTCP_CONTINUE		0x7ffe
+#ifdef EMPTCP_WALK
+#define EMPTCP_STAGE		static __noinline
+#define EMPTCP_HEAVY_STAGE	static __noinline
+#else
+#define EMPTCP_STAGE		static __always_inline
+#define EMPTCP_HEAVY_STAGE	static __always_inline
+#endif
+
+/*
+ * Combine a selector's result into the chain's; the stage function's
+ * return: go on with the next stage.
+ */
+static __always_inline int emptcp_selected(struct emptcp_run *r, int hit)
+{
+	emptcp_select_combine(r, hit);
+	return EMPTCP_CONTINUE;
+}
+
+/* The exit of a stage program: a verdict, or the step to the next stage. */
+static __always_inline int emptcp_stage_exit(emptcp_ctx *ctx, struct emptcp_run *r, int ret)
+{
+	if (ret != EMPTCP_CONTINUE)
+		return ret;
+	return emptcp_next(ctx, r);
+}
+
 /* Actor: did the selectors before it pick this packet? */
 static __always_inline int emptcp_matched(const struct emptcp_run *r)
 {

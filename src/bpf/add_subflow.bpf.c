@@ -32,13 +32,7 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-/* Kept ADD_ADDR options per connection (declared identically in blk_subflow). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct emptcp_flow_key);
-	__type(value, struct emptcp_kept);
-} emptcp_g_kept SEC(".maps");
+#include "kept.h"
 
 /*
  * Per-CPU scratch for the DSS replacement: the option area as walked and
@@ -280,30 +274,39 @@ static __always_inline int add_subflow_act(emptcp_ctx *ctx, struct emptcp_run *r
 	return ret;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int add_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	int ret, placed = 0;
+
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(r)) {
+		ret = add_subflow_act(ctx, r, &placed);
+		if (ret < 0) {
+			emptcp_run_count(r, EMPTCP_CNT_ERROR);
+			return EMPTCP_DROP;
+		}
+		if (ret != AS_NO_COUNT)
+			emptcp_run_count(r, ret);
+		if (placed) {
+			/* the option summary no longer describes the packet */
+			r->p.flags &= ~EMPTCP_PF_OPTS;
+			r->p.flags |= EMPTCP_PF_PM;
+		}
+	}
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int add_subflow(emptcp_ctx *ctx)
 {
 	struct emptcp_run r;
-	int ret, placed = 0;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	/* one exit to the next stage, whatever the outcome (chain.h) */
-	if (emptcp_matched(&r)) {
-		ret = add_subflow_act(ctx, &r, &placed);
-		if (ret < 0) {
-			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-			return EMPTCP_DROP;
-		}
-		if (ret != AS_NO_COUNT)
-			emptcp_run_count(&r, ret);
-		if (placed) {
-			/* the option summary no longer describes the packet */
-			r.p.flags &= ~EMPTCP_PF_OPTS;
-			r.p.flags |= EMPTCP_PF_PM;
-		}
-	}
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, add_subflow_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -29,13 +29,7 @@
 const volatile struct emptcp_blk_subflow emptcp_blk_subflow_abi SEC(".rodata.abi") = {};
 const volatile struct emptcp_kept emptcp_kept_abi SEC(".rodata.abi") = {};
 
-/* Kept ADD_ADDR options per connection, shared by both hooks with add_subflow. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct emptcp_flow_key);
-	__type(value, struct emptcp_kept);
-} emptcp_g_kept SEC(".maps");
+#include "kept.h"
 
 /* Per-CPU scratch: the option kept and its replacement (the stack is full). */
 struct blk_scratch {
@@ -93,8 +87,8 @@ static __always_inline int valid_announce_len(__u32 len)
 	       len == TCPOLEN_MPTCP_ADD_ADDR6 || len == TCPOLEN_MPTCP_ADD_ADDR6_PORT;
 }
 
-SEC(EMPTCP_SEC)
-int blk_subflow(emptcp_ctx *ctx)
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_kept *old;
 	struct blk_scratch *sc;
@@ -102,72 +96,69 @@ int blk_subflow(emptcp_ctx *ctx)
 	struct emptcp_blk_subflow bs;
 	struct emptcp_flow_key k;
 	struct tcpopt_walk w;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u64 dack = EMPTCP_BLK_DACK;
 	__u32 hlen, len;
 	__u8 fl;
 	int off, ret;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &bs, sizeof(bs));
+	if (!emptcp_matched(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, &bs, sizeof(bs));
 	/* an ADD_ADDR add_subflow has just put back stays */
-	if (r.p.flags & EMPTCP_PF_PM)
-		return emptcp_next(ctx, &r);
+	if (r->p.flags & EMPTCP_PF_PM)
+		return EMPTCP_CONTINUE;
 	/*
 	 * A summary left by an earlier stage saves the walk. Not computed
 	 * here: with it inlined, Linux 6.1's verifier loses the bound of the
 	 * option copy below ("unbounded memory access").
 	 */
-	if ((r.p.flags & EMPTCP_PF_OPTS) &&
-	    !(r.p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
+	if ((r->p.flags & EMPTCP_PF_OPTS) &&
+	    !(r->p.mptcp & (1U << (bs.mode == EMPTCP_BLK_JOIN ? EMPTCP_PT_MP_JOIN_SYN
 							     : EMPTCP_PT_ADD_ADDR))))
-		return emptcp_next(ctx, &r);
-	th = emptcp_tcp(ctx, &r);
+		return EMPTCP_CONTINUE;
+	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
 	/* the IP length must cover the TCP header it rewrites (checksum range) */
-	if (emptcp_l4_len(ctx, &r) < (int)hlen) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+	if (emptcp_l4_len(ctx, r) < (int)hlen) {
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
-	if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+	if (emptcp_opts_load(ctx, r, &w, hlen) < 0) {
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	if (bs.mode == EMPTCP_BLK_JOIN) {
 		/* MP_JOIN on a SYN without ACK: a peer opening a subflow */
 		if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
 		    !(w.mptcp & (1U << MPTCPOPT_MP_JOIN)))
-			return emptcp_next(ctx, &r);
-		emptcp_run_count(&r, EMPTCP_CNT_HIT);
+			return EMPTCP_CONTINUE;
+		emptcp_run_count(r, EMPTCP_CNT_HIT);
 		return EMPTCP_DROP;
 	}
 	off = tcpopt_mptcp_off(&w, MPTCPOPT_ADD_ADDR);
 	if (off < 0 || off >= TCP_MAX_OPT_LEN)
-		return emptcp_next(ctx, &r);
+		return EMPTCP_CONTINUE;
 	len = tcpopt_byte(&w, off + 1);
 	if (!valid_announce_len(len)) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
-	if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+	if (emptcp_tuple(ctx, r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	k.slot = 0;
 	k.pad = 0;
 	sc = bpf_map_lookup_elem(&blk_scratch, &zero);
 	if (!sc) {
-		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_ERROR);
+		return EMPTCP_CONTINUE;
 	}
 
 #pragma unroll
@@ -188,19 +179,31 @@ int blk_subflow(emptcp_ctx *ctx)
 		for (int i = 0; i < 8; i++)
 			sc->repl[4 + i] = (__u8)(dack >> (56 - 8 * i));
 	}
-	ret = tcpopt_replace(ctx, r.p.l4_off, &w, off, len, sc->repl);
+	ret = tcpopt_replace(ctx, r->p.l4_off, &w, off, len, sc->repl);
 	if (ret < 0) {
-		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_ERROR);
+		return EMPTCP_CONTINUE;
 	}
 	old = bpf_map_lookup_elem(&emptcp_g_kept, &k);
 	sc->kept.count = old ? old->count + 1 : 1;
 	bpf_map_update_elem(&emptcp_g_kept, &k, &sc->kept, BPF_ANY);
-	emptcp_run_count(&r, EMPTCP_CNT_HIT);
+	emptcp_run_count(r, EMPTCP_CNT_HIT);
 	/* the option summary no longer describes the packet */
-	r.p.flags &= ~EMPTCP_PF_OPTS;
-	r.p.flags |= EMPTCP_PF_PM;
-	return emptcp_next(ctx, &r);
+	r->p.flags &= ~EMPTCP_PF_OPTS;
+	r->p.flags |= EMPTCP_PF_PM;
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
+SEC(EMPTCP_SEC)
+int blk_subflow(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, blk_subflow_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -70,6 +70,15 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	return hit;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int ip_pair_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	if (!emptcp_select_decided(r))
+		emptcp_select_combine(r, ip_pair_hit(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int ip_pair(emptcp_ctx *ctx)
 {
@@ -77,9 +86,8 @@ int ip_pair(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (!emptcp_select_decided(&r))
-		emptcp_select_combine(&r, ip_pair_hit(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, ip_pair_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -140,6 +140,16 @@ static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	return ret > 0 ? EMPTCP_CNT_HIT : ret < 0 ? EMPTCP_CNT_ERROR : EMPTCP_CNT_SKIP;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int observe_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(r))
+		emptcp_run_count(r, observe_act(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int observe(emptcp_ctx *ctx)
 {
@@ -147,10 +157,8 @@ int observe(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	/* one exit to the next stage, whatever the outcome (chain.h) */
-	if (emptcp_matched(&r))
-		emptcp_run_count(&r, observe_act(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, observe_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -24,6 +24,15 @@ static __always_inline int port_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 	return 1;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_STAGE int port_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	if (!emptcp_select_decided(r))
+		emptcp_select_combine(r, port_hit(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int port(emptcp_ctx *ctx)
 {
@@ -31,9 +40,8 @@ int port(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (!emptcp_select_decided(&r))
-		emptcp_select_combine(&r, port_hit(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, port_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

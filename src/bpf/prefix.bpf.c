@@ -29,6 +29,15 @@ static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *
 	return (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1];
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int prefix_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	if (!emptcp_select_decided(r))
+		emptcp_select_combine(r, prefix_hit(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int prefix(emptcp_ctx *ctx)
 {
@@ -36,9 +45,8 @@ int prefix(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (!emptcp_select_decided(&r))
-		emptcp_select_combine(&r, prefix_hit(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, prefix_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

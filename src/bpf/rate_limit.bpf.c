@@ -63,14 +63,13 @@ static __always_inline void rl_start(struct emptcp_rl_flow *st, int d, __u32 bas
 	st->flags[d] |= EMPTCP_RL_EDGE;
 }
 
-SEC(EMPTCP_SEC)
-int rate_limit(emptcp_ctx *ctx)
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_rate_limit rl;
 	struct emptcp_flow_key key;
 	struct emptcp_rl_flow *st, init = {};
 	struct tcpopt_walk w;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
 	__u16 win_old, win_new;
@@ -78,31 +77,29 @@ int rate_limit(emptcp_ctx *ctx)
 	int l4len, dir, d, lit;
 	__u8 fl, ws = 0;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &rl, sizeof(rl));
+	if (!emptcp_matched(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, &rl, sizeof(rl));
 	/*
 	 * The rate from a map keyed by the packet (bytes/s): the burst is then
 	 * one second of it (the loader refuses an explicit burst with a map).
 	 */
-	lit = emptcp_param_from_tab(ctx, &r, &v);
+	lit = emptcp_param_from_tab(ctx, r, &v);
 	if (lit < 0)
-		return emptcp_next(ctx, &r);
+		return EMPTCP_CONTINUE;
 	if (lit == 0) {
 		if (v == 0)
-			return emptcp_next(ctx, &r);
+			return EMPTCP_CONTINUE;
 		rl.rate_Bps = v;
 		rl.burst_ns = NSEC;
 		rl.debt_ns = NSEC + NSEC / 2;
 		rl.burst = v > 0xffffffffULL ? 0xffffffffU : (__u32)v;
 	}
 
-	th = emptcp_tcp(ctx, &r);
+	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	/* header fields first: packet pointers do not survive helper calls */
 	fl = ((__u8 *)th)[13];
@@ -110,31 +107,31 @@ int rate_limit(emptcp_ctx *ctx)
 	seq = bpf_ntohl(th->seq);
 	ack = bpf_ntohl(th->ack_seq);
 	win_old = th->window;
-	l4len = emptcp_l4_len(ctx, &r);
+	l4len = emptcp_l4_len(ctx, r);
 	if (hlen < 20 || l4len < (int)hlen) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	payload = l4len - hlen;
-	dir = emptcp_flow_canon(ctx, &r, &key);
+	dir = emptcp_flow_canon(ctx, r, &key);
 	if (dir < 0) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return EMPTCP_CONTINUE;
 	}
 	dir &= 1;
 
 	if (fl & EMPTCP_TCP_RST) {
 		bpf_map_delete_elem(&emptcp_g_rl_flows, &key);
-		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 	now = bpf_ktime_get_ns();
 	if (fl & EMPTCP_TCP_SYN) {
 		/* the SYN sender's window shift: the unit of its ACKs' windows */
 		if (hlen > 20) {
-			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_next(ctx, &r);
+			if (emptcp_opts_load(ctx, r, &w, hlen) < 0) {
+				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+				return EMPTCP_CONTINUE;
 			}
 			if (w.ws_off)
 				ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
@@ -146,32 +143,32 @@ int rate_limit(emptcp_ctx *ctx)
 			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 		if (!st) {
-			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-			return emptcp_next(ctx, &r);
+			emptcp_run_count(r, EMPTCP_CNT_ERROR);
+			return EMPTCP_CONTINUE;
 		}
 		/* it receives the data of the other direction */
 		st->wscale[(dir ^ 1) & 1] = (ws > 14 ? 14 : ws) + 1;
 		/* its own data starts after the SYN */
 		rl_start(st, dir, seq + 1, now);
-		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 	if (!(fl & EMPTCP_TCP_ACK)) {
-		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 	st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 	if (!st) {
 		/* no handshake seen: data can still be held to the budget */
 		if (!payload) {
-			emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-			return emptcp_next(ctx, &r);
+			emptcp_run_count(r, EMPTCP_CNT_SKIP);
+			return EMPTCP_CONTINUE;
 		}
 		bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
 		if (!st) {
-			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-			return emptcp_next(ctx, &r);
+			emptcp_run_count(r, EMPTCP_CNT_ERROR);
+			return EMPTCP_CONTINUE;
 		}
 	}
 
@@ -199,7 +196,7 @@ int rate_limit(emptcp_ctx *ctx)
 				tat = now;
 			tat += rl_ns(&rl, end - st->hi[dir]);
 			if (tat > now + rl.burst_ns && st->tat_ns[dir] > now) {
-				emptcp_run_count(&r, EMPTCP_CNT_DROP);
+				emptcp_run_count(r, EMPTCP_CNT_DROP);
 				return EMPTCP_DROP;
 			}
 			st->tat_ns[dir] = tat;
@@ -215,8 +212,8 @@ int rate_limit(emptcp_ctx *ctx)
 	 */
 	d = (dir ^ 1) & 1;
 	if (!st->wscale[d]) {
-		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 	shift = (st->wscale[d] - 1) & 15;
 	if (!(st->flags[d] & EMPTCP_RL_EDGE))
@@ -245,22 +242,34 @@ int rate_limit(emptcp_ctx *ctx)
 	want = allowed >> shift;
 	if (want >= bpf_ntohs(win_old)) {
 		/* already within the budget: never raise a window */
-		emptcp_run_count(&r, EMPTCP_CNT_SKIP);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 	win_new = bpf_htons((__u16)want);
-	if (ctx_store_bytes(ctx, r.p.l4_off + 14, &win_new, 2) < 0) {
+	if (ctx_store_bytes(ctx, r->p.l4_off + 14, &win_new, 2) < 0) {
 		/* nothing changed */
-		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-		return emptcp_next(ctx, &r);
+		emptcp_run_count(r, EMPTCP_CNT_ERROR);
+		return EMPTCP_CONTINUE;
 	}
-	if (ctx_l4_csum_replace(ctx, r.p.l4_off + 16, win_old, win_new, 2) < 0) {
+	if (ctx_l4_csum_replace(ctx, r->p.l4_off + 16, win_old, win_new, 2) < 0) {
 		/* window changed, checksum not: drop rather than pass it corrupt */
-		emptcp_run_count(&r, EMPTCP_CNT_ERROR);
+		emptcp_run_count(r, EMPTCP_CNT_ERROR);
 		return EMPTCP_DROP;
 	}
-	emptcp_run_count(&r, EMPTCP_CNT_HIT);
-	return emptcp_next(ctx, &r);
+	emptcp_run_count(r, EMPTCP_CNT_HIT);
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
+SEC(EMPTCP_SEC)
+int rate_limit(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, rate_limit_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -23,9 +23,15 @@ struct {
  * The work of record on a selected packet.
  * Returns the counter to bump (EMPTCP_CNT_*).
  */
+/*
+ * A new subflow's record starts as this (read-only data, not a stack
+ * copy: in a walk program the stack is shared with the walk, 512 bytes).
+ */
+const volatile struct emptcp_flow_rec emptcp_rec_zero = {};
+
 static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	struct emptcp_flow_rec init = {}, *rec;
+	struct emptcp_flow_rec *rec;
 	struct emptcp_flow_key k;
 	struct tcpopt_walk w;
 	struct tcphdr *th;
@@ -56,12 +62,15 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	now = bpf_ktime_get_ns();
 	rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
 	if (!rec) {
-		init.first_ns = now;
-		init.v6 = !!(r->p.flags & EMPTCP_PF_V6);
-		bpf_map_update_elem(&emptcp_g_flows, &k, &init, BPF_NOEXIST);
+		bpf_map_update_elem(&emptcp_g_flows, &k, (void *)&emptcp_rec_zero, BPF_NOEXIST);
 		rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
 		if (!rec)
 			return EMPTCP_CNT_ERROR;
+		/* the CPU that made the record (or one racing it) dates it */
+		if (!rec->first_ns) {
+			rec->first_ns = now;
+			rec->v6 = !!(r->p.flags & EMPTCP_PF_V6);
+		}
 	}
 	dir &= 1;
 	rec->last_ns = now;
@@ -146,6 +155,16 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CNT_HIT;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int record_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(r))
+		emptcp_run_count(r, record_act(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int record(emptcp_ctx *ctx)
 {
@@ -153,10 +172,8 @@ int record(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	/* one exit to the next stage, whatever the outcome (chain.h) */
-	if (emptcp_matched(&r))
-		emptcp_run_count(&r, record_act(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, record_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -22,25 +22,22 @@
 #define EMPTCP_AF_INET		2
 #define EMPTCP_AF_INET6		10
 
-SEC(EMPTCP_SEC)
-int redirect(emptcp_ctx *ctx)
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int redirect_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_redirect rd;
-	struct emptcp_run r;
 	__u64 v;
 	int lit;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &rd, sizeof(rd));
-	lit = emptcp_param_from_tab(ctx, &r, &v);
+	if (!emptcp_matched(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, &rd, sizeof(rd));
+	lit = emptcp_param_from_tab(ctx, r, &v);
 	if (lit < 0)
-		return emptcp_next(ctx, &r);
+		return EMPTCP_CONTINUE;
 	if (lit == 0)
 		rd.ifindex = (__u32)v;
-	emptcp_run_count(&r, EMPTCP_CNT_HIT);
+	emptcp_run_count(r, EMPTCP_CNT_HIT);
 #ifdef EMPTCP_TC
 	if (rd.flags & EMPTCP_RD_INGRESS)
 		return bpf_redirect(rd.ifindex, EMPTCP_BPF_F_INGRESS);
@@ -62,4 +59,16 @@ int redirect(emptcp_ctx *ctx)
 #endif
 }
 
+#ifndef EMPTCP_WALK
+SEC(EMPTCP_SEC)
+int redirect(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, redirect_stage(ctx, &r));
+}
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

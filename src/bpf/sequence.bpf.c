@@ -59,30 +59,27 @@ static __always_inline int seq_in_range(const struct emptcp_sequence *sq, __u64 
 	return (__s32)(o32 - f32) >= 0;
 }
 
-SEC(EMPTCP_SEC)
-int sequence(emptcp_ctx *ctx)
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_seq_base nb = {}, *b;
 	struct emptcp_sequence sq;
 	struct emptcp_flow_key k;
 	struct tcpopt_walk w;
 	struct mptcp_dss d;
-	struct emptcp_run r;
 	struct tcphdr *th;
 	__u64 v, off;
 	__u32 hlen, width;
 	int relative, wide, hit;
 	__u8 fl;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (emptcp_select_decided(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &sq, sizeof(sq));
-	th = emptcp_tcp(ctx, &r);
+	if (emptcp_select_decided(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, &sq, sizeof(sq));
+	th = emptcp_tcp(ctx, r);
 	if (!th) {
-		emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-		return emptcp_select(ctx, &r, 0);
+		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+		return emptcp_selected(r, 0);
 	}
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
@@ -93,42 +90,42 @@ int sequence(emptcp_ctx *ctx)
 			v = (__u32)(v + 1);
 	} else {
 		/* a DSS blk_subflow wrote carries no value of the peer's */
-		if (r.p.flags & EMPTCP_PF_PM)
-			return emptcp_select(ctx, &r, 0);
+		if (r->p.flags & EMPTCP_PF_PM)
+			return emptcp_selected(r, 0);
 		/*
 		 * The option summary (cached per packet) says where the DSS
 		 * is; it is parsed in place. A TCP header longer than its IP
 		 * length has no summary: walk a copy, as the options alone
 		 * decide here.
 		 */
-		if (emptcp_opts(ctx, &r) == 0) {
+		if (emptcp_opts(ctx, r) == 0) {
 			/* no DSS: nothing to compare (a malformed DSS is a parse error) */
-			if (!(r.p.subtypes & (1U << MPTCPOPT_DSS)))
-				return emptcp_select(ctx, &r, 0);
-			if (emptcp_dss(ctx, &r, &d) < 0) {
-				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, &r, 0);
+			if (!(r->p.subtypes & (1U << MPTCPOPT_DSS)))
+				return emptcp_selected(r, 0);
+			if (emptcp_dss(ctx, r, &d) < 0) {
+				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_selected(r, 0);
 			}
 		} else {
-			if (emptcp_opts_load(ctx, &r, &w, hlen) < 0) {
-				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, &r, 0);
+			if (emptcp_opts_load(ctx, r, &w, hlen) < 0) {
+				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_selected(r, 0);
 			}
 			if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
-				return emptcp_select(ctx, &r, 0);
+				return emptcp_selected(r, 0);
 			if (mptcp_parse_dss(&w, &d) < 0) {
-				emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_select(ctx, &r, 0);
+				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+				return emptcp_selected(r, 0);
 			}
 		}
 		if (sq.field == EMPTCP_SEQ_DSN) {
 			if (!(d.flags & MPTCP_DSS_HAS_MAP))
-				return emptcp_select(ctx, &r, 0);
+				return emptcp_selected(r, 0);
 			v = d.dsn;
 			width = (d.flags & MPTCP_DSS_DSN64) ? 8 : 4;
 		} else {
 			if (!(d.flags & MPTCP_DSS_HAS_ACK))
-				return emptcp_select(ctx, &r, 0);
+				return emptcp_selected(r, 0);
 			v = d.data_ack;
 			width = (d.flags & MPTCP_DSS_ACK64) ? 8 : 4;
 		}
@@ -138,11 +135,11 @@ int sequence(emptcp_ctx *ctx)
 	off = v;
 	wide = width == 8;
 	if (relative) {
-		if (emptcp_tuple(ctx, &r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
-			emptcp_run_count(&r, EMPTCP_CNT_PARSE_ERR);
-			return emptcp_select(ctx, &r, 0);
+		if (emptcp_tuple(ctx, r, k.saddr, k.daddr, &k.sport, &k.dport) < 0) {
+			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
+			return emptcp_selected(r, 0);
 		}
-		k.slot = r.slot;
+		k.slot = r->slot;
 		k.pad = 0;
 		b = bpf_map_lookup_elem(&emptcp_seq_base, &k);
 		if (b) {
@@ -159,7 +156,19 @@ int sequence(emptcp_ctx *ctx)
 			bpf_map_delete_elem(&emptcp_seq_base, &k);
 	}
 	hit = seq_in_range(&sq, off, wide, relative);
-	return emptcp_select(ctx, &r, hit);
+	return emptcp_selected(r, hit);
+}
+
+#ifndef EMPTCP_WALK
+SEC(EMPTCP_SEC)
+int sequence(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, sequence_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

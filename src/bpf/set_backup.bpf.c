@@ -425,25 +425,34 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CNT_HIT;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int set_backup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	int ret;
+
+	/* one exit to the next stage, whatever the outcome (chain.h) */
+	if (emptcp_matched(r)) {
+		ret = set_backup_act(ctx, r);
+		if (ret < 0) {
+			emptcp_run_count(r, EMPTCP_CNT_ERROR);
+			return EMPTCP_DROP;
+		}
+		if (ret != BK_NO_COUNT)
+			emptcp_run_count(r, ret);
+	}
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int set_backup(emptcp_ctx *ctx)
 {
 	struct emptcp_run r;
-	int ret;
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	/* one exit to the next stage, whatever the outcome (chain.h) */
-	if (emptcp_matched(&r)) {
-		ret = set_backup_act(ctx, &r);
-		if (ret < 0) {
-			emptcp_run_count(&r, EMPTCP_CNT_ERROR);
-			return EMPTCP_DROP;
-		}
-		if (ret != BK_NO_COUNT)
-			emptcp_run_count(&r, ret);
-	}
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, set_backup_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

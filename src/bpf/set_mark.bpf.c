@@ -9,31 +9,40 @@
 #include <emptcp/emptcp.h>
 #include <emptcp/tables.h>
 
-SEC(EMPTCP_SEC)
-int set_mark(emptcp_ctx *ctx)
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_STAGE int set_mark_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_set_mark m;
-	struct emptcp_run r;
 	__u64 v;
 	int lit;
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, &m, sizeof(m));
-	lit = emptcp_param_from_tab(ctx, &r, &v);
+	if (!emptcp_matched(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, &m, sizeof(m));
+	lit = emptcp_param_from_tab(ctx, r, &v);
 	if (lit < 0)
-		return emptcp_next(ctx, &r);
+		return EMPTCP_CONTINUE;
 	if (lit == 0)
 		m.value = v;
 #ifdef EMPTCP_TC
 	ctx->mark = (ctx->mark & ~m.mask) | (m.value & m.mask);
-	emptcp_run_count(&r, EMPTCP_CNT_HIT);
+	emptcp_run_count(r, EMPTCP_CNT_HIT);
 #else
-	emptcp_run_count(&r, EMPTCP_CNT_SKIP);
+	emptcp_run_count(r, EMPTCP_CNT_SKIP);
 #endif
-	return emptcp_next(ctx, &r);
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
+SEC(EMPTCP_SEC)
+int set_mark(emptcp_ctx *ctx)
+{
+	struct emptcp_run r;
+
+	if (emptcp_stage_begin(ctx, &r) < 0)
+		return EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, set_mark_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

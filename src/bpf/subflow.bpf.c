@@ -6,7 +6,7 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
+static __always_inline int sf_addr_eq(const __u8 *a, const __u8 *b)
 {
 	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] &&
 	       ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
@@ -15,9 +15,9 @@ static __always_inline int addr_eq(const __u8 *a, const __u8 *b)
 static __always_inline int tuple_eq(const struct emptcp_subflow *f, const __u8 *s, const __u8 *d,
 				    __u16 sp, __u16 dp)
 {
-	if ((f->flags & EMPTCP_SF_HAS_SADDR) && !addr_eq(f->saddr, s))
+	if ((f->flags & EMPTCP_SF_HAS_SADDR) && !sf_addr_eq(f->saddr, s))
 		return 0;
-	if ((f->flags & EMPTCP_SF_HAS_DADDR) && !addr_eq(f->daddr, d))
+	if ((f->flags & EMPTCP_SF_HAS_DADDR) && !sf_addr_eq(f->daddr, d))
 		return 0;
 	if ((f->flags & EMPTCP_SF_HAS_SPORT) && f->sport != sp)
 		return 0;
@@ -50,6 +50,15 @@ static __always_inline int subflow_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	return hit;
 }
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_HEAVY_STAGE int subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	if (!emptcp_select_decided(r))
+		emptcp_select_combine(r, subflow_hit(ctx, r));
+	return EMPTCP_CONTINUE;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int subflow(emptcp_ctx *ctx)
 {
@@ -57,9 +66,8 @@ int subflow(emptcp_ctx *ctx)
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (!emptcp_select_decided(&r))
-		emptcp_select_combine(&r, subflow_hit(ctx, &r));
-	return emptcp_next(ctx, &r);
+	return emptcp_stage_exit(ctx, &r, subflow_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

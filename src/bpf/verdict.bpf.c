@@ -7,19 +7,28 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
+/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
+EMPTCP_STAGE int verdict_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	__u64 p[1];
+
+	if (!emptcp_matched(r))
+		return EMPTCP_CONTINUE;
+	emptcp_param_copy(r, p, sizeof(p));
+	emptcp_run_count(r, EMPTCP_CNT_HIT);
+	return (p[0] & 0xff) ? EMPTCP_DROP : EMPTCP_PASS;
+}
+
+#ifndef EMPTCP_WALK
 SEC(EMPTCP_SEC)
 int verdict(emptcp_ctx *ctx)
 {
 	struct emptcp_run r;
-	__u64 p[1];
 
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
-	if (!emptcp_matched(&r))
-		return emptcp_next(ctx, &r);
-	emptcp_param_copy(&r, p, sizeof(p));
-	emptcp_run_count(&r, EMPTCP_CNT_HIT);
-	return (p[0] & 0xff) ? EMPTCP_DROP : EMPTCP_PASS;
+	return emptcp_stage_exit(ctx, &r, verdict_stage(ctx, &r));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+#endif

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * walk - every chain of one attach point as one program. The entry
+ * program jumps here through the point's head slot; the walk runs the
+ * point's stages in order, each the function of its built-in stage
+ * (compiled in with EMPTCP_WALK), with its description and counter slot
+ * read from .rodata. emptcp writes the whole layout there before loading:
+ * the verifier sees each stage's kind and parameters as constants, keeps
+ * one arm of the switch per position and prunes the rest, so a walk costs
+ * one program whatever its length, and nothing limits it but
+ * EMPTCP_MAX_WALK and the verifier's budget (checked when it loads).
+ * A point with a third-party stage keeps the tail-call walk (chain.h).
+ */
+#define EMPTCP_WALK
+#include "vmlinux.h"
+#include <emptcp/emptcp.h>
+#include <emptcp/tables.h>
+
+#include "ip_pair.bpf.c"
+#include "packet_type.bpf.c"
+#include "subflow.bpf.c"
+#include "prefix.bpf.c"
+#include "port.bpf.c"
+#include "sequence.bpf.c"
+#include "lookup.bpf.c"
+#include "set_backup.bpf.c"
+#include "set_mark.bpf.c"
+#include "redirect.bpf.c"
+#include "observe.bpf.c"
+#include "record.bpf.c"
+#include "blk_subflow.bpf.c"
+#include "add_subflow.bpf.c"
+#include "rate_limit.bpf.c"
+#include "verdict.bpf.c"
+
+/* The layout, written by emptcp before load (abi.h EMPTCP_MAX_WALK). */
+const volatile __u32 emptcp_walk_len = 0;
+const volatile struct emptcp_stage emptcp_walk[EMPTCP_MAX_WALK] = {};
+/* Counter slot of each stage (emptcp_stats, show). */
+const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
+
+/* One stage of the walk: its kind is a constant to the verifier. */
+static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+{
+	switch (r->st->kind) {
+	case EMPTCP_KIND_IP_PAIR:
+		return ip_pair_stage(ctx, r);
+	case EMPTCP_KIND_PACKET_TYPE:
+		return packet_type_stage(ctx, r);
+	case EMPTCP_KIND_SET_BACKUP:
+		return set_backup_stage(ctx, r);
+	case EMPTCP_KIND_VERDICT:
+		return verdict_stage(ctx, r);
+	case EMPTCP_KIND_SUBFLOW:
+		return subflow_stage(ctx, r);
+	case EMPTCP_KIND_PREFIX:
+		return prefix_stage(ctx, r);
+	case EMPTCP_KIND_PORT:
+		return port_stage(ctx, r);
+	case EMPTCP_KIND_SET_MARK:
+		return set_mark_stage(ctx, r);
+	case EMPTCP_KIND_REDIRECT:
+		return redirect_stage(ctx, r);
+	case EMPTCP_KIND_GET_CONNECT:	/* get_connect and get_subflow: observe */
+		return observe_stage(ctx, r);
+	case EMPTCP_KIND_RECORD:
+		return record_stage(ctx, r);
+	case EMPTCP_KIND_SEQUENCE:
+		return sequence_stage(ctx, r);
+	case EMPTCP_KIND_BLK_SUBFLOW:
+		return blk_subflow_stage(ctx, r);
+	case EMPTCP_KIND_ADD_SUBFLOW:
+		return add_subflow_stage(ctx, r);
+	case EMPTCP_KIND_RATE_LIMIT:
+		return rate_limit_stage(ctx, r);
+	case EMPTCP_KIND_LOOKUP:
+		return lookup_stage(ctx, r);
+	}
+	/* a kind this walk does not know: emptcp never writes one */
+	emptcp_run_count(r, EMPTCP_CNT_ERROR);
+	return EMPTCP_CONTINUE;
+}
+
+SEC(EMPTCP_SEC)
+int emptcp_walk_prog(emptcp_ctx *ctx)
+{
+	struct emptcp_run r = {};
+	__u32 i, slot;
+	int ret;
+
+	/* the context the entry program left for the first stage */
+	if (emptcp_pctx_load(ctx, &r.p) < 0)
+		return EMPTCP_PASS;
+#ifdef EMPTCP_XDP
+	r.scratch = emptcp_scratch_slot();
+#endif
+	/* a loop, not unrolled: the verifier walks each position once */
+#pragma clang loop unroll(disable)
+	for (i = 0; i < EMPTCP_MAX_WALK; i++) {
+		if (i >= emptcp_walk_len)
+			break;
+		r.st = &emptcp_walk[i];
+		slot = emptcp_walk_slot[i];
+		r.slot = slot;
+		r.p.slot = slot;
+		if (r.st->flags & EMPTCP_SF_FIRST)
+			r.p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
+		r.cnt = bpf_map_lookup_elem(&emptcp_stats, &slot);
+		emptcp_run_count(&r, EMPTCP_CNT_RUN);
+		ret = walk_stage(ctx, &r);
+		if (ret != EMPTCP_CONTINUE)
+			return ret;
+	}
+	return EMPTCP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
