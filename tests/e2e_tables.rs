@@ -457,9 +457,15 @@ fn controller_puts_each_subflow_on_its_own_link_v4() {
     let bed = Testbed::routed(Family::V4);
     let links = Links::add(&bed);
     let r = bed.r.as_str();
-    let mut pol = String::from(
-        "[[map]]\nname = \"subflow_link\"\nkey = \"subflow\"\nvalue = \"u32\"\nsize = 1024\n\n",
+    // the map in a file of its own (README): re-applying the chains
+    // leaves the controller's elements alone
+    let m = bed.policy(
+        "subflow_link",
+        "[[map]]\nname = \"subflow_link\"\nkey = \"subflow\"\nvalue = \"u32\"\nsize = 1024\n",
     );
+    let o = bed.emptcp(&["apply", m.to_str().unwrap()]).expect_ok();
+    assert_eq!(o.stdout.trim(), "applied map subflow_link");
+    let mut pol = String::new();
     for (i, dev) in [&bed.r1a, &bed.r2a].into_iter().enumerate() {
         pol += &format!(
             "[[chain]]\nname = \"observe{i}\"\ndev = \"{dev}\"\nhook = \"tc-ingress\"\n\
@@ -542,6 +548,14 @@ fn controller_puts_each_subflow_on_its_own_link_v4() {
     assert_eq!(mark_of(s0), "2", "subflow 0's mark");
     assert_eq!(mark_of(s1), "3", "subflow 1's mark");
     assert_eq!(placed.len(), 2, "two placements logged: {placed:?}");
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let again = bed.emptcp(&["map", "list", "subflow_link"]).expect_ok();
+    assert_eq!(
+        again.stdout.lines().count(),
+        2,
+        "re-applying the chains kept the placements:\n{}",
+        again.stdout
+    );
 
     // the kernel's view: each subflow's packets (the client's ACKs) left
     // the router by its own link
