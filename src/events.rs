@@ -375,15 +375,7 @@ pub fn stream(
     count: Option<usize>,
     timeout: Option<Duration>,
 ) -> Result<()> {
-    let mut reader = ReaderSlot::claim(dir)?;
-    // None while another emptcp changes the state: keep what we have
-    let load_state = || -> Option<State> {
-        StateDir::open_shared(dir, false)
-            .ok()
-            .flatten()
-            .and_then(|sd| sd.load().ok())
-    };
-    let mut st = load_state().unwrap_or_default();
+    let reader = Events::open(dir)?;
     // SAFETY: installing a handler that only stores to an atomic.
     unsafe {
         let h = nix::sys::signal::SigHandler::Handler(on_signal);
@@ -392,39 +384,109 @@ pub fn stream(
     }
     let start = Instant::now();
     let stopped = || STOP.load(Ordering::SeqCst) || timeout.is_some_and(|t| start.elapsed() >= t);
-    let mut dec = Decoder::default();
+    let stdout = std::io::stdout();
     let mut seen = 0usize;
-    loop {
-        let out = Sink {
-            json,
-            chain,
-            count,
-            seen: &mut seen,
-        };
-        if read_ring(&reader, dir, &mut st, &mut dec, out, &load_state, &stopped)? == Ring::Done {
-            return Ok(());
+    // one write per batch drained, not per event; a reader still sees
+    // each event within one poll of its arrival
+    let mut print = |views: Vec<EventView>| -> Result<bool> {
+        let mut o = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        for v in views {
+            if chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
+                continue;
+            }
+            if json {
+                serde_json::to_writer(&mut o, &v)?;
+                writeln!(o)?;
+            } else {
+                writeln!(o, "{}", line(&v))?;
+            }
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                o.flush()?;
+                return Ok(true);
+            }
         }
-        // the state was reset: wait for new rings as a fresh reader would
-        reader = loop {
-            if stopped() {
-                return Ok(());
-            }
-            std::thread::sleep(RESET_POLL);
-            if let Ok(r) = ReaderSlot::claim(dir) {
-                break r;
-            }
-        };
-        st = load_state().unwrap_or_default();
-        eprintln!("emptcp: events: state directory was reset; following the new ring");
-    }
+        o.flush()?;
+        Ok(false)
+    };
+    reader.run(&stopped, &mut print)
 }
 
-/// Where and how events are printed, and how many so far.
-struct Sink<'a> {
-    json: bool,
-    chain: Option<&'a str>,
-    count: Option<usize>,
-    seen: &'a mut usize,
+/// A reader of the event stream: the library form of `emptcp events`, for
+/// controllers. `open` claims one of the reader slots (so it counts
+/// against the four readers), and events from then on are kept for it;
+/// `follow` hands them over, decoded and linked to their connections.
+pub struct Events {
+    dir: std::path::PathBuf,
+    reader: ReaderSlot,
+}
+
+impl Events {
+    /// Claims a reader slot of the rings under the state directory `dir`
+    /// (a chain with get_connect or get_subflow must be applied).
+    pub fn open(dir: &std::path::Path) -> Result<Events> {
+        Ok(Events {
+            dir: dir.to_path_buf(),
+            reader: ReaderSlot::claim(dir)?,
+        })
+    }
+
+    /// Calls `f` with each event in order, until `f` returns false or
+    /// `stop()` is true (checked at least every 100 ms). Like `emptcp
+    /// events`, it follows the rings of the next `apply` after a `detach
+    /// --all`.
+    pub fn follow(
+        self,
+        stop: &dyn Fn() -> bool,
+        f: &mut dyn FnMut(&EventView) -> bool,
+    ) -> Result<()> {
+        self.run(stop, &mut |views| Ok(!views.iter().all(&mut *f)))
+    }
+
+    /// Reads until `stopped()` or `handle` (given each batch drained from
+    /// the ring) returns true.
+    fn run(
+        self,
+        stopped: &dyn Fn() -> bool,
+        handle: &mut dyn FnMut(Vec<EventView>) -> Result<bool>,
+    ) -> Result<()> {
+        let Events { dir, mut reader } = self;
+        // None while another emptcp changes the state: keep what we have
+        let load_state = || -> Option<State> {
+            StateDir::open_shared(&dir, false)
+                .ok()
+                .flatten()
+                .and_then(|sd| sd.load().ok())
+        };
+        let mut st = load_state().unwrap_or_default();
+        let mut dec = Decoder::default();
+        loop {
+            if read_ring(
+                &reader,
+                &dir,
+                &mut st,
+                &mut dec,
+                handle,
+                &load_state,
+                stopped,
+            )? == Ring::Done
+            {
+                return Ok(());
+            }
+            // the state was reset: wait for new rings as a fresh reader would
+            reader = loop {
+                if stopped() {
+                    return Ok(());
+                }
+                std::thread::sleep(RESET_POLL);
+                if let Ok(r) = ReaderSlot::claim(&dir) {
+                    break r;
+                }
+            };
+            st = load_state().unwrap_or_default();
+            eprintln!("emptcp: events: state directory was reset; following the new ring");
+        }
+    }
 }
 
 /// How reading one ring ended.
@@ -436,13 +498,14 @@ enum Ring {
     Reset,
 }
 
-/// Prints the events of `reader`'s ring until it is done or reset.
+/// Hands the events of `reader`'s ring to `handle`, a batch per poll,
+/// until it is done or reset.
 fn read_ring(
     reader: &ReaderSlot,
     dir: &std::path::Path,
     st: &mut State,
     dec: &mut Decoder,
-    out: Sink<'_>,
+    handle: &mut dyn FnMut(Vec<EventView>) -> Result<bool>,
     load_state: &dyn Fn() -> Option<State>,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Ring> {
@@ -456,14 +519,11 @@ fn read_ring(
         0
     })?;
     let rb = b.build()?;
-    let stdout = std::io::stdout();
     let mut checked = Instant::now();
     while !stopped() {
         rb.poll(Duration::from_millis(100))?;
         let evs: Vec<_> = pending.borrow_mut().drain(..).collect();
-        // one write per batch drained, not per event; a reader still sees
-        // each event within one poll of its arrival
-        let mut o = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let mut views = Vec::with_capacity(evs.len());
         let mut reloaded = false;
         for e in evs {
             // a chain applied after we started: read the state again (once
@@ -474,23 +534,11 @@ fn read_ring(
                 }
                 reloaded = true;
             }
-            let v = dec.view(&e, st);
-            if out.chain.is_some_and(|c| v.chain.as_deref() != Some(c)) {
-                continue;
-            }
-            if out.json {
-                serde_json::to_writer(&mut o, &v)?;
-                writeln!(o)?;
-            } else {
-                writeln!(o, "{}", line(&v))?;
-            }
-            *out.seen += 1;
-            if out.count.is_some_and(|n| *out.seen >= n) {
-                o.flush()?;
-                return Ok(Ring::Done);
-            }
+            views.push(dec.view(&e, st));
         }
-        o.flush()?;
+        if handle(views)? {
+            return Ok(Ring::Done);
+        }
         if checked.elapsed() >= RESET_POLL {
             checked = Instant::now();
             if !reader.still_pinned(dir) {

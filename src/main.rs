@@ -84,7 +84,13 @@ fn run(cli: Cli) -> Result<()> {
             for a in &r.attached {
                 println!("attached {a}");
             }
-            println!("applied {}", r.applied.join(", "));
+            // a file of sets and maps only applies no chain: name the tables
+            let tables = p
+                .tables
+                .iter()
+                .map(|t| format!("{} {}", t.def.what(), t.def.name));
+            let all: Vec<String> = r.applied.iter().cloned().chain(tables).collect();
+            println!("applied {}", all.join(", "));
         }
         Command::Check { policy } => {
             let p = read_policy(&policy, &rt)?;

@@ -664,7 +664,8 @@ fn set_timeout_opt(fd: i32, opt: i32, d: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn mptcp_listen(bind: SocketAddr) -> Result<TcpListener, String> {
+/// An MPTCP listener on `bind` (SO_REUSEADDR), in the caller's namespace.
+pub fn mptcp_listen(bind: SocketAddr) -> Result<TcpListener, String> {
     let fd = mptcp_socket(&bind)?;
     // SAFETY: fd is a fresh socket we own; TcpListener closes it on drop.
     let l = unsafe { TcpListener::from_raw_fd(fd) };
@@ -692,11 +693,28 @@ fn mptcp_listen(bind: SocketAddr) -> Result<TcpListener, String> {
 }
 
 fn mptcp_connect(dst: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    mptcp_connect_from(None, dst, timeout)
+}
+
+/// An MPTCP connection to `dst`, from `src` when given (bound before
+/// connecting, port chosen by the kernel), in the caller's namespace.
+pub fn mptcp_connect_from(
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
     let fd = mptcp_socket(&dst)?;
     // SAFETY: fresh socket we own; TcpStream closes it on drop.
     let s = unsafe { TcpStream::from_raw_fd(fd) };
     // SO_SNDTIMEO bounds connect() on Linux
     set_timeout_opt(fd, libc::SO_SNDTIMEO, timeout)?;
+    if let Some(src) = src {
+        let (ss, len) = sockaddr(&SocketAddr::new(src, 0));
+        // SAFETY: ss/len describe a valid sockaddr.
+        if unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len) } < 0 {
+            return Err(last_err(&format!("bind {src}")));
+        }
+    }
     let (ss, len) = sockaddr(&dst);
     // SAFETY: ss/len describe a valid sockaddr.
     if unsafe { libc::connect(fd, &ss as *const _ as *const libc::sockaddr, len) } < 0 {
@@ -951,6 +969,11 @@ pub struct Upload {
 impl Upload {
     /// Starts server and client; returns once the client is connecting.
     pub fn start(bed: &Testbed, duration: Duration) -> Upload {
+        Upload::start_from(bed, None, duration)
+    }
+
+    /// Like `start`, the client's socket bound to `src` when given.
+    pub fn start_from(bed: &Testbed, src: Option<IpAddr>, duration: Duration) -> Upload {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (sent_tx, sent_rx) = mpsc::channel();
         let (close_tx, close_rx) = mpsc::channel::<()>();
@@ -1018,7 +1041,7 @@ impl Upload {
         let client = thread::spawn(move || -> Result<(), String> {
             let r: Result<(TcpStream, u64), String> = (|| {
                 enter_netns(&ns_a)?;
-                let mut s = mptcp_connect(dst, Duration::from_secs(5))?;
+                let mut s = mptcp_connect_from(src, dst, Duration::from_secs(5))?;
                 s.set_write_timeout(Some(Duration::from_secs(10)))
                     .map_err(|e| e.to_string())?;
                 let pat: Vec<u8> = (0..(CHUNK as u64 + 251)).map(pattern_byte).collect();
