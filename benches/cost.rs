@@ -160,7 +160,7 @@ fn cases(hook: &str) -> Vec<Case> {
     if hook != "xdp" {
         add(Group::Kind, "set_mark", vec![SET_MARK]);
     }
-    for n in [1usize, 2, 4, 8, 16] {
+    for n in [1usize, 2, 4, 8, 16, 32, 64] {
         add(
             Group::Length,
             &format!("{n:>2} stages: {} x ip_pair hit + pass", n - 1),
@@ -226,7 +226,8 @@ fn median(v: &[f64]) -> f64 {
 }
 
 struct Row {
-    family: &'static str,
+    /// hook family and runtime: "xdp walk", "tc tail"
+    family: String,
     group: Group,
     label: String,
     stages: usize,
@@ -272,50 +273,61 @@ fn main() {
         );
     }
 
+    // the walk program and one program per stage (tail calls), A/B
+    let runtimes: Vec<(&str, bool)> = match arg::<String>(&args, "--runtime").as_deref() {
+        Some("walk") => vec![("walk", true)],
+        Some("tail") => vec![("tail", false)],
+        _ => vec![("walk", true), ("tail", false)],
+    };
     let mut rows: Vec<Row> = Vec::new();
-    for (hook, hname, family) in [
+    for (hook, hname, fam) in [
         (Hook::Xdp, "xdp", "xdp"),
         (Hook::TcEgress, "tc-egress", "tc"),
     ] {
-        let base = Baseline::new(family);
-        let cs: Vec<Case> = cases(hname)
-            .into_iter()
-            .filter(|c| only.as_ref().is_none_or(|o| c.label.contains(o.as_str())))
-            .collect();
-        let hs: Vec<Harness> = cs
-            .iter()
-            .map(|c| {
-                let p = Policy::parse(&c.toml, "bench.toml").expect("bench policy");
-                let h = Harness::new(hook, &p.chains)
-                    .unwrap_or_else(|e| panic!("load bench chain {}: {e:#}", c.label));
-                // set_backup inserts MP_PRIO on this first run; later runs
-                // take the "once" path, as every later packet of the subflow
-                h.run(&pkt).expect("warm-up run");
-                h
-            })
-            .collect();
-        let mut t = vec![Vec::new(); cs.len()];
-        let mut b = vec![Vec::new(); cs.len()];
-        for _ in 0..rounds {
-            for (i, h) in hs.iter().enumerate() {
-                b[i].push(base.time(&pkt, repeat));
-                t[i].push(h.time(&pkt, repeat).expect("time chain").as_nanos() as f64);
+        for (rt, walk) in &runtimes {
+            let family = format!("{fam} {rt}");
+            let base = Baseline::new(fam);
+            let cs: Vec<Case> = cases(hname)
+                .into_iter()
+                .filter(|c| only.as_ref().is_none_or(|o| c.label.contains(o.as_str())))
+                // past 33 stages a tail-call walk never reaches its end
+                .filter(|c| *walk || c.stages <= 33)
+                .collect();
+            let hs: Vec<Harness> = cs
+                .iter()
+                .map(|c| {
+                    let p = Policy::parse(&c.toml, "bench.toml").expect("bench policy");
+                    let h = Harness::with_runtime(hook, &p.chains, *walk)
+                        .unwrap_or_else(|e| panic!("load bench chain {}: {e:#}", c.label));
+                    // set_backup inserts MP_PRIO on this first run; later runs
+                    // take the "once" path, as every later packet of the subflow
+                    h.run(&pkt).expect("warm-up run");
+                    h
+                })
+                .collect();
+            let mut t = vec![Vec::new(); cs.len()];
+            let mut b = vec![Vec::new(); cs.len()];
+            for _ in 0..rounds {
+                for (i, h) in hs.iter().enumerate() {
+                    b[i].push(base.time(&pkt, repeat));
+                    t[i].push(h.time(&pkt, repeat).expect("time chain").as_nanos() as f64);
+                }
             }
+            let bmin = min(&b.concat());
+            for (i, c) in cs.iter().enumerate() {
+                let diffs: Vec<f64> = t[i].iter().zip(&b[i]).map(|(x, y)| x - y).collect();
+                rows.push(Row {
+                    family: family.clone(),
+                    group: c.group,
+                    label: c.label.clone(),
+                    stages: c.stages,
+                    ns: (min(&t[i]), median(&t[i])),
+                    over: (min(&t[i]) - bmin, median(&diffs)),
+                });
+            }
+            let bm = median(&b.concat());
+            println!("{family}: baseline (empty program) {bmin:.1} ns/packet min, {bm:.1} median");
         }
-        let bmin = min(&b.concat());
-        for (i, c) in cs.iter().enumerate() {
-            let diffs: Vec<f64> = t[i].iter().zip(&b[i]).map(|(x, y)| x - y).collect();
-            rows.push(Row {
-                family,
-                group: c.group,
-                label: c.label.clone(),
-                stages: c.stages,
-                ns: (min(&t[i]), median(&t[i])),
-                over: (min(&t[i]) - bmin, median(&diffs)),
-            });
-        }
-        let bm = median(&b.concat());
-        println!("{family}: baseline (empty program) {bmin:.1} ns/packet min, {bm:.1} median");
     }
 
     let mut out = String::new();
@@ -335,7 +347,7 @@ fn main() {
         let _ = writeln!(out, "\n{title}");
         let _ = writeln!(
             out,
-            "{:<5} {:<44} {:>8} {:>10} {:>10} {:>10}",
+            "{:<9} {:<44} {:>8} {:>10} {:>10} {:>10}",
             "hook", "chain", "ns min", "over min", "over med", "per stage"
         );
         for r in rows.iter().filter(|r| r.group == g) {
@@ -361,7 +373,7 @@ fn main() {
             };
             let _ = writeln!(
                 out,
-                "{:<5} {:<44} {:>8.1} {:>+10.1} {:>+10.1} {per}",
+                "{:<9} {:<44} {:>8.1} {:>+10.1} {:>+10.1} {per}",
                 r.family, r.label, r.ns.0, r.over.0, r.over.1
             );
         }

@@ -132,7 +132,7 @@ pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
         let (max, why) = if p.tail_calls {
             (
                 MAX_TAIL_CALLS,
-                format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (a third-party stage walks by tail calls)"),
+                format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"),
             )
         } else {
             (
@@ -208,7 +208,7 @@ pub fn policy_points<'a>(policy: &'a Policy, netns: Option<&'a str>) -> Vec<Poin
     for c in &policy.chains {
         let ns = c.netns.as_deref().or(netns);
         let load = (c.name.as_str(), stage_count(c));
-        let tail = c.has_custom() || !crate::store::walk_allowed();
+        let tail = !c.walkable() || !crate::store::walk_allowed();
         match points
             .iter_mut()
             .find(|p| p.dev == c.dev && p.hook == c.hook && p.netns == ns)
@@ -356,13 +356,13 @@ mod tests {
         assert_eq!(
             e,
             "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
-             calls per packet (a third-party stage walks by tail calls)"
+             calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"
         );
         let e = check(&custom_chains(2, 20)).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress: chains c0, c1 need a walk of 40 stages; the kernel allows 33 tail \
-             calls per packet (a third-party stage walks by tail calls)"
+             calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"
         );
         let p = Policy::parse(&chains(10_000, 1, |_| "veth1".into()), "p.toml").expect("valid");
         let e = check_policy(&p, Some("client"), Path::new("/x")).unwrap_err();

@@ -27,241 +27,227 @@ fn read_policy(path: &std::path::Path, rt: &Runtime) -> Result<Policy> {
 
 fn run(cli: Cli) -> Result<()> {
     emptcp::loader::init_logging(cli.verbose);
-    let mut rt = Runtime {
+    let rt = Runtime {
         dir: cli.state_dir.clone(),
         netns: cli.netns.clone(),
         ..Default::default()
     };
+    // one function per verb (iproute2's command table)
     match cli.cmd {
         Command::Apply {
             policy,
             dry_run,
             xdp_mode,
-        } => {
-            let p = read_policy(&policy, &rt)?;
-            rt.xdp_mode = xdp_mode;
-            if dry_run {
-                for c in &p.chains {
-                    let ns = c.netns.as_ref().or(rt.netns.as_ref());
-                    let stages: Vec<&str> = c
-                        .select
-                        .iter()
-                        .map(|s| s.kind.name())
-                        .chain(c.act.iter().map(|a| a.name()))
-                        .collect();
-                    println!(
-                        "chain {} on {} {}{}: {}",
-                        c.name,
-                        c.dev,
-                        c.hook,
-                        ns.map(|n| format!(" (netns {n})")).unwrap_or_default(),
-                        stages.join(" -> ")
-                    );
-                }
-                return Ok(());
-            }
-            emptcp::priv_check()?;
-            if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
-                eprintln!("emptcp: warning: {w}");
-            }
-            for w in emptcp::runtime::jit_warnings() {
-                eprintln!("emptcp: warning: {w}");
-            }
-            for w in emptcp::runtime::mptcp_warnings(&p, rt.netns.as_deref()) {
-                eprintln!("emptcp: warning: {w}");
-            }
-            let r = rt.apply(&p)?;
-            for n in &r.notes {
-                eprintln!("emptcp: {n}");
-            }
-            for a in &r.repaired {
-                println!("repaired {a}");
-            }
-            // after the apply: a failed one says one line, the error
-            if let Some(w) = emptcp::features::apply_warning(&p) {
-                eprintln!("emptcp: warning: {w}");
-            }
-            for a in &r.attached {
-                println!("attached {a}");
-            }
-            // a file of sets and maps only applies no chain: name the tables
-            let tables = p
-                .tables
-                .iter()
-                .map(|t| format!("{} {}", t.def.what(), t.def.name));
-            let all: Vec<String> = r.applied.iter().cloned().chain(tables).collect();
-            println!("applied {}", all.join(", "));
-        }
-        Command::Check { policy } => {
-            let p = read_policy(&policy, &rt)?;
-            emptcp::priv_check()?;
-            if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
-                eprintln!("emptcp: warning: {w}");
-            }
-            let n = rt.check(&p)?;
-            println!(
-                "{}: ok ({} chains, {n} programs verified)",
-                emptcp::text::path(&policy),
-                p.chains.len()
-            );
-        }
-        Command::Show { name, json } => {
-            let v = rt.show(name.as_deref())?;
-            let out = std::io::stdout();
-            let mut out = out.lock();
-            if json {
-                serde_json::to_writer_pretty(&mut out, &v)?;
-                writeln!(out)?;
-                return Ok(());
-            }
-            if cli.verbose {
-                write!(out, "{}", emptcp::features::get())?;
-            }
-            if v.is_empty() {
-                writeln!(out, "no chains")?;
-            }
-            for c in &v {
-                writeln!(
-                    out,
-                    "{}: {} {}{} ({}, generation {}, walk {} of {}){}",
-                    c.name,
-                    c.dev,
-                    c.hook,
-                    c.netns
-                        .as_ref()
-                        .map(|n| format!(" netns {n}"))
-                        .unwrap_or_default(),
-                    c.attach,
-                    c.generation,
-                    c.walk,
-                    c.walk_max,
-                    if c.status == "ok" {
-                        String::new()
-                    } else {
-                        format!("  NOT RUNNING: {}", c.status)
-                    }
-                )?;
-                for s in &c.stages {
-                    let cnt: Vec<String> =
-                        s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                    writeln!(out, "  [{:>4}] {:<12} {}", s.slot, s.kind, cnt.join("  "))?;
-                }
-            }
-            if name.is_none() {
-                let t = rt.tables()?;
-                if !t.is_empty() {
-                    writeln!(out, "sets and maps:")?;
-                }
-                for t in t {
-                    writeln!(
-                        out,
-                        "  {} {}: {} keys{}, {} of {} elements{}",
-                        t.kind,
-                        t.name,
-                        t.key,
-                        t.value.map(|v| format!(", {v} values")).unwrap_or_default(),
-                        t.elements,
-                        t.size,
-                        if t.used_by.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", used by {}", t.used_by.join(", "))
-                        }
-                    )?;
-                }
-            }
-        }
-        Command::Detach { name, all } => {
-            emptcp::priv_check()?;
-            if all {
-                let (n, left) = rt.detach_all()?;
-                println!("detached {n} chains");
-                if let Some(first) = left.first() {
-                    eprintln!(
-                        "emptcp: left {} in place: {} entries emptcp did not create, e.g. {}",
-                        rt.dir.display(),
-                        left.len(),
-                        emptcp::text::quoted(&first.to_string_lossy())
-                    );
-                }
-            } else if let Some(n) = name {
-                for note in rt.detach(&n)? {
-                    eprintln!("emptcp: {note}");
-                }
-                println!("detached {n}");
-            }
-        }
+        } => cmd_apply(rt, &policy, dry_run, xdp_mode),
+        Command::Check { policy } => cmd_check(&rt, &policy),
+        Command::Show { name, json } => cmd_show(&rt, name, json, cli.verbose),
+        Command::Detach { name, all } => cmd_detach(&rt, name, all),
         Command::Events {
             json,
             chain,
             count,
             timeout,
-        } => {
-            emptcp::events::stream(
-                &rt.dir,
-                json,
-                chain.as_deref(),
-                count,
-                timeout.map(std::time::Duration::from_secs_f64),
-            )?;
-        }
-        Command::Stats { json, format } => {
-            let s = emptcp::stats::collect(&rt)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else if format == "prometheus" {
-                print!("{}", emptcp::stats::prometheus(&s));
-            } else {
-                print!("{}", emptcp::stats::text(&s));
-            }
-        }
-        Command::Set { op } => table_op(&rt, "set", op)?,
-        Command::Map { op } => table_op(&rt, "map", op)?,
-        Command::Catalog { json } => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(CATALOG)?);
-                return Ok(());
-            }
-            for role in [StageRole::Selector, StageRole::Actor] {
-                println!(
-                    "{}s:",
-                    if role == StageRole::Selector {
-                        "selector"
-                    } else {
-                        "actor"
-                    }
-                );
-                for e in CATALOG.iter().filter(|e| e.role == role) {
-                    println!("  {:<12} {}", e.kind, e.doc);
-                    for p in e.params {
-                        println!(
-                            "      {:<8} {:<13} {}{}",
-                            p.name,
-                            format!("{:?}", p.ty).to_lowercase(),
-                            p.doc,
-                            p.default
-                                .map(|d| format!(" (default {d})"))
-                                .unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            println!(
-                "every selector also takes: op = \"and\"|\"or\" (default and), not = true|false"
-            );
-            println!("limits:");
-            for (what, n) in emptcp::capacity::limits() {
-                println!("  {what:<44} {n}");
-            }
-        }
+        } => emptcp::events::stream(
+            &rt.dir,
+            json,
+            chain.as_deref(),
+            count,
+            timeout.map(std::time::Duration::from_secs_f64),
+        ),
+        Command::Stats { json, format } => cmd_stats(&rt, json, &format),
+        Command::Set { op } => table_op(&rt, "set", op),
+        Command::Map { op } => table_op(&rt, "map", op),
+        Command::Catalog { json } => cmd_catalog(json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());
+            Ok(())
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .context("failed to render the man page")?;
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("failed to render the man page"),
+    }
+}
+
+/// `emptcp apply`.
+fn cmd_apply(
+    mut rt: Runtime,
+    policy: &std::path::Path,
+    dry_run: bool,
+    xdp_mode: emptcp::attach::XdpMode,
+) -> Result<()> {
+    let p = read_policy(policy, &rt)?;
+    rt.xdp_mode = xdp_mode;
+    if dry_run {
+        for c in &p.chains {
+            let ns = c.netns.as_ref().or(rt.netns.as_ref());
+            let stages: Vec<&str> = c
+                .select
+                .iter()
+                .map(|s| s.kind.name())
+                .chain(c.act.iter().map(|a| a.name()))
+                .collect();
+            println!(
+                "chain {} on {} {}{}: {}",
+                c.name,
+                c.dev,
+                c.hook,
+                ns.map(|n| format!(" (netns {n})")).unwrap_or_default(),
+                stages.join(" -> ")
+            );
         }
+        return Ok(());
+    }
+    emptcp::priv_check()?;
+    if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+        eprintln!("emptcp: warning: {w}");
+    }
+    for w in emptcp::runtime::jit_warnings() {
+        eprintln!("emptcp: warning: {w}");
+    }
+    for w in emptcp::runtime::mptcp_warnings(&p, rt.netns.as_deref()) {
+        eprintln!("emptcp: warning: {w}");
+    }
+    let r = rt.apply(&p)?;
+    for n in &r.notes {
+        eprintln!("emptcp: {n}");
+    }
+    for a in &r.repaired {
+        println!("repaired {a}");
+    }
+    // after the apply: a failed one says one line, the error
+    if let Some(w) = emptcp::features::apply_warning(&p) {
+        eprintln!("emptcp: warning: {w}");
+    }
+    for a in &r.attached {
+        println!("attached {a}");
+    }
+    // a file of sets and maps only applies no chain: name the tables
+    let tables = p
+        .tables
+        .iter()
+        .map(|t| format!("{} {}", t.def.what(), t.def.name));
+    let all: Vec<String> = r.applied.iter().cloned().chain(tables).collect();
+    println!("applied {}", all.join(", "));
+    Ok(())
+}
+
+/// `emptcp check`.
+fn cmd_check(rt: &Runtime, policy: &std::path::Path) -> Result<()> {
+    let p = read_policy(policy, rt)?;
+    emptcp::priv_check()?;
+    if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+        eprintln!("emptcp: warning: {w}");
+    }
+    let n = rt.check(&p)?;
+    println!(
+        "{}: ok ({} chains, {n} programs verified)",
+        emptcp::text::path(policy),
+        p.chains.len()
+    );
+    Ok(())
+}
+
+/// `emptcp show`.
+fn cmd_show(rt: &Runtime, name: Option<String>, json: bool, verbose: bool) -> Result<()> {
+    let v = rt.show(name.as_deref())?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if verbose {
+        write!(out, "{}", emptcp::features::get())?;
+    }
+    if v.is_empty() {
+        writeln!(out, "no chains")?;
+    }
+    for c in &v {
+        write!(out, "{c}")?;
+    }
+    if name.is_none() {
+        let t = rt.tables()?;
+        if !t.is_empty() {
+            writeln!(out, "sets and maps:")?;
+        }
+        for t in t {
+            writeln!(out, "  {t}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `emptcp detach`.
+fn cmd_detach(rt: &Runtime, name: Option<String>, all: bool) -> Result<()> {
+    emptcp::priv_check()?;
+    if all {
+        let (n, left) = rt.detach_all()?;
+        println!("detached {n} chains");
+        if let Some(first) = left.first() {
+            eprintln!(
+                "emptcp: left {} in place: {} entries emptcp did not create, e.g. {}",
+                rt.dir.display(),
+                left.len(),
+                emptcp::text::quoted(&first.to_string_lossy())
+            );
+        }
+    } else if let Some(n) = name {
+        for note in rt.detach(&n)? {
+            eprintln!("emptcp: {note}");
+        }
+        println!("detached {n}");
+    }
+    Ok(())
+}
+
+/// `emptcp stats`.
+fn cmd_stats(rt: &Runtime, json: bool, format: &str) -> Result<()> {
+    let s = emptcp::stats::collect(rt)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if format == "prometheus" {
+        print!("{}", emptcp::stats::prometheus(&s));
+    } else {
+        print!("{}", emptcp::stats::text(&s));
+    }
+    Ok(())
+}
+
+/// `emptcp catalog`.
+fn cmd_catalog(json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(CATALOG)?);
+        return Ok(());
+    }
+    for role in [StageRole::Selector, StageRole::Actor] {
+        println!(
+            "{}s:",
+            if role == StageRole::Selector {
+                "selector"
+            } else {
+                "actor"
+            }
+        );
+        for e in CATALOG.iter().filter(|e| e.role == role) {
+            println!("  {:<12} {}", e.kind, e.doc);
+            for p in e.params {
+                println!(
+                    "      {:<8} {:<13} {}{}",
+                    p.name,
+                    format!("{:?}", p.ty).to_lowercase(),
+                    p.doc,
+                    p.default
+                        .map(|d| format!(" (default {d})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    println!("every selector also takes: op = \"and\"|\"or\" (default and), not = true|false");
+    println!("limits:");
+    for (what, n) in emptcp::capacity::limits() {
+        println!("  {what:<44} {n}");
     }
     Ok(())
 }

@@ -372,12 +372,28 @@ impl Actor {
 }
 
 impl Chain {
-    /// A stage of the chain is third-party (`custom`).
-    pub fn has_custom(&self) -> bool {
-        self.select
-            .iter()
-            .any(|s| matches!(s.kind, SelectorKind::Custom(_)))
-            || self.act.iter().any(|a| matches!(a, Actor::Custom(_)))
+    /// Every stage of the chain can run in a walk program (store.rs
+    /// WALK_OBJECTS): the selectors that compare headers or look up a set,
+    /// and the actors that set a mark, redirect or end the walk. The others
+    /// (option parsers and rewriters, per-flow state, third-party stages)
+    /// walk by tail calls, one program each.
+    pub fn walkable(&self) -> bool {
+        self.select.iter().all(|s| {
+            matches!(
+                s.kind,
+                SelectorKind::IpPair { .. }
+                    | SelectorKind::Subflow { .. }
+                    | SelectorKind::Src { .. }
+                    | SelectorKind::Dst { .. }
+                    | SelectorKind::Port { .. }
+                    | SelectorKind::InSet { .. }
+            )
+        }) && self.act.iter().all(|a| {
+            matches!(
+                a,
+                Actor::SetMark { .. } | Actor::Redirect { .. } | Actor::Pass | Actor::Drop
+            )
+        })
     }
 }
 

@@ -262,7 +262,7 @@ fn check_capacity(next: &State) -> Result<()> {
                 .iter()
                 .map(|c| (c.spec.name.as_str(), chain::stage_count(&c.spec)))
                 .collect(),
-            tail_calls: p.chains.iter().any(|c| c.spec.has_custom()) || !store::walk_allowed(),
+            tail_calls: p.chains.iter().any(|c| !c.spec.walkable()) || !store::walk_allowed(),
         })
         .collect();
     crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))
@@ -798,6 +798,37 @@ pub struct StageView {
     pub slot: u16,
     pub kind: String,
     pub counters: BTreeMap<String, u64>,
+}
+
+/// A chain as `show` prints it: a header line, then one line per stage.
+impl std::fmt::Display for ChainView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} {}{} ({}, generation {}, walk {} of {}){}",
+            self.name,
+            self.dev,
+            self.hook,
+            self.netns
+                .as_ref()
+                .map(|n| format!(" netns {n}"))
+                .unwrap_or_default(),
+            self.attach,
+            self.generation,
+            self.walk,
+            self.walk_max,
+            if self.status == "ok" {
+                String::new()
+            } else {
+                format!("  NOT RUNNING: {}", self.status)
+            }
+        )?;
+        for s in &self.stages {
+            let cnt: Vec<String> = s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            writeln!(f, "  [{:>4}] {:<12} {}", s.slot, s.kind, cnt.join("  "))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -28,6 +28,29 @@ pub struct TableView {
     pub used_by: Vec<String>,
 }
 
+/// "set tenants: addr keys, 1000 of 65536 elements, used by steer"
+impl std::fmt::Display for TableView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {} keys{}, {} of {} elements",
+            self.kind,
+            self.name,
+            self.key,
+            self.value
+                .as_ref()
+                .map(|v| format!(", {v} values"))
+                .unwrap_or_default(),
+            self.elements,
+            self.size
+        )?;
+        if !self.used_by.is_empty() {
+            write!(f, ", used by {}", self.used_by.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// One element in its text form.
 #[derive(Debug, Clone, Serialize)]
 pub struct ElementView {

@@ -142,8 +142,17 @@ pub fn walk_allowed() -> bool {
     std::env::var("EMPTCP_RUNTIME").map_or(true, |v| v != "tail")
 }
 
-/// True when every stage of `plan` is built in and there are at most
-/// MAX_WALK of them: the layout can be one walk program.
+/// The stages a walk program runs (policy.rs `Chain::walkable`): header
+/// and set selectors, mark, redirect, pass and drop. The others verify
+/// far slower inside a walk than alone (record 0.2 s, record with
+/// get_subflow past the verifier's million instructions on TC, measured
+/// 2026-12-06), so their points keep one program per stage.
+const WALK_OBJECTS: &[&str] = &[
+    "ip_pair", "subflow", "prefix", "port", "lookup", "set_mark", "redirect", "verdict",
+];
+
+/// True when every stage of `plan` can run in a walk program and there are
+/// at most MAX_WALK of them.
 pub fn walkable(plan: &[chain::PlannedChain]) -> bool {
     let n: usize = plan.iter().map(|c| c.stages.len()).sum();
     n > 0
@@ -151,7 +160,7 @@ pub fn walkable(plan: &[chain::PlannedChain]) -> bool {
         && plan
             .iter()
             .flat_map(|c| &c.stages)
-            .all(|s| matches!(s.object, StageObject::Builtin(_)))
+            .all(|s| matches!(s.object, StageObject::Builtin(o) if WALK_OBJECTS.contains(&o)))
 }
 
 /// Loads the walk program of a layout: every stage's description and

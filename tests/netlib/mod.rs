@@ -1455,7 +1455,13 @@ pub fn still_loaded(ids: &BpfIds) -> BpfIds {
 }
 
 /// Names emptcp's XDP/TC programs carry (the C function names).
-pub const PROG_NAMES: &[&str] = &["emptcp_entry", "ip_pair", "packet_type", "set_backup"];
+pub const PROG_NAMES: &[&str] = &[
+    "emptcp_entry",
+    "emptcp_walk_prog",
+    "ip_pair",
+    "packet_type",
+    "set_backup",
+];
 
 /// `emptcp show --json`, parsed.
 pub fn show_json(bed: &Testbed) -> Value {
