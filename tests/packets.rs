@@ -2186,7 +2186,7 @@ fn long_chains_reach_their_actor() {
     }
     // one chain: 63 ip_pair selectors, then drop = 64 stages
     let sel: Vec<Stage> = (0..63).map(|_| ipp(Some(v4(V4_A)), None, false)).collect();
-    let chains = vec![chain(sel, vec![act("drop")])];
+    let chains = vec![chain(sel, vec!["kind = \"drop\"".to_owned()])];
     let mut counts: Vec<(Ctr, u64)> = (0..64).map(|s| (st(0, s, "run"), 1)).collect();
     counts.extend((0..64).map(|s| (st(0, s, "hit"), 1)));
     counts.push((st(0, 63, "tail_miss"), 0));
