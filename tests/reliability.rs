@@ -1731,3 +1731,68 @@ mod too_large {
         eprintln!("state_too_large: {:.1} s", start.elapsed().as_secs_f64());
     }
 }
+
+// ===================================================================
+mod long_walks {
+    //! The layouts the tail-call walk cut short (after 33 stages a packet
+    //! went on untouched while `apply` said "applied"): 200 chains on one
+    //! attach point, one per port, and one chain of 64 stages, judged on
+    //! the wire. Both run as one walk program.
+    use super::*;
+
+    const P: Point = Point::new(Side::B, 1, "tc-ingress");
+    const PX: Point = Point::new(Side::B, 2, "xdp");
+    const BASE: u16 = 24000;
+
+    #[test]
+    fn two_hundred_chains_on_one_hook_act() {
+        if !root_or_skip("two_hundred_chains_on_one_hook_act") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let chains: Vec<(String, Point, u16)> = (0..200u16)
+            .map(|i| (format!("t{i}"), P, BASE + i))
+            .collect();
+        let p = policy_of(&bed, "two-hundred", &chains);
+        let o = bed.emptcp(&["apply", &p]).expect_ok();
+        assert!(o.stdout.contains("applied t0, t1"), "{}", o.stdout);
+        // every chain's port dropped, among them the first, the 34th and
+        // the last; a port no chain names passes
+        let mut want: Vec<Expect> = (0..200u16).map(|i| acts(BASE + i, 1)).collect();
+        want.push(passes(BASE + 200, 1));
+        assert_wire(&bed, "200 chains of port + drop on one hook", &want);
+        let show = show_json(&bed);
+        let first = &show.as_array().expect("array")[0];
+        assert_eq!(first["runtime"], "walk", "{first}");
+        assert_eq!(first["walk"], 400, "{first}");
+        eprintln!("200 chains on one hook: all 200 ports dropped on the wire");
+    }
+
+    #[test]
+    fn a_chain_of_64_stages_acts() {
+        if !root_or_skip("a_chain_of_64_stages_acts") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let port = BASE + 500;
+        let mut text = format!(
+            "[[chain]]\nname = \"long\"\ndev = \"{}\"\nhook = \"{}\"\nnetns = \"{}\"\n",
+            PX.dev(&bed),
+            PX.hook,
+            PX.ns(&bed)
+        );
+        // 63 selectors that all hold for the probe, then the drop
+        for _ in 0..63 {
+            text += &format!("  [[chain.select]]\n  kind = \"port\"\n  dport = {port}\n");
+        }
+        text += "  [[chain.act]]\n  kind = \"drop\"\n";
+        let p = bed.policy("long", &text);
+        bed.emptcp(&["apply", &p.to_string_lossy()]).expect_ok();
+        assert_wire(
+            &bed,
+            "one chain of 63 port selectors and a drop",
+            &[acts(port, 2), passes(port + 1, 2)],
+        );
+        eprintln!("a chain of 64 stages: its drop acts on the wire");
+    }
+}
