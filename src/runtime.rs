@@ -744,12 +744,7 @@ fn carry_out(
         }
     }
     for p in ch.next.points.iter_mut() {
-        let first = p
-            .chains
-            .first()
-            .and_then(|c| c.slots.first())
-            .copied()
-            .unwrap_or(0);
+        let first = p.first_slot();
         let family = p.hook.family();
         if ch.attach.contains(&pid(p)) {
             if ch.touched.contains(&pid(p)) {

@@ -103,6 +103,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+impl AttachPoint {
+    /// The slot its layout starts at (0: nothing to run).
+    pub fn first_slot(&self) -> u16 {
+        self.chains
+            .first()
+            .and_then(|c| c.slots.first())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 impl State {
     /// Slots of a family in use by chains or waiting to be freed.
     pub fn used_slots(&self, family: &str) -> Vec<u16> {

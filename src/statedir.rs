@@ -112,6 +112,20 @@ fn holds_state_map(dir: &Path) -> bool {
     }
 }
 
+/// Refuses a directory inside another state directory (`A/tc`).
+fn refuse_nested(shown_dir: &Path, parent: &Path) -> Result<()> {
+    if holds_state_map(parent) {
+        return Err(refuse(
+            shown_dir,
+            format!(
+                "is inside the emptcp state directory {}",
+                quoted(&parent.to_string_lossy())
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an existing directory: bpffs, not a mount root, root's 0700,
 /// emptcp's or empty, not inside another state directory.
 fn check_existing(shown_dir: &Path, dir: &Path, m: &fs::Metadata) -> Result<()> {
@@ -143,15 +157,7 @@ fn check_existing(shown_dir: &Path, dir: &Path, m: &fs::Metadata) -> Result<()> 
             ),
         ));
     }
-    if holds_state_map(parent) {
-        return Err(refuse(
-            shown_dir,
-            format!(
-                "is inside the emptcp state directory {}",
-                quoted(&parent.to_string_lossy())
-            ),
-        ));
-    }
+    refuse_nested(shown_dir, parent)?;
     if !holds_state_map(dir) {
         let mut rd = fs::read_dir(dir).map_err(|e| refuse(shown_dir, e))?;
         if let Some(Ok(e)) = rd.next() {
@@ -191,15 +197,7 @@ fn create(shown_dir: &Path, dir: &Path) -> Result<()> {
         )
         .context("failed to mount bpffs at /sys/fs/bpf")?;
     }
-    if holds_state_map(parent) {
-        return Err(refuse(
-            shown_dir,
-            format!(
-                "is inside the emptcp state directory {}",
-                quoted(&parent.to_string_lossy())
-            ),
-        ));
-    }
+    refuse_nested(shown_dir, parent)?;
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {
             // the umask can only have taken bits away; say exactly 0700

@@ -52,12 +52,7 @@ pub struct Txn<'a> {
 /// Puts the head slot of every committed point back on its layout.
 fn restore_heads(sd: &StateDir, st: &State) {
     for p in &st.points {
-        let first = p
-            .chains
-            .first()
-            .and_then(|c| c.slots.first())
-            .copied()
-            .unwrap_or(0);
+        let first = p.first_slot();
         let _ = store::set_attach(sd, p.hook.family(), p.id, first, p.gen);
     }
 }
