@@ -105,7 +105,15 @@ int emptcp_walk_prog(emptcp_ctx *ctx)
 		r.p.slot = slot;
 		if (r.st->flags & EMPTCP_SF_FIRST)
 			r.p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
-		r.cnt = bpf_map_lookup_elem(&emptcp_stats, &slot);
+		/*
+		 * Key: r.slot, not the local: clang put that at fp-4, and a
+		 * 32-bit spill at an offset that is not 8-aligned loses its value
+		 * for the verifier, so the lookup looked NULL-able and every stage
+		 * was verified twice (counters found / not found). r.slot's spill
+		 * stays a constant: an array lookup with a constant key in range
+		 * is never NULL, as in emptcp_stage_begin().
+		 */
+		r.cnt = bpf_map_lookup_elem(&emptcp_stats, &r.slot);
 		emptcp_run_count(&r, EMPTCP_CNT_RUN);
 		ret = walk_stage(ctx, &r);
 		if (ret != EMPTCP_CONTINUE)
