@@ -1252,31 +1252,7 @@ pub fn tcx_count(ns: &str, dev: &str, egress: bool) -> u32 {
         let f = run("tc", &["-n", ns, "filter", "show", "dev", dev, dir]);
         return f.stdout.matches("direct-action").count() as u32;
     }
-    let dev = dev.to_owned();
-    in_netns(ns, move || {
-        let idx = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| format!("{dev}: {e}"))?;
-        let mut opts = libbpf_sys::bpf_prog_query_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_prog_query_opts>() as _,
-            ..Default::default()
-        };
-        let at = if egress {
-            libbpf_sys::BPF_TCX_EGRESS
-        } else {
-            libbpf_sys::BPF_TCX_INGRESS
-        };
-        // SAFETY: opts is a zeroed, correctly sized options struct with no
-        // output arrays; the call only fills in the count.
-        let r = unsafe { libbpf_sys::bpf_prog_query_opts(idx as i32, at, &mut opts) };
-        if r < 0 {
-            return Err(format!(
-                "tcx query on {dev}: {}",
-                std::io::Error::from_raw_os_error(-r)
-            ));
-        }
-        // SAFETY: both union members are the same u32.
-        Ok(unsafe { opts.__bindgen_anon_1.count })
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    wire::tcx_prog_ids(ns, dev, egress).len() as u32
 }
 
 /// Panics unless nothing at all is attached to a device: no XDP program,
