@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::attach::{Attachment, XdpMode};
 use crate::chain::{stage_count, MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
-use crate::policy::{Chain, Hook, Policy};
+use crate::policy::{Chain, Hook, Policy, Runs};
 use crate::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
 use crate::text::bare;
 
@@ -30,6 +30,32 @@ pub const MAX_TAIL_CALLS: usize = 33;
 /// limit of an attach point whose stages are all built in.
 pub const MAX_WALK: usize = crate::store::MAX_WALK;
 
+/// What one program may cost the verifier (BPF_COMPLEXITY_LIMIT_INSNS).
+pub const VERIFIER_BUDGET: u64 = 1_000_000;
+
+/// Instructions the verifier processes for one stage of `kind` in the
+/// short walk, per hook family: measured on Linux 6.18 with `emptcp -v
+/// apply` (a walk of 1, 2 and 3 such stages grows by this much each),
+/// rounded up. A walk whose stages add up to more than 90 % of the budget
+/// runs one program per stage instead, without a futile load first (one
+/// that fails still falls back, after the verifier gave up).
+pub fn walk_insns(family: &str, kind: &str) -> u64 {
+    let k = match (family, kind) {
+        ("xdp", "get_connect") => 430,
+        ("xdp", "get_subflow") => 85,
+        (_, "get_connect" | "get_subflow") => 260,
+        ("xdp", "set_backup") => 45,
+        (_, "set_backup") => 180,
+        (_, "record") => 200,
+        (_, "add_subflow") => 115,
+        (_, "sequence") => 90,
+        (_, "packet_type") => 75,
+        (_, "rate_limit" | "blk_subflow") => 40,
+        _ => 2,
+    };
+    k * 1000
+}
+
 /// Stage slots of one hook family: 1 .. STAGE_SLOTS - 1 (slot 0 is the
 /// entry's counters, the last MAX_ATTACH slots are head slots).
 pub const FAMILY_STAGES: usize = STAGE_SLOTS as usize - 1;
@@ -44,6 +70,13 @@ pub fn limits() -> Vec<(&'static str, String)> {
         (
             "stages per attach point (one walk program)",
             MAX_WALK.to_string(),
+        ),
+        (
+            "stages per attach point with a stage that parses options or keeps state",
+            format!(
+                "{} (one walk, within {VERIFIER_BUDGET} verified instructions), else {MAX_TAIL_CALLS} (tail calls)",
+                crate::store::MAX_SHORT_WALK
+            ),
         ),
         (
             "stages per attach point with a third-party stage (tail calls)",
@@ -81,8 +114,10 @@ pub struct PointLoad<'a> {
     pub netns: Option<&'a str>,
     /// Its chains in run order: name and number of stages.
     pub chains: Vec<(&'a str, usize)>,
-    /// A stage is third-party: the point walks by tail calls.
-    pub tail_calls: bool,
+    /// What can run its least capable stage (policy.rs `Runs`).
+    pub runs: Runs,
+    /// What its stages cost the verifier in a walk (walk_insns).
+    pub insns: u64,
 }
 
 impl PointLoad<'_> {
@@ -129,15 +164,20 @@ fn chain_list(chains: &[(&str, usize)]) -> String {
 pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
     for p in points {
         let walk = p.walk();
-        let (max, why) = if p.tail_calls {
-            (
-                MAX_TAIL_CALLS,
-                format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"),
+        let max = crate::store::walk_limit(p.runs, p.insns);
+        let why = if max >= MAX_WALK {
+            format!("one walk program runs at most {MAX_WALK}")
+        } else if p.runs == Runs::TailCalls || !crate::store::walk_allowed() {
+            format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (third-party stages walk by tail calls)")
+        } else if max == MAX_TAIL_CALLS && p.insns > VERIFIER_BUDGET * 9 / 10 {
+            format!(
+                "its stages that parse options or keep state cost the verifier about {} instructions in one walk program, more than it allows ({VERIFIER_BUDGET}), and by tail calls the kernel allows {MAX_TAIL_CALLS} per packet",
+                p.insns
             )
         } else {
-            (
-                MAX_WALK,
-                format!("one walk program runs at most {MAX_WALK}"),
+            format!(
+                "stages that parse options or keep state run in a walk of at most {} stages, or by tail calls, which the kernel allows {MAX_TAIL_CALLS} per packet",
+                crate::store::MAX_SHORT_WALK
             )
         };
         if walk > max {
@@ -201,6 +241,14 @@ impl std::io::Write for Counter {
     }
 }
 
+/// What a chain's stages cost the verifier in a walk (walk_insns).
+pub fn chain_insns(c: &Chain) -> u64 {
+    crate::chain::stage_labels(c)
+        .iter()
+        .map(|k| walk_insns(c.hook.family(), k))
+        .sum()
+}
+
 /// The attach points of a policy's chains (`netns`: the `-n` default for
 /// chains naming none), in the order they first appear.
 pub fn policy_points<'a>(policy: &'a Policy, netns: Option<&'a str>) -> Vec<PointLoad<'a>> {
@@ -208,21 +256,24 @@ pub fn policy_points<'a>(policy: &'a Policy, netns: Option<&'a str>) -> Vec<Poin
     for c in &policy.chains {
         let ns = c.netns.as_deref().or(netns);
         let load = (c.name.as_str(), stage_count(c));
-        let tail = !c.walkable() || !crate::store::walk_allowed();
+        let runs = c.runs();
+        let insns = chain_insns(c);
         match points
             .iter_mut()
             .find(|p| p.dev == c.dev && p.hook == c.hook && p.netns == ns)
         {
             Some(p) => {
                 p.chains.push(load);
-                p.tail_calls |= tail;
+                p.runs = p.runs.max(runs);
+                p.insns += insns;
             }
             None => points.push(PointLoad {
                 dev: &c.dev,
                 hook: c.hook,
                 netns: ns,
                 chains: vec![load],
-                tail_calls: tail,
+                runs,
+                insns,
             }),
         }
     }
@@ -263,6 +314,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                 },
                 gen: u32::MAX,
                 walk: true,
+                walk_slot: u16::MAX,
                 chains: p
                     .chains
                     .iter()
@@ -356,13 +408,28 @@ mod tests {
         assert_eq!(
             e,
             "veth1 tc-egress: chain c0 needs a walk of 34 stages; the kernel allows 33 tail \
-             calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"
+             calls per packet (third-party stages walk by tail calls)"
         );
         let e = check(&custom_chains(2, 20)).unwrap_err();
         assert_eq!(
             e,
             "veth1 tc-egress: chains c0, c1 need a walk of 40 stages; the kernel allows 33 tail \
-             calls per packet (stages that keep state or rewrite options, and third-party ones, walk by tail calls)"
+             calls per packet (third-party stages walk by tail calls)"
+        );
+        // a stage that keeps state: the short walk (32), else tail calls (33)
+        let stateful = |n, k| {
+            chains(n, k, |_| "veth1".into()).replace(
+                "[[chain.act]]\nkind = \"drop\"\n",
+                "[[chain.act]]\nkind = \"record\"\n",
+            )
+        };
+        assert_eq!(check(&stateful(1, 33)), Ok(()));
+        let e = check(&stateful(2, 20)).unwrap_err();
+        assert_eq!(
+            e,
+            "veth1 tc-egress: chains c0, c1 need a walk of 40 stages; stages that parse options \
+             or keep state run in a walk of at most 32 stages, or by tail calls, which the kernel \
+             allows 33 per packet"
         );
         let p = Policy::parse(&chains(10_000, 1, |_| "veth1".into()), "p.toml").expect("valid");
         let e = check_policy(&p, Some("client"), Path::new("/x")).unwrap_err();

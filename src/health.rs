@@ -167,17 +167,17 @@ pub fn check(sd: &StateDir, p: &AttachPoint) -> Health {
         return Health::DetachedBySomeoneElse;
     }
     if let Ok(progs) = store::pinned_map(sd, family, "emptcp_progs") {
-        // a walk program sits in the first slot; else a program per slot
+        // a walk program in its slot; else a program per stage slot
         let n = if p.walk { 1 } else { usize::MAX };
-        for s in p.chains.iter().flat_map(|c| c.slots.iter()).take(n) {
-            if store::slot_prog_id(&progs, *s as u32).is_none() {
-                return Health::SlotEmpty(*s);
+        for s in p.slots().take(n) {
+            if store::slot_prog_id(&progs, s as u32).is_none() {
+                return Health::SlotEmpty(s);
             }
         }
-        let first = p.chains.first().and_then(|c| c.slots.first());
-        if let Some(first) = first {
+        let first = p.first_slot();
+        if first != 0 {
             let head = crate::chain::head_slot(p.id);
-            if store::slot_prog_id(&progs, head) != store::slot_prog_id(&progs, *first as u32) {
+            if store::slot_prog_id(&progs, head) != store::slot_prog_id(&progs, first as u32) {
                 return Health::SlotEmpty(head as u16);
             }
         }

@@ -41,6 +41,21 @@ pub fn init_logging(verbose: bool) {
     });
 }
 
+/// Whether `-v` asked for libbpf's and the verifier's words.
+pub fn verbose() -> bool {
+    *VERBOSE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Instructions the verifier processed to load a program (Linux 5.16+).
+pub fn verified_insns(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a bpf_prog_info of len bytes, fd a program's
+    let r = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    (r == 0 && info.verified_insns > 0).then_some(info.verified_insns)
+}
+
 fn take_log() -> Vec<String> {
     std::mem::take(&mut *LOG.lock().unwrap_or_else(|e| e.into_inner()))
 }

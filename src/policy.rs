@@ -371,29 +371,41 @@ impl Actor {
     }
 }
 
+/// What can run a chain's stages (store.rs, the walk programs); ordered
+/// from the most to the least capable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Runs {
+    /// Header and set selectors, mark, redirect, pass and drop: either
+    /// walk program, the long one (a loop of up to 512 stages) included.
+    AnyWalk,
+    /// Built-in stages that parse options or keep per-flow state: the
+    /// short, unrolled walk (up to 32 stages), else tail calls.
+    ShortWalk,
+    /// A third-party stage: one program per stage, tail calls (33).
+    TailCalls,
+}
+
 impl Chain {
-    /// Every stage of the chain can run in a walk program (store.rs
-    /// WALK_OBJECTS): the selectors that compare headers or look up a set,
-    /// and the actors that set a mark, redirect or end the walk. The others
-    /// (option parsers and rewriters, per-flow state, third-party stages)
-    /// walk by tail calls, one program each.
-    pub fn walkable(&self) -> bool {
-        self.select.iter().all(|s| {
-            matches!(
-                s.kind,
-                SelectorKind::IpPair { .. }
-                    | SelectorKind::Subflow { .. }
-                    | SelectorKind::Src { .. }
-                    | SelectorKind::Dst { .. }
-                    | SelectorKind::Port { .. }
-                    | SelectorKind::InSet { .. }
-            )
-        }) && self.act.iter().all(|a| {
-            matches!(
-                a,
-                Actor::SetMark { .. } | Actor::Redirect { .. } | Actor::Pass | Actor::Drop
-            )
-        })
+    /// What can run this chain (the least capable of its stages).
+    pub fn runs(&self) -> Runs {
+        let sel = self.select.iter().map(|s| match s.kind {
+            SelectorKind::IpPair { .. }
+            | SelectorKind::Subflow { .. }
+            | SelectorKind::Src { .. }
+            | SelectorKind::Dst { .. }
+            | SelectorKind::Port { .. }
+            | SelectorKind::InSet { .. } => Runs::AnyWalk,
+            SelectorKind::Custom(_) => Runs::TailCalls,
+            _ => Runs::ShortWalk,
+        });
+        let act = self.act.iter().map(|a| match a {
+            Actor::SetMark { .. } | Actor::Redirect { .. } | Actor::Pass | Actor::Drop => {
+                Runs::AnyWalk
+            }
+            Actor::Custom(_) => Runs::TailCalls,
+            _ => Runs::ShortWalk,
+        });
+        sel.chain(act).max().unwrap_or(Runs::AnyWalk)
     }
 }
 

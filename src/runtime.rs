@@ -247,6 +247,23 @@ pub fn walk_length(p: &AttachPoint) -> usize {
     p.chains.iter().map(|c| chain::stage_count(&c.spec)).sum()
 }
 
+/// What can run a point's least capable stage.
+pub fn point_runs(p: &AttachPoint) -> crate::policy::Runs {
+    p.chains
+        .iter()
+        .map(|c| c.spec.runs())
+        .max()
+        .unwrap_or(crate::policy::Runs::AnyWalk)
+}
+
+/// What a point's stages cost the verifier in a walk.
+pub fn point_insns(p: &AttachPoint) -> u64 {
+    p.chains
+        .iter()
+        .map(|c| crate::capacity::chain_insns(&c.spec))
+        .sum()
+}
+
 /// Refuses a layout the kernel could not run whole (capacity.rs): walk
 /// length per point, stage slots, attach points.
 fn check_capacity(next: &State) -> Result<()> {
@@ -262,7 +279,8 @@ fn check_capacity(next: &State) -> Result<()> {
                 .iter()
                 .map(|c| (c.spec.name.as_str(), chain::stage_count(&c.spec)))
                 .collect(),
-            tail_calls: p.chains.iter().any(|c| !c.spec.walkable()) || !store::walk_allowed(),
+            runs: point_runs(p),
+            insns: point_insns(p),
         })
         .collect();
     crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))
@@ -465,6 +483,7 @@ impl Runtime {
             },
             gen: 0,
             walk: false,
+            walk_slot: 0,
             chains: vec![cs],
         });
         ch.touched.insert((family, id));
@@ -650,35 +669,42 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
         if !ch.touched.contains(&pid(p)) {
             continue;
         }
-        let family = p.hook.family();
-        let slots = txn.alloc_slots(family, walk_length(p))?;
+        let base = txn.base.points.iter().find(|b| pid(b) == pid(p)).cloned();
+        let lay = txn.lay_out(p, base.as_ref())?;
         let list: Vec<(&Chain, u16)> = p.chains.iter().map(|c| (&c.spec, c.id)).collect();
         let env = chain::Env {
             ifindex: &|d| store::point_ifindex(p, d),
             table: &table,
         };
-        let plan = chain::plan_with(&list, &slots, &env)?;
-        plans.push((pid(p), plan));
+        let plan = chain::plan_with(&list, &lay.slots, &env)?;
+        plans.push((pid(p), plan, lay));
     }
     for p in ch.next.points.iter_mut() {
-        if let Some((_, plan)) = plans.iter().find(|(id, _)| *id == pid(p)) {
+        if let Some((_, plan, lay)) = plans.iter().find(|(id, ..)| *id == pid(p)) {
             for (c, pc) in p.chains.iter_mut().zip(plan) {
                 c.slots = pc.stages.iter().map(|s| s.slot).collect();
                 c.kinds = pc.stages.iter().map(|s| s.kind.clone()).collect();
             }
+            p.walk_slot = lay.walk_slot.unwrap_or(0);
         }
         if ch.attach.contains(&pid(p)) {
             p.attachment = store::planned_attachment(sd, p);
         }
     }
     // the old layouts of touched and removed points, retired on commit
+    // (but not the counter slots a new walk keeps)
+    let kept: BTreeSet<(&str, u16)> = plans
+        .iter()
+        .flat_map(|(id, _, lay)| lay.kept.iter().map(move |s| (id.0, *s)))
+        .collect();
     let mut retire: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
     for b in &txn.base.points {
         if ch.touched.contains(&pid(b)) || ch.removed.iter().any(|r| pid(r) == pid(b)) {
+            let family = b.hook.family();
             retire
-                .entry(b.hook.family())
+                .entry(family)
                 .or_default()
-                .extend(b.chains.iter().flat_map(|c| c.slots.iter().copied()));
+                .extend(b.slots().filter(|s| !kept.contains(&(family, *s))));
         }
     }
     let retire: Vec<Retired> = retire
@@ -732,15 +758,18 @@ fn carry_out(
     sd: &StateDir,
     txn: &mut Txn,
     ch: &mut Change,
-    plans: &[(PointId, Vec<chain::PlannedChain>)],
+    plans: &[(PointId, Vec<chain::PlannedChain>, crate::txn::Layout)],
 ) -> Result<()> {
     for (t, m) in &ch.new_tables {
         tables::install(sd, t, m)?;
     }
-    for (id, plan) in plans {
-        let walk = txn.write(id.0, plan)?;
+    for (id, plan, lay) in plans {
+        let walk = txn.write(id.0, plan, lay)?;
         if let Some(p) = ch.next.points.iter_mut().find(|p| pid(p) == *id) {
             p.walk = walk;
+            if !walk {
+                p.walk_slot = 0;
+            }
         }
     }
     for p in ch.next.points.iter_mut() {

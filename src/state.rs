@@ -53,6 +53,11 @@ pub struct AttachPoint {
     /// layout), not one program per stage.
     #[serde(default)]
     pub walk: bool,
+    /// The slot holding the walk program (0: the first stage's slot, as
+    /// documents before this field). Its own slot, so that a change can
+    /// keep the counter slots of the chains it leaves alone.
+    #[serde(default)]
+    pub walk_slot: u16,
     /// In run order.
     pub chains: Vec<ChainState>,
 }
@@ -106,11 +111,21 @@ pub fn now_ms() -> u64 {
 impl AttachPoint {
     /// The slot its layout starts at (0: nothing to run).
     pub fn first_slot(&self) -> u16 {
+        if self.walk && self.walk_slot != 0 {
+            return self.walk_slot;
+        }
         self.chains
             .first()
             .and_then(|c| c.slots.first())
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every slot the point's layout holds: its stages' and its walk's.
+    pub fn slots(&self) -> impl Iterator<Item = u16> + '_ {
+        let walk = (self.walk && self.walk_slot != 0).then_some(self.walk_slot);
+        walk.into_iter()
+            .chain(self.chains.iter().flat_map(|c| c.slots.iter().copied()))
     }
 }
 
@@ -121,7 +136,7 @@ impl State {
             .points
             .iter()
             .filter(|p| p.hook.family() == family)
-            .flat_map(|p| p.chains.iter().flat_map(|c| c.slots.iter().copied()))
+            .flat_map(|p| p.slots())
             .chain(
                 self.retired
                     .iter()

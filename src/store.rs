@@ -14,7 +14,7 @@ use crate::attach::{self, Attachment};
 use crate::chain::{self, types, StageObject, CNT_MAX};
 use crate::loader;
 use crate::netns;
-use crate::policy::Hook;
+use crate::policy::{Hook, Runs};
 use crate::state::{AttachPoint, StateDir};
 
 /// The stage program instances loaded by one command. They stay loaded
@@ -142,37 +142,108 @@ pub fn walk_allowed() -> bool {
     std::env::var("EMPTCP_RUNTIME").map_or(true, |v| v != "tail")
 }
 
-/// The stages a walk program runs (policy.rs `Chain::walkable`): header
-/// and set selectors, mark, redirect, pass and drop. The others verify
-/// far slower inside a walk than alone (6.18: get_subflow on TC 256k
-/// processed instructions in a walk's loop, 42k alone; record 196k; three
-/// or four of them fill the verifier's million), so their points keep one
-/// program per stage (docs/design.md, the walk).
+/// The stages the long walk (a loop) runs (policy.rs `Chain::walkable`):
+/// header and set selectors, mark, redirect, pass and drop. Inside the
+/// walk's loop the others verify far slower than alone (6.18: get_subflow
+/// on TC 256k processed instructions, 42k alone; record 196k; three or
+/// four of them fill the verifier's million): they run in the short,
+/// unrolled walk (docs/design.md, the walk).
 const WALK_OBJECTS: &[&str] = &[
     "ip_pair", "subflow", "prefix", "port", "lookup", "set_mark", "redirect", "verdict",
 ];
 
-/// True when every stage of `plan` can run in a walk program and there are
-/// at most MAX_WALK of them.
-pub fn walkable(plan: &[chain::PlannedChain]) -> bool {
-    let n: usize = plan.iter().map(|c| c.stages.len()).sum();
-    n > 0
-        && n <= MAX_WALK
-        && plan
-            .iter()
-            .flat_map(|c| &c.stages)
-            .all(|s| matches!(s.object, StageObject::Builtin(o) if WALK_OBJECTS.contains(&o)))
+/// The most stages of the short walk (abi.h EMPTCP_MAX_SHORT_WALK).
+pub const MAX_SHORT_WALK: usize = 32;
+
+/// Which walk program runs a layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// `emptcp_walk_prog`: a loop over up to MAX_WALK stages of
+    /// WALK_OBJECTS.
+    Long,
+    /// `emptcp_walk_short`: unrolled, up to MAX_SHORT_WALK built-in stages.
+    Short,
+}
+
+impl Walk {
+    fn prog(self) -> &'static str {
+        match self {
+            Walk::Long => "emptcp_walk_prog",
+            Walk::Short => "emptcp_walk_short",
+        }
+    }
+}
+
+/// The walk program that runs a point of `n` stages, the least capable of
+/// which is `runs`, costing the verifier about `insns` (capacity.rs
+/// walk_insns); None: one program per stage, by tail calls.
+pub fn walk_for(runs: Runs, n: usize, insns: u64) -> Option<Walk> {
+    if n == 0 || runs == Runs::TailCalls || !walk_allowed() {
+        None
+    } else if runs == Runs::AnyWalk && n <= MAX_WALK {
+        // every stage light: the loop, whatever the length
+        Some(if n <= MAX_SHORT_WALK {
+            Walk::Short
+        } else {
+            Walk::Long
+        })
+    } else if n <= MAX_SHORT_WALK && insns <= crate::capacity::VERIFIER_BUDGET * 9 / 10 {
+        // unrolled: every stage verifies as it does alone
+        Some(Walk::Short)
+    } else {
+        None
+    }
+}
+
+/// The longest walk a point whose least capable stage is `runs` and
+/// whose stages cost the verifier `insns` may have.
+pub fn walk_limit(runs: Runs, insns: u64) -> usize {
+    if walk_for(runs, MAX_WALK, insns).is_some() {
+        MAX_WALK
+    } else if walk_for(runs, 1, insns).is_some() {
+        MAX_SHORT_WALK.max(crate::capacity::MAX_TAIL_CALLS)
+    } else {
+        crate::capacity::MAX_TAIL_CALLS
+    }
+}
+
+/// The walk program of a planned layout, if one can run it.
+pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
+    let stages = plan.iter().flat_map(|c| &c.stages);
+    let runs = stages
+        .clone()
+        .map(|s| match s.object {
+            StageObject::Builtin(o) if WALK_OBJECTS.contains(&o) => Runs::AnyWalk,
+            StageObject::Builtin(_) => Runs::ShortWalk,
+            _ => Runs::TailCalls,
+        })
+        .max()
+        .unwrap_or(Runs::AnyWalk);
+    let insns = stages
+        .clone()
+        .map(|s| crate::capacity::walk_insns(family, &s.kind))
+        .sum();
+    walk_for(runs, stages.count(), insns)
 }
 
 /// Loads the walk program of a layout: every stage's description and
 /// counter slot in its .rodata (walk.bpf.c).
-fn load_walk(sd: &StateDir, family: &str, plan: &[chain::PlannedChain]) -> Result<Object> {
+fn load_walk(
+    sd: &StateDir,
+    family: &str,
+    plan: &[chain::PlannedChain],
+    walk: Walk,
+) -> Result<Object> {
     let dir = sd.family_dir(family);
     let stages: Vec<&chain::PlannedStage> = plan.iter().flat_map(|c| &c.stages).collect();
     let mut open = loader::open(
         loader::object_bytes("walk", family)?,
         &format!("walk_{family}"),
     )?;
+    for mut p in open.progs_mut() {
+        let on = p.name() == walk.prog();
+        p.set_autoload(on);
+    }
     let desc_size = std::mem::size_of::<types::emptcp_stage>();
     let mut descs = vec![0u8; desc_size * MAX_WALK];
     let mut slots = vec![0u8; 2 * MAX_WALK];
@@ -205,38 +276,49 @@ pub(crate) fn write_slots(
     sd: &StateDir,
     family: &str,
     plan: &[chain::PlannedChain],
+    lay: &crate::txn::Layout,
     objs: &mut Objects,
     allow_walk: bool,
 ) -> Result<bool> {
     // every program through the verifier first (the first load creates and
     // pins the family's maps)
     let mut fds = Vec::new();
-    let mut walk = walkable(plan) && allow_walk;
-    if walk {
+    let mut walk = walkable(plan, family).filter(|_| allow_walk);
+    if let Some(w) = walk {
         let n: usize = plan.iter().map(|c| c.stages.len()).sum();
-        match load_walk(sd, family, plan) {
+        match load_walk(sd, family, plan, w) {
             Ok(obj) => {
                 let prog = obj
                     .progs()
-                    .find(|p| p.name() == "emptcp_walk_prog")
-                    .context("walk object has no emptcp_walk_prog")?;
+                    .find(|p| p.name() == w.prog())
+                    .with_context(|| format!("walk object has no {}", w.prog()))?;
+                if loader::verbose() {
+                    let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
+                    eprintln!(
+                        "emptcp: {family} walk of {n} stages ({w:?}, chains {}): {} instructions verified",
+                        names.join(", "),
+                        loader::verified_insns(prog.as_fd())
+                            .map_or("?".to_owned(), |v| v.to_string())
+                    );
+                }
                 fds.push((
-                    plan[0].stages[0].slot,
+                    lay.walk_slot.unwrap_or(plan[0].stages[0].slot),
                     prog.as_fd().as_raw_fd(),
                     "walk".to_owned(),
                 ));
                 objs.loaded.push(obj);
             }
             // a walk the kernel refuses still runs one program per stage
-            // when that fits the tail calls
-            Err(e) if n <= crate::capacity::MAX_TAIL_CALLS => {
+            // when that fits the tail calls (on fresh slots: kept counter
+            // slots belong to the running walk)
+            Err(e) if n <= crate::capacity::MAX_TAIL_CALLS && lay.kept.is_empty() => {
                 eprintln!("emptcp: warning: {e:#}; one program per stage instead");
-                walk = false;
+                walk = None;
             }
             Err(e) => return Err(e),
         }
     }
-    if !walk {
+    if walk.is_none() {
         for c in plan {
             for s in &c.stages {
                 let what = format!("chain \"{}\" stage {} ({family})", c.name, s.kind);
@@ -253,7 +335,7 @@ pub(crate) fn write_slots(
     // one emptcp_stats element per slot: all its counters (abi.h emptcp_counters)
     let zeros = vec![vec![0u8; 8 * CNT_MAX as usize]; ncpu];
     for c in plan {
-        for s in &c.stages {
+        for s in c.stages.iter().filter(|s| !lay.kept.contains(&s.slot)) {
             // SAFETY: emptcp_stage is Plain (chain.rs).
             let bytes = unsafe { plain::as_bytes(&s.desc) };
             stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
@@ -269,7 +351,7 @@ pub(crate) fn write_slots(
             )
             .with_context(|| format!("failed to put {kind} into slot {slot}"))?;
     }
-    Ok(walk)
+    Ok(walk.is_some())
 }
 
 pub(crate) fn entry_pin(sd: &StateDir, family: &str, id: u32) -> PathBuf {

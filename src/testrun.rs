@@ -142,7 +142,14 @@ impl Harness {
         };
         let plan = chain::plan_with(&ids, &slots, &env)?;
         let entry = load_entry(&sd, family, 1, "entry")?;
-        write_slots(&sd, family, &plan, &mut objs, walk)?;
+        // the walk program (if any) in the first stage's slot, as before
+        // walks had a slot of their own
+        let lay = crate::txn::Layout {
+            slots: slots.clone(),
+            walk_slot: None,
+            kept: Default::default(),
+        };
+        write_slots(&sd, family, &plan, &lay, &mut objs, walk)?;
         set_attach(&sd, family, 1, slots.first().copied().unwrap_or(0), 1)?;
         Ok(Harness {
             dir,

@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use crate::chain::{self, PlannedChain, STAGE_SLOTS};
-use crate::state::{now_ms, AttachPoint, Pending, Retired, State, StateDir};
+use crate::policy::Runs;
+use crate::state::{now_ms, AttachPoint, ChainState, Pending, Retired, State, StateDir};
 use crate::statedir::{is_family_pin, FAMILIES};
 use crate::store::{self, Objects};
 
@@ -169,6 +170,16 @@ pub fn recover(sd: &StateDir, st: &mut State) -> Result<Vec<String>> {
     Ok(notes)
 }
 
+/// Where a touched point's new layout goes: a slot per stage and, when it
+/// will run as a walk program, a fresh slot for that program.
+pub struct Layout {
+    pub slots: Vec<u16>,
+    pub walk_slot: Option<u16>,
+    /// Counter slots of chains the change leaves alone, kept from the
+    /// running walk (their counters go on counting).
+    pub kept: BTreeSet<u16>,
+}
+
 impl<'a> Txn<'a> {
     pub fn begin(sd: &'a StateDir) -> Result<Txn<'a>> {
         let mut base = sd.load()?;
@@ -191,7 +202,7 @@ impl<'a> Txn<'a> {
                 .cleanup
                 .iter()
                 .filter(|p| p.hook.family() == family)
-                .flat_map(|p| p.chains.iter().flat_map(|c| c.slots.iter().copied())),
+                .flat_map(|p| p.slots()),
         );
         used.extend(
             self.taken
@@ -224,6 +235,58 @@ impl<'a> Txn<'a> {
             "not enough free stage slots for {family} ({n} needed, {} in all)",
             STAGE_SLOTS - 1
         ))
+    }
+
+    /// Allocates a touched point's slots. A walk of header and set stages
+    /// replacing a walk keeps the counter slots of every chain whose spec
+    /// did not change: the running
+    /// walk only counts in them (its program has a slot of its own), so
+    /// replacing one chain among 100 allocates, verifies and retires for that
+    /// one, and the others' counters survive it. Anything else, fresh slots.
+    pub fn lay_out(&mut self, p: &AttachPoint, base: Option<&AttachPoint>) -> Result<Layout> {
+        let family = p.hook.family();
+        let runs = crate::runtime::point_runs(p);
+        let n = crate::runtime::walk_length(p);
+        let walks = store::walk_for(runs, n, crate::runtime::point_insns(p)).is_some();
+        // only where the walk cannot fail for its verifier's budget: a walk
+        // of stages that parse options or keep state may, and then runs one
+        // program per stage, on fresh slots
+        let keep = walks && runs == Runs::AnyWalk;
+        let from = base.filter(|b| keep && b.walk && b.walk_slot != 0);
+        let same = |c: &ChainState| -> Option<Vec<u16>> {
+            let b = from?.chains.iter().find(|b| b.spec.name == c.spec.name)?;
+            (b.spec == c.spec && b.slots.len() == chain::stage_count(&c.spec))
+                .then(|| b.slots.clone())
+        };
+        let reuse: Vec<Option<Vec<u16>>> = p.chains.iter().map(same).collect();
+        let fresh_n: usize = p
+            .chains
+            .iter()
+            .zip(&reuse)
+            .filter(|(_, r)| r.is_none())
+            .map(|(c, _)| chain::stage_count(&c.spec))
+            .sum();
+        let mut fresh = self
+            .alloc_slots(family, fresh_n + usize::from(walks))?
+            .into_iter();
+        let walk_slot = if walks { fresh.next() } else { None };
+        let mut lay = Layout {
+            slots: Vec::new(),
+            walk_slot,
+            kept: BTreeSet::new(),
+        };
+        for (c, r) in p.chains.iter().zip(reuse) {
+            match r {
+                Some(v) => {
+                    lay.kept.extend(v.iter().copied());
+                    lay.slots.extend(v);
+                }
+                None => lay
+                    .slots
+                    .extend(fresh.by_ref().take(chain::stage_count(&c.spec))),
+            }
+        }
+        Ok(lay)
     }
 
     /// Records what the change is about to create: its slots and the
@@ -261,8 +324,15 @@ impl<'a> Txn<'a> {
 
     /// Writes a planned layout into slots this change was given.
     /// Returns whether the layout runs as one walk program.
-    pub fn write(&mut self, family: &str, plan: &[PlannedChain]) -> Result<bool> {
-        store::write_slots(self.sd, family, plan, &mut self.objs, store::walk_allowed())
+    pub fn write(&mut self, family: &str, plan: &[PlannedChain], lay: &Layout) -> Result<bool> {
+        store::write_slots(
+            self.sd,
+            family,
+            plan,
+            lay,
+            &mut self.objs,
+            store::walk_allowed(),
+        )
     }
 
     /// Takes everything back; the committed state stays as it was.

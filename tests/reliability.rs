@@ -1795,4 +1795,76 @@ mod long_walks {
         );
         eprintln!("a chain of 64 stages: its drop acts on the wire");
     }
+
+    /// The stages of chain `name` in `show --json`: (slot, hit counter).
+    fn stages_of(show: &Value, name: &str) -> Vec<(u64, u64)> {
+        let c = show
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .unwrap_or_else(|| panic!("no chain {name} in {show}"));
+        c["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|s| {
+                (
+                    s["slot"].as_u64().unwrap(),
+                    s["counters"]["hit"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replacing_one_chain_of_a_hundred_keeps_the_others() {
+        if !root_or_skip("replacing_one_chain_of_a_hundred_keeps_the_others") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let base = BASE + 1000;
+        let mut chains: Vec<(String, Point, u16)> = (0..100u16)
+            .map(|i| (format!("r{i}"), P, base + i))
+            .collect();
+        let p = policy_of(&bed, "hundred", &chains);
+        bed.emptcp(&["apply", &p]).expect_ok();
+        assert_wire(&bed, "100 chains", &[acts(base, 1), acts(base + 99, 1)]);
+        let before = stages_of(&show_json(&bed), "r0");
+        assert!(before[0].1 > 0, "r0's selector counted nothing: {before:?}");
+        // six replacements of r50 in a row: 6 x 200 fresh slots would
+        // overrun the 767 a family has and wait for retired ones
+        for k in 1..=6u16 {
+            chains[50].2 = base + 200 + k;
+            let one = policy_of(&bed, "one", &chains[50..51]);
+            bed.emptcp(&["apply", &one]).expect_ok();
+        }
+        assert_wire(
+            &bed,
+            "r50 replaced six times",
+            &[
+                acts(base, 1),
+                acts(base + 206, 1),
+                passes(base + 50, 1),
+                passes(base + 205, 1),
+            ],
+        );
+        let after = stages_of(&show_json(&bed), "r0");
+        // r0 kept its slots, and its counters went on counting
+        assert_eq!(
+            after.iter().map(|s| s.0).collect::<Vec<_>>(),
+            before.iter().map(|s| s.0).collect::<Vec<_>>(),
+            "r0's slots changed"
+        );
+        assert!(
+            after[0].1 > before[0].1,
+            "r0's hits: {before:?} then {after:?}"
+        );
+        let r50 = stages_of(&show_json(&bed), "r50");
+        assert!(r50[0].1 > 0, "r50's new selector counted nothing: {r50:?}");
+        eprintln!(
+            "r50 replaced 6 times among 100: r0 kept slots {:?}, hits {} -> {}",
+            after.iter().map(|s| s.0).collect::<Vec<_>>(),
+            before[0].1,
+            after[0].1
+        );
+    }
 }

@@ -34,6 +34,8 @@
  * which the kernel stops after 33.
  */
 #define EMPTCP_MAX_WALK		512
+/* The most stages the unrolled walk (every built-in stage) runs. */
+#define EMPTCP_MAX_SHORT_WALK	32
 /* Bytes of parameters a stage carries in its slot. */
 #define EMPTCP_PARAM_SIZE	56
 

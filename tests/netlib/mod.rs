@@ -1434,6 +1434,7 @@ pub fn still_loaded(ids: &BpfIds) -> BpfIds {
 pub const PROG_NAMES: &[&str] = &[
     "emptcp_entry",
     "emptcp_walk_prog",
+    "emptcp_walk_short",
     "ip_pair",
     "packet_type",
     "set_backup",
