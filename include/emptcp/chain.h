@@ -53,6 +53,11 @@
 #ifndef __EMPTCP_CHAIN_H
 #define __EMPTCP_CHAIN_H
 
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parse.h"
+#include "grow.h"
+
 /* Stage programs, by slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);

@@ -15,6 +15,8 @@
 #ifndef __EMPTCP_CSUM_H
 #define __EMPTCP_CSUM_H
 
+#include <bpf/bpf_helpers.h>
+
 /* Fold a 64-bit one's complement sum to 16 bits (not complemented). */
 static __always_inline __u16 csum_fold64(__u64 sum)
 {

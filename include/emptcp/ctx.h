@@ -17,6 +17,9 @@
 #ifndef __EMPTCP_CTX_H
 #define __EMPTCP_CTX_H
 
+#include <bpf/bpf_helpers.h>
+#include "csum.h"
+
 #if defined(EMPTCP_XDP) == defined(EMPTCP_TC)
 #error "define exactly one of EMPTCP_XDP and EMPTCP_TC"
 #endif

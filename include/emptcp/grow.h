@@ -21,6 +21,11 @@
 #ifndef __EMPTCP_GROW_H
 #define __EMPTCP_GROW_H
 
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "ctx.h"
+#include "mptcp.h"
+
 #ifndef EMPTCP_GROW_MAX_HDR
 #define EMPTCP_GROW_MAX_HDR 192
 #endif

@@ -15,6 +15,11 @@
 #ifndef __EMPTCP_MPTCP_H
 #define __EMPTCP_MPTCP_H
 
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "abi.h"
+#include "tcpopt.h"
+
 /* Subtypes (byte 2, high nibble). */
 #define MPTCPOPT_MP_CAPABLE	0
 #define MPTCPOPT_MP_JOIN	1

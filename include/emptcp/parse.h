@@ -16,6 +16,9 @@
 #ifndef __EMPTCP_PARSE_H
 #define __EMPTCP_PARSE_H
 
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
 #ifndef EMPTCP_VLAN_MAX
 #define EMPTCP_VLAN_MAX 2
 #endif

@@ -21,6 +21,9 @@
 #ifndef __EMPTCP_TABLES_H
 #define __EMPTCP_TABLES_H
 
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
 #include "abi.h"
 #include "chain.h"
 

@@ -29,6 +29,8 @@
 #ifndef __EMPTCP_TCPOPT_H
 #define __EMPTCP_TCPOPT_H
 
+#include <bpf/bpf_helpers.h>
+
 /* Options walked (NOPs count): more makes the packet "malformed". */
 #ifndef EMPTCP_TCPOPT_MAX
 #define EMPTCP_TCPOPT_MAX 16
