@@ -20,7 +20,7 @@
 static __always_inline int min_payload_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	struct tcphdr *th;
-	__u32 params[2], min;
+	__u32 params[1], min;
 	int l4len, hlen;
 
 	emptcp_param_copy(r, &params, sizeof(params));
@@ -40,17 +40,7 @@ static __always_inline int min_payload_hit(emptcp_ctx *ctx, const struct emptcp_
 	return l4len - hlen >= (int)min;
 }
 
-SEC(EMPTCP_SEC)
-int min_payload(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
-
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	/* one exit: each emptcp_next() call site is a full copy of the step */
-	if (!emptcp_select_decided(&r))
-		emptcp_select_combine(&r, min_payload_hit(ctx, &r));
-	return emptcp_next(ctx, &r);
-}
+/* The program `min_payload`, a selector reading one parameter (4 bytes). */
+EMPTCP_SELECTOR(min_payload, min_payload_hit, 4);
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

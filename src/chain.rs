@@ -81,6 +81,12 @@ pub const COUNTER_NAMES: [&str; 10] = [
     "no_key",
 ];
 
+/// The stage ABI (abi.h EMPTCP_ABI_VERSION) and stage roles
+/// (EMPTCP_ROLE_*), as a stage's `emptcp_info_<program>` declares them.
+pub const ABI_VERSION: u32 = 1;
+pub const ROLE_SELECTOR: u32 = 1;
+pub const ROLE_ACTOR: u32 = 2;
+
 pub const SF_OR: u8 = 0x01;
 pub const SF_NOT: u8 = 0x02;
 pub const SF_FIRST: u8 = 0x04;
@@ -145,10 +151,13 @@ const BK_ONCE: u8 = 0x02;
 pub enum StageObject {
     /// Built in: src/bpf/<name>.bpf.c, program <name>.
     Builtin(&'static str),
-    /// A third-party object file and the program in it.
+    /// A third-party object file and the program in it, listed as an
+    /// actor or a selector, given `param_bytes` of parameters.
     File {
         path: std::path::PathBuf,
         program: String,
+        actor: bool,
+        param_bytes: usize,
     },
 }
 
@@ -212,7 +221,7 @@ pub fn packet_type_mask(types: &[String]) -> Result<u32> {
     Ok(mask)
 }
 
-fn custom_stage(c: &CustomStage) -> (StageObject, u8, [u8; 56]) {
+fn custom_stage(c: &CustomStage, actor: bool) -> (StageObject, u8, [u8; 56]) {
     let mut param = [0u8; 56];
     for (i, v) in c.params.iter().take(14).enumerate() {
         param[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
@@ -221,6 +230,8 @@ fn custom_stage(c: &CustomStage) -> (StageObject, u8, [u8; 56]) {
         StageObject::File {
             path: c.object.clone(),
             program: c.program.clone(),
+            actor,
+            param_bytes: 4 * c.params.len().min(14),
         },
         KIND_CUSTOM,
         param,
@@ -351,7 +362,7 @@ fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, [u
             put(&mut param, &p);
             Ok((StageObject::Builtin("sequence"), KIND_SEQUENCE, param))
         }
-        SelectorKind::Custom(c) => Ok(custom_stage(c)),
+        SelectorKind::Custom(c) => Ok(custom_stage(c, false)),
     }
 }
 
@@ -461,7 +472,7 @@ fn actor_literal(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
             param[0] = u8::from(matches!(a, Actor::Drop));
             (StageObject::Builtin("verdict"), KIND_VERDICT, param)
         }
-        Actor::Custom(c) => custom_stage(c),
+        Actor::Custom(c) => custom_stage(c, true),
     })
 }
 

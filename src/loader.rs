@@ -10,6 +10,7 @@ use libbpf_rs::{
     AsRawLibbpf, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType,
 };
 
+use crate::chain::{types, StageObject, ABI_VERSION, ROLE_ACTOR, ROLE_SELECTOR};
 use crate::text::{self, quoted};
 
 /// libbpf messages of the current load, for the one-line error.
@@ -144,7 +145,17 @@ fn object_name(path: &Path) -> String {
 /// object declares the chain maps a stage needs. The file is read once,
 /// here; libbpf parses the bytes read (it keeps no reference to them once
 /// the object is open).
-pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Result<OpenObject> {
+pub fn open_custom(object: &StageObject, family: &str, what: &str) -> Result<OpenObject> {
+    let StageObject::File {
+        path,
+        program,
+        actor,
+        param_bytes,
+    } = object
+    else {
+        bail!("{what}: not a third-party stage");
+    };
+    let (path, program) = (path.as_path(), program.as_str());
     let shown = text::path(path);
     let bytes = crate::userfile::read(path).map_err(|e| anyhow!("{what}: {shown}: {e}"))?;
     if !is_bpf_elf(&bytes) {
@@ -198,7 +209,70 @@ pub fn open_custom(path: &Path, program: &str, family: &str, what: &str) -> Resu
             bail!("{what}: {shown} declares no map {m}: build it with <emptcp/chain.h>");
         }
     }
+    check_stage_info(&open, program, *actor, *param_bytes)
+        .map_err(|e| anyhow!("{what}: object {shown}: program {}{e}", text::bare(program)))?;
     Ok(open)
+}
+
+/// The record a stage macro writes (abi.h struct emptcp_stage_info).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageInfo {
+    pub abi: u32,
+    pub role: u32,
+    pub param_size: u32,
+}
+
+/// Reads `emptcp_info_<program>` from an opened object.
+pub fn stage_info(open: &OpenObject, program: &str) -> Option<StageInfo> {
+    let b = rodata(open, &format!("emptcp_info_{program}")).ok()?;
+    let w = |i: usize| {
+        b.get(i * 4..i * 4 + 4)
+            .map(|x| u32::from_ne_bytes(x.try_into().unwrap()))
+    };
+    (b.len() == std::mem::size_of::<types::emptcp_stage_info>()).then_some(())?;
+    Some(StageInfo {
+        abi: w(0)?,
+        role: w(1)?,
+        param_size: w(2)?,
+    })
+}
+
+/// A third-party program's declaration against how the chain lists it;
+/// the error continues "…: program P".
+fn check_stage_info(open: &OpenObject, program: &str, actor: bool, params: usize) -> Result<()> {
+    let abi = ABI_VERSION;
+    let Some(info) = stage_info(open, program) else {
+        bail!(
+            " declares no stage (build it with EMPTCP_SELECTOR or EMPTCP_ACTOR from <emptcp/chain.h>, stage ABI {abi})"
+        );
+    };
+    if info.abi != abi {
+        bail!(
+            " was built for stage ABI {}; this emptcp runs ABI {abi}",
+            info.abi
+        );
+    }
+    let (want, listed) = if actor {
+        (ROLE_ACTOR, "[[chain.act]]")
+    } else {
+        (ROLE_SELECTOR, "[[chain.select]]")
+    };
+    if info.role != want {
+        let is = match info.role {
+            ROLE_SELECTOR => "a selector",
+            ROLE_ACTOR => "an actor",
+            _ => "of no known role",
+        };
+        bail!(" is {is}; listed under {listed}");
+    }
+    if params > info.param_size as usize {
+        bail!(
+            " reads {} bytes of parameters; the chain gives {params} ({} values)",
+            info.param_size,
+            params / 4
+        );
+    }
+    Ok(())
 }
 
 /// Where a shared map is pinned: `<family dir>/<name>`, except maps named
@@ -286,28 +360,47 @@ pub fn load(open: OpenObject, what: &str) -> Result<Object> {
     }
 }
 
+/// Where the `.rodata` variable `var` (a `const volatile` global) sits:
+/// (offset, size), through the object's BTF.
+fn rodata_var(open: &OpenObject, var: &str) -> Result<(usize, usize)> {
+    // SAFETY: the pointer comes from a live OpenObject and is only used
+    // while `open` is borrowed here.
+    let obj = unsafe { open.as_libbpf_object().as_ref() };
+    let btf = libbpf_rs::btf::Btf::from_bpf_object(obj)
+        .context("object BTF")?
+        .context("object has no BTF")?;
+    let sec: libbpf_rs::btf::types::DataSec<'_> = btf
+        .type_by_name(".rodata")
+        .ok_or_else(|| anyhow!("object has no .rodata section"))?;
+    for vs in sec.iter() {
+        let v: Option<libbpf_rs::btf::types::Var<'_>> = btf.type_by_id(vs.ty);
+        if v.and_then(|v| v.name()).is_some_and(|n| n == var) {
+            return Ok((vs.offset as usize, vs.size));
+        }
+    }
+    Err(anyhow!("object has no .rodata variable {var}"))
+}
+
+/// The initial value of the `.rodata` variable `var`.
+pub fn rodata(open: &OpenObject, var: &str) -> Result<Vec<u8>> {
+    let (offset, size) = rodata_var(open, var)?;
+    let map = open
+        .maps()
+        .find(|m| m.name().to_string_lossy().ends_with(".rodata"))
+        .context("object has no .rodata map")?;
+    let init = map
+        .initial_value()
+        .context(".rodata has no initial value")?;
+    Ok(init
+        .get(offset..offset + size)
+        .context(".rodata shorter than its BTF says")?
+        .to_vec())
+}
+
 /// Sets the initial value of the `.rodata` variable `var` (a `const
 /// volatile` global) before load, finding it through the object's BTF.
 pub fn set_rodata(open: &mut OpenObject, var: &str, bytes: &[u8]) -> Result<()> {
-    let (offset, size) = {
-        // SAFETY: the pointer comes from a live OpenObject and is only used
-        // while `open` is borrowed here.
-        let obj = unsafe { open.as_libbpf_object().as_ref() };
-        let btf = libbpf_rs::btf::Btf::from_bpf_object(obj)
-            .context("object BTF")?
-            .context("object has no BTF")?;
-        let sec: libbpf_rs::btf::types::DataSec<'_> = btf
-            .type_by_name(".rodata")
-            .ok_or_else(|| anyhow!("object has no .rodata section"))?;
-        let mut found = None;
-        for vs in sec.iter() {
-            let v: Option<libbpf_rs::btf::types::Var<'_>> = btf.type_by_id(vs.ty);
-            if v.and_then(|v| v.name()).is_some_and(|n| n == var) {
-                found = Some((vs.offset as usize, vs.size));
-            }
-        }
-        found.ok_or_else(|| anyhow!("object has no .rodata variable {var}"))?
-    };
+    let (offset, size) = rodata_var(open, var)?;
     if size != bytes.len() {
         bail!("rodata variable {var} is {size} bytes, not {}", bytes.len());
     }

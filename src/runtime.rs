@@ -619,9 +619,7 @@ impl Runtime {
                     StageObject::Builtin(k) => {
                         loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?
                     }
-                    StageObject::File { path, program } => {
-                        loader::open_custom(path, program, family, &what)?
-                    }
+                    StageObject::File { .. } => loader::open_custom(&o, family, &what)?,
                 };
                 loader::load(open, &what)?;
                 done.push((o, family));

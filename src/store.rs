@@ -39,7 +39,7 @@ pub(crate) fn load_stage(
             loader::object_bytes(name, family)?,
             &format!("{name}_{family}"),
         )?,
-        StageObject::File { path, program } => loader::open_custom(path, program, family, what)?,
+        StageObject::File { .. } => loader::open_custom(&stage.object, family, what)?,
     };
     // SAFETY: emptcp_stage is Plain (chain.rs).
     loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {

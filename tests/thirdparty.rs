@@ -167,3 +167,91 @@ fn third_party_object_of_the_wrong_hook_is_refused() {
         "message: {err}"
     );
 }
+
+/// The error of building a chain of `sel` then `act` (object, program,
+/// params) on XDP; panics if it loads.
+fn refused(sel: (&str, &str, &str), act: (&str, &str, &str)) -> String {
+    let text = format!(
+        "[[chain]]\nname = \"x\"\ndev = \"x\"\nhook = \"xdp\"\n\
+         [[chain.select]]\nkind = \"custom\"\nobject = \"{}\"\nprogram = \"{}\"\nparams = [{}]\n\
+         [[chain.act]]\nkind = \"custom\"\nobject = \"{}\"\nprogram = \"{}\"\nparams = [{}]\n",
+        sel.0, sel.1, sel.2, act.0, act.1, act.2
+    );
+    let p = Policy::parse(&text, "t.toml").expect("parses");
+    match Harness::new(Hook::Xdp, &p.chains) {
+        Ok(_) => panic!("must be refused: {text}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn third_party_declaration_is_checked() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let dir = build_examples();
+    let sel = dir.join("min_payload.xdp.o").display().to_string();
+    let act = dir.join("set_dscp.xdp.o").display().to_string();
+    // the selector listed as an actor, and the other way round
+    let err = refused((&act, "set_dscp", "1"), (&sel, "min_payload", "1"));
+    assert!(
+        err.ends_with("program set_dscp is an actor; listed under [[chain.select]]"),
+        "message: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let err = refused((&sel, "min_payload", "1"), (&sel, "min_payload", "1"));
+    assert!(
+        err.ends_with("program min_payload is a selector; listed under [[chain.act]]"),
+        "message: {err}"
+    );
+    // more parameters than the stage reads
+    let err = refused((&sel, "min_payload", "1, 2"), (&act, "set_dscp", "1"));
+    assert!(
+        err.ends_with(
+            "program min_payload reads 4 bytes of parameters; the chain gives 8 (2 values)"
+        ),
+        "message: {err}"
+    );
+    // an object built without the stage macros: no declaration
+    let src = dir.join("bare.bpf.c");
+    std::fs::write(
+        &src,
+        "#include \"vmlinux.h\"\n#include <emptcp/emptcp.h>\n\
+         SEC(EMPTCP_SEC) int bare(emptcp_ctx *ctx)\n{\n\tstruct emptcp_run r;\n\n\
+         \tif (emptcp_stage_begin(ctx, &r) < 0)\n\t\treturn EMPTCP_PASS;\n\
+         \treturn emptcp_next(ctx, &r);\n}\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n",
+    )
+    .expect("write bare.bpf.c");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let obj = dir.join("bare.xdp.o");
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang-19".into());
+    let st = Command::new(clang)
+        .current_dir(root)
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-DEMPTCP_XDP",
+        ])
+        .args(["-Iinclude", "-Ivmlinux/x86", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("run clang");
+    assert!(st.success(), "clang failed on bare.bpf.c");
+    let err = refused(
+        (&sel, "min_payload", "1"),
+        (&obj.display().to_string(), "bare", ""),
+    );
+    assert!(
+        err.ends_with(
+            "program bare declares no stage (build it with EMPTCP_SELECTOR or EMPTCP_ACTOR \
+             from <emptcp/chain.h>, stage ABI 1)"
+        ),
+        "message: {err}"
+    );
+}

@@ -36,6 +36,24 @@
 #define EMPTCP_MAX_WALK		512
 /* The most stages the unrolled walk (every built-in stage) runs. */
 #define EMPTCP_MAX_SHORT_WALK	32
+/*
+ * What a stage object says about each of its stages (EMPTCP_SELECTOR,
+ * EMPTCP_ACTOR in chain.h): a `.rodata` record `emptcp_info_<program>`
+ * that emptcp reads before it loads a third-party object. It refuses,
+ * in one line, a program built for another stage ABI, a selector listed
+ * under [[chain.act]] (or an actor under [[chain.select]]), and more
+ * parameters than the stage reads.
+ */
+#define EMPTCP_ROLE_SELECTOR	1
+#define EMPTCP_ROLE_ACTOR	2
+
+struct emptcp_stage_info {
+	__u32 abi;		/* EMPTCP_ABI_VERSION it was built against */
+	__u32 role;		/* EMPTCP_ROLE_* */
+	__u32 param_size;	/* bytes of parameters it reads (<= EMPTCP_PARAM_SIZE) */
+	__u32 reserved;
+};
+
 /* Bytes of parameters a stage carries in its slot. */
 #define EMPTCP_PARAM_SIZE	56
 

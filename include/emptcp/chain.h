@@ -270,8 +270,8 @@ static __always_inline int emptcp_stage_begin(emptcp_ctx *ctx, struct emptcp_run
 }
 
 /*
- * Copy the first @len bytes (a multiple of 8, at most EMPTCP_PARAM_SIZE) of
- * this stage's parameters into @dst. The reads stay volatile (see
+ * Copy the first @len bytes (a multiple of 4, at most EMPTCP_PARAM_SIZE) of
+ * this stage's parameters into @dst (8-byte aligned), never past @len. The reads stay volatile (see
  * emptcp_stage_desc) and the verifier still knows their values.
  */
 static __always_inline void emptcp_param_copy(const struct emptcp_run *r, void *dst, __u32 len)
@@ -281,9 +281,15 @@ static __always_inline void emptcp_param_copy(const struct emptcp_run *r, void *
 
 #pragma unroll
 	for (int i = 0; i < EMPTCP_PARAM_SIZE / 8; i++) {
-		if ((__u32)i * 8 >= len)
+		if ((__u32)i * 8 + 8 <= len) {
+			d[i] = src[i];
+		} else {
+			/* a last 4-byte word: never write past dst */
+			if ((__u32)i * 8 + 4 <= len)
+				((__u32 *)dst)[2 * i] =
+					((const volatile __u32 *)r->st->param)[2 * i];
 			break;
-		d[i] = src[i];
+		}
 	}
 }
 
@@ -382,6 +388,68 @@ static __always_inline int emptcp_stage_exit(emptcp_ctx *ctx, struct emptcp_run 
 		return ret;
 	return emptcp_next(ctx, r);
 }
+
+/*
+ * Declaring a stage. A stage's work is its stage function (above); these
+ * macros add what makes it a stage program: outside a walk, the program
+ * `name` (SEC(EMPTCP_SEC): its counters looked up, the function run, then
+ * the verdict or the step to the next stage) and its record
+ * `emptcp_info_<name>` (abi.h struct emptcp_stage_info: role, ABI version,
+ * parameter bytes), which emptcp checks when it loads a third-party
+ * object. Inside a walk (EMPTCP_WALK) only the function is kept.
+ *
+ *	EMPTCP_SELECTOR(name, hit, psize)	hit(ctx, r): 1 when the packet
+ *						matches; defines name##_stage
+ *	EMPTCP_SELECTOR_FN(name, fn, psize)	a selector with its own stage
+ *						function fn
+ *	EMPTCP_ACTOR(name, fn, psize)		fn(ctx, r): EMPTCP_CONTINUE or
+ *						a verdict
+ *
+ * psize: the bytes of parameters the stage reads (0 .. EMPTCP_PARAM_SIZE).
+ * The object still needs its license: char LICENSE[] SEC("license").
+ */
+#ifdef EMPTCP_WALK
+#define EMPTCP_STAGE_PROGRAM(name, fn, stage_role, psize)
+#else
+#define EMPTCP_STAGE_PROGRAM(name, fn, stage_role, psize)			\
+	_Static_assert((psize) <= EMPTCP_PARAM_SIZE,				\
+		       #name ": more parameters than a stage slot holds");	\
+	const volatile struct emptcp_stage_info emptcp_info_##name = {		\
+		.abi = EMPTCP_ABI_VERSION,					\
+		.role = (stage_role),						\
+		.param_size = (psize),						\
+	};									\
+	SEC(EMPTCP_SEC)								\
+	int name(emptcp_ctx *ctx)						\
+	{									\
+		struct emptcp_run r;						\
+										\
+		if (emptcp_stage_begin(ctx, &r) < 0)				\
+			return EMPTCP_PASS;					\
+		return emptcp_stage_exit(ctx, &r, fn(ctx, &r));			\
+	}
+#endif
+
+#define EMPTCP_SELECTOR(name, hit, psize)					\
+	EMPTCP_STAGE int name##_stage(emptcp_ctx *ctx, struct emptcp_run *r)	\
+	{									\
+		if (!emptcp_select_decided(r))					\
+			emptcp_select_combine(r, hit(ctx, r));			\
+		return EMPTCP_CONTINUE;						\
+	}									\
+	EMPTCP_STAGE_PROGRAM(name, name##_stage, EMPTCP_ROLE_SELECTOR, psize)
+
+#define EMPTCP_SELECTOR_FN(name, fn, psize)					\
+	EMPTCP_STAGE_PROGRAM(name, fn, EMPTCP_ROLE_SELECTOR, psize)
+
+#define EMPTCP_ACTOR(name, fn, psize)						\
+	EMPTCP_STAGE_PROGRAM(name, fn, EMPTCP_ROLE_ACTOR, psize)
+
+#ifndef EMPTCP_WALK
+#define EMPTCP_LICENSE(text) char LICENSE[] SEC("license") = text
+#else
+#define EMPTCP_LICENSE(text)
+#endif
 
 /* Actor: did the selectors before it pick this packet? */
 static __always_inline int emptcp_matched(const struct emptcp_run *r)

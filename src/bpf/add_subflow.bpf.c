@@ -297,16 +297,6 @@ EMPTCP_HEAVY_STAGE int add_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CONTINUE;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int add_subflow(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(add_subflow, add_subflow_stage, 0);
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, add_subflow_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

@@ -194,16 +194,6 @@ EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CONTINUE;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int blk_subflow(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(blk_subflow, blk_subflow_stage, sizeof(struct emptcp_blk_subflow));
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, blk_subflow_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

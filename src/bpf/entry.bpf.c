@@ -32,6 +32,7 @@ struct emptcp_abi_types {
 	struct emptcp_flow_rec flow_rec;
 	struct emptcp_rate_limit rate_limit;
 	struct emptcp_rl_flow rl_flow;
+	struct emptcp_stage_info stage_info;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

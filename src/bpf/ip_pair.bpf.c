@@ -70,24 +70,8 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	return hit;
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_HEAVY_STAGE int ip_pair_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, ip_pair_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: ip_pair_stage() in a walk, the program `ip_pair` alone. */
+EMPTCP_SELECTOR(ip_pair, ip_pair_hit, sizeof(struct emptcp_ip_pair));
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int ip_pair(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, ip_pair_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

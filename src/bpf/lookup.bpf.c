@@ -27,24 +27,8 @@ static __always_inline int lookup_hit(emptcp_ctx *ctx, const struct emptcp_run *
 	return 0;
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_HEAVY_STAGE int lookup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, lookup_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: lookup_stage() in a walk, the program `lookup` alone. */
+EMPTCP_SELECTOR(lookup, lookup_hit, 4);
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int lookup(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, lookup_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

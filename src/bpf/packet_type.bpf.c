@@ -21,24 +21,8 @@ static __always_inline int packet_type_hit(emptcp_ctx *ctx, struct emptcp_run *r
 	return !!(types & pt.mask);
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_HEAVY_STAGE int packet_type_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, packet_type_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: packet_type_stage() in a walk, the program `packet_type` alone. */
+EMPTCP_SELECTOR(packet_type, packet_type_hit, sizeof(struct emptcp_packet_type));
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int packet_type(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, packet_type_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

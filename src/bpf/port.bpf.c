@@ -24,24 +24,8 @@ static __always_inline int port_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 	return 1;
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int port_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, port_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: port_stage() in a walk, the program `port` alone. */
+EMPTCP_SELECTOR(port, port_hit, sizeof(struct emptcp_port));
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int port(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, port_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

@@ -29,24 +29,8 @@ static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *
 	return (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1];
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_HEAVY_STAGE int prefix_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, prefix_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: prefix_stage() in a walk, the program `prefix` alone. */
+EMPTCP_SELECTOR(prefix, prefix_hit, sizeof(struct emptcp_prefix));
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int prefix(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, prefix_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

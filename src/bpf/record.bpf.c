@@ -164,16 +164,6 @@ EMPTCP_HEAVY_STAGE int record_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CONTINUE;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int record(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(record, record_stage, 8);
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, record_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

@@ -59,16 +59,6 @@ EMPTCP_HEAVY_STAGE int redirect_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 #endif
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int redirect(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(redirect, redirect_stage, sizeof(struct emptcp_redirect));
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, redirect_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

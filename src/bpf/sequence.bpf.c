@@ -159,16 +159,6 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return emptcp_selected(r, hit);
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int sequence(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_SELECTOR_FN(sequence, sequence_stage, sizeof(struct emptcp_sequence));
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, sequence_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

@@ -443,16 +443,6 @@ EMPTCP_HEAVY_STAGE int set_backup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CONTINUE;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int set_backup(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(set_backup, set_backup_stage, sizeof(struct emptcp_set_backup));
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, set_backup_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

@@ -33,16 +33,6 @@ EMPTCP_STAGE int set_mark_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return EMPTCP_CONTINUE;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int set_mark(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(set_mark, set_mark_stage, sizeof(struct emptcp_set_mark));
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, set_mark_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");

@@ -50,24 +50,8 @@ static __always_inline int subflow_hit(emptcp_ctx *ctx, const struct emptcp_run 
 	return hit;
 }
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_HEAVY_STAGE int subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
-{
-	if (!emptcp_select_decided(r))
-		emptcp_select_combine(r, subflow_hit(ctx, r));
-	return EMPTCP_CONTINUE;
-}
+/* The selector: subflow_stage() in a walk, the program `subflow` alone. */
+EMPTCP_SELECTOR(subflow, subflow_hit, sizeof(struct emptcp_subflow));
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int subflow(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_LICENSE("Dual BSD/GPL");
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, subflow_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif

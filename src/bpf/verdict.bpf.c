@@ -19,16 +19,6 @@ EMPTCP_STAGE int verdict_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	return (p[0] & 0xff) ? EMPTCP_DROP : EMPTCP_PASS;
 }
 
-#ifndef EMPTCP_WALK
-SEC(EMPTCP_SEC)
-int verdict(emptcp_ctx *ctx)
-{
-	struct emptcp_run r;
+EMPTCP_ACTOR(verdict, verdict_stage, 8);
 
-	if (emptcp_stage_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-	return emptcp_stage_exit(ctx, &r, verdict_stage(ctx, &r));
-}
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-#endif
+EMPTCP_LICENSE("Dual BSD/GPL");
