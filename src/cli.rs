@@ -40,6 +40,23 @@ pub enum Command {
         /// XDP attach mode for new XDP chains
         #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
         xdp_mode: XdpMode,
+        /// The file is the whole desired state: chains, sets and maps it
+        /// does not name are removed, in the same transaction
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Apply a policy file and keep it applied, in the foreground: SIGHUP
+    /// applies the file again as the whole desired state, SIGTERM/SIGINT
+    /// remove what it applied and exit
+    Run {
+        /// Policy file (TOML)
+        policy: PathBuf,
+        /// Serve `GET /metrics` (Prometheus text format) on this address
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Leave the chains, sets and maps in place when stopping
+        #[arg(long)]
+        keep: bool,
     },
     /// Parse a policy and load its programs through the verifier; attach nothing
     Check {
