@@ -126,10 +126,14 @@ pub fn page(rt: &Runtime, health: &Shared) -> String {
     o
 }
 
-/// Listens on `addr` and serves `/metrics` from a thread of its own.
-pub fn serve(addr: SocketAddr, rt: Runtime, health: Shared) -> Result<()> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow!("--metrics {addr}: failed to listen: {e}"))?;
+/// Listens on `addr` (before anything is applied: a port in use changes
+/// nothing).
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server> {
+    tiny_http::Server::http(addr).map_err(|e| anyhow!("--metrics {addr}: failed to listen: {e}"))
+}
+
+/// Serves `/metrics` from a thread of its own.
+pub fn serve(server: tiny_http::Server, rt: Runtime, health: Shared) -> Result<()> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {

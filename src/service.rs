@@ -119,7 +119,8 @@ fn log_warnings(rt: &Runtime, p: &Policy) {
 }
 
 /// Runs until SIGTERM or SIGINT. Errors before the first apply succeeded
-/// (a second `run`, a bad file, a port in use) return at once: exit 1.
+/// (a bad file, a port in use, a second `run`) return at once, having
+/// changed nothing: exit 1.
 pub fn run(rt: Runtime, opts: &Options) -> Result<()> {
     crate::priv_check()?;
     // blocked before any thread starts, so that every thread inherits it
@@ -129,6 +130,9 @@ pub fn run(rt: Runtime, opts: &Options) -> Result<()> {
         mask.add(s);
     }
     mask.thread_block().context("failed to block signals")?;
+    // a file that does not parse, or a port in use, changes nothing
+    rt.read_policy(&opts.policy)?;
+    let server = opts.metrics.map(metrics::bind).transpose()?;
 
     let sd = StateDir::open(&rt.dir, true)?.expect("created");
     let run_lock = sd.lock_run()?;
@@ -156,11 +160,9 @@ pub fn run(rt: Runtime, opts: &Options) -> Result<()> {
         h.chains = applied.chains.len();
     }
     log_report(1, &opts.policy, &applied, &report);
-    if let Some(addr) = opts.metrics {
-        if let Err(e) = metrics::serve(addr, rt.clone(), health.clone()) {
-            if !opts.keep {
-                let _ = stop(&rt, &applied, &run_lock);
-            }
+    if let (Some(server), Some(addr)) = (server, opts.metrics) {
+        if let Err(e) = metrics::serve(server, rt.clone(), health.clone()) {
+            let _ = stop(&rt, &applied, &run_lock);
             return Err(e);
         }
         log(

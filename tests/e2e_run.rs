@@ -437,3 +437,45 @@ fn apply_prune_removes_what_the_file_does_not_name() {
         "a refused apply changed nothing"
     );
 }
+
+/// Bad input to `run`: one line, exit 1, nothing left behind.
+#[test]
+fn run_refuses_bad_input_in_one_line() {
+    if !root_or_skip("run_refuses_bad_input_in_one_line") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let missing = bed.tmp.join("missing.toml");
+    let bad = bed.policy("bad", "[[chain]]\nname = \"x\"\n");
+    let good = bed.policy(
+        "good",
+        &format!(
+            "[[chain]]\nname = \"g\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{}\"\n\
+             [[chain.select]]\nkind = \"port\"\ndport = 80\n[[chain.act]]\nkind = \"set_mark\"\nmark = 1\n",
+            bed.x1a, bed.a
+        ),
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    for (args, what) in [
+        (vec![missing.to_str().unwrap()], "missing.toml"),
+        (vec![bad.to_str().unwrap()], "bad.toml"),
+        (
+            vec![good.to_str().unwrap(), "--metrics", busy_addr.as_str()],
+            "failed to listen",
+        ),
+    ] {
+        let mut a = vec!["run"];
+        a.extend(args);
+        let o = bed.emptcp(&a);
+        assert_eq!(o.code, Some(1), "{o:?}");
+        assert_eq!(o.stderr_lines().len(), 1, "{}", o.stderr);
+        assert!(o.stderr.contains(what), "{}", o.stderr);
+        assert!(
+            !bed.state_dir.exists(),
+            "{a:?} left {}",
+            bed.state_dir.display()
+        );
+        assert_nothing_attached(&bed.a, &bed.x1a);
+    }
+}
