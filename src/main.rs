@@ -60,9 +60,7 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .context("failed to render the man page"),
+        Command::Man { command } => cmd_man(command.as_deref()),
     }
 }
 
@@ -232,6 +230,25 @@ fn cmd_stats(rt: &Runtime, json: bool, format: &str) -> Result<()> {
         print!("{}", emptcp::stats::text(&s));
     }
     Ok(())
+}
+
+/// `emptcp man [COMMAND]`: the page of the program, or of one command
+/// (named `emptcp-COMMAND`, as git and cargo name theirs).
+fn cmd_man(command: Option<&str>) -> Result<()> {
+    let cmd = Cli::command();
+    let man = match command {
+        None => clap_mangen::Man::new(cmd),
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .ok_or_else(|| anyhow::anyhow!("no command called {}", emptcp::text::quoted(name)))?
+                .clone();
+            clap_mangen::Man::new(sub.bin_name(format!("emptcp {name}")))
+                .title(format!("emptcp-{name}"))
+        }
+    };
+    man.render(&mut std::io::stdout())
+        .context("failed to render the man page")
 }
 
 /// `emptcp catalog`.
