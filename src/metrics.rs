@@ -194,6 +194,10 @@ pub fn lint(text: &str) -> Result<usize, String> {
                     if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&t) {
                         return Err(bad("unknown type"));
                     }
+                    // promtool's lint: a counter's name says it is one
+                    if t == "counter" && !n.ends_with("_total") {
+                        return Err(bad("a counter's name must end in _total"));
+                    }
                     if typed.iter().any(|x| x == n) {
                         return Err(bad("second TYPE for a family"));
                     }
@@ -337,16 +341,17 @@ mod tests {
 
     #[test]
     fn lint_finds_what_a_scraper_refuses() {
-        let ok = "# TYPE a counter\na{x=\"1\\\"\"} 1\na 2\n";
+        let ok = "# TYPE a_total counter\na_total{x=\"1\\\"\"} 1\na_total 2\n";
         assert_eq!(lint(ok), Ok(2));
         for bad in [
-            "a 1\n",                                        // no TYPE
-            "# TYPE a counter\na{x=1} 1\n",                 // unquoted
-            "# TYPE a counter\na{x=\"1} 1\n",               // unterminated
-            "# TYPE a counter\na one\n",                    // not a number
-            "# TYPE a counter\n# TYPE b gauge\nb 1\na 1\n", // family split
-            "# TYPE a counter\n# TYPE a counter\n",         // TYPE twice
-            "# TYPE 1a counter\n",                          // bad name
+            "a 1\n",                                      // no TYPE
+            "# TYPE a gauge\na{x=1} 1\n",                 // unquoted
+            "# TYPE a gauge\na{x=\"1} 1\n",               // unterminated
+            "# TYPE a gauge\na one\n",                    // not a number
+            "# TYPE a gauge\n# TYPE b gauge\nb 1\na 1\n", // family split
+            "# TYPE a gauge\n# TYPE a gauge\n",           // TYPE twice
+            "# TYPE 1a gauge\n",                          // bad name
+            "# TYPE a counter\na 1\n",                    // counter without _total
         ] {
             assert!(lint(bad).is_err(), "accepted {bad:?}");
         }

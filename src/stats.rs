@@ -180,19 +180,19 @@ pub fn prometheus(s: &Stats) -> String {
     type Get = fn(&DirStats) -> u64;
     let per_dir: [(&str, &str, &str, Get); 4] = [
         (
-            "emptcp_subflow_bytes",
+            "emptcp_subflow_bytes_total",
             "counter",
             "TCP payload bytes seen by record, per direction",
             |d| d.bytes,
         ),
         (
-            "emptcp_subflow_packets",
+            "emptcp_subflow_packets_total",
             "counter",
             "packets seen by record, per direction",
             |d| d.packets,
         ),
         (
-            "emptcp_subflow_retrans",
+            "emptcp_subflow_retrans_total",
             "counter",
             "retransmissions seen by record, per direction",
             |d| d.retrans,
@@ -237,16 +237,16 @@ pub fn prometheus(s: &Stats) -> String {
                         label(&f.a),
                         label(&f.b)
                     ),
-                    format!("{r:.1}"),
+                    format!("{:.7}", r / 1e6),
                 )
             })
         })
         .collect();
     family(
         &mut o,
-        "emptcp_subflow_rtt_avg_us",
+        "emptcp_subflow_rtt_avg_seconds",
         "gauge",
-        "mean RTT record measured on a subflow, microseconds",
+        "mean RTT record measured on a subflow",
         &rtt,
     );
     let mut v = Vec::new();
@@ -269,7 +269,7 @@ pub fn prometheus(s: &Stats) -> String {
     }
     family(
         &mut o,
-        "emptcp_stage_packets",
+        "emptcp_stage_packets_total",
         "counter",
         "packets per chain stage and reason",
         &v,
@@ -288,7 +288,7 @@ pub fn prometheus(s: &Stats) -> String {
         .collect();
     family(
         &mut o,
-        "emptcp_entry_packets",
+        "emptcp_entry_packets_total",
         "counter",
         "packets per hook family seen by the entry programs, and reason",
         &v,
