@@ -593,9 +593,25 @@ impl Runtime {
                 .map(|c| format!("chain {}", c.spec.name)),
         );
         ch.drop_empty_points();
+        // the file's tables, but not one a chain left in place still uses
+        let used: BTreeSet<String> = ch
+            .next
+            .points
+            .iter()
+            .flat_map(|p| &p.chains)
+            .flat_map(|c| {
+                crate::policy::table_refs(&c.spec)
+                    .into_iter()
+                    .map(|(_, n, _, _)| n.to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let (drop, keep): (Vec<TableState>, Vec<TableState>) = std::mem::take(&mut ch.next.tables)
             .into_iter()
-            .partition(|t| policy.tables.iter().any(|s| s.def.name == t.def.name));
+            .partition(|t| {
+                policy.tables.iter().any(|s| s.def.name == t.def.name)
+                    && !used.contains(&t.def.name)
+            });
         removed.extend(
             drop.iter()
                 .map(|t| format!("{} {}", t.def.what(), t.def.name)),

@@ -47,10 +47,22 @@ enum Level {
     Error,
 }
 
+/// True when stderr is the journal's stream: `JOURNAL_STREAM` names its
+/// device and inode (systemd.exec(5)), not only set by some ancestor.
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(2) else {
+        return false;
+    };
+    v.to_string_lossy() == format!("{}:{}", st.st_dev, st.st_ino)
+}
+
 /// One event, one line on stderr.
 fn log(level: Level, msg: &str) {
     let line = msg.replace('\n', " ");
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if stderr_is_journal() {
         let prio = match level {
             Level::Info => 6,
             Level::Warning => 4,
