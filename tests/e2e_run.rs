@@ -257,7 +257,10 @@ fn run_applies_reloads_on_sighup_and_cleans_up_on_sigterm() {
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
     // generation 1: the joined subflow (client's 2nd address) out over r2b
-    let v1 = mark_chain("steer-join", &bed, &bed.r2a, bed.client_addr2());
+    let v1 = format!(
+        "[[set]]\nname = \"spare\"\ntype = \"addr\"\nelements = []\n\n{}",
+        mark_chain("steer-join", &bed, &bed.r2a, bed.client_addr2())
+    );
     let file = bed.policy("svc", &v1);
     let svc = Service::start(
         &bed.state_dir,
@@ -293,13 +296,17 @@ fn run_applies_reloads_on_sighup_and_cleans_up_on_sigterm() {
     );
     bed.emptcp(&["show"]).expect_ok();
     bed.emptcp(&["stats", "--format", "prometheus"]).expect_ok();
+    bed.emptcp(&["set", "add", "spare", "10.99.0.1"])
+        .expect_ok();
+    let l = bed.emptcp(&["set", "list", "spare"]).expect_ok();
+    assert_eq!(l.stdout, "10.99.0.1\n");
 
     // generation 2: steer-join gone, steer-first (the initial subflow) new
     let v2 = mark_chain("steer-first", &bed, &bed.r1a, bed.client_addr1());
     std::fs::write(&file, &v2).unwrap();
     svc.signal(nix::sys::signal::Signal::SIGHUP);
     let l = svc.wait_line("(generation 2)");
-    assert!(l.contains("removed chain steer-join"), "{l}");
+    assert!(l.contains("removed chain steer-join, set spare"), "{l}");
     // a broken file and SIGHUP: one line, generation 2 keeps running
     std::fs::write(&file, format!("{v2}\n[[chain]\n")).unwrap();
     svc.signal(nix::sys::signal::Signal::SIGHUP);
