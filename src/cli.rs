@@ -40,6 +40,31 @@ pub enum Command {
         /// XDP attach mode for new XDP chains
         #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
         xdp_mode: XdpMode,
+        /// The file is the whole desired state: chains, sets and maps it
+        /// does not name are removed, in the same transaction
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Apply a policy file and keep it applied, as a service in the foreground
+    ///
+    /// The file is applied as the whole desired state (as `apply --prune`).
+    /// SIGHUP reads it again and applies it the same way, in one
+    /// transaction: new chains attached, changed ones replaced atomically,
+    /// chains, sets and maps no longer in it removed; a file that fails to
+    /// parse or load is one logged line and changes nothing. SIGTERM or
+    /// SIGINT removes what the file applied (with nothing else left, every
+    /// pin of the state directory) and exits 0. One line per event on
+    /// stderr. One `run` per state directory; `show`, `stats`, `events`,
+    /// `set` and `map` work alongside it, `detach --all` is refused.
+    Run {
+        /// Policy file (TOML)
+        policy: PathBuf,
+        /// Serve `GET /metrics` (Prometheus text format) on this address
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Leave the chains, sets and maps in place when stopping
+        #[arg(long)]
+        keep: bool,
     },
     /// Parse a policy and load its programs through the verifier; attach nothing
     Check {
@@ -108,8 +133,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff): emptcp(1), or emptcp-COMMAND(1)
+    Man {
+        /// The command whose page to print (`run`, `apply`, …)
+        command: Option<String>,
+    },
 }
 
 /// What `emptcp set` and `emptcp map` do to a table's elements.

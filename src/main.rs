@@ -8,22 +8,7 @@ use clap::{CommandFactory, Parser};
 
 use emptcp::catalog::{StageRole, CATALOG};
 use emptcp::cli::{Cli, Command, TableOp};
-use emptcp::policy::{Policy, PolicyError};
 use emptcp::runtime::Runtime;
-
-/// Reads a policy file and checks it against the capacity limits on its
-/// own (capacity.rs): `apply` and `check` refuse the same files, before
-/// anything is loaded or changed.
-fn read_policy(path: &std::path::Path, rt: &Runtime) -> Result<Policy> {
-    let p = Policy::from_file(path)?;
-    emptcp::capacity::check_policy(&p, rt.netns.as_deref(), &rt.dir).map_err(|msg| {
-        PolicyError {
-            file: emptcp::text::path(path),
-            msg,
-        }
-    })?;
-    Ok(p)
-}
 
 fn run(cli: Cli) -> Result<()> {
     emptcp::loader::init_logging(cli.verbose);
@@ -38,7 +23,20 @@ fn run(cli: Cli) -> Result<()> {
             policy,
             dry_run,
             xdp_mode,
-        } => cmd_apply(rt, &policy, dry_run, xdp_mode),
+            prune,
+        } => cmd_apply(rt, &policy, dry_run, xdp_mode, prune),
+        Command::Run {
+            policy,
+            metrics,
+            keep,
+        } => emptcp::service::run(
+            rt,
+            &emptcp::service::Options {
+                policy,
+                metrics,
+                keep,
+            },
+        ),
         Command::Check { policy } => cmd_check(&rt, &policy),
         Command::Show { name, json } => cmd_show(&rt, name, json, cli.verbose),
         Command::Detach { name, all } => cmd_detach(&rt, name, all),
@@ -62,9 +60,7 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "emptcp", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .context("failed to render the man page"),
+        Command::Man { command } => cmd_man(command.as_deref()),
     }
 }
 
@@ -74,8 +70,9 @@ fn cmd_apply(
     policy: &std::path::Path,
     dry_run: bool,
     xdp_mode: emptcp::attach::XdpMode,
+    prune: bool,
 ) -> Result<()> {
-    let p = read_policy(policy, &rt)?;
+    let p = rt.read_policy(policy)?;
     rt.xdp_mode = xdp_mode;
     if dry_run {
         for c in &p.chains {
@@ -95,6 +92,20 @@ fn cmd_apply(
                 stages.join(" -> ")
             );
         }
+        if prune {
+            // what the state holds that the file does not name
+            let keep = |n: &str| p.chains.iter().any(|c| c.name == n);
+            for c in rt.show(None).unwrap_or_default() {
+                if !keep(&c.name) {
+                    println!("remove chain {}", c.name);
+                }
+            }
+            for t in rt.tables().unwrap_or_default() {
+                if !p.tables.iter().any(|s| s.def.name == t.name) {
+                    println!("remove {} {}", t.kind, t.name);
+                }
+            }
+        }
         return Ok(());
     }
     emptcp::priv_check()?;
@@ -107,7 +118,11 @@ fn cmd_apply(
     for w in emptcp::runtime::mptcp_warnings(&p, rt.netns.as_deref()) {
         eprintln!("emptcp: warning: {w}");
     }
-    let r = rt.apply(&p)?;
+    let r = if prune {
+        rt.apply_desired(&p)?
+    } else {
+        rt.apply(&p)?
+    };
     for n in &r.notes {
         eprintln!("emptcp: {n}");
     }
@@ -121,6 +136,9 @@ fn cmd_apply(
     for a in &r.attached {
         println!("attached {a}");
     }
+    for a in &r.removed {
+        println!("removed {a}");
+    }
     // a file of sets and maps only applies no chain: name the tables
     let tables = p
         .tables
@@ -133,7 +151,7 @@ fn cmd_apply(
 
 /// `emptcp check`.
 fn cmd_check(rt: &Runtime, policy: &std::path::Path) -> Result<()> {
-    let p = read_policy(policy, rt)?;
+    let p = rt.read_policy(policy)?;
     emptcp::priv_check()?;
     if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
         eprintln!("emptcp: warning: {w}");
@@ -212,6 +230,25 @@ fn cmd_stats(rt: &Runtime, json: bool, format: &str) -> Result<()> {
         print!("{}", emptcp::stats::text(&s));
     }
     Ok(())
+}
+
+/// `emptcp man [COMMAND]`: the page of the program, or of one command
+/// (named `emptcp-COMMAND`, as git and cargo name theirs).
+fn cmd_man(command: Option<&str>) -> Result<()> {
+    let cmd = Cli::command();
+    let man = match command {
+        None => clap_mangen::Man::new(cmd),
+        Some(name) => {
+            let sub = cmd
+                .find_subcommand(name)
+                .ok_or_else(|| anyhow::anyhow!("no command called {}", emptcp::text::quoted(name)))?
+                .clone();
+            clap_mangen::Man::new(sub.bin_name(format!("emptcp {name}")))
+                .title(format!("emptcp-{name}"))
+        }
+    };
+    man.render(&mut std::io::stdout())
+        .context("failed to render the man page")
 }
 
 /// `emptcp catalog`.

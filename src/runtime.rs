@@ -23,6 +23,7 @@ use crate::loader;
 use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
 use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
+use crate::statedir::RunLock;
 use crate::store;
 use crate::tables::{self, TableState};
 use crate::text::quoted;
@@ -152,6 +153,9 @@ pub struct ApplyReport {
     pub repaired: Vec<String>,
     /// What making the recorded state whole did, and drift left alone.
     pub notes: Vec<String>,
+    /// `--prune`: chains, sets and maps removed because the file does not
+    /// name them ("chain steer", "set tenants").
+    pub removed: Vec<String>,
 }
 
 /// Where a device is: its index and its namespace's identity, now.
@@ -212,6 +216,9 @@ struct Change {
     new_tables: Vec<(TableState, MapHandle)>,
     /// Tables whose contents the file replaces, swapped in after it.
     refills: Vec<(TableState, MapHandle)>,
+    /// `--prune`: tables the file no longer names (or names with another
+    /// type), emptied from their outer slots once the change is committed.
+    dropped_tables: Vec<TableState>,
 }
 
 impl Change {
@@ -223,6 +230,7 @@ impl Change {
             removed: Vec::new(),
             new_tables: Vec::new(),
             refills: Vec::new(),
+            dropped_tables: Vec::new(),
         }
     }
 
@@ -287,6 +295,20 @@ fn check_capacity(next: &State) -> Result<()> {
 }
 
 impl Runtime {
+    /// Reads a policy file and checks it against the capacity limits on
+    /// its own (capacity.rs): `apply`, `check` and `run` refuse the same
+    /// files, before anything is loaded or changed.
+    pub fn read_policy(&self, path: &std::path::Path) -> Result<Policy> {
+        let p = Policy::from_file(path)?;
+        crate::capacity::check_policy(&p, self.netns.as_deref(), &self.dir).map_err(|msg| {
+            crate::policy::PolicyError {
+                file: crate::text::path(path),
+                msg,
+            }
+        })?;
+        Ok(p)
+    }
+
     fn chain_netns(&self, c: &Chain) -> Option<String> {
         c.netns.clone().or_else(|| self.netns.clone())
     }
@@ -294,6 +316,17 @@ impl Runtime {
     /// Creates or atomically replaces the chains of `policy`, and attaches
     /// again recorded chains that are not running (drift).
     pub fn apply(&self, policy: &Policy) -> Result<ApplyReport> {
+        self.apply_with(policy, false)
+    }
+
+    /// `apply --prune`: `policy` is the whole desired state. As `apply`,
+    /// and in the same transaction the chains, sets and maps it does not
+    /// name are removed (attach points left without chains are detached).
+    pub fn apply_desired(&self, policy: &Policy) -> Result<ApplyReport> {
+        self.apply_with(policy, true)
+    }
+
+    fn apply_with(&self, policy: &Policy, prune: bool) -> Result<ApplyReport> {
         // devices first: a missing one changes nothing
         let mut places = Vec::new();
         for c in &policy.chains {
@@ -310,10 +343,16 @@ impl Runtime {
         };
         let mut ch = Change::new(&txn.base);
         self.plan_repairs(&sd, &mut ch, &mut report);
+        if prune {
+            report.removed = prune_chains(&mut ch, policy);
+        }
         for (c, pl) in policy.chains.iter().zip(&places) {
             self.place_chain(&txn, &mut ch, c, *pl)?;
         }
         ch.drop_empty_points();
+        if prune {
+            report.removed.extend(prune_tables(&mut ch, policy));
+        }
         self.plan_tables(&mut ch, policy)?;
         let attached_new: Vec<String> = ch
             .next
@@ -359,10 +398,13 @@ impl Runtime {
                 ),
                 None => {
                     let layout = def.key.layout();
+                    // a dropped table's id stays taken: the old layouts
+                    // may still look it up until they are retired
                     let used: BTreeSet<u8> = ch
                         .next
                         .tables
                         .iter()
+                        .chain(&ch.dropped_tables)
                         .filter(|t| t.def.key.layout() == layout)
                         .map(|t| t.id)
                         .collect();
@@ -513,10 +555,20 @@ impl Runtime {
     /// Removes every chain, link, program and pin emptcp made, and the
     /// state directory when nothing else is in it. Returns the number of
     /// chains and the entries left because emptcp did not create them.
+    /// Refused while an `emptcp run` serves the directory.
     pub fn detach_all(&self) -> Result<(usize, Vec<PathBuf>)> {
+        self.remove_all(None)
+    }
+
+    /// `detach_all` by the `emptcp run` holding `held`, or by anyone when
+    /// None and no `run` serves the directory.
+    pub fn remove_all(&self, held: Option<&RunLock>) -> Result<(usize, Vec<PathBuf>)> {
         let Some(sd) = StateDir::open(&self.dir, false)? else {
             return Ok((0, Vec::new()));
         };
+        if held.is_none() {
+            sd.refuse_if_served()?;
+        }
         let mut st = sd.load()?;
         crate::txn::recover(&sd, &mut st)?;
         let mut first_err = None;
@@ -532,6 +584,64 @@ impl Runtime {
         let left = sd.remove_ours()?;
         Ok((n, left))
     }
+    /// Removes the chains, sets and maps `policy` names, in one
+    /// transaction (what `emptcp run` applied, when it stops). Returns
+    /// "chain NAME" / "set NAME" for each, and whether anything else is
+    /// left in the state.
+    pub fn retract(&self, policy: &Policy) -> Result<(Vec<String>, bool)> {
+        let Some(sd) = StateDir::open(&self.dir, false)? else {
+            return Ok((Vec::new(), false));
+        };
+        let txn = Txn::begin(&sd)?;
+        let mut ch = Change::new(&txn.base);
+        let named: BTreeSet<&str> = policy.chains.iter().map(|c| c.name.as_str()).collect();
+        let mut removed = Vec::new();
+        for p in ch.next.points.iter_mut() {
+            let before = p.chains.len();
+            p.chains.retain(|c| !named.contains(c.spec.name.as_str()));
+            if p.chains.len() != before {
+                ch.touched.insert(pid(p));
+            }
+        }
+        removed.extend(
+            txn.base
+                .points
+                .iter()
+                .flat_map(|p| &p.chains)
+                .filter(|c| named.contains(c.spec.name.as_str()))
+                .map(|c| format!("chain {}", c.spec.name)),
+        );
+        ch.drop_empty_points();
+        // the file's tables, but not one a chain left in place still uses
+        let used: BTreeSet<String> = ch
+            .next
+            .points
+            .iter()
+            .flat_map(|p| &p.chains)
+            .flat_map(|c| {
+                crate::policy::table_refs(&c.spec)
+                    .into_iter()
+                    .map(|(_, n, _, _)| n.to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let (drop, keep): (Vec<TableState>, Vec<TableState>) = std::mem::take(&mut ch.next.tables)
+            .into_iter()
+            .partition(|t| {
+                policy.tables.iter().any(|s| s.def.name == t.def.name)
+                    && !used.contains(&t.def.name)
+            });
+        removed.extend(
+            drop.iter()
+                .map(|t| format!("{} {}", t.def.what(), t.def.name)),
+        );
+        ch.next.tables = keep;
+        ch.dropped_tables = drop;
+        let left = !ch.next.points.is_empty() || !ch.next.tables.is_empty();
+        run_change(&sd, txn, ch)?;
+        Ok((removed, left))
+    }
+
     /// The applied chains with their counters.
     pub fn show(&self, name: Option<&str>) -> Result<Vec<ChainView>> {
         let Some(sd) = StateDir::open_shared(&self.dir, true)? else {
@@ -648,6 +758,49 @@ impl Runtime {
     }
 }
 
+/// `--prune`: takes the chains `policy` does not name out of the next
+/// state. Returns "chain NAME" for each.
+fn prune_chains(ch: &mut Change, policy: &Policy) -> Vec<String> {
+    let keep: BTreeSet<&str> = policy.chains.iter().map(|c| c.name.as_str()).collect();
+    let mut removed = Vec::new();
+    for p in ch.next.points.iter_mut() {
+        let before = p.chains.len();
+        p.chains.retain(|c| {
+            let k = keep.contains(c.spec.name.as_str());
+            if !k {
+                removed.push(format!("chain {}", c.spec.name));
+            }
+            k
+        });
+        if p.chains.len() != before {
+            ch.touched.insert(pid(p));
+        }
+    }
+    removed
+}
+
+/// `--prune`: takes the tables `policy` does not name, or names with other
+/// key or value types (made anew under a new id), out of the next state.
+/// Returns "set NAME" / "map NAME" for each one that goes away.
+fn prune_tables(ch: &mut Change, policy: &Policy) -> Vec<String> {
+    let mut removed = Vec::new();
+    let (keep, drop): (Vec<TableState>, Vec<TableState>) = std::mem::take(&mut ch.next.tables)
+        .into_iter()
+        .partition(|t| {
+            policy.tables.iter().any(|s| {
+                s.def.name == t.def.name && s.def.key == t.def.key && s.def.value == t.def.value
+            })
+        });
+    for t in &drop {
+        if !policy.tables.iter().any(|s| s.def.name == t.def.name) {
+            removed.push(format!("{} {}", t.def.what(), t.def.name));
+        }
+    }
+    ch.next.tables = keep;
+    ch.dropped_tables = drop;
+    removed
+}
+
 /// Plans the touched points of `ch` on fresh slots, checks every limit,
 /// then carries the change out in one transaction.
 fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
@@ -738,8 +891,15 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
     txn.intend(attach, new_tables)?;
     match carry_out(sd, &mut txn, &mut ch, &plans) {
         Ok(()) => {
+            let dropped = std::mem::take(&mut ch.dropped_tables);
             for n in txn.commit(ch.next, retire, ch.removed)? {
                 eprintln!("emptcp: {n}");
+            }
+            // after the commit: no recorded chain names them any more (a
+            // stop right before this leaves an unnamed table in a slot,
+            // which the next table of that id replaces)
+            for t in &dropped {
+                tables::uninstall(sd, t);
             }
             Ok(())
         }

@@ -12,6 +12,7 @@
 //! DIR/state                       the state document (state.rs)
 //! DIR/emptcp_g_*                  maps shared by both hook families (events)
 //! DIR/reader-N/                   lock of `emptcp events` reader N
+//! DIR/run/                        lock of the `emptcp run` serving DIR
 //! DIR/{xdp,tc}/emptcp_*           maps of a hook family
 //! DIR/{xdp,tc}/entry-N, link-N    entry program and link of attach point N
 //! ```
@@ -41,6 +42,11 @@ pub const STATE_VALUE_SIZE: u32 = 1 << 20;
 
 /// The two hook families, each a subdirectory.
 pub const FAMILIES: [&str; 2] = ["xdp", "tc"];
+
+/// The directory `emptcp run` holds an flock on for as long as it runs:
+/// one service per state directory. It is not the directory's own lock,
+/// which every command takes only for the moment of its change.
+pub const RUN_DIR: &str = "run";
 
 /// The state directory, locked for the lifetime of this value.
 pub struct StateDir {
@@ -392,7 +398,7 @@ impl StateDir {
             let p = self.dir.join(&e);
             if e.starts_with("emptcp_g_") {
                 remove_pin(&p)?;
-            } else if is_reader_dir(&e) {
+            } else if is_reader_dir(&e) || e == RUN_DIR {
                 remove_empty_dir(&p)?;
             } else if e != STATE_PIN && !FAMILIES.contains(&e.as_str()) {
                 foreign.push(p);
@@ -403,6 +409,70 @@ impl StateDir {
             remove_empty_dir(&self.dir)?;
         }
         Ok(foreign)
+    }
+}
+
+/// The lock of the one `emptcp run` of a state directory, held until
+/// dropped (or the process ends, however it ends).
+pub struct RunLock {
+    _lock: Flock<File>,
+}
+
+/// The pid of the process holding an flock on `dir`, from /proc/locks.
+fn flock_holder(dir: &Path) -> Option<u32> {
+    let m = fs::symlink_metadata(dir).ok()?;
+    let (maj, min, ino) = (libc::major(m.dev()), libc::minor(m.dev()), m.ino());
+    let want = format!("{maj:02x}:{min:02x}:{ino}");
+    fs::read_to_string("/proc/locks")
+        .ok()?
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[1] == "FLOCK" && f[5] == want)
+        .and_then(|f| f[4].parse().ok())
+}
+
+impl StateDir {
+    /// Takes the `run` lock of this directory without waiting: refused in
+    /// one line while another `emptcp run` holds it.
+    pub fn lock_run(&self) -> Result<RunLock> {
+        let d = self.dir.join(RUN_DIR);
+        match fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("failed to create {}", d.display())),
+        }
+        match lock(&d, true, false)? {
+            Some(l) if still_there(&d, &l) => Ok(RunLock { _lock: l }),
+            _ => Err(refuse(
+                &self.dir,
+                format!(
+                    "another `emptcp run`{} serves it (one per state directory)",
+                    flock_holder(&d)
+                        .map(|p| format!(" (pid {p})"))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// Refuses, in one line, when an `emptcp run` serves this directory.
+    pub fn refuse_if_served(&self) -> Result<()> {
+        let d = self.dir.join(RUN_DIR);
+        if fs::symlink_metadata(&d).is_err() {
+            return Ok(());
+        }
+        match lock(&d, true, false)? {
+            Some(_) => Ok(()),
+            None => Err(refuse(
+                &self.dir,
+                format!(
+                    "served by `emptcp run`{}: stop it (it detaches its chains) instead",
+                    flock_holder(&d)
+                        .map(|p| format!(" (pid {p})"))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
     }
 }
 

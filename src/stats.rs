@@ -54,6 +54,8 @@ pub struct ConnStats {
 pub struct Stats {
     pub connections: Vec<ConnStats>,
     pub chains: Vec<ChainView>,
+    /// Entry-program counters (slot 0) per hook family.
+    pub entry: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 fn end(v6: bool, a: &[u8; 16], port: u16) -> String {
@@ -146,52 +148,151 @@ pub fn collect(rt: &Runtime) -> Result<Stats> {
     Ok(Stats {
         connections: group(read_flows(&rt.dir)?),
         chains: rt.show(None)?,
+        entry: rt.entry_counters()?,
     })
 }
 
-/// Prometheus text exposition.
-pub fn prometheus(s: &Stats) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# HELP emptcp_subflow_bytes TCP payload bytes seen by record, per direction"
-    );
-    let _ = writeln!(o, "# TYPE emptcp_subflow_bytes counter");
-    for c in &s.connections {
-        let tok = c.tokens.join("/");
-        for f in &c.subflows {
-            for (src, dst, d) in [(&f.a, &f.b, &f.a_to_b), (&f.b, &f.a, &f.b_to_a)] {
-                let l = format!("token=\"{tok}\",src=\"{src}\",dst=\"{dst}\"");
-                let _ = writeln!(o, "emptcp_subflow_bytes{{{l}}} {}", d.bytes);
-                let _ = writeln!(o, "emptcp_subflow_packets{{{l}}} {}", d.packets);
-                let _ = writeln!(o, "emptcp_subflow_retrans{{{l}}} {}", d.retrans);
-                let _ = writeln!(o, "emptcp_subflow_window{{{l}}} {}", d.window);
-            }
-            if let Some(r) = f.rtt_avg_us {
-                let _ = writeln!(
-                    o,
-                    "emptcp_subflow_rtt_avg_us{{token=\"{tok}\",a=\"{}\",b=\"{}\"}} {r:.1}",
-                    f.a, f.b
-                );
-            }
+/// A label value in the text format: `\`, `"` and newlines escaped.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One metric family in the text format: HELP, TYPE, then its samples
+/// (label sets written as `k="v",…`), all together as the format wants.
+pub fn family(o: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(o, "{name} {v}");
+        } else {
+            let _ = writeln!(o, "{name}{{{labels}}} {v}");
         }
     }
-    let _ = writeln!(
-        o,
-        "# HELP emptcp_stage_packets packets per chain stage and reason"
+}
+
+/// Prometheus text exposition: `record`'s per-subflow metrics (labelled by
+/// the connection's tokens and the subflow's ends), per-stage counters
+/// (chain, device, hook, slot, stage, reason) and the entry programs'.
+pub fn prometheus(s: &Stats) -> String {
+    type Get = fn(&DirStats) -> u64;
+    let per_dir: [(&str, &str, &str, Get); 4] = [
+        (
+            "emptcp_subflow_bytes_total",
+            "counter",
+            "TCP payload bytes seen by record, per direction",
+            |d| d.bytes,
+        ),
+        (
+            "emptcp_subflow_packets_total",
+            "counter",
+            "packets seen by record, per direction",
+            |d| d.packets,
+        ),
+        (
+            "emptcp_subflow_retrans_total",
+            "counter",
+            "retransmissions seen by record, per direction",
+            |d| d.retrans,
+        ),
+        (
+            "emptcp_subflow_window",
+            "gauge",
+            "last receive window seen by record, per direction",
+            |d| u64::from(d.window),
+        ),
+    ];
+    let mut o = String::new();
+    for (name, kind, help, get) in per_dir {
+        let mut v = Vec::new();
+        for c in &s.connections {
+            let tok = label(&c.tokens.join("/"));
+            for f in &c.subflows {
+                for (src, dst, d) in [(&f.a, &f.b, &f.a_to_b), (&f.b, &f.a, &f.b_to_a)] {
+                    v.push((
+                        format!(
+                            "token=\"{tok}\",src=\"{}\",dst=\"{}\"",
+                            label(src),
+                            label(dst)
+                        ),
+                        get(d).to_string(),
+                    ));
+                }
+            }
+        }
+        family(&mut o, name, kind, help, &v);
+    }
+    let rtt: Vec<(String, String)> = s
+        .connections
+        .iter()
+        .flat_map(|c| c.subflows.iter().map(move |f| (c, f)))
+        .filter_map(|(c, f)| {
+            f.rtt_avg_us.map(|r| {
+                (
+                    format!(
+                        "token=\"{}\",a=\"{}\",b=\"{}\"",
+                        label(&c.tokens.join("/")),
+                        label(&f.a),
+                        label(&f.b)
+                    ),
+                    format!("{:.7}", r / 1e6),
+                )
+            })
+        })
+        .collect();
+    family(
+        &mut o,
+        "emptcp_subflow_rtt_avg_seconds",
+        "gauge",
+        "mean RTT record measured on a subflow",
+        &rtt,
     );
-    let _ = writeln!(o, "# TYPE emptcp_stage_packets counter");
+    let mut v = Vec::new();
     for c in &s.chains {
         for st in &c.stages {
-            for (reason, v) in &st.counters {
-                let _ = writeln!(
-                    o,
-                    "emptcp_stage_packets{{chain=\"{}\",slot=\"{}\",stage=\"{}\",reason=\"{reason}\"}} {v}",
-                    c.name, st.slot, st.kind
-                );
+            for (reason, n) in &st.counters {
+                v.push((
+                    format!(
+                        "chain=\"{}\",dev=\"{}\",hook=\"{}\",slot=\"{}\",stage=\"{}\",reason=\"{reason}\"",
+                        label(&c.name),
+                        label(&c.dev),
+                        c.hook,
+                        st.slot,
+                        label(&st.kind)
+                    ),
+                    n.to_string(),
+                ));
             }
         }
     }
+    family(
+        &mut o,
+        "emptcp_stage_packets_total",
+        "counter",
+        "packets per chain stage and reason",
+        &v,
+    );
+    let v: Vec<(String, String)> = s
+        .entry
+        .iter()
+        .flat_map(|(fam, m)| {
+            m.iter().map(move |(reason, n)| {
+                (
+                    format!("family=\"{fam}\",reason=\"{reason}\""),
+                    n.to_string(),
+                )
+            })
+        })
+        .collect();
+    family(
+        &mut o,
+        "emptcp_entry_packets_total",
+        "counter",
+        "packets per hook family seen by the entry programs, and reason",
+        &v,
+    );
     o
 }
 
