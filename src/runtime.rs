@@ -52,8 +52,11 @@ impl Default for Runtime {
 }
 
 /// The objects of a chain's stages.
-fn chain_objects(c: &Chain) -> Vec<StageObject> {
-    let slots: Vec<u16> = (1..=chain::stage_count(c) as u16).collect();
+/// A layout of `chains` on slots 1.., without devices or tables: for
+/// loading its programs through the verifier (`check`).
+fn plan_unplaced(chains: &[&Chain]) -> Vec<chain::PlannedChain> {
+    let n: usize = chains.iter().map(|c| chain::stage_count(c)).sum();
+    let slots: Vec<u16> = (1..=n as u16).collect();
     let env = chain::Env {
         ifindex: &|_| Ok(0),
         table: &|name| {
@@ -69,13 +72,15 @@ fn chain_objects(c: &Chain) -> Vec<StageObject> {
             })
         },
     };
-    chain::plan_with(&[(c, 0)], &slots, &env)
-        .map(|p| {
-            p.into_iter()
-                .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
-                .collect()
-        })
-        .unwrap_or_default()
+    let list: Vec<(&Chain, u16)> = chains.iter().map(|c| (*c, 0)).collect();
+    chain::plan_with(&list, &slots, &env).unwrap_or_default()
+}
+
+fn chain_objects(c: &Chain) -> Vec<StageObject> {
+    plan_unplaced(&[c])
+        .into_iter()
+        .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
+        .collect()
 }
 
 /// Kernel settings that make every chain slower, as warnings to print:
@@ -734,6 +739,41 @@ impl Runtime {
                 loader::load(open, &what)?;
                 done.push((o, family));
                 n += 1;
+            }
+        }
+        n += self.check_walks(policy)?;
+        Ok(n)
+    }
+
+    /// Loads each attach point's walk program, assembled from the file's
+    /// chains on it, through the verifier: a walk the kernel refuses runs
+    /// by tail calls where they suffice (as `apply` does, with the same
+    /// warning), else it is this command's one-line error.
+    fn check_walks(&self, policy: &Policy) -> Result<usize> {
+        let mut n = 0;
+        for p in crate::capacity::policy_points(policy, self.netns.as_deref()) {
+            let chains: Vec<&Chain> = p
+                .chains
+                .iter()
+                .filter_map(|(name, _)| policy.chains.iter().find(|c| c.name == *name))
+                .collect();
+            let plan = plan_unplaced(&chains);
+            let stages: usize = plan.iter().map(|c| c.stages.len()).sum();
+            match store::verify_walk(p.hook.family(), &plan) {
+                Ok(Some((w, insns))) => {
+                    if loader::verbose() {
+                        eprintln!(
+                            "emptcp: {} {}: walk of {stages} stages ({w:?}): {insns} instructions verified",
+                            p.dev, p.hook
+                        );
+                    }
+                    n += 1;
+                }
+                Ok(None) => {}
+                Err(e) if stages <= crate::capacity::MAX_TAIL_CALLS => {
+                    eprintln!("emptcp: warning: {e:#}; one program per stage instead");
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(n)

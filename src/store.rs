@@ -228,13 +228,14 @@ pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
 
 /// Loads the walk program of a layout: every stage's description and
 /// counter slot in its .rodata (walk.bpf.c).
+/// `sd`: share and pin the family's maps there; None (`check`): private
+/// maps, dropped with the object.
 fn load_walk(
-    sd: &StateDir,
+    sd: Option<&StateDir>,
     family: &str,
     plan: &[chain::PlannedChain],
     walk: Walk,
 ) -> Result<Object> {
-    let dir = sd.family_dir(family);
     let stages: Vec<&chain::PlannedStage> = plan.iter().flat_map(|c| &c.stages).collect();
     let mut open = loader::open(
         loader::object_bytes("walk", family)?,
@@ -260,12 +261,31 @@ fn load_walk(
     )?;
     loader::set_rodata(&mut open, "emptcp_walk", &descs)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
-    let to_pin = loader::share_maps(&mut open, &dir, &format!("walk ({family})"))?;
     let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
     let what = format!("the walk of chains {} ({family})", names.join(", "));
+    let Some(sd) = sd else {
+        return loader::load(open, &what);
+    };
+    let dir = sd.family_dir(family);
+    let to_pin = loader::share_maps(&mut open, &dir, &format!("walk ({family})"))?;
     let mut obj = loader::load(open, &what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
     Ok(obj)
+}
+
+/// Loads a point's walk program through the verifier with private maps,
+/// as `apply` will (`check`). Ok(None): the layout runs by tail calls.
+pub fn verify_walk(family: &str, plan: &[chain::PlannedChain]) -> Result<Option<(Walk, u32)>> {
+    let Some(w) = walkable(plan, family) else {
+        return Ok(None);
+    };
+    let obj = load_walk(None, family, plan, w)?;
+    let insns = obj
+        .progs()
+        .find(|p| p.name() == w.prog())
+        .and_then(|p| loader::verified_insns(p.as_fd()))
+        .unwrap_or(0);
+    Ok(Some((w, insns)))
 }
 
 /// Writes a planned layout (the chains of one attach point) into the stage
@@ -286,7 +306,7 @@ pub(crate) fn write_slots(
     let mut walk = walkable(plan, family).filter(|_| allow_walk);
     if let Some(w) = walk {
         let n: usize = plan.iter().map(|c| c.stages.len()).sum();
-        match load_walk(sd, family, plan, w) {
+        match load_walk(Some(sd), family, plan, w) {
             Ok(obj) => {
                 let prog = obj
                     .progs()

@@ -282,6 +282,15 @@ fn check_wrong_policy_one_line() {
     let p = bed.policy("good", GOOD);
     let o = bed.emptcp(&["check", &p.to_string_lossy()]).expect_ok();
     assert!(o.stdout.contains("ok (1 chains"), "{}", o.stdout);
+    // the point's walk, assembled as apply will, went through the verifier
+    let o = bed
+        .emptcp(&["-v", "check", &p.to_string_lossy()])
+        .expect_ok();
+    assert!(
+        o.stderr.contains("stages (Short):") && o.stderr.contains("instructions verified"),
+        "{}",
+        o.stderr
+    );
     assert!(
         !bed.state_dir.exists(),
         "check created {}",
