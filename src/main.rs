@@ -345,6 +345,19 @@ fn table_op(rt: &Runtime, what: &str, op: TableOp) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Command::Run { .. }) {
+        // `emptcp catalog | head`: end quietly when the reader goes, as
+        // other command-line tools do (Rust ignores SIGPIPE, and printing
+        // would panic). `run` keeps ignoring it: a metrics client that
+        // hangs up must not stop the service.
+        // SAFETY: at the start of main, before any thread exists.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     match cli.validate().and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
