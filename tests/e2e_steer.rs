@@ -16,11 +16,16 @@ use serde_json::Value;
 
 /// Transmitted packets of a device, from `ip -s -j link`.
 fn tx_packets(ns: &str, dev: &str) -> u64 {
+    packets(ns, dev, "tx")
+}
+
+/// Packets of a device in one direction ("rx" or "tx"), from `ip -s -j link`.
+fn packets(ns: &str, dev: &str, dir: &str) -> u64 {
     let out = ns_run(ns, "ip", &["-s", "-j", "link", "show", "dev", dev]).expect_ok();
     let v: Value = serde_json::from_str(&out.stdout).expect("ip -j output");
-    v[0]["stats64"]["tx"]["packets"]
+    v[0]["stats64"][dir]["packets"]
         .as_u64()
-        .expect("tx packet counter")
+        .unwrap_or_else(|| panic!("{dir} packet counter"))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -89,6 +94,7 @@ fn steer_scenario(fam: Family, how: Steer) {
     }
     let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
     let (r1b0, r2b0) = (tx_packets(r, &bed.r1b), tx_packets(r, &bed.r2b));
+    let rx0 = packets(r, &bed.r1a, "rx") + packets(r, &bed.r2a, "rx");
     let mut up = Transfer::start_bulk(&bed, Duration::from_secs(2));
     up.wait_sent();
     let (socks, ss_text) = ss_tni(&bed.a);
@@ -109,7 +115,15 @@ fn steer_scenario(fam: Family, how: Steer) {
         tx_packets(r, &bed.r1b) - r1b0,
         tx_packets(r, &bed.r2b) - r2b0,
     );
-    eprintln!("joined subflow: {segs} segments out; router tx: r1b {r1b}, r2b {r2b}");
+    let rx = packets(r, &bed.r1a, "rx") + packets(r, &bed.r2a, "rx") - rx0;
+    eprintln!("joined subflow: {segs} segments out; router rx {rx}, tx: r1b {r1b}, r2b {r2b}");
+    // each packet from the client leaves the router once: a redirect that
+    // also let the original through (tcx reads TC_ACT_STOLEN as "next")
+    // doubles them
+    assert!(
+        r1b + r2b <= rx + rx / 20 + 20,
+        "the router received {rx} packets from the client and sent {r1b} + {r2b}"
+    );
     assert!(
         segs > 100,
         "the joined subflow carried traffic ({segs} segments)"
