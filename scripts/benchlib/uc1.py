@@ -1,0 +1,253 @@
+"""Use case 1 at hypervisor scale for scripts/bench: many tenants behind two
+hypervisors joined by two shaped links, their MPTCP subflows placed by
+ECMP, by static per-address routes, or by one emptcp chain per hypervisor
+with a map (redirect, or set_mark + ip rule); bulk goodput per tenant and
+the completion time of small request/response flows (RPCs) beside them.
+
+  tenants i = 0..n-1:  VM-a_i (10.10.0.<i+1>, 10.10.0.<i+101>) ── bridge ── hv1
+                       hv1 ═ p1, p2 (HTB each way) ═ hv2
+                       hv2 ── bridge ── VM-b_i (10.20.0.<i+1>)
+"""
+
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+from . import net, svg, traffic
+from .net import chain
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIDES = ("ecmp", "static", "redirect", "set_mark")
+GW = {"h1": ("10.31.0.2", "10.32.0.2"), "h2": ("10.31.0.1", "10.32.0.1")}
+
+
+def addr1(i):
+    return f"10.10.0.{i + 1}"
+
+
+def addr2(i):
+    return f"10.10.0.{i + 101}"
+
+
+def vmb(i):
+    return f"10.20.0.{i + 1}"
+
+
+def bed(tag, emptcp, n, rate, buf_ms=20):
+    """The testbed: n tenant pairs, two hypervisors, two links at `rate`.
+    The hypervisors route the VM subnets over both links with ECMP, L4 hash
+    (fib_multipath_hash_policy=1); tables 101/102 send over link 1/2 (used
+    by `ip rule fwmark` for set_mark, and by the static side's rules)."""
+    b = net.Net(tag, emptcp)
+    h1, h2 = b.ns("hv1"), b.ns("hv2")
+    b.names = {"h1": h1, "h2": h2}
+    d = {}
+    for h, cidr in (("h1", "10.10.0.254/24"), ("h2", "10.20.0.254/24")):
+        br = b.dev("br")
+        b.sh(b.names[h], f"ip link add {br} type bridge && ip link set {br} up && ip addr add {cidr} dev {br}")
+        d[f"{h}br"] = br
+    d["h1p1"], d["h2p1"] = b.link(h1, h2, "p1")
+    d["h1p2"], d["h2p2"] = b.link(h1, h2, "p2")
+    b.d = d
+    b.addr(h1, d["h1p1"], "10.31.0.1/24")
+    b.addr(h2, d["h2p1"], "10.31.0.2/24")
+    b.addr(h1, d["h1p2"], "10.32.0.1/24")
+    b.addr(h2, d["h2p2"], "10.32.0.2/24")
+    for h, dst in (("h1", "10.20.0.0/24"), ("h2", "10.10.0.0/24")):
+        ns, (g1, g2) = b.names[h], GW[h]
+        p1, p2 = d[f"{h}p1"], d[f"{h}p2"]
+        b.sh(ns, "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1")
+        b.sh(ns, f"ip route add {dst} nexthop via {g1} dev {p1} weight 1 nexthop via {g2} dev {p2} weight 1")
+        for mark, dev, gw in ((1, p1, g1), (2, p2, g2)):
+            b.sh(ns, f"ip route add {dst} via {gw} dev {dev} table {100 + mark}")
+            b.sh(ns, f"ip rule add fwmark {mark} table {100 + mark}")
+        for p in (p1, p2):
+            shape(b, ns, p, rate, buf_ms)
+    b.va, b.vb = [], []
+    for i in range(n):
+        va, vb = b.ns(f"a{i}"), b.ns(f"b{i}")
+        for ns, h, addrs, gw in ((va, "h1", (addr1(i), addr2(i)), "10.10.0.254"),
+                                 (vb, "h2", (vmb(i),), "10.20.0.254")):
+            dv, dh = b.link(ns, b.names[h], "t")
+            b.sh(b.names[h], f"ip link set {dh} master {d[h + 'br']}")
+            for a in addrs:
+                b.addr(ns, dv, f"{a}/24")
+            b.sh(ns, f"ip route add default via {gw}")
+            b.mptcp_limits(ns, 2, 2)
+        b.sh(va, f"ip mptcp endpoint add {addr2(i)} dev {dv_of(b, va)} subflow")
+        b.va.append(va)
+        b.vb.append(vb)
+    return b
+
+
+def rate_mbit(rate):
+    """'100mbit' -> 100.0"""
+    r = rate.lower()
+    for suf, f in (("gbit", 1000.0), ("mbit", 1.0), ("kbit", 0.001)):
+        if r.endswith(suf):
+            return float(r[: -len(suf)]) * f
+    raise ValueError(f"rate {rate!r}: use kbit, mbit or gbit")
+
+
+def shape(b, ns, dev, rate, buf_ms):
+    """HTB at `rate` with a byte FIFO of `buf_ms` at that rate: a packet
+    FIFO would hold up to 500 GSO packets of 64 KiB each (seconds of
+    queue), and flows with the bigger packets crowd the others out."""
+    limit = int(rate_mbit(rate) * 1e6 / 8 * buf_ms / 1e3)
+    b.sh(ns, f"tc qdisc add dev {dev} root handle 1: htb default 10")
+    b.sh(ns, f"tc class add dev {dev} parent 1: classid 1:10 htb rate {rate} ceil {rate}")
+    b.sh(ns, f"tc qdisc add dev {dev} parent 1:10 handle 10: bfifo limit {limit}")
+
+
+def dv_of(b, ns):
+    """The one veth of a tenant namespace."""
+    out = b.sh(ns, "ip -o link show type veth")
+    return out.split(":")[1].strip().split("@")[0]
+
+
+def static_rules(b, n, add):
+    """The static side: `ip rule from <address>` (hv1) / `to` (hv2) tables
+    101/102, the same placement as emptcp's map."""
+    verb = "add" if add else "del"
+    for i in range(n):
+        for a, t in ((addr1(i), 101), (addr2(i), 102)):
+            b.sh(b.names["h1"], f"ip rule {verb} from {a} table {t}")
+            b.sh(b.names["h2"], f"ip rule {verb} to {a} table {t}")
+
+
+def policy(b, n, how, backup=()):
+    """One chain per hypervisor, at tc-ingress of its VM bridge, its action's
+    parameter from a map keyed by the tenant address: on hv1 by source, on
+    hv2 (the ACKs) by destination. redirect: dev map (link 1 or 2);
+    set_mark: u32 map (mark N -> table 10N by ip rule). `backup`: tenant
+    indexes whose link-1 subflow the hv2 chain marks backup (set_backup on
+    the ACKs to VM-a, so that VM-a sends no data on it)."""
+    d = b.d
+    text = ""
+    param = "dev" if how == "redirect" else "mark"
+    for h, key in (("h1", "src"), ("h2", "dst")):
+        ns = b.names[h]
+        val = (lambda l: f'"{d[h + "p" + str(l)]}"') if how == "redirect" else str
+        elems = ", ".join(f'"{a}" = {val(l)}' for i in range(n)
+                          for a, l in ((addr1(i), 1), (addr2(i), 2)))
+        text += (f'[[map]]\nname = "{h}_link"\nkey = "addr"\nvalue = "{"dev" if how == "redirect" else "u32"}"\n'
+                 f'netns = "{ns}"\nelements = {{ {elems} }}\n\n')
+        if h == "h2" and backup:
+            text += (f'[[set]]\nname = "rpc_link1"\ntype = "addr"\n'
+                     f'elements = [{", ".join(chr(34) + addr1(i) + chr(34) for i in backup)}]\n\n')
+            text += chain("hv2-backup", d["h2br"], "tc-ingress", ns,
+                          [{"kind": "dst", "set": "rpc_link1"}], [{"kind": "set_backup", "backup": True}])
+        text += chain(f"{h}-steer", d[h + "br"], "tc-ingress", ns, [],
+                      [{"kind": how, param: {"map": f"{h}_link", "key": key}}])
+    return text
+
+
+class Side:
+    """Puts one side's placement in and takes it out again."""
+
+    def __init__(self, b, n, side, backup=()):
+        self.b, self.n, self.side, self.backup = b, n, side, backup
+
+    def __enter__(self):
+        if self.side == "static":
+            static_rules(self.b, self.n, True)
+        elif self.side in ("redirect", "set_mark", "backup"):
+            how = "redirect" if self.side in ("redirect", "backup") else "set_mark"
+            self.b.apply("uc1", policy(self.b, self.n, how, self.backup if self.side == "backup" else ()))
+        return self
+
+    def __exit__(self, *exc):
+        if self.side == "static":
+            static_rules(self.b, self.n, False)
+        elif self.side != "ecmp":
+            self.b.detach()
+
+
+def bulk_start(b, tenants, seconds, port=5201, cc=None):
+    """iperf3 over MPTCP, VM-a_i -> VM-b_i, all at once (`cc`: congestion
+    control, iperf3 -C); returns the client Popens (with their server) to
+    collect."""
+    import subprocess
+    runs = []
+    for i in tenants:
+        srv = b.spawn(b.vb[i], ["mptcpize", "run", "iperf3", "-s", "-1", "-p", str(port)])
+        runs.append((i, srv))
+    for i, _ in runs:
+        traffic._wait_listen(b, b.vb[i], port)
+    out = []
+    for i, srv in runs:
+        cli = subprocess.Popen(["ip", "netns", "exec", b.va[i], "mptcpize", "run", "iperf3", "-c", vmb(i),
+                                "-p", str(port), "-t", str(seconds), "-O", "1", "-J"]
+                               + (["-C", cc] if cc else []),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        b.procs.append(cli)
+        out.append((i, srv, cli))
+    return out
+
+
+def bulk_collect(b, started, seconds):
+    res = {}
+    for i, srv, cli in started:
+        o, e = cli.communicate(timeout=seconds + 40)
+        b.procs.remove(cli)
+        b.stop(srv)
+        j = json.loads(o) if o.strip() else {}
+        end = j.get("end", {})
+        if "sum_received" not in end:
+            raise RuntimeError(f"iperf3 tenant {i}: no result ({j.get('error', e.strip()[-200:])})")
+        res[i] = end["sum_received"]["bits_per_second"] / 1e6
+    return res
+
+
+def background(b, on):
+    """A plain TCP flow hv1 -> hv2 on link `on` (1 or 2), or none."""
+    if not on:
+        return None
+    src, dst = (("10.31.0.1", "10.31.0.2") if on == 1 else ("10.32.0.1", "10.32.0.2"))
+    p = traffic.iperf_background(b, b.names["h2"], b.names["h1"], dst, 3600, 5300 + on, bind=src)
+    time.sleep(1.5)
+    return p
+
+
+def rpc_servers(b, tenants, port=7000):
+    for i in tenants:
+        b.spawn(b.vb[i], [sys.executable, os.path.join(HERE, "rpc.py"), "server", str(port)])
+    for i in tenants:
+        traffic._wait_listen(b, b.vb[i], port)
+
+
+def rpc_start(b, tenants, count, seed, gap_ms, lo, hi, port=7000):
+    import subprocess
+    out = []
+    for i in tenants:
+        cli = subprocess.Popen(["ip", "netns", "exec", b.va[i], sys.executable, os.path.join(HERE, "rpc.py"),
+                                "client", vmb(i), str(port), str(count), str(seed + i), str(gap_ms),
+                                str(lo), str(hi)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        b.procs.append(cli)
+        out.append((i, cli))
+    return out
+
+
+def rpc_collect(b, started, timeout):
+    res = {}
+    for i, cli in started:
+        o, e = cli.communicate(timeout=timeout)
+        b.procs.remove(cli)
+        if cli.returncode != 0:
+            raise RuntimeError(f"rpc client tenant {i}: {e.strip()[-300:]}")
+        res[i] = json.loads(o)
+    return res
+
+
+def pct(v, p):
+    v = sorted(v)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * p
+    f = int(k)
+    c = min(f + 1, len(v) - 1)
+    return v[f] + (v[c] - v[f]) * (k - f)
