@@ -251,3 +251,179 @@ def pct(v, p):
     f = int(k)
     c = min(f + 1, len(v) - 1)
     return v[f] + (v[c] - v[f]) * (k - f)
+
+
+# --- the experiments ------------------------------------------------------------
+
+def redirect(rep, emptcp, quick):
+    """`redirect` against `set_mark` on the one-tenant bed of the first
+    use-case bench (VM-a - hv1 = 2 x 100 Mbit, 500-packet FIFO = hv2 - VM-b,
+    the machine's congestion control), alternating, with and without a
+    plain TCP flow sharing link 1."""
+    from .main import log, summary, fmt, uc1_bed, uc1_policy
+    pairs, conns, secs = (1, 1, 2) if quick else (4, 2, 4)
+    conds = ["no background", "background TCP on link 1"]
+    b = uc1_bed("rd", emptcp)
+    runs = []
+    try:
+        n = b.names
+        for cond in conds:
+            bg = None
+            if cond != conds[0]:
+                bg = traffic.iperf_background(b, n["h2"], n["h1"], "10.31.0.2", 3600, 5301, bind="10.31.0.1")
+                time.sleep(1.5)
+            for pair in range(pairs):
+                for side in ("set_mark", "redirect"):
+                    b.apply("rd", uc1_policy(b, side))
+                    for c in range(conns):
+                        r = traffic.iperf(b, n["vb"], n["va"], "10.20.0.1", secs)
+                        r.update(cond=cond, side=side, pair=pair, conn=c)
+                        runs.append(r)
+                        log(f"redirect {cond:24} {side:8} pair {pair} conn {c}: {r['mbps']:6.1f} Mbit/s")
+                    b.detach()
+            for p in bg or ():
+                b.stop(p)
+    finally:
+        b.cleanup()
+    res = {}
+    for cond in conds:
+        v = {s: [r["mbps"] for r in runs if r["cond"] == cond and r["side"] == s] for s in ("set_mark", "redirect")}
+        sm, rd = summary(v["set_mark"]), summary(v["redirect"])
+        ratio = rd["median"] / sm["median"]
+        res[cond] = {"set_mark": sm, "redirect": rd, "median_ratio": ratio}
+        rep.row("uc1 redirect", cond, "Mbit/s per conn (set_mark | redirect)", fmt(sm), fmt(rd),
+                f"redirect/set_mark {ratio:.2f}", "ratio >= 0.9: " + ("met" if ratio >= 0.9 else "NOT met"))
+    rep.write("usecase1-redirect", {
+        "experiment": "usecase1-redirect",
+        "topology": "one tenant: VM-a - hv1 = 2 x veth, HTB 100mbit, pfifo 500 = hv2 - VM-b; "
+                    "tc-ingress of the hypervisors' VM-facing devices: ip_pair -> set_mark (ip rule fwmark) "
+                    "or ip_pair -> redirect to the link",
+        "pairs": pairs, "connections_per_side_per_pair": conns, "seconds_per_connection": secs,
+        "goal": "redirect >= 0.9 x set_mark (median per connection)", "summary": res, "runs": runs})
+
+
+def tenants(rep, emptcp, quick, n=None):
+    """n tenants at once, each one MPTCP connection with a subflow per
+    address; per-tenant goodput for each placement, sides rotated every
+    round; with and without a plain TCP flow on link 1."""
+    from .main import log, summary, fmt, RESULTS
+    n = n or (3 if quick else 8)
+    rounds, secs, rate = (1, 3, "100mbit") if quick else (3, 8, "100mbit")
+    share = rate_mbit(rate) / n
+    conds = ["no background", "background TCP on link 1"]
+    goal = {conds[0]: 1.8, conds[1]: 1.5}
+    b = bed("u1", emptcp, n, rate)
+    runs = []
+    try:
+        for cond in conds:
+            bg = background(b, 1 if cond != conds[0] else 0)
+            for rnd in range(rounds):
+                order = SIDES[rnd % len(SIDES):] + SIDES[:rnd % len(SIDES)]
+                for side in order:
+                    with Side(b, n, side):
+                        got = bulk_collect(b, bulk_start(b, range(n), secs, cc="cubic"), secs)
+                    for i, mbps in got.items():
+                        runs.append({"cond": cond, "side": side, "round": rnd, "tenant": i, "mbps": mbps})
+                    log(f"uc1 {cond:24} {side:8} round {rnd}: " + " ".join(f"{got[i]:.0f}" for i in range(n))
+                        + f" Mbit/s (one link's share {share:.1f})")
+            for p in bg or ():
+                b.stop(p)
+    finally:
+        b.cleanup()
+    res, data = {}, {}
+    for cond in conds:
+        base = None
+        for side in SIDES:
+            v = [r["mbps"] for r in runs if r["cond"] == cond and r["side"] == side]
+            data[(cond, side)] = [x / share for x in v]
+            s = summary(v)
+            k = sum(x >= goal[cond] * share for x in v)
+            res[f"{cond}/{side}"] = s | {"at_or_above_goal": k, "worst_x_share": s["min"] / share}
+            if side == "ecmp":
+                base = s
+                continue
+            rep.row("uc1 tenants" if side == SIDES[1] else "", cond if side == SIDES[1] else "",
+                    f"Mbit/s per tenant: ecmp | {side}", fmt(base), fmt(s),
+                    f"worst {s['min'] / share:.2f} x share (ecmp {base['min'] / share:.2f})",
+                    f"{k}/{s['n']} >= {goal[cond]} x share " + ("met" if k == s["n"] else "NOT met"))
+    rep.write("usecase1", {
+        "experiment": "usecase1-tenants",
+        "topology": f"{n} tenants: VM-a_i (2 addresses, MPTCP 2 subflows) - bridge - hv1 = 2 x veth, HTB {rate}, "
+                    "bfifo 20 ms = hv2 - bridge - VM-b_i; all tenants at once, iperf3 -C cubic; "
+                    "ecmp: fib_multipath_hash_policy=1; static: ip rule from/to address -> link table; "
+                    "redirect / set_mark: one chain per hypervisor at tc-ingress of its bridge, "
+                    "parameter from a map keyed by the tenant address; background: TCP hv1 -> hv2 on link 1",
+        "tenants": n, "rate": rate, "one_link_share_mbit": share, "rounds": rounds, "seconds": secs,
+        "goal": "every tenant >= 1.8 x one link's share (rate / n) without background, >= 1.5 x with",
+        "policy_redirect": policy(b, n, "redirect"), "summary": res, "runs": runs})
+    svg.box_plot(os.path.join(RESULTS, "usecase1.svg"),
+                 f"Use case 1: {n} tenants at once, goodput per tenant",
+                 "goodput / one link's share (rate / tenants)", conds, list(SIDES), data,
+                 lines=[(1.8, "1.8 x"), (1.0, "one link's share")],
+                 subtitle=f"2 links x {rate} (HTB, 20 ms byte FIFO); emptcp: one chain + map per hypervisor")
+
+
+def rpc(rep, emptcp, quick, n=None):
+    """Tail latency: RPC tenants (requests of 10-100 kB, one answer byte,
+    over one MPTCP connection each) while the other tenants run bulk
+    flows; completion-time percentiles per placement. `backup`: redirect,
+    plus set_backup on the RPC tenants' link-1 subflow (the link the
+    background flow loads)."""
+    from .main import log, RESULTS
+    n = n or (3 if quick else 8)
+    nrpc = 1 if quick else 2
+    count, rounds = (40, 1) if quick else (250, 2)
+    rate = "100mbit"
+    rpc_t = list(range(n - nrpc, n))
+    bulk_t = list(range(n - nrpc))
+    conds = ["bulk flows", "bulk flows + background TCP on link 1"]
+    sides = {conds[0]: ("ecmp", "static", "redirect"), conds[1]: ("ecmp", "static", "redirect", "backup")}
+    b = bed("rp", emptcp, n, rate)
+    runs = []
+    try:
+        rpc_servers(b, rpc_t)
+        for cond in conds:
+            bg = background(b, 1 if cond != conds[0] else 0)
+            for rnd in range(rounds):
+                order = sides[cond][rnd % len(sides[cond]):] + sides[cond][:rnd % len(sides[cond])]
+                for side in order:
+                    with Side(b, n, side, backup=rpc_t):
+                        secs = int(count * 0.06) + 4
+                        bulk = bulk_start(b, bulk_t, secs, cc="cubic")
+                        time.sleep(2)
+                        got = rpc_collect(b, rpc_start(b, rpc_t, count, 7 + rnd, 10, 10_000, 100_000), secs + 60)
+                        bulk_collect(b, bulk, secs)
+                    fct = [x for i in rpc_t for x in got[i]["fct_ms"]]
+                    runs.append({"cond": cond, "side": side, "round": rnd, "fct_ms": fct})
+                    log(f"rpc {cond:38} {side:8} round {rnd}: p50 {pct(fct, .5):6.1f} p99 {pct(fct, .99):6.1f} "
+                        f"p99.9 {pct(fct, .999):6.1f} ms ({len(fct)} RPCs)")
+            for p in bg or ():
+                b.stop(p)
+    finally:
+        b.cleanup()
+    res = {}
+    for cond in conds:
+        base = None
+        for side in sides[cond]:
+            v = [x for r in runs if r["cond"] == cond and r["side"] == side for x in r["fct_ms"]]
+            s = {"n": len(v), "p50": pct(v, .5), "p90": pct(v, .9), "p99": pct(v, .99), "p999": pct(v, .999),
+                 "max": max(v)}
+            res[f"{cond}/{side}"] = s
+            if side == "ecmp":
+                base = s
+                continue
+            f = lambda s: f"{s['p50']:.1f} | {s['p99']:.1f} | {s['p999']:.1f}"
+            rep.row("uc1 rpc" if side == sides[cond][1] else "", cond if side == sides[cond][1] else "",
+                    f"ms p50|p99|p99.9: ecmp | {side}", f(base), f(s),
+                    f"p99 {100 * (s['p99'] / base['p99'] - 1):+.0f} %",
+                    "p99 <= ecmp: " + ("met" if s["p99"] <= base["p99"] else "NOT met"))
+    rep.write("usecase1-rpc", {
+        "experiment": "usecase1-rpc",
+        "topology": f"{n} tenants as in usecase1; tenants {bulk_t} run bulk iperf3 (cubic), tenants {rpc_t} "
+                    "send RPCs (10-100 kB request, 1-byte answer, 10 ms apart, one MPTCP connection each)",
+        "rpcs_per_client_per_run": count, "rounds": rounds, "summary": res, "runs": runs})
+    svg.box_plot(os.path.join(RESULTS, "usecase1-rpc.svg"), "Use case 1: RPC completion time beside bulk flows",
+                 "completion time (ms)", conds, ["ecmp", "static", "redirect", "backup"],
+                  {(c, s): [x for r in runs if r["cond"] == c and r["side"] == s for x in r["fct_ms"]]
+                  for c in conds for s in ("ecmp", "static", "redirect", "backup")},
+                 subtitle="10-100 kB requests; backup: redirect + set_backup on the loaded link")
