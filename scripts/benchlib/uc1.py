@@ -118,15 +118,22 @@ def static_rules(b, n, add):
             b.sh(b.names["h2"], f"ip rule {verb} to {a} table {t}")
 
 
-def policy(b, n, how, backup=()):
+def policy(b, n, how, backup=(), hold=(), hold_rate=None):
     """One chain per hypervisor, at tc-ingress of its VM bridge, its action's
     parameter from a map keyed by the tenant address: on hv1 by source, on
     hv2 (the ACKs) by destination. redirect: dev map (link 1 or 2);
     set_mark: u32 map (mark N -> table 10N by ip rule). `backup`: tenant
     indexes whose link-1 subflow the hv2 chain marks backup (set_backup on
-    the ACKs to VM-a, so that VM-a sends no data on it)."""
+    the ACKs to VM-a, so that VM-a sends no data on it). `hold`: tenant
+    indexes whose link-2 subflow is held to `hold_rate` by rate_limit on
+    its data at hv1, so that link 2's queue stays short for the others."""
     d = b.d
     text = ""
+    if hold:
+        text += (f'[[set]]\nname = "bulk_link2"\ntype = "addr"\n'
+                 f'elements = [{", ".join(chr(34) + addr2(i) + chr(34) for i in hold)}]\n\n')
+        text += chain("hv1-hold", d["h1br"], "tc-ingress", b.names["h1"],
+                      [{"kind": "src", "set": "bulk_link2"}], [{"kind": "rate_limit", "rate": hold_rate, "burst": "64kb"}])
     param = "dev" if how == "redirect" else "mark"
     for h, key in (("h1", "src"), ("h2", "dst")):
         ns = b.names[h]
@@ -148,12 +155,15 @@ def policy(b, n, how, backup=()):
 class Side:
     """Puts one side's placement in and takes it out again."""
 
-    def __init__(self, b, n, side, backup=()):
-        self.b, self.n, self.side, self.backup = b, n, side, backup
+    def __init__(self, b, n, side, backup=(), hold=(), hold_rate=None):
+        self.b, self.n, self.side = b, n, side
+        self.backup, self.hold, self.hold_rate = backup, hold, hold_rate
 
     def __enter__(self):
         if self.side == "static":
             static_rules(self.b, self.n, True)
+        elif self.side == "isolate":
+            self.b.apply("uc1", policy(self.b, self.n, "redirect", self.backup, self.hold, self.hold_rate))
         elif self.side in ("redirect", "set_mark", "backup"):
             how = "redirect" if self.side in ("redirect", "backup") else "set_mark"
             self.b.apply("uc1", policy(self.b, self.n, how, self.backup if self.side == "backup" else ()))
@@ -368,16 +378,20 @@ def rpc(rep, emptcp, quick, n=None):
     over one MPTCP connection each) while the other tenants run bulk
     flows; completion-time percentiles per placement. `backup`: redirect,
     plus set_backup on the RPC tenants' link-1 subflow (the link the
-    background flow loads)."""
+    background flow loads). `isolate`: `backup`, and the bulk tenants'
+    link-2 subflows held by rate_limit to 3/4 of link 2 together, so that
+    link 2's queue stays short for the RPCs."""
     from .main import log, RESULTS
     n = n or (3 if quick else 8)
     nrpc = 1 if quick else 2
-    count, rounds = (40, 1) if quick else (250, 2)
+    count, rounds = (40, 1) if quick else (250, 3)
     rate = "100mbit"
     rpc_t = list(range(n - nrpc, n))
     bulk_t = list(range(n - nrpc))
     conds = ["bulk flows", "bulk flows + background TCP on link 1"]
-    sides = {conds[0]: ("ecmp", "static", "redirect"), conds[1]: ("ecmp", "static", "redirect", "backup")}
+    sides = {c: ("ecmp", "static", "redirect", "backup", "isolate") for c in conds}
+    hold_rate = f"{int(0.75 * rate_mbit(rate) * 1000 / len(bulk_t))}kbit"
+    counters = ["TcpExtTCPTimeouts", "TcpRetransSegs", "TcpExtTCPLossProbes"]
     b = bed("rp", emptcp, n, rate)
     runs = []
     try:
@@ -387,16 +401,21 @@ def rpc(rep, emptcp, quick, n=None):
             for rnd in range(rounds):
                 order = sides[cond][rnd % len(sides[cond]):] + sides[cond][:rnd % len(sides[cond])]
                 for side in order:
-                    with Side(b, n, side, backup=rpc_t):
+                    with Side(b, n, side, backup=rpc_t, hold=bulk_t, hold_rate=hold_rate):
                         secs = int(count * 0.06) + 4
                         bulk = bulk_start(b, bulk_t, secs, cc="cubic")
                         time.sleep(2)
+                        c0 = [b.nstat(b.va[i], counters) for i in rpc_t]
                         got = rpc_collect(b, rpc_start(b, rpc_t, count, 7 + rnd, 10, 10_000, 100_000), secs + 60)
-                        bulk_collect(b, bulk, secs)
+                        c1 = [b.nstat(b.va[i], counters) for i in rpc_t]
+                        bulk_mbps = sum(bulk_collect(b, bulk, secs).values())
                     fct = [x for i in rpc_t for x in got[i]["fct_ms"]]
-                    runs.append({"cond": cond, "side": side, "round": rnd, "fct_ms": fct})
+                    cnt = {k: sum(y[k] - x[k] for x, y in zip(c0, c1)) for k in counters}
+                    runs.append({"cond": cond, "side": side, "round": rnd, "fct_ms": fct, "rpc_senders": cnt,
+                                 "bulk_mbps_sum": bulk_mbps})
                     log(f"rpc {cond:38} {side:8} round {rnd}: p50 {pct(fct, .5):6.1f} p99 {pct(fct, .99):6.1f} "
-                        f"p99.9 {pct(fct, .999):6.1f} ms ({len(fct)} RPCs)")
+                        f"p99.9 {pct(fct, .999):6.1f} ms ({len(fct)} RPCs; RPC senders: {cnt['TcpExtTCPTimeouts']} "
+                        f"timeouts, {cnt['TcpRetransSegs']} retransmitted segments)")
             for p in bg or ():
                 b.stop(p)
     finally:
@@ -406,8 +425,12 @@ def rpc(rep, emptcp, quick, n=None):
         base = None
         for side in sides[cond]:
             v = [x for r in runs if r["cond"] == cond and r["side"] == side for x in r["fct_ms"]]
+            rr = [r for r in runs if r["cond"] == cond and r["side"] == side]
             s = {"n": len(v), "p50": pct(v, .5), "p90": pct(v, .9), "p99": pct(v, .99), "p999": pct(v, .999),
-                 "max": max(v)}
+                 "max": max(v), "p99_per_round": [pct(r["fct_ms"], .99) for r in rr],
+                 "over_200ms": sum(x > 200 for x in v),
+                 "rpc_senders": {k: sum(r["rpc_senders"][k] for r in rr) for k in counters},
+                 "bulk_mbps_sum_median": statistics.median(r["bulk_mbps_sum"] for r in rr)}
             res[f"{cond}/{side}"] = s
             if side == "ecmp":
                 base = s
@@ -415,7 +438,9 @@ def rpc(rep, emptcp, quick, n=None):
             f = lambda s: f"{s['p50']:.1f} | {s['p99']:.1f} | {s['p999']:.1f}"
             rep.row("uc1 rpc" if side == sides[cond][1] else "", cond if side == sides[cond][1] else "",
                     f"ms p50|p99|p99.9: ecmp | {side}", f(base), f(s),
-                    f"p99 {100 * (s['p99'] / base['p99'] - 1):+.0f} %",
+                    f"p99 {100 * (s['p99'] / base['p99'] - 1):+.0f} %; > 200 ms: {base['over_200ms']} | "
+                    f"{s['over_200ms']} of {s['n']}; bulk {base['bulk_mbps_sum_median']:.0f} | "
+                    f"{s['bulk_mbps_sum_median']:.0f} Mbit/s",
                     "p99 <= ecmp: " + ("met" if s["p99"] <= base["p99"] else "NOT met"))
     rep.write("usecase1-rpc", {
         "experiment": "usecase1-rpc",
@@ -423,7 +448,8 @@ def rpc(rep, emptcp, quick, n=None):
                     "send RPCs (10-100 kB request, 1-byte answer, 10 ms apart, one MPTCP connection each)",
         "rpcs_per_client_per_run": count, "rounds": rounds, "summary": res, "runs": runs})
     svg.box_plot(os.path.join(RESULTS, "usecase1-rpc.svg"), "Use case 1: RPC completion time beside bulk flows",
-                 "completion time (ms)", conds, ["ecmp", "static", "redirect", "backup"],
+                 "completion time (ms)", conds, ["ecmp", "static", "redirect", "backup", "isolate"],
                   {(c, s): [x for r in runs if r["cond"] == c and r["side"] == s for x in r["fct_ms"]]
-                  for c in conds for s in ("ecmp", "static", "redirect", "backup")},
-                 subtitle="10-100 kB requests; backup: redirect + set_backup on the loaded link")
+                  for c in conds for s in sides[c]},
+                 subtitle="10-100 kB requests; backup: + set_backup on the RPC subflow on link 1; isolate: + bulk held off link 2's queue",
+                 ymax=600)
