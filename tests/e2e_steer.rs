@@ -294,3 +294,101 @@ fn blk_subflow_join_on_a_router_v4() {
     let subflows = socks.iter().filter(|s| s.is_subflow()).count();
     assert_eq!(subflows, 1, "one subflow on the server:\n{text}");
 }
+
+/// The `t` (bytes of the socket's packets not yet freed, sk_wmem_alloc)
+/// of the client's socket from `src`, from `ss -tmi`; None if not there.
+fn wmem_alloc(ns: &str, src: &str) -> Option<u64> {
+    let out = ns_run(ns, "ss", &["-tmiH", "src", src]).expect_ok().stdout;
+    out.split("skmem:(")
+        .nth(1)?
+        .split([',', ')'])
+        .find_map(|f| {
+            f.strip_prefix('t')
+                .filter(|v| v.chars().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+        })
+}
+
+/// A packet redirected at the router's tc-ingress straight from the
+/// client's veth must not stay charged to the client's socket while it
+/// waits in a slow link's queue (forwarding frees it in ip_rcv): held, it
+/// counts against the subflow's TCP Small Queues budget for the whole
+/// queueing delay (README, use case 1). Judged by the client's own
+/// `ss -tmi` (skmem t) for the joined subflow, whose link out of the
+/// router is shaped to 2 Mbit/s with a deep queue (the other to 4 Mbit/s):
+/// while its packets sit there, a held socket shows t > 0 in nearly every
+/// sample.
+#[test]
+fn redirect_frees_the_senders_socket_v4() {
+    if !root_or_skip("redirect_frees_the_senders_socket_v4") {
+        return;
+    }
+    let bed = Testbed::routed(Family::V4);
+    let r = bed.r.as_str();
+    // both links slow, so that the client's writes keep both subflows busy
+    for (dev, rate) in [(&bed.r1b, "4mbit"), (&bed.r2b, "2mbit")] {
+        for cmd in [
+            format!("tc qdisc add dev {dev} root handle 1: htb default 10"),
+            format!("tc class add dev {dev} parent 1: classid 1:10 htb rate {rate} ceil {rate}"),
+            format!("tc qdisc add dev {dev} parent 1:10 handle 10: pfifo limit 1000"),
+        ] {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            ns_run(r, args[0], &args[1..]).expect_ok();
+        }
+    }
+    sh(
+        "ip",
+        &[
+            "-n",
+            r,
+            "route",
+            "add",
+            "10.3.0.0/24",
+            "via",
+            "10.4.0.2",
+            "dev",
+            &bed.r2b,
+            "metric",
+            "2000",
+        ],
+    );
+    let pol = format!(
+        "[[chain]]\nname = \"steer\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{r}\"\n\
+         [[chain.select]]\nkind = \"ip_pair\"\nsrc = \"{}\"\n[[chain.act]]\n\
+         kind = \"redirect\"\ndev = \"{}\"\n",
+        bed.r2a,
+        bed.client_addr2(),
+        bed.r2b
+    );
+    let p = bed.policy("steer", &pol);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let q0 = tx_packets(r, &bed.r2b);
+    let mut up = Upload::start(&bed, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(1000));
+    let src = bed.client_addr2().to_string();
+    let samples: Vec<u64> = (0..20)
+        .filter_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            wmem_alloc(&bed.a, &src)
+        })
+        .collect();
+    up.wait_sent();
+    let sent = tx_packets(r, &bed.r2b) - q0;
+    let res = up.finish();
+    assert_eq!(res.received, res.sent, "server received every byte");
+    let held = samples.iter().filter(|&&t| t > 0).count();
+    eprintln!("joined subflow: skmem t samples {samples:?}; r2b sent {sent} packets");
+    assert!(
+        samples.len() >= 15,
+        "the joined subflow was there ({samples:?})"
+    );
+    assert!(
+        sent > 100,
+        "the joined subflow's data left over r2b ({sent} packets)"
+    );
+    assert!(
+        held * 4 <= samples.len(),
+        "the client's socket still owned its redirected packets in {held} of {} samples: {samples:?}",
+        samples.len()
+    );
+}
