@@ -59,6 +59,7 @@ static __always_inline int redirect_orphaned(emptcp_ctx *ctx, const struct emptc
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
 	struct bpf_fib_lookup fib = {};
 	__u32 off = r->p.l3_off;
+	__u8 macs[12];
 
 	if (off != EMPTCP_ETH_HLEN)
 		return EMPTCP_CONTINUE;
@@ -89,13 +90,14 @@ static __always_inline int redirect_orphaned(emptcp_ctx *ctx, const struct emptc
 	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT) != BPF_FIB_LKUP_RET_SUCCESS ||
 	    fib.ifindex != rd->ifindex)
 		return EMPTCP_CONTINUE;
-	data = ctx_data(ctx);
-	data_end = ctx_data_end(ctx);
-	if (data + EMPTCP_ETH_HLEN > data_end)
-		return EMPTCP_CONTINUE;
-	__builtin_memcpy(data, fib.dmac, 6);
-	__builtin_memcpy(data + 6, fib.smac, 6);
-	if (bpf_clone_redirect(ctx, rd->ifindex, 0) < 0)
+	/*
+	 * A helper, not a direct write: a direct write anywhere in the
+	 * program makes the verifier unclone every packet at entry.
+	 */
+	__builtin_memcpy(macs, fib.dmac, 6);
+	__builtin_memcpy(macs + 6, fib.smac, 6);
+	if (ctx_store_bytes(ctx, 0, macs, sizeof(macs)) < 0 ||
+	    bpf_clone_redirect(ctx, rd->ifindex, 0) < 0)
 		return EMPTCP_CONTINUE;
 	return EMPTCP_DROP;
 }
