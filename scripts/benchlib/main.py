@@ -17,35 +17,15 @@ import time
 
 from . import net, svg, tcx, traffic
 from . import uc1 as uc1mod
+from .stats import RESULTS, fmt, log, q, rate_mbit, summary
 from .net import chain
 
-RESULTS = "bench-results"
 LINK = "100mbit"
 LINK_MBIT = 100.0
 TENANTS = None  # scripts/bench --tenants N (use case 1)
 
 
 # --- bookkeeping ----------------------------------------------------------
-
-def q(v, p):
-    v = sorted(v)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p
-    f = int(k)
-    c = min(f + 1, len(v) - 1)
-    return v[f] + (v[c] - v[f]) * (k - f)
-
-
-def summary(v):
-    return {"n": len(v), "median": q(v, .5), "mean": sum(v) / len(v) if v else float("nan"),
-            "p10": q(v, .1), "p90": q(v, .9),
-            "min": min(v) if v else None, "max": max(v) if v else None}
-
-
-def fmt(s, d=1):
-    return f"{s['median']:.{d}f} [{s['min']:.{d}f}..{s['max']:.{d}f}]"
-
 
 def machine():
     """What ran beside the bench: load, the busiest other processes."""
@@ -88,10 +68,6 @@ class Report:
         for r in self.lines:
             out.append("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip())
         return "\n".join(out)
-
-
-def log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def htb_sent(bed, ns, dev):
@@ -700,7 +676,7 @@ def rl(rep, emptcp, quick):
            "goal": "within +-20 % of the rate (issue #3)", "reps": reps, "seconds": secs, "runs": runs}
     rep.write("rate-limit", doc)
     for rate in rates:
-        want = parse_rate_mbit(rate)
+        want = rate_mbit(rate)
         for where in ("sender", "receiver"):
             v = [x["mbps"] for x in runs if x["rate"] == rate and x["where"] == where]
             fr = [x["free_mbps"] for x in runs if x["rate"] == rate and x["where"] == where]
@@ -709,14 +685,6 @@ def rl(rep, emptcp, quick):
                     f"{fmt(summary(fr), 0)}", fmt(summary(v), 1), f"worst {100 * worst:+.0f} %",
                     "within 20 %: " + ("met" if abs(worst) <= 0.2 else "NOT met"))
     return doc
-
-
-def parse_rate_mbit(rate):
-    units = {"kbit": 1e-3, "mbit": 1.0, "gbit": 1e3}
-    for u, f in units.items():
-        if rate.endswith(u):
-            return float(rate[: -len(u)]) * f
-    raise ValueError(rate)
 
 
 def _entry_ids(state_dir):

@@ -11,13 +11,14 @@ the completion time of small request/response flows (RPCs) beside them.
 
 import json
 import os
-import random
 import statistics
+import subprocess
 import sys
 import time
 
 from . import net, svg, traffic
 from .net import chain
+from .stats import RESULTS, fmt, log, q, rate_mbit, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIDES = ("ecmp", "static", "redirect", "set_mark")
@@ -81,15 +82,6 @@ def bed(tag, emptcp, n, rate, buf_ms=20):
         b.va.append(va)
         b.vb.append(vb)
     return b
-
-
-def rate_mbit(rate):
-    """'100mbit' -> 100.0"""
-    r = rate.lower()
-    for suf, f in (("gbit", 1000.0), ("mbit", 1.0), ("kbit", 0.001)):
-        if r.endswith(suf):
-            return float(r[: -len(suf)]) * f
-    raise ValueError(f"rate {rate!r}: use kbit, mbit or gbit")
 
 
 def shape(b, ns, dev, rate, buf_ms):
@@ -180,7 +172,6 @@ def bulk_start(b, tenants, seconds, port=5201, cc=None):
     """iperf3 over MPTCP, VM-a_i -> VM-b_i, all at once (`cc`: congestion
     control, iperf3 -C); returns the client Popens (with their server) to
     collect."""
-    import subprocess
     runs = []
     for i in tenants:
         srv = b.spawn(b.vb[i], ["mptcpize", "run", "iperf3", "-s", "-1", "-p", str(port)])
@@ -230,7 +221,6 @@ def rpc_servers(b, tenants, port=7000):
 
 
 def rpc_start(b, tenants, count, seed, gap_ms, lo, hi, port=7000):
-    import subprocess
     out = []
     for i in tenants:
         cli = subprocess.Popen(["ip", "netns", "exec", b.va[i], sys.executable, os.path.join(HERE, "rpc.py"),
@@ -253,16 +243,6 @@ def rpc_collect(b, started, timeout):
     return res
 
 
-def pct(v, p):
-    v = sorted(v)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p
-    f = int(k)
-    c = min(f + 1, len(v) - 1)
-    return v[f] + (v[c] - v[f]) * (k - f)
-
-
 # --- the experiments ------------------------------------------------------------
 
 def redirect(rep, emptcp, quick):
@@ -270,7 +250,7 @@ def redirect(rep, emptcp, quick):
     use-case bench (VM-a - hv1 = 2 x 100 Mbit, 500-packet FIFO = hv2 - VM-b,
     the machine's congestion control), alternating, with and without a
     plain TCP flow sharing link 1."""
-    from .main import log, summary, fmt, uc1_bed, uc1_policy
+    from .main import uc1_bed, uc1_policy  # the first use-case bench's testbed
     pairs, conns, secs = (1, 1, 2) if quick else (4, 2, 4)
     conds = ["no background", "background TCP on link 1"]
     b = uc1_bed("rd", emptcp)
@@ -312,34 +292,43 @@ def redirect(rep, emptcp, quick):
         "goal": "redirect >= 0.9 x set_mark (median per connection)", "summary": res, "runs": runs})
 
 
+def rotated(sides, rnd):
+    """The sides in the order of round `rnd`: each round starts one later."""
+    k = rnd % len(sides)
+    return tuple(sides[k:]) + tuple(sides[:k])
+
+
 def tenants(rep, emptcp, quick, n=None):
     """n tenants at once, each one MPTCP connection with a subflow per
     address; per-tenant goodput for each placement, sides rotated every
     round; with and without a plain TCP flow on link 1."""
-    from .main import log, summary, fmt, RESULTS
     n = n or (3 if quick else 8)
     rounds, secs, rate = (1, 3, "100mbit") if quick else (3, 8, "100mbit")
-    share = rate_mbit(rate) / n
     conds = ["no background", "background TCP on link 1"]
-    goal = {conds[0]: 1.8, conds[1]: 1.5}
     b = bed("u1", emptcp, n, rate)
     runs = []
     try:
         for cond in conds:
             bg = background(b, 1 if cond != conds[0] else 0)
             for rnd in range(rounds):
-                order = SIDES[rnd % len(SIDES):] + SIDES[:rnd % len(SIDES)]
-                for side in order:
+                for side in rotated(SIDES, rnd):
                     with Side(b, n, side):
                         got = bulk_collect(b, bulk_start(b, range(n), secs, cc="cubic"), secs)
-                    for i, mbps in got.items():
-                        runs.append({"cond": cond, "side": side, "round": rnd, "tenant": i, "mbps": mbps})
+                    runs += [{"cond": cond, "side": side, "round": rnd, "tenant": i, "mbps": m}
+                             for i, m in got.items()]
                     log(f"uc1 {cond:24} {side:8} round {rnd}: " + " ".join(f"{got[i]:.0f}" for i in range(n))
-                        + f" Mbit/s (one link's share {share:.1f})")
+                        + f" Mbit/s (one link's share {rate_mbit(rate) / n:.1f})")
             for p in bg or ():
                 b.stop(p)
     finally:
         b.cleanup()
+    tenants_report(rep, runs, conds, n, rate, rounds, secs, policy(b, n, "redirect"))
+
+
+def tenants_report(rep, runs, conds, n, rate, rounds, secs, policy_text):
+    """Table rows, bench-results/usecase1.json and .svg of `tenants`."""
+    share = rate_mbit(rate) / n
+    goal = {conds[0]: 1.8, conds[1]: 1.5}
     res, data = {}, {}
     for cond in conds:
         base = None
@@ -365,12 +354,16 @@ def tenants(rep, emptcp, quick, n=None):
                     "parameter from a map keyed by the tenant address; background: TCP hv1 -> hv2 on link 1",
         "tenants": n, "rate": rate, "one_link_share_mbit": share, "rounds": rounds, "seconds": secs,
         "goal": "every tenant >= 1.8 x one link's share (rate / n) without background, >= 1.5 x with",
-        "policy_redirect": policy(b, n, "redirect"), "summary": res, "runs": runs})
+        "policy_redirect": policy_text, "summary": res, "runs": runs})
     svg.box_plot(os.path.join(RESULTS, "usecase1.svg"),
                  f"Use case 1: {n} tenants at once, goodput per tenant",
                  "goodput / one link's share (rate / tenants)", conds, list(SIDES), data,
                  lines=[(1.8, "1.8 x"), (1.0, "one link's share")],
                  subtitle=f"2 links x {rate} (HTB, 20 ms byte FIFO); emptcp: one chain + map per hypervisor")
+
+
+RPC_SIDES = ("ecmp", "static", "redirect", "backup", "isolate")
+RPC_COUNTERS = ["TcpExtTCPTimeouts", "TcpRetransSegs", "TcpExtTCPLossProbes"]
 
 
 def rpc(rep, emptcp, quick, n=None):
@@ -381,17 +374,13 @@ def rpc(rep, emptcp, quick, n=None):
     background flow loads). `isolate`: `backup`, and the bulk tenants'
     link-2 subflows held by rate_limit to 3/4 of link 2 together, so that
     link 2's queue stays short for the RPCs."""
-    from .main import log, RESULTS
     n = n or (3 if quick else 8)
     nrpc = 1 if quick else 2
     count, rounds = (40, 1) if quick else (250, 3)
     rate = "100mbit"
-    rpc_t = list(range(n - nrpc, n))
-    bulk_t = list(range(n - nrpc))
+    rpc_t, bulk_t = list(range(n - nrpc, n)), list(range(n - nrpc))
     conds = ["bulk flows", "bulk flows + background TCP on link 1"]
-    sides = {c: ("ecmp", "static", "redirect", "backup", "isolate") for c in conds}
     hold_rate = f"{int(0.75 * rate_mbit(rate) * 1000 / len(bulk_t))}kbit"
-    counters = ["TcpExtTCPTimeouts", "TcpRetransSegs", "TcpExtTCPLossProbes"]
     b = bed("rp", emptcp, n, rate)
     runs = []
     try:
@@ -399,45 +388,57 @@ def rpc(rep, emptcp, quick, n=None):
         for cond in conds:
             bg = background(b, 1 if cond != conds[0] else 0)
             for rnd in range(rounds):
-                order = sides[cond][rnd % len(sides[cond]):] + sides[cond][:rnd % len(sides[cond])]
-                for side in order:
+                for side in rotated(RPC_SIDES, rnd):
                     with Side(b, n, side, backup=rpc_t, hold=bulk_t, hold_rate=hold_rate):
-                        secs = int(count * 0.06) + 4
-                        bulk = bulk_start(b, bulk_t, secs, cc="cubic")
-                        time.sleep(2)
-                        c0 = [b.nstat(b.va[i], counters) for i in rpc_t]
-                        got = rpc_collect(b, rpc_start(b, rpc_t, count, 7 + rnd, 10, 10_000, 100_000), secs + 60)
-                        c1 = [b.nstat(b.va[i], counters) for i in rpc_t]
-                        bulk_mbps = sum(bulk_collect(b, bulk, secs).values())
-                    fct = [x for i in rpc_t for x in got[i]["fct_ms"]]
-                    cnt = {k: sum(y[k] - x[k] for x, y in zip(c0, c1)) for k in counters}
-                    runs.append({"cond": cond, "side": side, "round": rnd, "fct_ms": fct, "rpc_senders": cnt,
-                                 "bulk_mbps_sum": bulk_mbps})
-                    log(f"rpc {cond:38} {side:8} round {rnd}: p50 {pct(fct, .5):6.1f} p99 {pct(fct, .99):6.1f} "
-                        f"p99.9 {pct(fct, .999):6.1f} ms ({len(fct)} RPCs; RPC senders: {cnt['TcpExtTCPTimeouts']} "
+                        r = rpc_once(b, rpc_t, bulk_t, count, seed=7 + rnd)
+                    runs.append(r | {"cond": cond, "side": side, "round": rnd})
+                    fct, cnt = r["fct_ms"], r["rpc_senders"]
+                    log(f"rpc {cond:38} {side:8} round {rnd}: p50 {q(fct, .5):6.1f} p99 {q(fct, .99):6.1f} "
+                        f"p99.9 {q(fct, .999):6.1f} ms ({len(fct)} RPCs; RPC senders: {cnt['TcpExtTCPTimeouts']} "
                         f"timeouts, {cnt['TcpRetransSegs']} retransmitted segments; bulk tenants "
-                        f"{bulk_mbps:.0f} Mbit/s)")
+                        f"{r['bulk_mbps_sum']:.0f} Mbit/s)")
             for p in bg or ():
                 b.stop(p)
     finally:
         b.cleanup()
+    rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds)
+
+
+def rpc_once(b, rpc_t, bulk_t, count, seed):
+    """One run: bulk flows from `bulk_t`, `count` RPCs from each of
+    `rpc_t` once the bulk flows are up; completion times, the RPC senders'
+    loss counters, the bulk tenants' goodput."""
+    secs = int(count * 0.06) + 4
+    bulk = bulk_start(b, bulk_t, secs, cc="cubic")
+    time.sleep(2)
+    c0 = [b.nstat(b.va[i], RPC_COUNTERS) for i in rpc_t]
+    got = rpc_collect(b, rpc_start(b, rpc_t, count, seed, 10, 10_000, 100_000), secs + 60)
+    c1 = [b.nstat(b.va[i], RPC_COUNTERS) for i in rpc_t]
+    bulk_mbps = sum(bulk_collect(b, bulk, secs).values())
+    return {"fct_ms": [x for i in rpc_t for x in got[i]["fct_ms"]],
+            "rpc_senders": {k: sum(y[k] - x[k] for x, y in zip(c0, c1)) for k in RPC_COUNTERS},
+            "bulk_mbps_sum": bulk_mbps}
+
+
+def rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds):
+    """Table rows, bench-results/usecase1-rpc.json and .svg of `rpc`."""
     res = {}
     for cond in conds:
         base = None
-        for side in sides[cond]:
-            v = [x for r in runs if r["cond"] == cond and r["side"] == side for x in r["fct_ms"]]
+        for side in RPC_SIDES:
             rr = [r for r in runs if r["cond"] == cond and r["side"] == side]
-            s = {"n": len(v), "p50": pct(v, .5), "p90": pct(v, .9), "p99": pct(v, .99), "p999": pct(v, .999),
-                 "max": max(v), "p99_per_round": [pct(r["fct_ms"], .99) for r in rr],
+            v = [x for r in rr for x in r["fct_ms"]]
+            s = {"n": len(v), "p50": q(v, .5), "p90": q(v, .9), "p99": q(v, .99), "p999": q(v, .999),
+                 "max": max(v), "p99_per_round": [q(r["fct_ms"], .99) for r in rr],
                  "over_200ms": sum(x > 200 for x in v),
-                 "rpc_senders": {k: sum(r["rpc_senders"][k] for r in rr) for k in counters},
+                 "rpc_senders": {k: sum(r["rpc_senders"][k] for r in rr) for k in RPC_COUNTERS},
                  "bulk_mbps_sum_median": statistics.median(r["bulk_mbps_sum"] for r in rr)}
             res[f"{cond}/{side}"] = s
             if side == "ecmp":
                 base = s
                 continue
             f = lambda s: f"{s['p50']:.1f} | {s['p99']:.1f} | {s['p999']:.1f}"
-            rep.row("uc1 rpc" if side == sides[cond][1] else "", cond if side == sides[cond][1] else "",
+            rep.row("uc1 rpc" if side == RPC_SIDES[1] else "", cond if side == RPC_SIDES[1] else "",
                     f"ms p50|p99|p99.9: ecmp | {side}", f(base), f(s),
                     f"p99 {100 * (s['p99'] / base['p99'] - 1):+.0f} %; > 200 ms: {base['over_200ms']} | "
                     f"{s['over_200ms']} of {s['n']}; bulk {base['bulk_mbps_sum_median']:.0f} | "
@@ -449,8 +450,9 @@ def rpc(rep, emptcp, quick, n=None):
                     "send RPCs (10-100 kB request, 1-byte answer, 10 ms apart, one MPTCP connection each)",
         "rpcs_per_client_per_run": count, "rounds": rounds, "summary": res, "runs": runs})
     svg.box_plot(os.path.join(RESULTS, "usecase1-rpc.svg"), "Use case 1: RPC completion time beside bulk flows",
-                 "completion time (ms)", conds, ["ecmp", "static", "redirect", "backup", "isolate"],
-                  {(c, s): [x for r in runs if r["cond"] == c and r["side"] == s for x in r["fct_ms"]]
-                  for c in conds for s in sides[c]},
-                 subtitle="10-100 kB requests; dots: the slowest 1 %; backup: + set_backup on the RPC subflow on link 1; isolate: + bulk held off link 2",
+                 "completion time (ms)", conds, list(RPC_SIDES),
+                 {(c, s): [x for r in runs if r["cond"] == c and r["side"] == s for x in r["fct_ms"]]
+                  for c in conds for s in RPC_SIDES},
+                 subtitle="10-100 kB requests; dots: the slowest 1 %; backup: + set_backup on the RPC subflow "
+                          "on link 1; isolate: + bulk held off link 2",
                  ymax=600, dots_from=0.99)
