@@ -11,18 +11,19 @@
  * that device (for IPv6 the best route must use the device: a worse-metric
  * route through it is not taken). TTL/hop limit, mark, priority and the
  * sender's delivery time (tstamp) are kept, as forwarding keeps them.
- * A packet that still belongs to a local socket (a VM's or container's
- * TCP socket, through veth, at tc-ingress) is sent as a clone and the
- * original freed here, which frees it from the socket as forwarding's
- * ip_rcv() does with skb_orphan(). The original is freed with the drop
- * verdict: tcx turns TC_ACT_STOLEN into "next", and the packet would then
- * be forwarded as well (drop monitors count it, reason TC_INGRESS). Left attached, the packet keeps the
- * sender's TCP Small Queues budget (about 1 ms of its pacing rate) until
- * it leaves the target's qdisc, so a subflow sharing that queue with
- * another flow is starved (README, use case 1). The clone needs the next
- * hop's MAC from bpf_fib_lookup (neighbour known, untagged frame, route
- * out of the device); otherwise bpf_redirect_neigh() sends the packet as
- * it is and resolves the neighbour itself.
+ * A packet received with a local socket still attached (a VM's or a
+ * container's TCP socket, through veth, at tc-ingress) is sent as a clone
+ * and the original freed here: that frees it from the socket, as
+ * forwarding's ip_rcv() does with skb_orphan(). Left attached, it keeps
+ * the sender's TCP Small Queues budget (about 1 ms of its pacing rate)
+ * until it leaves the target's qdisc, so a subflow sharing that queue
+ * with another flow is starved (README, use case 1). The original is
+ * freed with the drop verdict: tcx turns TC_ACT_STOLEN into "next", and
+ * the packet would be forwarded as well (drop monitors count it, reason
+ * TC_INGRESS). The clone needs the next hop's MAC from bpf_fib_lookup
+ * (neighbour known, untagged frame, route out of the device); otherwise
+ * bpf_redirect_neigh() sends the packet as it is. A local host's own
+ * packets (tc-egress, not received) keep their socket and its TSQ.
  * Ingress flag: into the device's receive path instead, MAC unchanged.
  * The device may come from a map keyed by the packet (`dev = { map = … }`,
  * values are ifindexes); a packet whose key is not in it goes on.
@@ -35,14 +36,20 @@
 #define EMPTCP_AF_INET		2
 #define EMPTCP_AF_INET6		10
 #define EMPTCP_ETH_HLEN		14
+#define EMPTCP_OFF_INGRESS_IFINDEX	36	/* struct __sk_buff .ingress_ifindex */
 #define EMPTCP_OFF_SK		168	/* struct __sk_buff .sk */
 
 #ifdef EMPTCP_TC
-/* Whether the packet still belongs to a local socket (skb->sk). */
+/*
+ * Whether the packet was received (skb_iif) and still belongs to a local
+ * socket (skb->sk): a VM's or container's packet at tc-ingress.
+ */
 static __always_inline int redirect_owned(emptcp_ctx *ctx)
 {
 	__u64 sk;
 
+	if (!EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_INGRESS_IFINDEX))
+		return 0;
 	asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(sk) : "r"(ctx), "i"(EMPTCP_OFF_SK));
 	return sk != 0;
 }
