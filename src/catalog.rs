@@ -200,7 +200,7 @@ pub static CATALOG: &[Entry] = &[
         role: StageRole::Actor,
         object: "redirect",
         hooks: ALL_HOOKS,
-        doc: "terminal: sends the selected packets out of another device (TC: next hop's MAC from the neighbour table)",
+        doc: "terminal: sends the selected packets out of another device. TC: Ethernet addresses of the next hop (neighbour table); TTL, mark, priority and delivery time (tstamp) kept; a received packet still owned by a local socket (from a VM's veth) leaves as a clone so that the sender's TCP Small Queues budget is released, as forwarding does. XDP: frame unchanged",
         params: &[
             Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace), or { map = NAME, key = … } (a dev map)" },
             Param { name: "ingress", ty: ParamType::Bool, required: false, default: Some("false"), doc: "TC: into the device's receive path" },

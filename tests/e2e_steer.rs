@@ -16,11 +16,16 @@ use serde_json::Value;
 
 /// Transmitted packets of a device, from `ip -s -j link`.
 fn tx_packets(ns: &str, dev: &str) -> u64 {
+    packets(ns, dev, "tx")
+}
+
+/// Packets of a device in one direction ("rx" or "tx"), from `ip -s -j link`.
+fn packets(ns: &str, dev: &str, dir: &str) -> u64 {
     let out = ns_run(ns, "ip", &["-s", "-j", "link", "show", "dev", dev]).expect_ok();
     let v: Value = serde_json::from_str(&out.stdout).expect("ip -j output");
-    v[0]["stats64"]["tx"]["packets"]
+    v[0]["stats64"][dir]["packets"]
         .as_u64()
-        .expect("tx packet counter")
+        .unwrap_or_else(|| panic!("{dir} packet counter"))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -89,6 +94,7 @@ fn steer_scenario(fam: Family, how: Steer) {
     }
     let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
     let (r1b0, r2b0) = (tx_packets(r, &bed.r1b), tx_packets(r, &bed.r2b));
+    let rx0 = packets(r, &bed.r1a, "rx") + packets(r, &bed.r2a, "rx");
     let mut up = Transfer::start_bulk(&bed, Duration::from_secs(2));
     up.wait_sent();
     let (socks, ss_text) = ss_tni(&bed.a);
@@ -109,7 +115,15 @@ fn steer_scenario(fam: Family, how: Steer) {
         tx_packets(r, &bed.r1b) - r1b0,
         tx_packets(r, &bed.r2b) - r2b0,
     );
-    eprintln!("joined subflow: {segs} segments out; router tx: r1b {r1b}, r2b {r2b}");
+    let rx = packets(r, &bed.r1a, "rx") + packets(r, &bed.r2a, "rx") - rx0;
+    eprintln!("joined subflow: {segs} segments out; router rx {rx}, tx: r1b {r1b}, r2b {r2b}");
+    // each packet from the client leaves the router once: a redirect that
+    // also let the original through (tcx reads TC_ACT_STOLEN as "next")
+    // doubles them
+    assert!(
+        r1b + r2b <= rx + rx / 20 + 20,
+        "the router received {rx} packets from the client and sent {r1b} + {r2b}"
+    );
     assert!(
         segs > 100,
         "the joined subflow carried traffic ({segs} segments)"
@@ -279,4 +293,102 @@ fn blk_subflow_join_on_a_router_v4() {
     );
     let subflows = socks.iter().filter(|s| s.is_subflow()).count();
     assert_eq!(subflows, 1, "one subflow on the server:\n{text}");
+}
+
+/// The `t` (bytes of the socket's packets not yet freed, sk_wmem_alloc)
+/// of the client's socket from `src`, from `ss -tmi`; None if not there.
+fn wmem_alloc(ns: &str, src: &str) -> Option<u64> {
+    let out = ns_run(ns, "ss", &["-tmiH", "src", src]).expect_ok().stdout;
+    out.split("skmem:(")
+        .nth(1)?
+        .split([',', ')'])
+        .find_map(|f| {
+            f.strip_prefix('t')
+                .filter(|v| v.chars().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+        })
+}
+
+/// A packet redirected at the router's tc-ingress straight from the
+/// client's veth must not stay charged to the client's socket while it
+/// waits in a slow link's queue (forwarding frees it in ip_rcv): held, it
+/// counts against the subflow's TCP Small Queues budget for the whole
+/// queueing delay (README, use case 1). Judged by the client's own
+/// `ss -tmi` (skmem t) for the joined subflow, whose link out of the
+/// router is shaped to 2 Mbit/s with a deep queue (the other to 4 Mbit/s):
+/// while its packets sit there, a held socket shows t > 0 in nearly every
+/// sample.
+#[test]
+fn redirect_frees_the_senders_socket_v4() {
+    if !root_or_skip("redirect_frees_the_senders_socket_v4") {
+        return;
+    }
+    let bed = Testbed::routed(Family::V4);
+    let r = bed.r.as_str();
+    // both links slow, so that the client's writes keep both subflows busy
+    for (dev, rate) in [(&bed.r1b, "4mbit"), (&bed.r2b, "2mbit")] {
+        for cmd in [
+            format!("tc qdisc add dev {dev} root handle 1: htb default 10"),
+            format!("tc class add dev {dev} parent 1: classid 1:10 htb rate {rate} ceil {rate}"),
+            format!("tc qdisc add dev {dev} parent 1:10 handle 10: pfifo limit 1000"),
+        ] {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            ns_run(r, args[0], &args[1..]).expect_ok();
+        }
+    }
+    sh(
+        "ip",
+        &[
+            "-n",
+            r,
+            "route",
+            "add",
+            "10.3.0.0/24",
+            "via",
+            "10.4.0.2",
+            "dev",
+            &bed.r2b,
+            "metric",
+            "2000",
+        ],
+    );
+    let pol = format!(
+        "[[chain]]\nname = \"steer\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{r}\"\n\
+         [[chain.select]]\nkind = \"ip_pair\"\nsrc = \"{}\"\n[[chain.act]]\n\
+         kind = \"redirect\"\ndev = \"{}\"\n",
+        bed.r2a,
+        bed.client_addr2(),
+        bed.r2b
+    );
+    let p = bed.policy("steer", &pol);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let q0 = tx_packets(r, &bed.r2b);
+    let mut up = Upload::start(&bed, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(1000));
+    let src = bed.client_addr2().to_string();
+    let samples: Vec<u64> = (0..20)
+        .filter_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            wmem_alloc(&bed.a, &src)
+        })
+        .collect();
+    up.wait_sent();
+    let sent = tx_packets(r, &bed.r2b) - q0;
+    let res = up.finish();
+    assert_eq!(res.received, res.sent, "server received every byte");
+    let held = samples.iter().filter(|&&t| t > 0).count();
+    eprintln!("joined subflow: skmem t samples {samples:?}; r2b sent {sent} packets");
+    assert!(
+        samples.len() >= 15,
+        "the joined subflow was there ({samples:?})"
+    );
+    assert!(
+        sent > 100,
+        "the joined subflow's data left over r2b ({sent} packets)"
+    );
+    assert!(
+        held * 4 <= samples.len(),
+        "the client's socket still owned its redirected packets in {held} of {} samples: {samples:?}",
+        samples.len()
+    );
 }

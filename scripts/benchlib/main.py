@@ -16,34 +16,16 @@ import threading
 import time
 
 from . import net, svg, tcx, traffic
+from . import uc1 as uc1mod
+from .stats import RESULTS, fmt, log, q, rate_mbit, summary
 from .net import chain
 
-RESULTS = "bench-results"
 LINK = "100mbit"
 LINK_MBIT = 100.0
+TENANTS = None  # scripts/bench --tenants N (use case 1)
 
 
 # --- bookkeeping ----------------------------------------------------------
-
-def q(v, p):
-    v = sorted(v)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p
-    f = int(k)
-    c = min(f + 1, len(v) - 1)
-    return v[f] + (v[c] - v[f]) * (k - f)
-
-
-def summary(v):
-    return {"n": len(v), "median": q(v, .5), "mean": sum(v) / len(v) if v else float("nan"),
-            "p10": q(v, .1), "p90": q(v, .9),
-            "min": min(v) if v else None, "max": max(v) if v else None}
-
-
-def fmt(s, d=1):
-    return f"{s['median']:.{d}f} [{s['min']:.{d}f}..{s['max']:.{d}f}]"
-
 
 def machine():
     """What ran beside the bench: load, the busiest other processes."""
@@ -86,10 +68,6 @@ class Report:
         for r in self.lines:
             out.append("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip())
         return "\n".join(out)
-
-
-def log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def htb_sent(bed, ns, dev):
@@ -152,8 +130,8 @@ def uc1_policy(b, how="set_mark"):
     hypervisors (data one way, ACKs the other), selected by VM address, at
     tc-ingress of the hypervisor's VM-facing device. set_mark: the kernel
     forwards by `ip rule fwmark N` (tables set up in uc1_bed); redirect:
-    straight to the link's transmit path (see the README: slower when the
-    link is shared with another flow)."""
+    straight to the link's transmit path (as a clone when the packet still
+    belongs to the VM's socket: see src/bpf/redirect.bpf.c)."""
     n, d = b.names, b.d
     text = ""
     for vm_addr, p in (("10.10.0.1", "1"), ("10.10.0.11", "2")):
@@ -166,78 +144,15 @@ def uc1_policy(b, how="set_mark"):
 
 
 def uc1(rep, emptcp, quick):
-    pairs, conns, secs = (2, 1, 1) if quick else (5, 3, 4)
-    conds = ["no background", "background TCP on link 1", "background TCP on link 2"]
-    bg_on = {conds[1]: ("10.31.0.1", "10.31.0.2", 5301), conds[2]: ("10.32.0.1", "10.32.0.2", 5302)}
-    b = uc1_bed("u1", emptcp)
-    try:
-        n, d = b.names, b.d
-        policy = uc1_policy(b)
-        runs = []
-        for cond in conds:
-            bg = None
-            if cond in bg_on:
-                src, dst, port = bg_on[cond]
-                bg = traffic.iperf_background(b, n["h2"], n["h1"], dst, 3600, port, bind=src)
-                time.sleep(1.5)
-            for pair in range(pairs):
-                for side in ("baseline", "emptcp"):
-                    apply_s = b.apply("uc1", policy) if side == "emptcp" else None
-                    for c in range(conns):
-                        s1, s2 = htb_sent(b, n["h1"], d["h1p1"]), htb_sent(b, n["h1"], d["h1p2"])
-                        j0 = b.nstat(n["vb"], ["MPTcpExtMPJoinAckRx"])["MPTcpExtMPJoinAckRx"]
-                        r = traffic.iperf(b, n["vb"], n["va"], "10.20.0.1", secs)
-                        j1 = b.nstat(n["vb"], ["MPTcpExtMPJoinAckRx"])["MPTcpExtMPJoinAckRx"]
-                        l1 = htb_sent(b, n["h1"], d["h1p1"]) - s1
-                        l2 = htb_sent(b, n["h1"], d["h1p2"]) - s2
-                        r.update(cond=cond, side=side, pair=pair, conn=c, joins=j1 - j0,
-                                 link1_bytes=l1, link2_bytes=l2,
-                                 link1_share=l1 / max(1, l1 + l2))
-                        if apply_s is not None and c == 0:
-                            r["apply_s"] = apply_s
-                        runs.append(r)
-                        log(f"uc1 {cond:26} {side:8} pair {pair} conn {c}: {r['mbps']:6.1f} Mbit/s "
-                            f"(link 1 carried {100 * r['link1_share']:.0f} %, joins {r['joins']})")
-                    if side == "emptcp":
-                        b.detach()
-            for p in bg or ():
-                b.stop(p)
-    finally:
-        b.cleanup()
-    res = {}
-    data = {}
-    for cond in conds:
-        for side in ("baseline", "emptcp"):
-            v = [r["mbps"] for r in runs if r["cond"] == cond and r["side"] == side]
-            data[(cond, side)] = v
-            res[f"{cond}/{side}"] = summary(v) | {
-                "connections_at_or_above_goal": sum(x >= 1.8 * LINK_MBIT for x in v)}
-    doc = {"experiment": "usecase1-steering",
-           "topology": "VM-a - hv1 = 2 x veth, HTB 100mbit each way = hv2 - VM-b; VM-a: 2 addresses, "
-                       "MPTCP 2 subflows; baseline: ECMP, fib_multipath_hash_policy=1; emptcp: "
-                       "tc-ingress of each hypervisor's VM-facing device, ip_pair -> set_mark, "
-                       "ip rule fwmark N -> link N; background: plain TCP iperf3 hv1 -> hv2 on one link",
-           "link_mbit": LINK_MBIT, "pairs": pairs, "connections_per_side_per_pair": conns,
-           "seconds_per_connection": secs, "goal": "every connection >= 1.8 x one link (180 Mbit/s)",
-           "policy": policy, "summary": res, "runs": runs}
-    rep.write("usecase1", doc)
-    svg.box_plot(os.path.join(RESULTS, "usecase1.svg"),
-                 "Use case 1: VM-to-VM throughput per MPTCP connection",
-                 "throughput per connection (Mbit/s)", conds, ["baseline", "emptcp"], data,
-                 lines=[(1.8 * LINK_MBIT, "goal 1.8 x link"), (LINK_MBIT, "one link")],
-                 subtitle="2 links x 100 Mbit (HTB); baseline: ECMP L4 hash; emptcp: set_mark per subflow -> own link")
-    for cond in conds:
-        bs, es = res[f"{cond}/baseline"], res[f"{cond}/emptcp"]
-        k, n_ = es["connections_at_or_above_goal"], es["n"]
-        goal = f"{k}/{n_} conns >= 180, worst {es['min']:.0f}: " + ("met" if k == n_ else "NOT met")
-        if cond == conds[0]:
-            coll = sum(1 for r in runs if r["cond"] == cond and r["side"] == "baseline"
-                       and not 0.1 < r["link1_share"] < 0.9)
-            goal += f"; ECMP collided {coll}/{bs['n']}"
-        rep.row("uc1 steering", cond, "Mbit/s per conn", fmt(bs), fmt(es),
-                f"median {100 * (es['median'] / bs['median'] - 1):+.0f} %, mean "
-                f"{100 * (es['mean'] / bs['mean'] - 1):+.0f} %", goal)
-    return doc
+    uc1mod.tenants(rep, emptcp, quick, n=TENANTS)
+
+
+def uc1r(rep, emptcp, quick):
+    uc1mod.redirect(rep, emptcp, quick)
+
+
+def uc1rpc(rep, emptcp, quick):
+    uc1mod.rpc(rep, emptcp, quick, n=TENANTS)
 
 
 # --- use case 2: path management ----------------------------------------------
@@ -761,7 +676,7 @@ def rl(rep, emptcp, quick):
            "goal": "within +-20 % of the rate (issue #3)", "reps": reps, "seconds": secs, "runs": runs}
     rep.write("rate-limit", doc)
     for rate in rates:
-        want = parse_rate_mbit(rate)
+        want = rate_mbit(rate)
         for where in ("sender", "receiver"):
             v = [x["mbps"] for x in runs if x["rate"] == rate and x["where"] == where]
             fr = [x["free_mbps"] for x in runs if x["rate"] == rate and x["where"] == where]
@@ -770,14 +685,6 @@ def rl(rep, emptcp, quick):
                     f"{fmt(summary(fr), 0)}", fmt(summary(v), 1), f"worst {100 * worst:+.0f} %",
                     "within 20 %: " + ("met" if abs(worst) <= 0.2 else "NOT met"))
     return doc
-
-
-def parse_rate_mbit(rate):
-    units = {"kbit": 1e-3, "mbit": 1.0, "gbit": 1e3}
-    for u, f in units.items():
-        if rate.endswith(u):
-            return float(rate[: -len(u)]) * f
-    raise ValueError(rate)
 
 
 def _entry_ids(state_dir):
@@ -985,19 +892,22 @@ def tables(rep, emptcp, quick):
 
 def main():
     ap = argparse.ArgumentParser(prog="scripts/bench")
-    ap.add_argument("what", nargs="?", default="all", choices=["usecases", "cost", "all", "uc1", "uc2a", "uc2b",
+    ap.add_argument("what", nargs="?", default="all", choices=["usecases", "cost", "all", "uc1", "uc1r", "uc1rpc", "uc2a", "uc2b",
                                                              "wire", "wire_parts", "apply", "stages", "rl", "tables"])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tenants", type=int, help="use case 1: tenant pairs at once (default 8, --quick 3)")
     ap.add_argument("--emptcp", default="target/release/emptcp")
     a = ap.parse_args()
+    global TENANTS
+    TENANTS = a.tenants
     emptcp = os.path.abspath(a.emptcp)
     net.sweep_stale(emptcp)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rep = Report(a.quick)
     rep.row("experiment", "condition", "metric", "baseline median [min..max]",
             "emptcp median [min..max]", "change", "goal")
-    sel = {"usecases": ["uc1", "uc2a", "uc2b", "rl"], "cost": ["stages", "wire", "apply", "tables"],
-           "all": ["uc1", "uc2a", "uc2b", "rl", "stages", "wire", "apply", "tables"]}.get(a.what, [a.what])
+    sel = {"usecases": ["uc1", "uc1r", "uc1rpc", "uc2a", "uc2b", "rl"], "cost": ["stages", "wire", "apply", "tables"],
+           "all": ["uc1", "uc1r", "uc1rpc", "uc2a", "uc2b", "rl", "stages", "wire", "apply", "tables"]}.get(a.what, [a.what])
     t0 = time.monotonic()
     m = machine()
     log(f"machine: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, load {' '.join(m['loadavg'])}, "

@@ -183,7 +183,8 @@ class Net:
 
 
 def chain(name, dev, hook, ns, selects=(), acts=()):
-    """A [[chain]] TOML block; selects/acts are dicts of stage keys."""
+    """A [[chain]] TOML block; selects/acts are dicts of stage keys (a dict
+    value is written as an inline table, e.g. a map reference)."""
 
     def val(v):
         if isinstance(v, bool):
@@ -192,6 +193,8 @@ def chain(name, dev, hook, ns, selects=(), acts=()):
             return str(v)
         if isinstance(v, list):
             return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
         return f'"{v}"'
 
     out = [f'[[chain]]\nname = "{name}"\ndev = "{dev}"\nhook = "{hook}"\nnetns = "{ns}"']

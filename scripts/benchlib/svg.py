@@ -49,9 +49,11 @@ def _head(W, H, title, subtitle):
     return o
 
 
-def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subtitle="", ymax=None):
+def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subtitle="", ymax=None,
+             dots_from=None):
     """ymax: clip the axis there; values above it are drawn as triangles on
-    the top edge and counted in a note."""
+    the top edge and counted in a note. dots_from: draw as dots only the
+    values at or above that quantile (e.g. 0.99: the tail of thousands)."""
     W, H = 160 + 150 * len(groups) * max(1, len(series)) // 2 + 60, 420
     W = max(W, 520)
     L, R, T, B = 70, 20, 56, 70
@@ -96,7 +98,10 @@ def box_plot(path, title, ylabel, groups, series, data, lines=(), ymin=0.0, subt
                      f'height="{max(1, y(q1) - y(q3)):.1f}" fill="{col}" fill-opacity="0.25" stroke="{col}"/>')
             o.append(f'<line x1="{cx - bw / 2:.1f}" x2="{cx + bw / 2:.1f}" y1="{y(q2):.1f}" y2="{y(q2):.1f}" '
                      f'stroke="{col}" stroke-width="2.5"/>')
+            cut = _q(v, dots_from) if dots_from is not None else None
             for k, x in enumerate(v):
+                if cut is not None and x < cut:
+                    continue
                 jx = cx + ((k * 37) % 11 - 5) / 5 * bw * 0.35
                 if ymax is not None and x > ymax:
                     o.append(f'<path d="M{jx - 3:.1f},{T + 6} L{jx + 3:.1f},{T + 6} L{jx:.1f},{T} Z" fill="{col}"/>')
