@@ -430,7 +430,7 @@ fn check_wrong_policy_one_line() {
         let o = bed.emptcp(&["check", &p.to_string_lossy()]);
         assert_one_line_failure(&o, &p, want);
     }
-    let p = bed.policy("missing-file-is-not-written", "");
+    let p = bed.policy("gone", "");
     std::fs::remove_file(&p).unwrap();
     let o = bed.emptcp(&["check", &p.to_string_lossy()]);
     assert_one_line_failure(&o, &p, "cannot read");
