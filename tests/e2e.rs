@@ -168,6 +168,10 @@ fn tc_egress_set_backup_v4() {
     );
 }
 
+/// A frame as the wire test reads it: source port, payload bytes, TCP
+/// header bytes, MPTCP subtypes in order, MP_PRIO's backup bit.
+type WireRow = (u16, usize, usize, Vec<u8>, Option<bool>);
+
 /// The middle node on the wire, on any kernel, MPTCP in it or not (Debian
 /// 11's 5.10 has none: there this is the set_backup test that can run).
 /// The segments an MPTCP client sends are made here and injected into the
@@ -180,6 +184,7 @@ fn tc_egress_set_backup_v4() {
 /// - a data segment from the selected address: where the kernel has
 ///   `bpf_cast_to_kern_ctx` (6.2), a pure ACK with MP_PRIO goes out just
 ///   before it (the trimmed clone); before 6.2 only the segment itself.
+///
 /// Without MPTCP in the kernel it also checks what that kernel does: no
 /// MPTCP socket (EPROTONOSUPPORT), and `apply` warns in one line.
 #[test]
@@ -250,8 +255,7 @@ fn tc_egress_set_backup_wire_v4() {
         d.tcp.is_some() && d.field("tcp.dport") == Some(&PORT.to_string())
     };
     let got = cap.frames(expect, Duration::from_secs(10), to_server);
-    // (source port, payload bytes, TCP header bytes, MPTCP subtypes, MP_PRIO backup bit)
-    let rows: Vec<(u16, usize, usize, Vec<u8>, Option<bool>)> = got
+    let rows: Vec<WireRow> = got
         .iter()
         .map(|f| {
             let d = verify_tcp(f).unwrap_or_else(|p| {

@@ -673,7 +673,7 @@ impl Capture {
                 continue; // the receive timeout: look at the clock again
             }
             let f = &buf[..n as usize];
-            if sll.sll_pkttype != libc::PACKET_OUTGOING as u8 && keep(f) {
+            if sll.sll_pkttype != libc::PACKET_OUTGOING && keep(f) {
                 out.push(f.to_vec());
             }
         }
