@@ -15,16 +15,8 @@ mod netlib;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use netlib::wire::have_tshark;
 use netlib::*;
-
-fn have_tshark() -> bool {
-    Command::new("tshark")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn csum_scenario(fam: Family, offload: bool) {
     let bed = Testbed::new(fam);

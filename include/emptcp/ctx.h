@@ -13,6 +13,9 @@
  *             and through csum.h arithmetic on XDP (full checksums).
  * Limits:     XDP frags (multi-buffer) are not handled: headers must sit in
  *             the first buffer. ctx_* offsets are from the packet start.
+ *             Before Linux 5.18 (no bpf_xdp_load_bytes/store_bytes) XDP
+ *             copies by direct packet access, at most EMPTCP_XDP_COPY_MAX
+ *             bytes at a time.
  */
 #ifndef __EMPTCP_CTX_H
 #define __EMPTCP_CTX_H
@@ -117,9 +120,67 @@ static __always_inline int ctx_pull(emptcp_ctx *ctx, __u32 len)
 #endif
 }
 
+#ifdef EMPTCP_XDP
+#include <bpf/bpf_core_read.h>
+
+#ifndef EMPTCP_XDP_COPY_MAX
+#define EMPTCP_XDP_COPY_MAX 192	/* EMPTCP_GROW_MAX_HDR: grow.h's header copy */
+#endif
+
+/*
+ * bpf_xdp_load_bytes()/bpf_xdp_store_bytes() came in Linux 5.18. The CO-RE
+ * relocation makes this a constant at load time: the verifier walks one
+ * side only, and an older kernel never sees the call to a helper it lacks
+ * (dead code is removed before helper calls are resolved).
+ */
+#define EMPTCP_XDP_HAS_LOAD_BYTES \
+	bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_xdp_load_bytes)
+
+/*
+ * The fallback: before 5.18 an XDP packet is one linear buffer of at most a
+ * page, so copy @len bytes at @off byte by byte through direct packet
+ * access; nothing is copied if the range is not all in the packet. -14
+ * (-EFAULT) like the helpers. Verifier: the loop has a constant bound and i
+ * is a constant in each round it walks, so every stack and packet access is
+ * at a known offset (5.10 has no variable-offset stack writes); a packet
+ * pointer check gives a range only while the offset's bound plus the
+ * constant part stays within 0xffff, hence the small offset bound.
+ */
+#define EMPTCP_XDP_COPY_OFF_MAX	0x1fff
+static __always_inline long xdp_copy_direct(struct xdp_md *ctx, __u32 off, __u8 *buf,
+					    __u32 len, int store)
+{
+	void *data = ctx_data(ctx), *end = ctx_data_end(ctx);
+	__u64 o = off;
+	__u8 *p;
+	__u32 i;
+
+	if (len > EMPTCP_XDP_COPY_MAX || o > EMPTCP_XDP_COPY_OFF_MAX)
+		return -14;
+	/* the bound, in the register used */
+	asm volatile("%0 &= %1" : "+r"(o) : "i"(EMPTCP_XDP_COPY_OFF_MAX));
+	p = data + o;
+	if ((void *)p + len > end)
+		return -14;
+	for (i = 0; i < EMPTCP_XDP_COPY_MAX; i++) {
+		if (i >= len)
+			break;
+		if ((void *)(p + i + 1) > end)
+			return -14;
+		if (store)
+			p[i] = buf[i];
+		else
+			buf[i] = p[i];
+	}
+	return 0;
+}
+#endif
+
 static __always_inline long ctx_load_bytes(emptcp_ctx *ctx, __u32 off, void *buf, __u32 len)
 {
 #ifdef EMPTCP_XDP
+	if (!EMPTCP_XDP_HAS_LOAD_BYTES)
+		return xdp_copy_direct(ctx, off, buf, len, 0);
 	return bpf_xdp_load_bytes(ctx, off, buf, len);
 #else
 	return bpf_skb_load_bytes(ctx, off, buf, len);
@@ -129,6 +190,8 @@ static __always_inline long ctx_load_bytes(emptcp_ctx *ctx, __u32 off, void *buf
 static __always_inline long ctx_store_bytes(emptcp_ctx *ctx, __u32 off, const void *buf, __u32 len)
 {
 #ifdef EMPTCP_XDP
+	if (!EMPTCP_XDP_HAS_LOAD_BYTES)
+		return xdp_copy_direct(ctx, off, (__u8 *)buf, len, 1);
 	return bpf_xdp_store_bytes(ctx, off, (void *)buf, len);
 #else
 	return bpf_skb_store_bytes(ctx, off, buf, len, 0);
@@ -149,7 +212,7 @@ static __always_inline long ctx_l4_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 	__u32 size = flags & 0xf;
 	long ret;
 
-	ret = bpf_xdp_load_bytes(ctx, csum_off, &check, sizeof(check));
+	ret = ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
 	if (ret < 0)
 		return ret;
 	if (size == 2)
@@ -160,7 +223,7 @@ static __always_inline long ctx_l4_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 		check = csum_apply_diff(check, to);
 	else
 		return -22;
-	return bpf_xdp_store_bytes(ctx, csum_off, &check, sizeof(check));
+	return ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
 #else
 	return bpf_l4_csum_replace(ctx, csum_off, from, to, flags);
 #endif
@@ -174,7 +237,7 @@ static __always_inline long ctx_l3_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 	__u16 check;
 	long ret;
 
-	ret = bpf_xdp_load_bytes(ctx, csum_off, &check, sizeof(check));
+	ret = ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
 	if (ret < 0)
 		return ret;
 	if (size == 2)
@@ -183,7 +246,7 @@ static __always_inline long ctx_l3_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 		check = csum_replace4_val(check, from, to);
 	else
 		return -22;
-	return bpf_xdp_store_bytes(ctx, csum_off, &check, sizeof(check));
+	return ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
 #else
 	return bpf_l3_csum_replace(ctx, csum_off, from, to, size);
 #endif

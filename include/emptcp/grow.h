@@ -53,11 +53,11 @@ static __always_inline int xdp_grow_tcp_header(struct xdp_md *ctx, __u32 l4_off,
 	if (hlen > EMPTCP_GROW_MAX_HDR || hlen < 20)
 		return EMPTCP_E2BIG;
 	TCPOPT_CLAMP(hlen, 20, EMPTCP_GROW_MAX_HDR);	/* Verifier: see tcpopt.h */
-	if (bpf_xdp_load_bytes(ctx, 0, buf, hlen) < 0)
+	if (ctx_load_bytes(ctx, 0, buf, hlen) < 0)
 		return EMPTCP_EINVAL;
 	if (bpf_xdp_adjust_head(ctx, -(int)n) < 0)
 		return EMPTCP_ENOMEM;
-	if (bpf_xdp_store_bytes(ctx, 0, buf, hlen) < 0) {
+	if (ctx_store_bytes(ctx, 0, buf, hlen) < 0) {
 		/* cannot happen with room made above; restore the packet */
 		bpf_xdp_adjust_head(ctx, (int)n);
 		return EMPTCP_EINVAL;

@@ -525,3 +525,158 @@ pub fn pinned_link_at(dir: &Path, ns: &str, dev: &str, hook: &str) -> Option<u64
         attached.contains(&prog).then(|| v["id"].as_u64()).flatten()
     })
 }
+
+/// Sends Ethernet frames out of `dev` in namespace `ns` through an
+/// AF_PACKET socket. Without PACKET_QDISC_BYPASS they go through
+/// dev_queue_xmit, so the device's TC egress hook (clsact or tcx) sees them
+/// like the stack's own packets: an MPTCP client's segments, made here, on
+/// a kernel that has no MPTCP of its own.
+pub fn send_frames(ns: &str, dev: &str, frames: Vec<Vec<u8>>) -> Result<(), String> {
+    let dev = dev.to_owned();
+    in_netns(ns, move || {
+        let name = std::ffi::CString::new(dev.clone()).map_err(|e| e.to_string())?;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(last_err(&format!("if_nametoindex({dev})")));
+        }
+        // SAFETY: plain syscall; protocol 0: this socket only sends.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(last_err("socket(AF_PACKET)"));
+        }
+        let mut res = Ok(());
+        for f in &frames {
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            // the frame's own EtherType, in network order as it stands
+            sll.sll_protocol = u16::from_ne_bytes([f[12], f[13]]);
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            // SAFETY: the buffer and address outlive the call; sizes match.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    f.as_ptr() as *const libc::c_void,
+                    f.len(),
+                    0,
+                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if n != f.len() as isize {
+                res = Err(last_err(&format!("sendto({dev}, {} bytes)", f.len())));
+                break;
+            }
+        }
+        // SAFETY: our own fd.
+        unsafe { libc::close(fd) };
+        res
+    })
+}
+
+/// Whether tshark runs here (the packet decoder independent of our code).
+pub fn have_tshark() -> bool {
+    std::process::Command::new("tshark")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A packet capture on one device: an AF_PACKET socket bound to it, opened
+/// in its namespace (the socket stays bound there). In-process rather than
+/// tshark: tshark takes minutes to start under QEMU TCG.
+pub struct Capture {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Capture {
+    /// Starts capturing on `dev` in `ns`; it listens when this returns.
+    pub fn start(ns: &str, dev: &str) -> Capture {
+        use std::os::fd::FromRawFd;
+        let dev = dev.to_owned();
+        let fd = in_netns(ns, move || {
+            let name = std::ffi::CString::new(dev.clone()).map_err(|e| e.to_string())?;
+            // SAFETY: a NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            if ifindex == 0 {
+                return Err(last_err(&format!("if_nametoindex({dev})")));
+            }
+            let all = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain syscall.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    all.into(),
+                )
+            };
+            if fd < 0 {
+                return Err(last_err("socket(AF_PACKET)"));
+            }
+            // SAFETY: a fresh fd we own.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = all;
+            sll.sll_ifindex = ifindex as i32;
+            // SAFETY: the address outlives the call; size matches.
+            let r = unsafe {
+                libc::bind(
+                    fd,
+                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r < 0 {
+                return Err(last_err("bind(AF_PACKET)"));
+            }
+            set_timeout_opt(fd, libc::SO_RCVTIMEO, Duration::from_millis(100))?;
+            Ok(owned)
+        })
+        .expect("capture socket");
+        Capture { fd }
+    }
+
+    /// The frames that arrived on the device (not the ones it sent) and
+    /// that `keep` accepts, until there are `count` or `limit` has passed.
+    pub fn frames(
+        &self,
+        count: usize,
+        limit: Duration,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < count && Instant::now() < end {
+            // SAFETY: as in start.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: buffer and address outlive the call; sizes match.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                    &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                    &mut len,
+                )
+            };
+            if n <= 0 {
+                continue; // the receive timeout: look at the clock again
+            }
+            let f = &buf[..n as usize];
+            if sll.sll_pkttype != libc::PACKET_OUTGOING && keep(f) {
+                out.push(f.to_vec());
+            }
+        }
+        out
+    }
+}
