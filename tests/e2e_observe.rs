@@ -401,9 +401,21 @@ fn record_matches_kernel(fam: Family) {
                 200.0
             };
             let tol = (srtt_us * 0.2).max(floor);
+            // the srtt ss prints after the transfer can carry its last
+            // segments' delayed ACKs (seen: 5.6 ms on an idle veth, the
+            // average over the transfer 66 us); then the kernel's minimum
+            // RTT bounds ours from below instead
+            let min_us = s
+                .detail
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("minrtt:"))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|ms| ms * 1000.0)
+                .expect("ss minrtt");
             assert!(
-                (ours - srtt_us).abs() <= tol,
-                "subflow {a} -> {b}: record RTT {ours:.0} us, kernel srtt {srtt_us:.0} us"
+                (ours - srtt_us).abs() <= tol
+                    || (ours >= min_us * 0.8 && ours <= srtt_us + tol),
+                "subflow {a} -> {b}: record RTT {ours:.0} us, kernel srtt {srtt_us:.0} us, minrtt {min_us:.0} us"
             );
         }
     }
