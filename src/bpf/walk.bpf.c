@@ -146,56 +146,44 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 }
 
 /*
- * Any walk up to EMPTCP_MAX_WALK: a loop, not unrolled, so the verifier
- * walks each position once. Inside a loop the verifier prunes the option
- * parsers' states far less (get_subflow on TC: 256k processed
- * instructions against 42k alone), so stages that parse options or keep
- * per-flow state run in the short walk below.
+ * A walk program: positions 0 .. emptcp_walk_len - 1 (at most @max), with
+ * the clang loop pragma @unroll.
  */
-SEC(EMPTCP_SEC)
-int emptcp_walk_prog(emptcp_ctx *ctx)
-{
-	struct emptcp_run r = {};
-	__u32 i;
-	int ret;
-
-	if (walk_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-#pragma clang loop unroll(disable)
-	for (i = 0; i < EMPTCP_MAX_WALK; i++) {
-		if (i >= emptcp_walk_len)
-			break;
-		ret = walk_at(ctx, &r, i);
-		if (ret != EMPTCP_CONTINUE)
-			return ret;
+#define EMPTCP_WALK_PROGRAM(name, max, unroll)				\
+	SEC(EMPTCP_SEC)							\
+	int name(emptcp_ctx *ctx)					\
+	{								\
+		struct emptcp_run r = {};				\
+		__u32 i;						\
+		int ret;						\
+									\
+		if (walk_begin(ctx, &r) < 0)				\
+			return EMPTCP_PASS;				\
+		_Pragma(unroll)						\
+		for (i = 0; i < (max); i++) {				\
+			if (i >= emptcp_walk_len)			\
+				break;					\
+			ret = walk_at(ctx, &r, i);			\
+			if (ret != EMPTCP_CONTINUE)			\
+				return ret;				\
+		}							\
+		return EMPTCP_PASS;					\
 	}
-	return EMPTCP_PASS;
-}
+
+/*
+ * Any walk up to EMPTCP_MAX_WALK of the light stages: a loop, not
+ * unrolled, so the verifier walks each position once. Stages that parse
+ * options or keep state cost the verifier ~5x more per position than as
+ * programs of their own (in a loop or unrolled alike), so they run only
+ * in the short walk below, where their count is bounded.
+ */
+EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disable)")
 
 /*
  * A walk of at most EMPTCP_MAX_SHORT_WALK stages, unrolled by clang: no
- * back edge, so every stage verifies as it does alone, positions past
- * emptcp_walk_len are dead code to the verifier. Every built-in stage
- * runs here.
+ * back edge; positions past emptcp_walk_len are dead code to the
+ * verifier. Every built-in stage runs here.
  */
-SEC(EMPTCP_SEC)
-int emptcp_walk_short(emptcp_ctx *ctx)
-{
-	struct emptcp_run r = {};
-	__u32 i;
-	int ret;
-
-	if (walk_begin(ctx, &r) < 0)
-		return EMPTCP_PASS;
-#pragma clang loop unroll(full)
-	for (i = 0; i < EMPTCP_MAX_SHORT_WALK; i++) {
-		if (i >= emptcp_walk_len)
-			break;
-		ret = walk_at(ctx, &r, i);
-		if (ret != EMPTCP_CONTINUE)
-			return ret;
-	}
-	return EMPTCP_PASS;
-}
+EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)")
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
