@@ -16,7 +16,7 @@
 //!
 //! The chains are built by the real `apply` (library or CLI) in a private
 //! state directory, on veth devices of a private network namespace; the
-//! lookup figures run the pinned entry program of each attach point (the
+//! lookup figures run the program each attach point's hook runs (the
 //! test harness, src/testrun.rs, has no tables). Needs root.
 
 use std::fmt::Write as _;
@@ -244,12 +244,6 @@ struct Prog {
 }
 
 impl Prog {
-    fn open(pin: &Path) -> Prog {
-        Prog {
-            fd: libbpf_rs::Program::fd_from_pinned_path(pin)
-                .unwrap_or_else(|e| panic!("open {}: {e}", pin.display())),
-        }
-    }
     fn from_obj(obj: &libbpf_rs::Object) -> Prog {
         let p = obj.progs().next().expect("a program");
         // SAFETY: dup of a valid descriptor the object owns.
@@ -427,7 +421,9 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
             .expect("attach point");
         let fam = pt.hook.family();
         (
-            Prog::open(&sd.family_dir(fam).join(format!("entry-{}", pt.id))),
+            Prog {
+                fd: emptcp::runtime::hook_prog(&sd, pt).expect("the point's program"),
+            },
             pt.chains[0].slots[0],
             fam,
         )

@@ -161,6 +161,58 @@ pub fn attach(
     }
 }
 
+/// Makes an attachment made by `attach` run `prog` instead: one atomic
+/// replacement (a link update; a clsact filter replaced in place), so
+/// that every packet meets the old program or the new one. Must run
+/// inside the device's network namespace for clsact filters.
+pub fn replace(a: &Attachment, prog: &impl AsFd, hook: Hook, ifindex: u32) -> Result<()> {
+    match a {
+        Attachment::Link { pin, .. } => {
+            let c = CString::new(pin.as_bytes()).context("link pin path")?;
+            // SAFETY: c is a NUL-terminated path; a non-negative result is
+            // a new fd we own.
+            let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+            if fd < 0 {
+                bail!(
+                    "failed to open link {pin}: {}",
+                    std::io::Error::from_raw_os_error(-fd)
+                );
+            }
+            // SAFETY: fd was just returned by the kernel.
+            let link = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: both fds are valid for the call; no options.
+            let ret = unsafe {
+                libbpf_sys::bpf_link_update(
+                    link.as_raw_fd(),
+                    prog.as_fd().as_raw_fd(),
+                    std::ptr::null(),
+                )
+            };
+            if ret < 0 {
+                bail!(
+                    "failed to update link {pin}: {}",
+                    std::io::Error::from_raw_os_error(-ret)
+                );
+            }
+            Ok(())
+        }
+        Attachment::Clsact { handle, priority } => {
+            let mut b = TcHookBuilder::new(prog.as_fd());
+            b.ifindex(ifindex as i32)
+                .replace(true)
+                .handle(*handle)
+                .priority(*priority);
+            let mut h = b.hook(if hook == Hook::TcIngress {
+                TC_INGRESS
+            } else {
+                TC_EGRESS
+            });
+            h.attach().context("failed to replace clsact filter")?;
+            Ok(())
+        }
+    }
+}
+
 /// Removes an attachment made by `attach`. Must run inside the device's
 /// network namespace for clsact filters.
 pub fn detach(

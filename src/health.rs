@@ -1,8 +1,9 @@
 //! Whether an attach point recorded in the state is really running: the
 //! kernel is the source of truth. A point is healthy when its namespace
 //! and device are the ones emptcp attached to (by namespace cookie and
-//! ifindex, not by name), its link or clsact filter still holds our entry
-//! program on that device, and every slot of its layout holds a program.
+//! ifindex, not by name), its link or clsact filter still holds our program
+//! on that device (its walk program, or its entry program where the chains
+//! run by tail calls), and every slot of its layout holds a program.
 //! Anything else is drift, named plainly for `show` and repaired by
 //! `apply`.
 
@@ -160,10 +161,16 @@ pub fn check(sd: &StateDir, p: &AttachPoint) -> Health {
     let Ok(fd) = libbpf_rs::Program::fd_from_pinned_path(store::entry_pin(sd, family, p.id)) else {
         return Health::EntryGone;
     };
-    let Ok(entry) = libbpf_rs::Program::id_from_fd(fd.as_fd()) else {
+    if libbpf_rs::Program::id_from_fd(fd.as_fd()).is_err() {
         return Health::EntryGone;
+    }
+    // the point's walk program where its chains walk, else the entry
+    let want = match store::hook_prog(sd, p) {
+        Ok(h) => libbpf_rs::Program::id_from_fd(h.as_fd()).ok(),
+        // an empty walk slot: told below
+        Err(_) => None,
     };
-    if attached_prog(p, fd.as_fd()) != Some(entry) {
+    if want.is_some() && attached_prog(p, fd.as_fd()) != want {
         return Health::DetachedBySomeoneElse;
     }
     if let Ok(progs) = store::pinned_map(sd, family, "emptcp_progs") {

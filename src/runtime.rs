@@ -254,6 +254,12 @@ impl Change {
     }
 }
 
+/// The program attach point `p`'s hook runs: its walk program, or its
+/// entry program where its chains run by tail calls.
+pub fn hook_prog(sd: &StateDir, p: &AttachPoint) -> Result<std::os::fd::OwnedFd> {
+    store::hook_prog(sd, p)
+}
+
 /// The longest walk a packet may take through one attach point: every
 /// stage of every chain on it is one tail call.
 pub fn walk_length(p: &AttachPoint) -> usize {
@@ -983,6 +989,7 @@ fn carry_out(
         } else if ch.touched.contains(&pid(p)) {
             p.gen = p.gen.wrapping_add(1);
             store::set_attach(sd, family, p.id, first, p.gen)?;
+            store::switch_hook(sd, p)?;
         }
     }
     for p in &ch.removed {

@@ -4,7 +4,7 @@
 //! knows nothing of transactions (txn.rs) or of what the user asked for
 //! (runtime.rs).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,6 +22,15 @@ use crate::state::{AttachPoint, StateDir};
 #[derive(Default)]
 pub(crate) struct Objects {
     loaded: Vec<Object>,
+}
+
+impl Objects {
+    /// The loaded object in which a program called `name` was loaded.
+    pub(crate) fn with_prog(&self, name: &str) -> Option<&Object> {
+        self.loaded
+            .iter()
+            .find(|o| o.progs().any(|p| p.name() == name && p.autoload()))
+    }
 }
 
 /// Loads one program instance for a planned stage: its description and
@@ -101,24 +110,8 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
         let _ = progs.delete(&u32_key(head));
         return Ok(());
     }
-    // a PROG_ARRAY lookup from user space gives the program's id
-    let pid = progs
-        .lookup(&u32_key(first as u32), MapFlags::ANY)?
-        .and_then(|v| {
-            v.get(..4)
-                .map(|b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
-        })
-        .with_context(|| format!("slot {first} ({family}) holds no program"))?;
-    // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
-    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(pid) };
-    if fd < 0 {
-        bail!(
-            "failed to open program {pid} of slot {first} ({family}): errno {}",
-            -fd
-        );
-    }
-    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let fd = slot_prog(&progs, first as u32)
+        .with_context(|| format!("slot {first} ({family})"))?;
     progs
         .update(
             &u32_key(head),
@@ -129,6 +122,47 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
     // SAFETY: emptcp_attach is Plain (chain.rs).
     amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
     Ok(())
+}
+
+/// A new fd of the program in `slot` of a prog array.
+fn slot_prog(progs: &MapHandle, slot: u32) -> Result<OwnedFd> {
+    // a PROG_ARRAY lookup from user space gives the program's id
+    let id = slot_prog_id(progs, slot).context("the slot holds no program")?;
+    // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        bail!("failed to open program {id}: errno {}", -fd);
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The program point `p`'s hook runs: its walk program (in the point's
+/// first slot) when its chains walk, so that a packet meets one program
+/// and no tail call; else the entry program, which tail-calls the first
+/// stage through the head slot.
+pub(crate) fn hook_prog(sd: &StateDir, p: &AttachPoint) -> Result<OwnedFd> {
+    let family = p.hook.family();
+    let first = p.first_slot();
+    if p.walk && first != 0 {
+        let progs = pinned_map(sd, family, "emptcp_progs")?;
+        return slot_prog(&progs, first as u32)
+            .with_context(|| format!("the walk program of {} {} (slot {first})", p.dev, p.hook));
+    }
+    let epin = entry_pin(sd, family, p.id);
+    libbpf_rs::Program::fd_from_pinned_path(&epin)
+        .with_context(|| format!("failed to open {}", epin.display()))
+}
+
+/// Makes point `p`'s hook run `hook_prog(p)`: one atomic replacement of
+/// the program its link or clsact filter runs (packets meet the old one
+/// or the new one).
+pub(crate) fn switch_hook(sd: &StateDir, p: &AttachPoint) -> Result<()> {
+    let fd = hook_prog(sd, p)?;
+    netns::run_in(p.netns.as_deref(), || {
+        attach::replace(&p.attachment, &fd, p.hook, p.ifindex)
+    })
+    .with_context(|| format!("failed to switch the program of {} {}", p.dev, p.hook))
 }
 
 /// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK).
@@ -459,9 +493,10 @@ pub(crate) fn attach_entry(sd: &StateDir, p: &AttachPoint) -> Result<Attachment>
         .with_context(|| format!("failed to pin {}", epin.display()))?;
     let lpin = link_pin(sd, family, p.id);
     let _ = std::fs::remove_file(&lpin);
+    let hook = hook_prog(sd, p)?;
     let res = netns::run_in(p.netns.as_deref(), || {
         attach::attach(
-            &prog,
+            &hook,
             p.hook,
             p.ifindex,
             p.xdp_mode,

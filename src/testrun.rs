@@ -208,13 +208,26 @@ impl Harness {
         tables::install(sd, t, &tables::build(&t.def, &[])?)
     }
 
-    /// Runs one packet through the entry program.
-    pub fn run(&self, pkt: &[u8]) -> Result<RunOut> {
-        let prog = self
-            .entry
+    /// The program the attach point's hook would run: the walk program
+    /// when the chains walk, else the entry program (store::hook_prog).
+    fn hook_prog(&self) -> Result<libbpf_rs::ProgramMut<'_>> {
+        for name in ["emptcp_walk_short", "emptcp_walk_prog"] {
+            if let Some(o) = self._objs.with_prog(name) {
+                return o
+                    .progs_mut()
+                    .find(|p| p.name() == name)
+                    .context("walk program");
+            }
+        }
+        self.entry
             .progs_mut()
             .find(|p| p.name() == "emptcp_entry")
-            .context("no entry program")?;
+            .context("no entry program")
+    }
+
+    /// Runs one packet through the program the hook would run.
+    pub fn run(&self, pkt: &[u8]) -> Result<RunOut> {
+        let prog = self.hook_prog()?;
         let mut out = vec![0u8; pkt.len() + 256];
         let input = ProgramInput {
             data_in: Some(pkt),
@@ -237,11 +250,7 @@ impl Harness {
         // struct __sk_buff: 192 bytes, mark at offset 8; the other fields
         // test_run accepts stay zero
         const SKB_LEN: usize = 192;
-        let prog = self
-            .entry
-            .progs_mut()
-            .find(|p| p.name() == "emptcp_entry")
-            .context("no entry program")?;
+        let prog = self.hook_prog()?;
         let mut out = vec![0u8; pkt.len() + 256];
         let mut ctx_in = [0u8; SKB_LEN];
         ctx_in[8..12].copy_from_slice(&mark.to_ne_bytes());
@@ -263,11 +272,7 @@ impl Harness {
 
     /// Average time per run over `repeat` runs (kernel-measured).
     pub fn time(&self, pkt: &[u8], repeat: u32) -> Result<Duration> {
-        let prog = self
-            .entry
-            .progs_mut()
-            .find(|p| p.name() == "emptcp_entry")
-            .context("no entry program")?;
+        let prog = self.hook_prog()?;
         let input = ProgramInput {
             data_in: Some(pkt),
             repeat,

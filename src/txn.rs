@@ -50,11 +50,13 @@ pub struct Txn<'a> {
     pub notes: Vec<String>,
 }
 
-/// Puts the head slot of every committed point back on its layout.
+/// Puts the head slot and the hook program of every committed point back
+/// on its layout.
 fn restore_heads(sd: &StateDir, st: &State) {
     for p in &st.points {
         let first = p.first_slot();
         let _ = store::set_attach(sd, p.hook.family(), p.id, first, p.gen);
+        let _ = store::switch_hook(sd, p);
     }
 }
 

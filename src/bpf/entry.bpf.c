@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * entry - the program attached to a device and hook. It parses the packet
- * once (Ethernet, VLAN, IPv4/IPv6, TCP), puts the offsets into the
- * per-packet context and tail-calls the first stage of the chains of its
- * attach point (through the point's head slot, see abi.h). Non-TCP packets and packets it cannot parse pass untouched.
+ * entry - the program attached to a device and hook whose chains run one
+ * program per stage (a point with a third-party stage; the others run
+ * their walk program there instead, walk.bpf.c). It parses the packet
+ * once (begin.h), puts the offsets into the per-packet context and
+ * tail-calls the first stage of the chains of its attach point (through
+ * the point's head slot, see abi.h). Non-TCP packets and packets it
+ * cannot parse pass untouched.
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+
+#include "begin.h"
 
 /* Which emptcp_attach entry this program instance serves (set at load). */
 const volatile __u32 attach_id = 0;
@@ -41,37 +46,15 @@ int emptcp_entry(emptcp_ctx *ctx)
 {
 	struct emptcp_attach *a;
 	struct emptcp_pctx p = {};
-	struct emptcp_l34 l = {};
 	__u32 id = attach_id;
-	int ret;
 
 	/*
 	 * emptcp_attach (anything to run?) is read only when the jump below
 	 * misses: an attach point with chains has its head slot filled, so
 	 * packets do not pay that lookup (~5 ns on the wire, docs/design.md).
 	 */
-	emptcp_count(0, EMPTCP_CNT_RUN);
-	ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
-	/*
-	 * TC: headers may sit in frags; only then make them linear.
-	 * bpf_skb_pull_data() also makes the head writable, which copies the
-	 * head of every cloned skb (every TCP data segment at egress) and
-	 * pulls payload into it: ~200 ns per packet on the wire
-	 * (scripts/bench wire), where headers are almost always linear.
-	 */
-	if (ret == EMPTCP_ESHORT) {
-		ctx_pull(ctx, 128);
-		ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
-	}
-	if (ret != 0) {
-		emptcp_count(0, ret < 0 ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NOT_TCP);
+	if (emptcp_begin(ctx, &p) < 0)
 		return EMPTCP_PASS;
-	}
-	p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
-	p.flags = l.v6 ? EMPTCP_PF_V6 : 0;
-	p.l3_off = l.l3_off;
-	p.l4_off = l.l4_off;
-	/* p.slot: the first stage sets its own (emptcp_stage_begin) */
 	if (emptcp_pctx_store(ctx, &p) < 0)
 		return EMPTCP_PASS;
 	/*

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * walk - every chain of one attach point as one program. The entry
- * program jumps here through the point's head slot; the walk runs the
- * point's stages in order, each the function of its built-in stage
+ * walk - every chain of one attach point as one program, attached to the
+ * point's device and hook in place of the entry program: it parses the
+ * packet (begin.h) and runs the point's stages in order, each the function of its built-in stage
  * (compiled in with EMPTCP_WALK), with its description and counter slot
  * read from .rodata. emptcp writes the whole layout there before loading:
  * the verifier sees each stage's kind and parameters as constants, keeps
@@ -15,6 +15,8 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 #include <emptcp/tables.h>
+
+#include "begin.h"
 
 #include "ip_pair.bpf.c"
 #include "packet_type.bpf.c"
@@ -136,8 +138,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, __u32 
 
 static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	/* the context the entry program left for the first stage */
-	if (emptcp_pctx_load(ctx, &r->p) < 0)
+	if (emptcp_begin(ctx, &r->p) < 0)
 		return -1;
 #ifdef EMPTCP_XDP
 	r->scratch = emptcp_scratch_slot();
