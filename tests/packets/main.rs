@@ -16,6 +16,7 @@
 //! "SKIPPED: needs root" and returns.
 
 #[allow(dead_code)] // a shared test library: not every test binary uses all of it
+#[path = "../pktlib/mod.rs"]
 mod pktlib;
 
 use std::collections::HashMap;
