@@ -23,7 +23,11 @@ def run(rep, emptcp, quick):
     doc = {"experiment": "cost-stages", "command": " ".join(cmd),
            "goal": "<= 15 ns per stage; <= 50 ns for 2 selectors + 1 actor", "rows": rows, "table": table}
     rep.write("cost-stages", doc)
-    hooks = ["xdp", "tc"]
+    # the cost bench's hooks, in its order ("xdp walk", "xdp tail", ...)
+    hooks = []
+    for r in rows:
+        if r["hook"] not in hooks:
+            hooks.append(r["hook"])
     kinds = []
     for r in rows:
         if "stages:" not in r["chain"] and r["chain"] not in kinds:
@@ -35,7 +39,7 @@ def run(rep, emptcp, quick):
              subtitle="1,086-byte DSS data segment; entry program included in every figure")
     lens = [r for r in rows if "x ip_pair hit + pass" in r["chain"]]
     svg.box_plot(os.path.join(RESULTS, "cost-length.svg"), "Chain length: cost grows with stages",
-                 "ns over an empty program (min of rounds)", [str(r["stages"]) for r in lens if r["hook"] == "xdp"],
+                 "ns over an empty program (min of rounds)", [str(r["stages"]) for r in lens if r["hook"] == hooks[0]],
                  hooks, {(str(r["stages"]), r["hook"]): [r["over_min"]] for r in lens},
                  subtitle="N-1 x ip_pair (hit) + pass; groups: stages in the chain")
     for hook in hooks:
