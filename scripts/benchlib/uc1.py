@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import net, svg, traffic
+from .common import LINK
 from .net import chain
 from .stats import RESULTS, fmt, log, q, rate_mbit, summary
 
@@ -243,6 +244,70 @@ def rpc_collect(b, started, timeout):
     return res
 
 
+# --- the one-tenant bed of the first use-case bench (uc1r) -------------------
+
+def uc1_bed(tag, emptcp):
+    """VM-a — hv1 ═ p1, p2 (100 Mbit HTB each way) ═ hv2 — VM-b.
+    VM-a has two addresses on its one vNIC and a `subflow` endpoint on the
+    second, so each MPTCP connection has two subflows; neither VM knows
+    the physical links. The hypervisors route VM traffic over both links
+    with ECMP, L4 hash (fib_multipath_hash_policy=1)."""
+    b = net.Net(tag, emptcp)
+    va, h1, h2, vb = b.ns("vma"), b.ns("hv1"), b.ns("hv2"), b.ns("vmb")
+    b.names = dict(va=va, h1=h1, h2=h2, vb=vb)
+    d = {}
+    d["va"], d["h1v"] = b.link(va, h1, "vm")
+    d["h1p1"], d["h2p1"] = b.link(h1, h2, "p1")
+    d["h1p2"], d["h2p2"] = b.link(h1, h2, "p2")
+    d["h2v"], d["vb"] = b.link(h2, vb, "vm")
+    b.d = d
+    b.addr(va, d["va"], "10.10.0.1/24")
+    b.addr(va, d["va"], "10.10.0.11/24")
+    b.addr(h1, d["h1v"], "10.10.0.254/24")
+    b.addr(h1, d["h1p1"], "10.31.0.1/24")
+    b.addr(h2, d["h2p1"], "10.31.0.2/24")
+    b.addr(h1, d["h1p2"], "10.32.0.1/24")
+    b.addr(h2, d["h2p2"], "10.32.0.2/24")
+    b.addr(h2, d["h2v"], "10.20.0.254/24")
+    b.addr(vb, d["vb"], "10.20.0.1/24")
+    b.sh(va, "ip route add default via 10.10.0.254")
+    b.sh(vb, "ip route add default via 10.20.0.254")
+    for ns, dst, g1, g2, p1, p2 in ((h1, "10.20.0.0/24", "10.31.0.2", "10.32.0.2", d["h1p1"], d["h1p2"]),
+                                   (h2, "10.10.0.0/24", "10.31.0.1", "10.32.0.1", d["h2p1"], d["h2p2"])):
+        b.sh(ns, "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1")
+        b.sh(ns, f"ip route add {dst} nexthop via {g1} dev {p1} weight 1 nexthop via {g2} dev {p2} weight 1")
+        b.shape(ns, p1, LINK)
+        b.shape(ns, p2, LINK)
+    # used only by marked packets (emptcp's set_mark): link N for mark N
+    for ns, vm, p1, g1, p2, g2 in ((h1, "10.20.0.0/24", d["h1p1"], "10.31.0.2", d["h1p2"], "10.32.0.2"),
+                                   (h2, "10.10.0.0/24", d["h2p1"], "10.31.0.1", d["h2p2"], "10.32.0.1")):
+        for mark, dev, gw in ((1, p1, g1), (2, p2, g2)):
+            b.sh(ns, f"ip route add {vm} via {gw} dev {dev} table {100 + mark}")
+            b.sh(ns, f"ip rule add fwmark {mark} table {100 + mark}")
+    for ns in (va, vb):
+        b.mptcp_limits(ns, 2, 2)
+    b.sh(va, f"ip mptcp endpoint add 10.10.0.11 dev {d['va']} subflow")
+    return b
+
+
+def uc1_policy(b, how="set_mark"):
+    """Each subflow of VM-a's connections gets its own physical link, on both
+    hypervisors (data one way, ACKs the other), selected by VM address, at
+    tc-ingress of the hypervisor's VM-facing device. set_mark: the kernel
+    forwards by `ip rule fwmark N` (tables set up in uc1_bed); redirect:
+    straight to the link's transmit path (as a clone when the packet still
+    belongs to the VM's socket: see src/bpf/redirect.bpf.c)."""
+    n, d = b.names, b.d
+    text = ""
+    for vm_addr, p in (("10.10.0.1", "1"), ("10.10.0.11", "2")):
+        for h, key in (("1", "src"), ("2", "dst")):
+            act = ({"kind": "set_mark", "mark": int(p)} if how == "set_mark"
+                   else {"kind": "redirect", "dev": d[f"h{h}p{p}"]})
+            text += chain(f"hv{h}-sf{p}", d[f"h{h}v"], "tc-ingress", n[f"h{h}"],
+                          [{"kind": "ip_pair", key: vm_addr}], [act])
+    return text
+
+
 # --- the experiments ------------------------------------------------------------
 
 def redirect(rep, emptcp, quick):
@@ -250,7 +315,6 @@ def redirect(rep, emptcp, quick):
     use-case bench (VM-a - hv1 = 2 x 100 Mbit, 500-packet FIFO = hv2 - VM-b,
     the machine's congestion control), alternating, with and without a
     plain TCP flow sharing link 1."""
-    from .main import uc1_bed, uc1_policy  # the first use-case bench's testbed
     pairs, conns, secs = (1, 1, 2) if quick else (4, 2, 4)
     conds = ["no background", "background TCP on link 1"]
     b = uc1_bed("rd", emptcp)
