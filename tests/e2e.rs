@@ -595,6 +595,24 @@ fn detach_all_leaves_nothing() {
             "no {want} among the state dir's programs: {names:?}"
         );
     }
+    // ... and each device runs its walk program itself: no entry program
+    // and no tail call in front of it (XDP here; tcx where the kernel has it)
+    let xdp = xdp_prog_id(&bed.b, &bed.x2b).expect("an XDP program on x2b");
+    assert_eq!(
+        progs.get(&xdp).map(String::as_str),
+        Some("emptcp_walk_short"),
+        "the program on {}'s XDP hook",
+        bed.x2b
+    );
+    if emptcp::features::get().tcx {
+        for (ns, dev, egress) in [(&bed.a, &bed.x2a, true), (&bed.b, &bed.x1b, false)] {
+            let on: Vec<&str> = wire::tcx_prog_ids(ns, dev, egress)
+                .iter()
+                .map(|id| progs.get(&(*id as u64)).map(String::as_str).unwrap_or("?"))
+                .collect();
+            assert_eq!(on, ["emptcp_walk_short"], "the program on {dev}'s tcx hook");
+        }
+    }
     assert!(
         names.iter().all(|n| PROG_NAMES.contains(n)),
         "unexpected program names {names:?}"

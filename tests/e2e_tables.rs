@@ -393,7 +393,9 @@ fn tenant_set_and_map_steer_1000_tenants_v4() {
     let k = 500;
     let (src, addr) = (IpAddr::V4(tenant(k)), tenant(k).to_string());
     assert_eq!(tenant_mark(k), 2);
-    let up = Upload::start_from(&bed, Some(src), Duration::from_secs(4));
+    // runs until the three phases are measured, however long the
+    // commands take (an emulated guest: seconds each)
+    let up = Upload::start_from(&bed, Some(src), Duration::from_secs(120));
     let phase = Duration::from_millis(800);
     thread::sleep(Duration::from_millis(500));
     let mut phases = Vec::new();
@@ -419,6 +421,7 @@ fn tenant_set_and_map_steer_1000_tenants_v4() {
         let s1 = links.sample();
         phases.push((what, Links::bytes(&s0, &s1), link_of(mark)));
     }
+    up.stop();
     let res = up.finish();
     for (what, bytes, want) in &phases {
         eprintln!("tenant {k} upload {what}: bytes per link (r1b, r2b, r3b) {bytes:?}");

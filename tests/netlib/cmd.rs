@@ -16,7 +16,16 @@ use super::*;
 /// The CLI under test.
 pub const EMPTCP: &str = env!("CARGO_BIN_EXE_emptcp");
 
-pub(super) const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one command may take: 30 s, 120 s in an emulated guest
+/// (`EMPTCP_TEST_EMULATED`, set by scripts/kmatrix), where loading a walk
+/// of many stages takes that long on a busy host.
+pub(super) static CMD_TIMEOUT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    if std::env::var_os("EMPTCP_TEST_EMULATED").is_some() {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(30)
+    }
+});
 
 /// A finished command.
 #[derive(Debug)]
@@ -102,7 +111,7 @@ pub fn try_run_env(
 
 /// Runs a command (30 s deadline); panics only if it cannot run or hangs.
 pub fn run(prog: &str, args: &[&str]) -> Out {
-    try_run_env(prog, args, &[], CMD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    try_run_env(prog, args, &[], *CMD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a command that must succeed; returns its stdout.

@@ -7,7 +7,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::FromRawFd;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::sync::mpsc::TryRecvError;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -394,6 +395,8 @@ pub struct Upload {
     sent_rx: mpsc::Receiver<Result<u64, String>>,
     sent: Option<u64>,
     duration: Duration,
+    /// Set: the client stops writing before `duration` is up.
+    stop: Arc<AtomicBool>,
     close_tx: Option<mpsc::Sender<()>>,
     client: Option<thread::JoinHandle<Result<(), String>>>,
     server: Option<thread::JoinHandle<Result<u64, String>>>,
@@ -471,6 +474,8 @@ impl Upload {
         }
         let ns_a = bed.a.clone();
         let dst = SocketAddr::new(bed.server_addr(), PORT);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let client = thread::spawn(move || -> Result<(), String> {
             let r: Result<(TcpStream, u64), String> = (|| {
                 enter_netns(&ns_a)?;
@@ -480,7 +485,7 @@ impl Upload {
                 let pat: Vec<u8> = (0..(CHUNK as u64 + 251)).map(pattern_byte).collect();
                 let start = Instant::now();
                 let mut sent: u64 = 0;
-                while start.elapsed() < duration {
+                while start.elapsed() < duration && !stopped.load(Ordering::Relaxed) {
                     let off = (sent % 251) as usize;
                     s.write_all(&pat[off..off + CHUNK])
                         .map_err(|e| format!("client write after {sent} bytes: {e}"))?;
@@ -506,10 +511,17 @@ impl Upload {
             sent_rx,
             sent: None,
             duration,
+            stop,
             close_tx: Some(close_tx),
             client: Some(client),
             server: Some(server),
         }
+    }
+
+    /// Ends the client's writing now (`finish` then returns without
+    /// waiting for the rest of the duration).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Waits until the client has written everything (connection still open).

@@ -71,7 +71,7 @@ fn sweep_stale() {
                     EMPTCP,
                     &["--state-dir", &d, "detach", "--all"],
                     &[("EMPTCP_STATE_DIR", &d)],
-                    CMD_TIMEOUT,
+                    *CMD_TIMEOUT,
                 );
                 let _ = std::fs::remove_dir_all(&dir);
                 eprintln!("e2e: removed stale state dir {d}");
@@ -89,7 +89,7 @@ fn sweep_stale() {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if dead(&name) {
-                let _ = try_run_env("ip", &["netns", "del", &name], &[], CMD_TIMEOUT);
+                let _ = try_run_env("ip", &["netns", "del", &name], &[], *CMD_TIMEOUT);
                 eprintln!("e2e: removed stale netns {name}");
             }
         }
@@ -444,7 +444,7 @@ pub fn emptcp_in(dir: &Path, args: &[&str]) -> Out {
     let d = dir.to_string_lossy().into_owned();
     let mut a = vec!["--state-dir", d.as_str()];
     a.extend_from_slice(args);
-    try_run_env(EMPTCP, &a, &[("EMPTCP_STATE_DIR", &d)], CMD_TIMEOUT)
+    try_run_env(EMPTCP, &a, &[("EMPTCP_STATE_DIR", &d)], *CMD_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -457,7 +457,7 @@ fn cleanup_state_dir(dir: &Path) {
         EMPTCP,
         &["--state-dir", &d, "detach", "--all"],
         &[("EMPTCP_STATE_DIR", &d)],
-        CMD_TIMEOUT,
+        *CMD_TIMEOUT,
     ) {
         Ok(o) if o.ok() => {}
         Ok(o) => eprintln!("e2e cleanup: `{}` failed: {}", o.cmdline, o.stderr.trim()),
@@ -478,7 +478,7 @@ impl Drop for Testbed {
             cleanup_state_dir(d);
         }
         for ns in self.made_ns.iter().rev() {
-            match try_run_env("ip", &["netns", "del", ns], &[], CMD_TIMEOUT) {
+            match try_run_env("ip", &["netns", "del", ns], &[], *CMD_TIMEOUT) {
                 Ok(o) if o.ok() => {}
                 Ok(o) => eprintln!("e2e cleanup: ip netns del {ns}: {}", o.stderr.trim()),
                 Err(e) => eprintln!("e2e cleanup: {e}"),
