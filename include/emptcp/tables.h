@@ -134,11 +134,12 @@ static __always_inline void emptcp_tab_mapped(__u8 out[16], __u32 v4)
 }
 
 /*
- * The packet's source and destination as 16 bytes each. Returns 0, or -1
- * when the network header cannot be read.
+ * The packet's source address (@which 0) or destination (1) as 16 bytes in
+ * @out, an IPv4 address mapped. Returns 0, or -1 when the network header
+ * cannot be read.
  */
-static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
-					    __u8 s[16], __u8 d[16])
+static __always_inline int emptcp_tab_addr(emptcp_ctx *ctx, const struct emptcp_run *r,
+					   int which, __u8 out[16])
 {
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
 	__u32 off = r->p.l3_off;
@@ -152,17 +153,28 @@ static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
-		__builtin_memcpy(s, &ip6->saddr, 16);
-		__builtin_memcpy(d, &ip6->daddr, 16);
+		__builtin_memcpy(out, which ? &ip6->daddr : &ip6->saddr, 16);
 	} else {
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end)
 			return -1;
-		emptcp_tab_mapped(s, ip->saddr);
-		emptcp_tab_mapped(d, ip->daddr);
+		emptcp_tab_mapped(out, which ? ip->daddr : ip->saddr);
 	}
 	return 0;
+}
+
+/*
+ * The packet's source and destination as 16 bytes each, straight into
+ * the key: @s and @d point into it. Returns 0, or -1 when the network
+ * header cannot be read.
+ */
+static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
+					    __u8 s[16], __u8 d[16])
+{
+	if (emptcp_tab_addr(ctx, r, 0, s) < 0)
+		return -1;
+	return emptcp_tab_addr(ctx, r, 1, d);
 }
 
 /* The value of @key in table @id of @layout, or NULL. */
@@ -202,41 +214,32 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 					     struct emptcp_tab_ref ref, int rev,
 					     union emptcp_tab_key *k)
 {
-	struct tcphdr *th = NULL;
-	__u8 s[16], d[16];
+	struct tcphdr *th;
 
-	__builtin_memset(k, 0, sizeof(*k));
-	if (ref.layout != EMPTCP_LAYOUT_PORT && emptcp_tab_addrs(ctx, r, rev ? d : s, rev ? s : d) < 0)
-		return -1;
-	if (ref.layout == EMPTCP_LAYOUT_PORT || ref.layout == EMPTCP_LAYOUT_SUBFLOW) {
+	/* each layout writes every byte of its key: no zeroing first */
+	switch (ref.layout) {
+	case EMPTCP_LAYOUT_ADDR:
+		return emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, k->addr.a);
+	case EMPTCP_LAYOUT_PREFIX:
+		k->prefix.prefixlen = 128;
+		return emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, k->prefix.a);
+	case EMPTCP_LAYOUT_PAIR:
+		return emptcp_tab_addrs(ctx, r, rev ? k->pair.dst : k->pair.src,
+					rev ? k->pair.src : k->pair.dst);
+	case EMPTCP_LAYOUT_SUBFLOW:
 		th = emptcp_tcp(ctx, r);
 		if (!th)
 			return -1;
-	}
-	switch (ref.layout) {
-	case EMPTCP_LAYOUT_ADDR:
-		__builtin_memcpy(k->addr.a, ref.keyof == EMPTCP_KEYOF_DST ? d : s, 16);
-		return 0;
-	case EMPTCP_LAYOUT_PREFIX:
-		k->prefix.prefixlen = 128;
-		__builtin_memcpy(k->prefix.a, ref.keyof == EMPTCP_KEYOF_DST ? d : s, 16);
-		return 0;
-	case EMPTCP_LAYOUT_PAIR:
-		__builtin_memcpy(k->pair.src, s, 16);
-		__builtin_memcpy(k->pair.dst, d, 16);
-		return 0;
-	case EMPTCP_LAYOUT_SUBFLOW:
-		if (!th)
-			return -1;
-		__builtin_memcpy(k->subflow.saddr, s, 16);
-		__builtin_memcpy(k->subflow.daddr, d, 16);
 		k->subflow.sport = rev ? th->dest : th->source;
 		k->subflow.dport = rev ? th->source : th->dest;
-		return 0;
+		return emptcp_tab_addrs(ctx, r, rev ? k->subflow.daddr : k->subflow.saddr,
+					rev ? k->subflow.saddr : k->subflow.daddr);
 	case EMPTCP_LAYOUT_PORT:
+		th = emptcp_tcp(ctx, r);
 		if (!th)
 			return -1;
 		k->port.port = ref.keyof == EMPTCP_KEYOF_SPORT ? th->source : th->dest;
+		k->port.pad = 0;
 		return 0;
 	}
 	return -1;
