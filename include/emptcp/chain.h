@@ -472,7 +472,7 @@ _Static_assert(EMPTCP_MAX_L4_OFF <= 0x1ff, "EMPTCP_OFF_BOUND masks with 0x1ff");
 /* The TCP header of the packet, bounds-checked (NULL if not readable). */
 static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l4_off;
 	struct tcphdr *th;
 
@@ -492,14 +492,14 @@ static __always_inline struct tcphdr *emptcp_tcp(emptcp_ctx *ctx, const struct e
  * malformed.
  */
 static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp_run *r,
-					    struct tcpopt_walk *w, __u32 tcp_hlen)
+					    struct emptcp_tcpopt_walk *w, __u32 tcp_hlen)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 len = tcp_hlen - 20, off = r->p.l4_off;
 	__u64 *o;
 
 	w->len = 0;
-	if (tcp_hlen < 20 || tcp_hlen > TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
+	if (tcp_hlen < 20 || tcp_hlen > EMPTCP_TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
 		return -1;
 	/* Linux 6.1 loses the check above when clang made it on a spilled copy */
 	EMPTCP_OFF_BOUND(off);
@@ -526,16 +526,16 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 		 * Verifier: clang knows len <= 40 and drops the check; hide the
 		 * value so the bound is checked where the verifier sees it.
 		 */
-		TCPOPT_OPAQUE(len);
-		len &= TCPOPT_BUF_MASK;	/* zero-extends: a bounded 64-bit size */
-		if (len == 0 || len > TCP_MAX_OPT_LEN)
+		EMPTCP_TCPOPT_OPAQUE(len);
+		len &= EMPTCP_TCPOPT_BUF_MASK;	/* zero-extends: a bounded 64-bit size */
+		if (len == 0 || len > EMPTCP_TCP_MAX_OPT_LEN)
 			return -1;
-		TCPOPT_CLAMP(len, 1, TCP_MAX_OPT_LEN);
-		if (ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
+		EMPTCP_TCPOPT_CLAMP(len, 1, EMPTCP_TCP_MAX_OPT_LEN);
+		if (emptcp_ctx_load_bytes(ctx, off + 20, w->b, len) < 0)
 			return -1;
 	}
 	w->len = len;
-	return tcpopt_walk_buf(w);
+	return emptcp_tcpopt_walk_buf(w);
 }
 
 /*
@@ -546,7 +546,7 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run *r,
 					__u8 saddr[16], __u8 daddr[16], __u16 *sport, __u16 *dport)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off;
 	__u16 *ports;
 	__u8 *a;
@@ -628,7 +628,7 @@ static __always_inline int emptcp_flow_canon(emptcp_ctx *ctx, const struct emptc
  */
 static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l3_off, ip_len;
 	__u16 *len;
 
@@ -640,7 +640,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 		if ((void *)(len + 1) > data_end)
 			return -1;
 		ip_len = 40 + (__u32)bpf_ntohs(*len);
-		if (off + ip_len > ctx_len(ctx))
+		if (off + ip_len > emptcp_ctx_len(ctx))
 			return -1;
 		return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off - 40);
 	}
@@ -648,7 +648,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 	if ((void *)(len + 1) > data_end)
 		return -1;
 	ip_len = bpf_ntohs(*len);
-	if (off + ip_len > ctx_len(ctx))
+	if (off + ip_len > emptcp_ctx_len(ctx))
 		return -1;
 	return (int)bpf_ntohs(*len) - (int)(r->p.l4_off - r->p.l3_off);
 }
@@ -658,7 +658,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
  * packet-type bits in .mptcp, MPTCP subtypes in .subtypes, where the DSS
  * and the timestamp option are, EMPTCP_PF_EOL), with EMPTCP_PF_OPTS set.
  * The first stage that calls it reads the options: in place for the
- * shapes of data and ACK segments (tcpopt_sum_fast()), else through a
+ * shapes of data and ACK segments (emptcp_tcpopt_sum_fast()), else through a
  * copy and the general walk; later stages of the walk find the summary in
  * the context and pay a flag test. Returns 0, or -1 when the TCP header is not
  * readable, shorter than its IP length says, or an option is malformed
@@ -667,7 +667,7 @@ static __always_inline int emptcp_l4_len(emptcp_ctx *ctx, const struct emptcp_ru
 static __always_inline int emptcp_opts(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	void *data, *data_end;
-	struct tcpopt_sum s;
+	struct emptcp_tcpopt_sum s;
 	struct tcphdr *th;
 	__u32 hlen, len, off;
 	int l4len;
@@ -680,7 +680,7 @@ static __always_inline int emptcp_opts(emptcp_ctx *ctx, struct emptcp_run *r)
 		return -1;
 	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
-	if (hlen < 20 || hlen > TCP_MAX_HDR_LEN)
+	if (hlen < 20 || hlen > EMPTCP_TCP_MAX_HDR_LEN)
 		return -1;
 	l4len = emptcp_l4_len(ctx, r);
 	if (l4len < (int)hlen)
@@ -691,18 +691,18 @@ static __always_inline int emptcp_opts(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (off > EMPTCP_MAX_L4_OFF)
 		return -1;
 	EMPTCP_OFF_BOUND(off);
-	data = ctx_data(ctx);
-	data_end = ctx_data_end(ctx);
+	data = emptcp_ctx_data(ctx);
+	data_end = emptcp_ctx_data_end(ctx);
 	opt = data + off + 20;
-	if (tcpopt_sum_fast(opt, data_end, len, &s) != 0) {
+	if (emptcp_tcpopt_sum_fast(opt, data_end, len, &s) != 0) {
 		/* another shape (SYN, SACK, ADD_ADDR...), or not linear: walk a copy */
-		struct tcpopt_walk w;
+		struct emptcp_tcpopt_walk w;
 
 		if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
 			return -1;
-		tcpopt_sum_of_walk(&w, &s);
+		emptcp_tcpopt_sum_of_walk(&w, &s);
 	}
-	r->p.mptcp = mptcp_classify_sum(&s, fl, l4len - hlen);
+	r->p.mptcp = emptcp_mptcp_classify_sum(&s, fl, l4len - hlen);
 	r->p.subtypes = s.mptcp;
 	r->p.dss_off = s.dss_off ? s.dss_off - 1 + 20 : 0;
 	r->p.ts_off = s.ts_off ? s.ts_off - 1 + 20 : 0;
@@ -728,33 +728,33 @@ static __always_inline int emptcp_ptypes(emptcp_ctx *ctx, struct emptcp_run *r, 
 }
 
 /*
- * The packet's first DSS, parsed in place (mptcp_parse_dss_at()), after
+ * The packet's first DSS, parsed in place (emptcp_mptcp_parse_dss_at()), after
  * emptcp_opts() found one (r->p.dss_off). Returns 0, or -1 when it is
  * malformed or cannot be read. A DSS too close to the end of the linear
  * data for the one bounds check is parsed from a copy instead.
  */
 static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *r,
-				      struct mptcp_dss *d)
+				      struct emptcp_mptcp_dss *d)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
-	struct tcpopt_walk w;
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
+	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 off = r->p.l4_off, doff = r->p.dss_off;
 	__u8 *o;
 
-	if (!(r->p.flags & EMPTCP_PF_OPTS) || doff < 20 || doff >= TCP_MAX_HDR_LEN ||
+	if (!(r->p.flags & EMPTCP_PF_OPTS) || doff < 20 || doff >= EMPTCP_TCP_MAX_HDR_LEN ||
 	    off > EMPTCP_MAX_L4_OFF)
 		return -1;
 	EMPTCP_OFF_BOUND(off);
 	o = data + off + (doff & 63);
-	if ((void *)(o + TCPOLEN_MPTCP_DSS_MAX) <= data_end)
-		return mptcp_parse_dss_at(o, d);
+	if ((void *)(o + EMPTCP_TCPOLEN_MPTCP_DSS_MAX) <= data_end)
+		return emptcp_mptcp_parse_dss_at(o, d);
 	th = emptcp_tcp(ctx, r);
 	if (!th)
 		return -1;
 	if (emptcp_opts_load(ctx, r, &w, th->doff * 4) < 0)
 		return -1;
-	return mptcp_parse_dss(&w, d);
+	return emptcp_mptcp_parse_dss(&w, d);
 }
 
 /*
@@ -764,19 +764,19 @@ static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *
 static __always_inline int emptcp_ts(emptcp_ctx *ctx, const struct emptcp_run *r, __u32 *tsval,
 				     __u32 *tsecr)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l4_off, toff = r->p.ts_off;
 	__u8 *o;
 
-	if (!(r->p.flags & EMPTCP_PF_OPTS) || toff < 20 || toff >= TCP_MAX_HDR_LEN ||
+	if (!(r->p.flags & EMPTCP_PF_OPTS) || toff < 20 || toff >= EMPTCP_TCP_MAX_HDR_LEN ||
 	    off > EMPTCP_MAX_L4_OFF)
 		return -1;
 	EMPTCP_OFF_BOUND(off);
 	o = data + off + (toff & 63);
 	if ((void *)(o + 10) > data_end)
 		return -1;
-	*tsval = mptcp_pkt_be32(o + 2);
-	*tsecr = mptcp_pkt_be32(o + 6);
+	*tsval = emptcp_mptcp_pkt_be32(o + 2);
+	*tsecr = emptcp_mptcp_pkt_be32(o + 6);
 	return 0;
 }
 

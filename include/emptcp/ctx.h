@@ -78,7 +78,7 @@
 #define EMPTCP_OFF_DATA_END	80	/* .data_end */
 #endif
 
-static __always_inline void *ctx_data(emptcp_ctx *ctx)
+static __always_inline void *emptcp_ctx_data(emptcp_ctx *ctx)
 {
 	void *p;
 
@@ -86,7 +86,7 @@ static __always_inline void *ctx_data(emptcp_ctx *ctx)
 	return p;
 }
 
-static __always_inline void *ctx_data_end(emptcp_ctx *ctx)
+static __always_inline void *emptcp_ctx_data_end(emptcp_ctx *ctx)
 {
 	void *p;
 
@@ -95,27 +95,27 @@ static __always_inline void *ctx_data_end(emptcp_ctx *ctx)
 }
 
 /* Total packet length (all buffers / the whole skb). */
-static __always_inline __u32 ctx_len(emptcp_ctx *ctx)
+static __always_inline __u32 emptcp_ctx_len(emptcp_ctx *ctx)
 {
 #ifdef EMPTCP_XDP
-	return ctx_data_end(ctx) - ctx_data(ctx);
+	return emptcp_ctx_data_end(ctx) - emptcp_ctx_data(ctx);
 #else
 	return EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_LEN);
 #endif
 }
 
 /* Make at least @len bytes directly readable (TC: pull from frags). */
-static __always_inline int ctx_pull(emptcp_ctx *ctx, __u32 len)
+static __always_inline int emptcp_ctx_pull(emptcp_ctx *ctx, __u32 len)
 {
 #ifdef EMPTCP_XDP
-	if (ctx_data(ctx) + len > ctx_data_end(ctx))
+	if (emptcp_ctx_data(ctx) + len > emptcp_ctx_data_end(ctx))
 		return -1;
 	return 0;
 #else
-	if (ctx_data(ctx) + len <= ctx_data_end(ctx))
+	if (emptcp_ctx_data(ctx) + len <= emptcp_ctx_data_end(ctx))
 		return 0;
-	if (len > ctx_len(ctx))
-		len = ctx_len(ctx);
+	if (len > emptcp_ctx_len(ctx))
+		len = emptcp_ctx_len(ctx);
 	return bpf_skb_pull_data(ctx, len);
 #endif
 }
@@ -147,10 +147,10 @@ static __always_inline int ctx_pull(emptcp_ctx *ctx, __u32 len)
  * constant part stays within 0xffff, hence the small offset bound.
  */
 #define EMPTCP_XDP_COPY_OFF_MAX	0x1fff
-static __always_inline long xdp_copy_direct(struct xdp_md *ctx, __u32 off, __u8 *buf,
+static __always_inline long emptcp_xdp_copy_direct(struct xdp_md *ctx, __u32 off, __u8 *buf,
 					    __u32 len, int store)
 {
-	void *data = ctx_data(ctx), *end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *end = emptcp_ctx_data_end(ctx);
 	__u64 o = off;
 	__u8 *p;
 	__u32 i;
@@ -176,22 +176,23 @@ static __always_inline long xdp_copy_direct(struct xdp_md *ctx, __u32 off, __u8 
 }
 #endif
 
-static __always_inline long ctx_load_bytes(emptcp_ctx *ctx, __u32 off, void *buf, __u32 len)
+static __always_inline long emptcp_ctx_load_bytes(emptcp_ctx *ctx, __u32 off, void *buf, __u32 len)
 {
 #ifdef EMPTCP_XDP
 	if (!EMPTCP_XDP_HAS_LOAD_BYTES)
-		return xdp_copy_direct(ctx, off, buf, len, 0);
+		return emptcp_xdp_copy_direct(ctx, off, buf, len, 0);
 	return bpf_xdp_load_bytes(ctx, off, buf, len);
 #else
 	return bpf_skb_load_bytes(ctx, off, buf, len);
 #endif
 }
 
-static __always_inline long ctx_store_bytes(emptcp_ctx *ctx, __u32 off, const void *buf, __u32 len)
+static __always_inline long emptcp_ctx_store_bytes(emptcp_ctx *ctx, __u32 off, const void *buf,
+						   __u32 len)
 {
 #ifdef EMPTCP_XDP
 	if (!EMPTCP_XDP_HAS_LOAD_BYTES)
-		return xdp_copy_direct(ctx, off, (__u8 *)buf, len, 1);
+		return emptcp_xdp_copy_direct(ctx, off, (__u8 *)buf, len, 1);
 	return bpf_xdp_store_bytes(ctx, off, (void *)buf, len);
 #else
 	return bpf_skb_store_bytes(ctx, off, buf, len, 0);
@@ -204,7 +205,7 @@ static __always_inline long ctx_store_bytes(emptcp_ctx *ctx, __u32 off, const vo
  * part of the pseudo-header (addresses, length). Size 0 applies @to as a
  * precomputed difference (bpf_csum_diff()).
  */
-static __always_inline long ctx_l4_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
+static __always_inline long emptcp_ctx_l4_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 						__u32 from, __u32 to, __u64 flags)
 {
 #ifdef EMPTCP_XDP
@@ -212,41 +213,41 @@ static __always_inline long ctx_l4_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 	__u32 size = flags & 0xf;
 	long ret;
 
-	ret = ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
+	ret = emptcp_ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
 	if (ret < 0)
 		return ret;
 	if (size == 2)
-		check = csum_replace2_val(check, from, to);
+		check = emptcp_csum_replace2_val(check, from, to);
 	else if (size == 4)
-		check = csum_replace4_val(check, from, to);
+		check = emptcp_csum_replace4_val(check, from, to);
 	else if (size == 0)
-		check = csum_apply_diff(check, to);
+		check = emptcp_csum_apply_diff(check, to);
 	else
 		return -22;
-	return ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
+	return emptcp_ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
 #else
 	return bpf_l4_csum_replace(ctx, csum_off, from, to, flags);
 #endif
 }
 
 /* Same for the IPv4 header checksum (size 2 or 4). */
-static __always_inline long ctx_l3_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
+static __always_inline long emptcp_ctx_l3_csum_replace(emptcp_ctx *ctx, __u32 csum_off,
 						__u32 from, __u32 to, __u64 size)
 {
 #ifdef EMPTCP_XDP
 	__u16 check;
 	long ret;
 
-	ret = ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
+	ret = emptcp_ctx_load_bytes(ctx, csum_off, &check, sizeof(check));
 	if (ret < 0)
 		return ret;
 	if (size == 2)
-		check = csum_replace2_val(check, from, to);
+		check = emptcp_csum_replace2_val(check, from, to);
 	else if (size == 4)
-		check = csum_replace4_val(check, from, to);
+		check = emptcp_csum_replace4_val(check, from, to);
 	else
 		return -22;
-	return ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
+	return emptcp_ctx_store_bytes(ctx, csum_off, &check, sizeof(check));
 #else
 	return bpf_l3_csum_replace(ctx, csum_off, from, to, size);
 #endif

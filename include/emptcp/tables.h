@@ -140,7 +140,7 @@ static __always_inline void emptcp_tab_mapped(__u8 out[16], __u32 v4)
 static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
 					    __u8 s[16], __u8 d[16])
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l3_off;
 
 	if (off > EMPTCP_MAX_L4_OFF)
@@ -206,7 +206,8 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 	__u8 s[16], d[16];
 
 	__builtin_memset(k, 0, sizeof(*k));
-	if (ref.layout != EMPTCP_LAYOUT_PORT && emptcp_tab_addrs(ctx, r, rev ? d : s, rev ? s : d) < 0)
+	if (ref.layout != EMPTCP_LAYOUT_PORT &&
+	    emptcp_tab_addrs(ctx, r, rev ? d : s, rev ? s : d) < 0)
 		return -1;
 	if (ref.layout == EMPTCP_LAYOUT_PORT || ref.layout == EMPTCP_LAYOUT_SUBFLOW) {
 		th = emptcp_tcp(ctx, r);
