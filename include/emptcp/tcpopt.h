@@ -15,7 +15,7 @@
  *               MP_CAPABLE, MP_JOIN, DSS and ADD_ADDR and the timestamp
  *               and window-scale options are, where the walk stopped),
  *               which emptcp_tcpopt_sum_of_walk() also derives from a full walk.
- *               chain.h emptcp_opts() uses the one, else the other.
+ *               pkt.h emptcp_opts() uses the one, else the other.
  *             A walk stops at EOL, at the end of the option area, or at the
  *             first malformed option (length 0/1, or running past the
  *             area), reporting it as an error; so is a list longer than

@@ -284,7 +284,7 @@ EMPTCP_HEAVY_STAGE int add_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	int ret, placed = 0;
 
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r)) {
 		ret = add_subflow_act(ctx, r, &placed);
 		if (ret < 0) {

@@ -143,7 +143,7 @@ static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
 EMPTCP_HEAVY_STAGE int observe_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r))
 		emptcp_run_count(r, observe_act(ctx, r));
 	return EMPTCP_CONTINUE;

@@ -159,7 +159,7 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
 EMPTCP_HEAVY_STAGE int record_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r))
 		emptcp_run_count(r, record_act(ctx, r));
 	return EMPTCP_CONTINUE;

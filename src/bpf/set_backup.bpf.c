@@ -438,7 +438,7 @@ EMPTCP_HEAVY_STAGE int set_backup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	int ret;
 
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r)) {
 		ret = set_backup_act(ctx, r);
 		if (ret < 0) {
