@@ -132,7 +132,7 @@ static __always_inline int emptcp_pctx_load(emptcp_ctx *ctx, struct emptcp_pctx 
 	emptcp_pctx_from_words(p, ((__u32 *)s)[0], ((__u32 *)s)[1], ((__u32 *)s)[2],
 			       ((__u32 *)s)[3]);
 #else
-	/* cb[0..3], word by word (see EMPTCP_CTX_LD32 in ctx.h) */
+	/* cb[0..3], word by word (see EMPTCP_CTX_LD32 in ctx/common.h) */
 	emptcp_pctx_from_words(p, EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB),
 			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 4),
 			       EMPTCP_CTX_LD32(ctx, EMPTCP_OFF_CB + 8),
