@@ -24,7 +24,7 @@ static __always_inline int set_dscp_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	dscp = params[0];
 	dscp &= 63;
 	/* the first 16-bit word: v4 = version/ihl + tos, v6 = version/tc/flow */
-	if (ctx_load_bytes(ctx, r->p.l3_off, &old, 2) < 0) {
+	if (emptcp_ctx_load_bytes(ctx, r->p.l3_off, &old, 2) < 0) {
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return EMPTCP_CONTINUE;
 	}
@@ -34,12 +34,12 @@ static __always_inline int set_dscp_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	else
 		new = bpf_htons((bpf_ntohs(old) & 0xff03) | (dscp << 2));
 	if (new != old) {
-		if (ctx_store_bytes(ctx, r->p.l3_off, &new, 2) < 0) {
+		if (emptcp_ctx_store_bytes(ctx, r->p.l3_off, &new, 2) < 0) {
 			emptcp_run_count(r, EMPTCP_CNT_ERROR);
 			return EMPTCP_CONTINUE;
 		}
 		if (!(r->p.flags & EMPTCP_PF_V6) &&
-		    ctx_l3_csum_replace(ctx, r->p.l3_off + 10, old, new, 2) < 0) {
+		    emptcp_ctx_l3_csum_replace(ctx, r->p.l3_off + 10, old, new, 2) < 0) {
 			emptcp_run_count(r, EMPTCP_CNT_ERROR);
 			return EMPTCP_DROP;
 		}

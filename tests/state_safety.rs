@@ -158,7 +158,7 @@ int unchecked(emptcp_ctx *ctx)
 	if (emptcp_stage_begin(ctx, &r) < 0)
 		return EMPTCP_PASS;
 	/* no bounds check before the read: the verifier refuses this */
-	p = ctx_data(ctx);
+	p = emptcp_ctx_data(ctx);
 	if (p[100] == 7)
 		emptcp_count(r.slot, EMPTCP_CNT_HIT);
 	return emptcp_next(ctx, &r);

@@ -18,7 +18,7 @@
 #include <bpf/bpf_helpers.h>
 
 /* Fold a 64-bit one's complement sum to 16 bits (not complemented). */
-static __always_inline __u16 csum_fold64(__u64 sum)
+static __always_inline __u16 emptcp_csum_fold64(__u64 sum)
 {
 	sum = (sum & 0xffffffff) + (sum >> 32);
 	sum = (sum & 0xffffffff) + (sum >> 32);
@@ -28,33 +28,33 @@ static __always_inline __u16 csum_fold64(__u64 sum)
 }
 
 /* One's complement add / subtract of 32-bit partial sums. */
-static __always_inline __u32 csum_add32(__u32 a, __u32 b)
+static __always_inline __u32 emptcp_csum_add32(__u32 a, __u32 b)
 {
 	__u32 r = a + b;
 
 	return r + (r < b);
 }
 
-static __always_inline __u32 csum_sub32(__u32 a, __u32 b)
+static __always_inline __u32 emptcp_csum_sub32(__u32 a, __u32 b)
 {
-	return csum_add32(a, ~b);
+	return emptcp_csum_add32(a, ~b);
 }
 
 /*
  * RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for a 16-bit field that changed
  * from @from to @to (both in network order, as stored in the packet).
  */
-static __always_inline __u16 csum_replace2_val(__u16 check, __u16 from, __u16 to)
+static __always_inline __u16 emptcp_csum_replace2_val(__u16 check, __u16 from, __u16 to)
 {
 	__u64 s = (__u16)~check;
 
 	s += (__u16)~from;
 	s += to;
-	return (__u16)~csum_fold64(s);
+	return (__u16)~emptcp_csum_fold64(s);
 }
 
 /* Same for a 32-bit field (e.g. an address or 4 option bytes). */
-static __always_inline __u16 csum_replace4_val(__u16 check, __u32 from, __u32 to)
+static __always_inline __u16 emptcp_csum_replace4_val(__u16 check, __u32 from, __u32 to)
 {
 	__u64 s = (__u16)~check;
 
@@ -62,26 +62,26 @@ static __always_inline __u16 csum_replace4_val(__u16 check, __u32 from, __u32 to
 	s += (~from) >> 16;
 	s += to & 0xffff;
 	s += to >> 16;
-	return (__u16)~csum_fold64(s);
+	return (__u16)~emptcp_csum_fold64(s);
 }
 
 /*
  * Apply a pre-computed difference (e.g. from bpf_csum_diff(), a 32-bit
  * one's complement sum of new - old) to a full checksum.
  */
-static __always_inline __u16 csum_apply_diff(__u16 check, __u32 diff)
+static __always_inline __u16 emptcp_csum_apply_diff(__u16 check, __u32 diff)
 {
 	__u64 s = (__u16)~check;
 
 	s += diff;
-	return (__u16)~csum_fold64(s);
+	return (__u16)~emptcp_csum_fold64(s);
 }
 
 /* Sum of @n 16-bit words in a buffer, @n bounded by EMPTCP_CSUM_MAX_WORDS. */
 #ifndef EMPTCP_CSUM_MAX_WORDS
 #define EMPTCP_CSUM_MAX_WORDS 30
 #endif
-static __always_inline __u64 csum_words(const __u16 *w, __u32 n)
+static __always_inline __u64 emptcp_csum_words(const __u16 *w, __u32 n)
 {
 	__u64 s = 0;
 

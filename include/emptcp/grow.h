@@ -4,8 +4,8 @@
  *
  * Needs:      vmlinux.h, <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>,
  *             emptcp/csum.h, emptcp/ctx.h, emptcp/tcpopt.h.
- * Guarantees: after a successful add (ctx_grow_tcp_header + add_tcp_opts +
- *             update_tcphlen_csum + add_tcpopt_csum) the packet has a
+ * Guarantees: after a successful add (emptcp_ctx_grow_tcp_header + emptcp_add_tcp_opts +
+ *             emptcp_update_tcphlen_csum + emptcp_add_tcpopt_csum) the packet has a
  *             correct IPv4 total length / IPv6 payload length, TCP data
  *             offset, IPv4 header checksum and TCP checksum (the three
  *             parts: option bytes, the word holding doff, pseudo-header
@@ -41,23 +41,23 @@
  * packet start moves back by @n and the headers are copied to the new
  * start. On success *room_off is where the room begins.
  */
-static __always_inline int xdp_grow_tcp_header(struct xdp_md *ctx, __u32 l4_off, __u32 n,
+static __always_inline int emptcp_xdp_grow_tcp_header(struct xdp_md *ctx, __u32 l4_off, __u32 n,
 					       __u32 *room_off)
 {
 	__u8 buf[EMPTCP_GROW_MAX_HDR];
 	__u32 hlen = l4_off + 20;
 
-	if (n == 0 || n > TCP_MAX_OPT_LEN || (n & 3))
+	if (n == 0 || n > EMPTCP_TCP_MAX_OPT_LEN || (n & 3))
 		return EMPTCP_EINVAL;
 	/* bounded, non-zero size for the verifier */
 	if (hlen > EMPTCP_GROW_MAX_HDR || hlen < 20)
 		return EMPTCP_E2BIG;
-	TCPOPT_CLAMP(hlen, 20, EMPTCP_GROW_MAX_HDR);	/* Verifier: see tcpopt.h */
-	if (ctx_load_bytes(ctx, 0, buf, hlen) < 0)
+	EMPTCP_TCPOPT_CLAMP(hlen, 20, EMPTCP_GROW_MAX_HDR);	/* Verifier: see tcpopt.h */
+	if (emptcp_ctx_load_bytes(ctx, 0, buf, hlen) < 0)
 		return EMPTCP_EINVAL;
 	if (bpf_xdp_adjust_head(ctx, -(int)n) < 0)
 		return EMPTCP_ENOMEM;
-	if (ctx_store_bytes(ctx, 0, buf, hlen) < 0) {
+	if (emptcp_ctx_store_bytes(ctx, 0, buf, hlen) < 0) {
 		/* cannot happen with room made above; restore the packet */
 		bpf_xdp_adjust_head(ctx, (int)n);
 		return EMPTCP_EINVAL;
@@ -70,10 +70,10 @@ static __always_inline int xdp_grow_tcp_header(struct xdp_md *ctx, __u32 l4_off,
  * TC twin: make @n bytes of room at the end of a segment without payload
  * whose IP packet ends at @pkt_end (trailing link padding is cut off).
  */
-static __always_inline int tc_grow_tcp_header(struct __sk_buff *skb, __u32 pkt_end, __u32 n,
+static __always_inline int emptcp_tc_grow_tcp_header(struct __sk_buff *skb, __u32 pkt_end, __u32 n,
 					      __u32 *room_off)
 {
-	if (n == 0 || n > TCP_MAX_OPT_LEN || (n & 3))
+	if (n == 0 || n > EMPTCP_TCP_MAX_OPT_LEN || (n & 3))
 		return EMPTCP_EINVAL;
 	if (bpf_skb_change_tail(skb, pkt_end + n, 0) < 0)
 		return EMPTCP_ENOMEM;
@@ -89,26 +89,27 @@ static __always_inline int tc_grow_tcp_header(struct __sk_buff *skb, __u32 pkt_e
  * EMPTCP_E2BIG when the header would pass 60 bytes, EMPTCP_ENOTSUP for a
  * data segment on TC. On error the packet is unchanged.
  */
-static __always_inline int ctx_grow_tcp_header(emptcp_ctx *ctx, __u32 l4_off, __u32 tcp_hlen,
+static __always_inline int emptcp_ctx_grow_tcp_header(emptcp_ctx *ctx, __u32 l4_off, __u32 tcp_hlen,
 					       __u32 payload, __u32 n, __u32 *room_off)
 {
-	if (tcp_hlen + n > TCP_MAX_HDR_LEN)
+	if (tcp_hlen + n > EMPTCP_TCP_MAX_HDR_LEN)
 		return EMPTCP_E2BIG;
 #ifdef EMPTCP_XDP
-	return xdp_grow_tcp_header(ctx, l4_off, n, room_off);
+	return emptcp_xdp_grow_tcp_header(ctx, l4_off, n, room_off);
 #else
 	if (payload)
 		return EMPTCP_ENOTSUP;
-	return tc_grow_tcp_header(ctx, l4_off + tcp_hlen, n, room_off);
+	return emptcp_tc_grow_tcp_header(ctx, l4_off + tcp_hlen, n, room_off);
 #endif
 }
 
 /* Write @n (<= 8, multiple of 4) option bytes into the room at @room_off. */
-static __always_inline int add_tcp_opts(emptcp_ctx *ctx, __u32 room_off, const __u8 *opt, __u32 n)
+static __always_inline int emptcp_add_tcp_opts(emptcp_ctx *ctx, __u32 room_off, const __u8 *opt,
+					       __u32 n)
 {
 	if (n != 4 && n != 8)
 		return EMPTCP_EINVAL;
-	return ctx_store_bytes(ctx, room_off, opt, n) < 0 ? EMPTCP_EINVAL : 0;
+	return emptcp_ctx_store_bytes(ctx, room_off, opt, n) < 0 ? EMPTCP_EINVAL : 0;
 }
 
 /*
@@ -116,18 +117,19 @@ static __always_inline int add_tcp_opts(emptcp_ctx *ctx, __u32 room_off, const _
  * checksum, 32 bits at a time (the room starts on a 4-byte boundary of the
  * TCP header, so the words line up with the checksum's 16-bit words).
  */
-static __always_inline int add_tcpopt_csum(emptcp_ctx *ctx, __u32 l4_off, const __u8 *opt, __u32 n)
+static __always_inline int emptcp_add_tcpopt_csum(emptcp_ctx *ctx, __u32 l4_off, const __u8 *opt,
+						  __u32 n)
 {
 	__u32 w;
 
 	if (n != 4 && n != 8)
 		return EMPTCP_EINVAL;
 	__builtin_memcpy(&w, opt, 4);
-	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, w, 4) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, 0, w, 4) < 0)
 		return EMPTCP_EINVAL;
 	if (n == 8) {
 		__builtin_memcpy(&w, opt + 4, 4);
-		if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, w, 4) < 0)
+		if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, 0, w, 4) < 0)
 			return EMPTCP_EINVAL;
 	}
 	return 0;
@@ -139,36 +141,36 @@ static __always_inline int add_tcpopt_csum(emptcp_ctx *ctx, __u32 l4_off, const 
  * checksum or IPv6 payload length, and the pseudo-header length in the TCP
  * checksum.
  */
-static __always_inline int update_tcphlen_csum(emptcp_ctx *ctx, __u32 l3_off, __u32 l4_off,
+static __always_inline int emptcp_update_tcphlen_csum(emptcp_ctx *ctx, __u32 l3_off, __u32 l4_off,
 					       int v6, __u32 n)
 {
 	__u16 w_old, w_new, len_old, len_new;
 	__u32 tcp_len;
 
 	/* bytes 12..13: doff(4) res(4) flags(8) */
-	if (ctx_load_bytes(ctx, l4_off + 12, &w_old, 2) < 0)
+	if (emptcp_ctx_load_bytes(ctx, l4_off + 12, &w_old, 2) < 0)
 		return EMPTCP_EINVAL;
 	w_new = bpf_htons(bpf_ntohs(w_old) + ((n / 4) << 12));
-	if (ctx_store_bytes(ctx, l4_off + 12, &w_new, 2) < 0)
+	if (emptcp_ctx_store_bytes(ctx, l4_off + 12, &w_new, 2) < 0)
 		return EMPTCP_EINVAL;
-	if (ctx_l4_csum_replace(ctx, l4_off + 16, w_old, w_new, 2) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, w_old, w_new, 2) < 0)
 		return EMPTCP_EINVAL;
 
 	if (v6) {
 		/* payload_len at offset 4 */
-		if (ctx_load_bytes(ctx, l3_off + 4, &len_old, 2) < 0)
+		if (emptcp_ctx_load_bytes(ctx, l3_off + 4, &len_old, 2) < 0)
 			return EMPTCP_EINVAL;
 		len_new = bpf_htons(bpf_ntohs(len_old) + n);
-		if (ctx_store_bytes(ctx, l3_off + 4, &len_new, 2) < 0)
+		if (emptcp_ctx_store_bytes(ctx, l3_off + 4, &len_new, 2) < 0)
 			return EMPTCP_EINVAL;
 	} else {
 		/* tot_len at offset 2, checksum at offset 10 */
-		if (ctx_load_bytes(ctx, l3_off + 2, &len_old, 2) < 0)
+		if (emptcp_ctx_load_bytes(ctx, l3_off + 2, &len_old, 2) < 0)
 			return EMPTCP_EINVAL;
 		len_new = bpf_htons(bpf_ntohs(len_old) + n);
-		if (ctx_store_bytes(ctx, l3_off + 2, &len_new, 2) < 0)
+		if (emptcp_ctx_store_bytes(ctx, l3_off + 2, &len_new, 2) < 0)
 			return EMPTCP_EINVAL;
-		if (ctx_l3_csum_replace(ctx, l3_off + 10, len_old, len_new, 2) < 0)
+		if (emptcp_ctx_l3_csum_replace(ctx, l3_off + 10, len_old, len_new, 2) < 0)
 			return EMPTCP_EINVAL;
 	}
 	/* pseudo-header TCP length: (IP payload) - (extension/option bytes) */
@@ -176,7 +178,8 @@ static __always_inline int update_tcphlen_csum(emptcp_ctx *ctx, __u32 l3_off, __
 		  (v6 ? (l4_off - l3_off - 40) : 0);
 	len_new = bpf_htons(tcp_len);
 	len_old = bpf_htons(tcp_len - n);
-	if (ctx_l4_csum_replace(ctx, l4_off + 16, len_old, len_new, EMPTCP_F_PSEUDO_HDR | 2) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, len_old, len_new,
+				       EMPTCP_F_PSEUDO_HDR | 2) < 0)
 		return EMPTCP_EINVAL;
 	return 0;
 }
@@ -187,34 +190,35 @@ static __always_inline int update_tcphlen_csum(emptcp_ctx *ctx, __u32 l3_off, __
  * with one bpf_csum_diff() over the 4-byte aligned option area.
  * @w holds the option area as loaded by the caller (it is updated too).
  */
-static __always_inline int tcpopt_nop_out(emptcp_ctx *ctx, __u32 l4_off, struct tcpopt_walk *w,
-					  __u32 opt_off, __u32 len)
+static __always_inline int emptcp_tcpopt_nop_out(emptcp_ctx *ctx, __u32 l4_off,
+						 struct emptcp_tcpopt_walk *w, __u32 opt_off,
+						 __u32 len)
 {
-	__u8 nb[TCP_MAX_OPT_LEN];
+	__u8 nb[EMPTCP_TCP_MAX_OPT_LEN];
 	__u32 area = w->len;
 	__s64 diff;
 
-	if (area == 0 || area > TCP_MAX_OPT_LEN || (area & 3))
+	if (area == 0 || area > EMPTCP_TCP_MAX_OPT_LEN || (area & 3))
 		return EMPTCP_EINVAL;
 	if (opt_off + len > area || len == 0)
 		return EMPTCP_EINVAL;
 #pragma unroll
-	for (int i = 0; i < TCP_MAX_OPT_LEN; i++) {
+	for (int i = 0; i < EMPTCP_TCP_MAX_OPT_LEN; i++) {
 		__u8 b = w->b[i];
 
 		if ((__u32)i >= opt_off && (__u32)i < opt_off + len)
-			b = TCPOPT_NOP_KIND;
+			b = EMPTCP_TCPOPT_NOP_KIND;
 		nb[i] = b;
 	}
 	diff = bpf_csum_diff((__be32 *)w->b, area, (__be32 *)nb, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
-	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
-	if (ctx_store_bytes(ctx, l4_off + 20, nb, area) < 0)
+	EMPTCP_TCPOPT_CLAMP(area, 1, EMPTCP_TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
+	if (emptcp_ctx_store_bytes(ctx, l4_off + 20, nb, area) < 0)
 		return EMPTCP_EINVAL;
-	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)
 		return EMPTCP_EINVAL;
-	__builtin_memcpy(w->b, nb, TCP_MAX_OPT_LEN);
+	__builtin_memcpy(w->b, nb, EMPTCP_TCP_MAX_OPT_LEN);
 	return 0;
 }
 

@@ -5,7 +5,7 @@
  * Needs:      vmlinux.h, <bpf/bpf_helpers.h>, <bpf/bpf_endian.h>,
  *             emptcp/abi.h, emptcp/tcpopt.h.
  * Guarantees: lengths and flag bits as in RFC 8684 and Linux
- *             net/mptcp/protocol.h; parsers read only from a tcpopt_walk
+ *             net/mptcp/protocol.h; parsers read only from an emptcp_tcpopt_walk
  *             buffer through masked indexes and check the option length
  *             before every field. v0 (RFC 6824) layouts are recognised only
  *             where they differ in length (MP_CAPABLE v0 ACK = 20, same as v1).
@@ -20,57 +20,48 @@
 #include "abi.h"
 #include "tcpopt.h"
 
-/* Subtypes (byte 2, high nibble). */
-#define MPTCPOPT_MP_CAPABLE	0
-#define MPTCPOPT_MP_JOIN	1
-#define MPTCPOPT_DSS		2
-#define MPTCPOPT_ADD_ADDR	3
-#define MPTCPOPT_RM_ADDR	4
-#define MPTCPOPT_MP_PRIO	5
-#define MPTCPOPT_MP_FAIL	6
-#define MPTCPOPT_MP_FASTCLOSE	7
-#define MPTCPOPT_MP_TCPRST	8
+/* Subtypes: EMPTCP_MPTCPOPT_* in tcpopt.h. */
 
 /* Option lengths (kind and length bytes included). */
-#define TCPOLEN_MPTCP_MPC_SYN		4
-#define TCPOLEN_MPTCP_MPC_SYNACK	12
-#define TCPOLEN_MPTCP_MPC_ACK		20
-#define TCPOLEN_MPTCP_MPC_ACK_DATA	22
-#define TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM	24
-#define TCPOLEN_MPTCP_MPJ_SYN		12
-#define TCPOLEN_MPTCP_MPJ_SYNACK	16
-#define TCPOLEN_MPTCP_MPJ_ACK		24
-#define TCPOLEN_MPTCP_DSS_BASE		4
-#define TCPOLEN_MPTCP_ADD_ADDR4_ECHO	8
-#define TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT 10
-#define TCPOLEN_MPTCP_ADD_ADDR4		16
-#define TCPOLEN_MPTCP_ADD_ADDR4_PORT	18
-#define TCPOLEN_MPTCP_ADD_ADDR6_ECHO	20
-#define TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT 22
-#define TCPOLEN_MPTCP_ADD_ADDR6		28
-#define TCPOLEN_MPTCP_ADD_ADDR6_PORT	30
-#define TCPOLEN_MPTCP_RM_ADDR_BASE	3
-#define TCPOLEN_MPTCP_PRIO		3
-#define TCPOLEN_MPTCP_PRIO_ALIGN	4	/* MP_PRIO + NOP */
-#define TCPOLEN_MPTCP_FAIL		12
-#define TCPOLEN_MPTCP_FASTCLOSE		12
-#define TCPOLEN_MPTCP_RST		4
+#define EMPTCP_TCPOLEN_MPTCP_MPC_SYN		4
+#define EMPTCP_TCPOLEN_MPTCP_MPC_SYNACK		12
+#define EMPTCP_TCPOLEN_MPTCP_MPC_ACK		20
+#define EMPTCP_TCPOLEN_MPTCP_MPC_ACK_DATA	22
+#define EMPTCP_TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM	24
+#define EMPTCP_TCPOLEN_MPTCP_MPJ_SYN		12
+#define EMPTCP_TCPOLEN_MPTCP_MPJ_SYNACK		16
+#define EMPTCP_TCPOLEN_MPTCP_MPJ_ACK		24
+#define EMPTCP_TCPOLEN_MPTCP_DSS_BASE		4
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_ECHO	8
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT 10
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4		16
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_PORT	18
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_ECHO	20
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT 22
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6		28
+#define EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_PORT	30
+#define EMPTCP_TCPOLEN_MPTCP_RM_ADDR_BASE	3
+#define EMPTCP_TCPOLEN_MPTCP_PRIO		3
+#define EMPTCP_TCPOLEN_MPTCP_PRIO_ALIGN		4	/* MP_PRIO + NOP */
+#define EMPTCP_TCPOLEN_MPTCP_FAIL		12
+#define EMPTCP_TCPOLEN_MPTCP_FASTCLOSE		12
+#define EMPTCP_TCPOLEN_MPTCP_RST		4
 
 /* MP_CAPABLE flags (byte 3) */
-#define MPTCP_CAP_CHECKSUM_REQD	0x80
-#define MPTCP_CAP_EXTENSIBILITY	0x40
-#define MPTCP_CAP_DENY_JOIN_ID0	0x20
-#define MPTCP_CAP_HMAC_SHA256	0x01
+#define EMPTCP_MPTCP_CAP_CHECKSUM_REQD		0x80
+#define EMPTCP_MPTCP_CAP_EXTENSIBILITY		0x40
+#define EMPTCP_MPTCP_CAP_DENY_JOIN_ID0		0x20
+#define EMPTCP_MPTCP_CAP_HMAC_SHA256		0x01
 /* MP_JOIN, MP_PRIO: backup bit in byte 2 */
-#define MPTCP_BACKUP		0x01
+#define EMPTCP_MPTCP_BACKUP			0x01
 /* DSS flags (byte 3) */
-#define MPTCP_DSS_DATA_FIN	0x10
-#define MPTCP_DSS_DSN64		0x08
-#define MPTCP_DSS_HAS_MAP	0x04
-#define MPTCP_DSS_ACK64		0x02
-#define MPTCP_DSS_HAS_ACK	0x01
+#define EMPTCP_MPTCP_DSS_DATA_FIN		0x10
+#define EMPTCP_MPTCP_DSS_DSN64			0x08
+#define EMPTCP_MPTCP_DSS_HAS_MAP		0x04
+#define EMPTCP_MPTCP_DSS_ACK64			0x02
+#define EMPTCP_MPTCP_DSS_HAS_ACK		0x01
 /* ADD_ADDR: echo bit in byte 2 */
-#define MPTCP_ADDR_ECHO		0x01
+#define EMPTCP_MPTCP_ADDR_ECHO			0x01
 
 /* TCP flags in byte 13 of the TCP header */
 #define EMPTCP_TCP_FIN	0x01
@@ -80,7 +71,7 @@
 #define EMPTCP_TCP_ACK	0x10
 
 /* Parsed MP_CAPABLE. */
-struct mptcp_mpc {
+struct emptcp_mptcp_mpc {
 	__u8 version;
 	__u8 flags;
 	__u8 len;
@@ -91,7 +82,7 @@ struct mptcp_mpc {
 };
 
 /* Parsed MP_JOIN (whichever form the length says). */
-struct mptcp_mpj {
+struct emptcp_mptcp_mpj {
 	__u8 len;
 	__u8 backup;
 	__u8 addr_id;
@@ -101,7 +92,7 @@ struct mptcp_mpj {
 };
 
 /* Parsed DSS header. */
-struct mptcp_dss {
+struct emptcp_mptcp_dss {
 	__u8 flags;
 	__u8 len;
 	__u8 has_csum;
@@ -114,7 +105,7 @@ struct mptcp_dss {
 };
 
 /* Parsed ADD_ADDR. */
-struct mptcp_add_addr {
+struct emptcp_mptcp_add_addr {
 	__u8 len;
 	__u8 echo;
 	__u8 addr_id;
@@ -125,68 +116,70 @@ struct mptcp_add_addr {
 	__u8 addr[16];
 };
 
-static __always_inline __u64 mptcp_read_be64(const struct tcpopt_walk *w, __u32 off)
+static __always_inline __u64 emptcp_mptcp_read_be64(const struct emptcp_tcpopt_walk *w, __u32 off)
 {
 	__u64 v = 0;
 
 #pragma unroll
 	for (int i = 0; i < 8; i++)
-		v = (v << 8) | tcpopt_byte(w, off + i);
+		v = (v << 8) | emptcp_tcpopt_byte(w, off + i);
 	return v;
 }
 
-static __always_inline __u32 mptcp_read_be32(const struct tcpopt_walk *w, __u32 off)
+static __always_inline __u32 emptcp_mptcp_read_be32(const struct emptcp_tcpopt_walk *w, __u32 off)
 {
 	__u32 v = 0;
 
 #pragma unroll
 	for (int i = 0; i < 4; i++)
-		v = (v << 8) | tcpopt_byte(w, off + i);
+		v = (v << 8) | emptcp_tcpopt_byte(w, off + i);
 	return v;
 }
 
 /* Returns 0 on success, -1 if absent or malformed. Keys in host order. */
-static __always_inline int mptcp_parse_mpc(const struct tcpopt_walk *w, struct mptcp_mpc *m)
+static __always_inline int emptcp_mptcp_parse_mpc(const struct emptcp_tcpopt_walk *w,
+						  struct emptcp_mptcp_mpc *m)
 {
-	int off = tcpopt_mptcp_off(w, MPTCPOPT_MP_CAPABLE);
+	int off = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_MP_CAPABLE);
 	__u8 len;
 
 	if (off < 0)
 		return -1;
-	len = tcpopt_byte(w, off + 1);
+	len = emptcp_tcpopt_byte(w, off + 1);
 	m->len = len;
-	m->version = tcpopt_byte(w, off + 2) & 0x0f;
-	m->flags = len >= 4 ? tcpopt_byte(w, off + 3) : 0;
-	m->has_skey = len >= TCPOLEN_MPTCP_MPC_SYNACK;
-	m->has_rkey = len >= TCPOLEN_MPTCP_MPC_ACK;
-	m->skey = m->has_skey ? mptcp_read_be64(w, off + 4) : 0;
-	m->rkey = m->has_rkey ? mptcp_read_be64(w, off + 12) : 0;
-	if (len != TCPOLEN_MPTCP_MPC_SYN && len != TCPOLEN_MPTCP_MPC_SYNACK &&
-	    len != TCPOLEN_MPTCP_MPC_ACK && len != TCPOLEN_MPTCP_MPC_ACK_DATA &&
-	    len != TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM)
+	m->version = emptcp_tcpopt_byte(w, off + 2) & 0x0f;
+	m->flags = len >= 4 ? emptcp_tcpopt_byte(w, off + 3) : 0;
+	m->has_skey = len >= EMPTCP_TCPOLEN_MPTCP_MPC_SYNACK;
+	m->has_rkey = len >= EMPTCP_TCPOLEN_MPTCP_MPC_ACK;
+	m->skey = m->has_skey ? emptcp_mptcp_read_be64(w, off + 4) : 0;
+	m->rkey = m->has_rkey ? emptcp_mptcp_read_be64(w, off + 12) : 0;
+	if (len != EMPTCP_TCPOLEN_MPTCP_MPC_SYN && len != EMPTCP_TCPOLEN_MPTCP_MPC_SYNACK &&
+	    len != EMPTCP_TCPOLEN_MPTCP_MPC_ACK && len != EMPTCP_TCPOLEN_MPTCP_MPC_ACK_DATA &&
+	    len != EMPTCP_TCPOLEN_MPTCP_MPC_ACK_DATA_CSUM)
 		return -1;
 	return 0;
 }
 
-static __always_inline int mptcp_parse_mpj(const struct tcpopt_walk *w, struct mptcp_mpj *j)
+static __always_inline int emptcp_mptcp_parse_mpj(const struct emptcp_tcpopt_walk *w,
+						  struct emptcp_mptcp_mpj *j)
 {
-	int off = tcpopt_mptcp_off(w, MPTCPOPT_MP_JOIN);
+	int off = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_MP_JOIN);
 	__u8 len;
 
 	if (off < 0)
 		return -1;
-	len = tcpopt_byte(w, off + 1);
+	len = emptcp_tcpopt_byte(w, off + 1);
 	j->len = len;
-	j->backup = tcpopt_byte(w, off + 2) & MPTCP_BACKUP;
-	j->addr_id = tcpopt_byte(w, off + 3);
+	j->backup = emptcp_tcpopt_byte(w, off + 2) & EMPTCP_MPTCP_BACKUP;
+	j->addr_id = emptcp_tcpopt_byte(w, off + 3);
 	j->token = 0;
 	j->nonce = 0;
-	if (len == TCPOLEN_MPTCP_MPJ_SYN) {
-		j->token = mptcp_read_be32(w, off + 4);
-		j->nonce = mptcp_read_be32(w, off + 8);
-	} else if (len == TCPOLEN_MPTCP_MPJ_SYNACK) {
-		j->nonce = mptcp_read_be32(w, off + 12);
-	} else if (len == TCPOLEN_MPTCP_MPJ_ACK) {
+	if (len == EMPTCP_TCPOLEN_MPTCP_MPJ_SYN) {
+		j->token = emptcp_mptcp_read_be32(w, off + 4);
+		j->nonce = emptcp_mptcp_read_be32(w, off + 8);
+	} else if (len == EMPTCP_TCPOLEN_MPTCP_MPJ_SYNACK) {
+		j->nonce = emptcp_mptcp_read_be32(w, off + 12);
+	} else if (len == EMPTCP_TCPOLEN_MPTCP_MPJ_ACK) {
 		j->backup = 0;
 		j->addr_id = 0;
 	} else {
@@ -196,14 +189,14 @@ static __always_inline int mptcp_parse_mpj(const struct tcpopt_walk *w, struct m
 }
 
 /* Expected DSS length for a flags byte. */
-static __always_inline __u32 mptcp_dss_len(__u8 flags, int csum)
+static __always_inline __u32 emptcp_mptcp_dss_len(__u8 flags, int csum)
 {
-	__u32 len = TCPOLEN_MPTCP_DSS_BASE;
+	__u32 len = EMPTCP_TCPOLEN_MPTCP_DSS_BASE;
 
-	if (flags & MPTCP_DSS_HAS_ACK)
-		len += (flags & MPTCP_DSS_ACK64) ? 8 : 4;
-	if (flags & MPTCP_DSS_HAS_MAP)
-		len += ((flags & MPTCP_DSS_DSN64) ? 8 : 4) + 4 + 2 + (csum ? 2 : 0);
+	if (flags & EMPTCP_MPTCP_DSS_HAS_ACK)
+		len += (flags & EMPTCP_MPTCP_DSS_ACK64) ? 8 : 4;
+	if (flags & EMPTCP_MPTCP_DSS_HAS_MAP)
+		len += ((flags & EMPTCP_MPTCP_DSS_DSN64) ? 8 : 4) + 4 + 2 + (csum ? 2 : 0);
 	return len;
 }
 
@@ -213,15 +206,15 @@ static __always_inline __u32 mptcp_dss_len(__u8 flags, int csum)
  * is never used): fills d->flags, d->len, d->has_csum and clears
  * d->data_ack. Returns 0, or -1 when the length does not match the flags.
  */
-static __always_inline int mptcp_dss_head(__u8 len, __u8 fl, struct mptcp_dss *d)
+static __always_inline int emptcp_mptcp_dss_head(__u8 len, __u8 fl, struct emptcp_mptcp_dss *d)
 {
-	if (len < TCPOLEN_MPTCP_DSS_BASE)
+	if (len < EMPTCP_TCPOLEN_MPTCP_DSS_BASE)
 		return -1;
 	d->flags = fl;
 	d->len = len;
-	if (len == mptcp_dss_len(fl, 0))
+	if (len == emptcp_mptcp_dss_len(fl, 0))
 		d->has_csum = 0;
-	else if ((fl & MPTCP_DSS_HAS_MAP) && len == mptcp_dss_len(fl, 1))
+	else if ((fl & EMPTCP_MPTCP_DSS_HAS_MAP) && len == emptcp_mptcp_dss_len(fl, 1))
 		d->has_csum = 1;
 	else
 		return -1;
@@ -229,25 +222,26 @@ static __always_inline int mptcp_dss_head(__u8 len, __u8 fl, struct mptcp_dss *d
 	return 0;
 }
 
-static __always_inline int mptcp_parse_dss(const struct tcpopt_walk *w, struct mptcp_dss *d)
+static __always_inline int emptcp_mptcp_parse_dss(const struct emptcp_tcpopt_walk *w,
+						  struct emptcp_mptcp_dss *d)
 {
-	int off = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	int off = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_DSS);
 	__u32 p;
 	__u8 len, fl;
 
 	if (off < 0)
 		return -1;
-	len = tcpopt_byte(w, off + 1);
-	fl = tcpopt_byte(w, off + 3);
-	if (mptcp_dss_head(len, fl, d) < 0)
+	len = emptcp_tcpopt_byte(w, off + 1);
+	fl = emptcp_tcpopt_byte(w, off + 3);
+	if (emptcp_mptcp_dss_head(len, fl, d) < 0)
 		return -1;
 	p = off + 4;
-	if (fl & MPTCP_DSS_HAS_ACK) {
-		if (fl & MPTCP_DSS_ACK64) {
-			d->data_ack = mptcp_read_be64(w, p);
+	if (fl & EMPTCP_MPTCP_DSS_HAS_ACK) {
+		if (fl & EMPTCP_MPTCP_DSS_ACK64) {
+			d->data_ack = emptcp_mptcp_read_be64(w, p);
 			p += 8;
 		} else {
-			d->data_ack = mptcp_read_be32(w, p);
+			d->data_ack = emptcp_mptcp_read_be32(w, p);
 			p += 4;
 		}
 	}
@@ -255,47 +249,48 @@ static __always_inline int mptcp_parse_dss(const struct tcpopt_walk *w, struct m
 	d->ssn = 0;
 	d->dll = 0;
 	d->csum = 0;
-	if (fl & MPTCP_DSS_HAS_MAP) {
-		if (fl & MPTCP_DSS_DSN64) {
-			d->dsn = mptcp_read_be64(w, p);
+	if (fl & EMPTCP_MPTCP_DSS_HAS_MAP) {
+		if (fl & EMPTCP_MPTCP_DSS_DSN64) {
+			d->dsn = emptcp_mptcp_read_be64(w, p);
 			p += 8;
 		} else {
-			d->dsn = mptcp_read_be32(w, p);
+			d->dsn = emptcp_mptcp_read_be32(w, p);
 			p += 4;
 		}
-		d->ssn = mptcp_read_be32(w, p);
-		d->dll = (tcpopt_byte(w, p + 4) << 8) | tcpopt_byte(w, p + 5);
+		d->ssn = emptcp_mptcp_read_be32(w, p);
+		d->dll = (emptcp_tcpopt_byte(w, p + 4) << 8) | emptcp_tcpopt_byte(w, p + 5);
 		if (d->has_csum)
-			d->csum = (tcpopt_byte(w, p + 6) << 8) | tcpopt_byte(w, p + 7);
+			d->csum = (emptcp_tcpopt_byte(w, p + 6) << 8) |
+				  emptcp_tcpopt_byte(w, p + 7);
 	}
 	return 0;
 }
 
-static __always_inline int mptcp_parse_add_addr(const struct tcpopt_walk *w,
-						struct mptcp_add_addr *a)
+static __always_inline int emptcp_mptcp_parse_add_addr(const struct emptcp_tcpopt_walk *w,
+						struct emptcp_mptcp_add_addr *a)
 {
-	int off = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
+	int off = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_ADD_ADDR);
 	__u32 alen;
 	__u8 len;
 
 	if (off < 0)
 		return -1;
-	len = tcpopt_byte(w, off + 1);
+	len = emptcp_tcpopt_byte(w, off + 1);
 	a->len = len;
-	a->echo = tcpopt_byte(w, off + 2) & MPTCP_ADDR_ECHO;
-	a->addr_id = tcpopt_byte(w, off + 3);
+	a->echo = emptcp_tcpopt_byte(w, off + 2) & EMPTCP_MPTCP_ADDR_ECHO;
+	a->addr_id = emptcp_tcpopt_byte(w, off + 3);
 	switch (len) {
-	case TCPOLEN_MPTCP_ADD_ADDR4_ECHO:
-	case TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT:
-	case TCPOLEN_MPTCP_ADD_ADDR4:
-	case TCPOLEN_MPTCP_ADD_ADDR4_PORT:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_ECHO:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_ECHO_PORT:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_PORT:
 		a->v6 = 0;
 		alen = 4;
 		break;
-	case TCPOLEN_MPTCP_ADD_ADDR6_ECHO:
-	case TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT:
-	case TCPOLEN_MPTCP_ADD_ADDR6:
-	case TCPOLEN_MPTCP_ADD_ADDR6_PORT:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_ECHO:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_ECHO_PORT:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6:
+	case EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_PORT:
 		a->v6 = 1;
 		alen = 16;
 		break;
@@ -311,12 +306,12 @@ static __always_inline int mptcp_parse_add_addr(const struct tcpopt_walk *w,
 	for (int i = 0; i < 16; i++) {
 		if ((__u32)i >= alen)
 			break;
-		a->addr[i] = tcpopt_byte(w, off + 4 + i);
+		a->addr[i] = emptcp_tcpopt_byte(w, off + 4 + i);
 	}
 	a->port = 0;
 	if (a->has_port)
-		a->port = bpf_htons((tcpopt_byte(w, off + 4 + alen) << 8) |
-				    tcpopt_byte(w, off + 5 + alen));
+		a->port = bpf_htons((emptcp_tcpopt_byte(w, off + 4 + alen) << 8) |
+				    emptcp_tcpopt_byte(w, off + 5 + alen));
 	return 0;
 }
 
@@ -325,8 +320,9 @@ static __always_inline int mptcp_parse_add_addr(const struct tcpopt_walk *w,
  * @dss_flags byte 3 of the first DSS (if @mptcp has one), @add_addr_b2
  * byte 2 of the first ADD_ADDR (likewise).
  */
-static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __u8 add_addr_b2,
-						 __u8 tcp_flags, __u32 payload_len)
+static __always_inline __u32 emptcp_mptcp_classify_bits(__u32 mptcp, __u8 dss_flags,
+							__u8 add_addr_b2, __u8 tcp_flags,
+							__u32 payload_len)
 {
 	__u32 t = 0;
 	__u8 b;
@@ -340,7 +336,7 @@ static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __
 	if (!mptcp)
 		return t | (1U << EMPTCP_PT_TCP_PLAIN);
 
-	if (mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_CAPABLE)) {
 		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
 			t |= 1U << EMPTCP_PT_MP_CAPABLE_SYN;
 		else if (tcp_flags & EMPTCP_TCP_SYN)
@@ -348,7 +344,7 @@ static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __
 		else
 			t |= 1U << EMPTCP_PT_MP_CAPABLE_ACK;
 	}
-	if (mptcp & (1U << MPTCPOPT_MP_JOIN)) {
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_JOIN)) {
 		if ((tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN)
 			t |= 1U << EMPTCP_PT_MP_JOIN_SYN;
 		else if (tcp_flags & EMPTCP_TCP_SYN)
@@ -356,28 +352,29 @@ static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __
 		else
 			t |= 1U << EMPTCP_PT_MP_JOIN_ACK;
 	}
-	if (mptcp & (1U << MPTCPOPT_DSS)) {
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_DSS)) {
 		b = dss_flags;
-		if ((b & MPTCP_DSS_HAS_MAP) && payload_len)
+		if ((b & EMPTCP_MPTCP_DSS_HAS_MAP) && payload_len)
 			t |= 1U << EMPTCP_PT_DSS_DATA;
-		if ((b & MPTCP_DSS_HAS_ACK) && !payload_len)
+		if ((b & EMPTCP_MPTCP_DSS_HAS_ACK) && !payload_len)
 			t |= 1U << EMPTCP_PT_DSS_ACK;
-		if (b & MPTCP_DSS_DATA_FIN)
+		if (b & EMPTCP_MPTCP_DSS_DATA_FIN)
 			t |= 1U << EMPTCP_PT_DATA_FIN;
 	}
-	if (mptcp & (1U << MPTCPOPT_ADD_ADDR)) {
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_ADD_ADDR)) {
 		b = add_addr_b2;
-		t |= 1U << ((b & MPTCP_ADDR_ECHO) ? EMPTCP_PT_ADD_ADDR_ECHO : EMPTCP_PT_ADD_ADDR);
+		t |= 1U << ((b & EMPTCP_MPTCP_ADDR_ECHO) ? EMPTCP_PT_ADD_ADDR_ECHO :
+							   EMPTCP_PT_ADD_ADDR);
 	}
-	if (mptcp & (1U << MPTCPOPT_RM_ADDR))
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_RM_ADDR))
 		t |= 1U << EMPTCP_PT_RM_ADDR;
-	if (mptcp & (1U << MPTCPOPT_MP_PRIO))
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_PRIO))
 		t |= 1U << EMPTCP_PT_MP_PRIO;
-	if (mptcp & (1U << MPTCPOPT_MP_FAIL))
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_FAIL))
 		t |= 1U << EMPTCP_PT_MP_FAIL;
-	if (mptcp & (1U << MPTCPOPT_MP_FASTCLOSE))
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_FASTCLOSE))
 		t |= 1U << EMPTCP_PT_MP_FASTCLOSE;
-	if (mptcp & (1U << MPTCPOPT_MP_TCPRST))
+	if (mptcp & (1U << EMPTCP_MPTCPOPT_MP_TCPRST))
 		t |= 1U << EMPTCP_PT_MP_TCPRST;
 	return t;
 }
@@ -386,63 +383,63 @@ static __always_inline __u32 mptcp_classify_bits(__u32 mptcp, __u8 dss_flags, __
  * Classify a TCP segment into the emptcp_ptype bits (abi.h) from its TCP
  * flags, option walk and payload length.
  */
-static __always_inline __u32 mptcp_classify(const struct tcpopt_walk *w, __u8 tcp_flags,
-					    __u32 payload_len)
+static __always_inline __u32 emptcp_mptcp_classify(const struct emptcp_tcpopt_walk *w,
+						   __u8 tcp_flags, __u32 payload_len)
 {
-	int dss = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
-	int aa = tcpopt_mptcp_off(w, MPTCPOPT_ADD_ADDR);
+	int dss = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_DSS);
+	int aa = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_ADD_ADDR);
 	__u8 df = 0, a2 = 0;
 
-	/* a DSS shorter than 4 bytes has no flags byte: 0 (as tcpopt_sum) */
-	if (dss >= 0 && tcpopt_byte(w, dss + 1) >= 4)
-		df = tcpopt_byte(w, dss + 3);
+	/* a DSS shorter than 4 bytes has no flags byte: 0 (as emptcp_tcpopt_sum) */
+	if (dss >= 0 && emptcp_tcpopt_byte(w, dss + 1) >= 4)
+		df = emptcp_tcpopt_byte(w, dss + 3);
 	if (aa >= 0)
-		a2 = tcpopt_byte(w, aa + 2);
-	return mptcp_classify_bits(w->mptcp, df, a2, tcp_flags, payload_len);
+		a2 = emptcp_tcpopt_byte(w, aa + 2);
+	return emptcp_mptcp_classify_bits(w->mptcp, df, a2, tcp_flags, payload_len);
 }
 
-/* The same from a tcpopt_sum. */
-static __always_inline __u32 mptcp_classify_sum(const struct tcpopt_sum *s, __u8 tcp_flags,
-						__u32 payload_len)
+/* The same from a struct emptcp_tcpopt_sum. */
+static __always_inline __u32 emptcp_mptcp_classify_sum(const struct emptcp_tcpopt_sum *s,
+						       __u8 tcp_flags, __u32 payload_len)
 {
-	return mptcp_classify_bits(s->mptcp, s->dss_flags, s->add_addr_b2, tcp_flags,
+	return emptcp_mptcp_classify_bits(s->mptcp, s->dss_flags, s->add_addr_b2, tcp_flags,
 				   payload_len);
 }
 
 /* Longest DSS: header, 64-bit data ACK, 64-bit DSN, SSN, length, checksum. */
-#define TCPOLEN_MPTCP_DSS_MAX	28
+#define EMPTCP_TCPOLEN_MPTCP_DSS_MAX		28
 
-static __always_inline __u64 mptcp_pkt_be32(const __u8 *p)
+static __always_inline __u64 emptcp_mptcp_pkt_be32(const __u8 *p)
 {
 	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
 }
 
-static __always_inline __u64 mptcp_pkt_be64(const __u8 *p)
+static __always_inline __u64 emptcp_mptcp_pkt_be64(const __u8 *p)
 {
-	return (mptcp_pkt_be32(p) << 32) | mptcp_pkt_be32(p + 4);
+	return (emptcp_mptcp_pkt_be32(p) << 32) | emptcp_mptcp_pkt_be32(p + 4);
 }
 
 /*
- * mptcp_parse_dss() on a DSS read in place: @o points at its kind byte, and
- * the caller has checked that TCPOLEN_MPTCP_DSS_MAX bytes from @o are
+ * emptcp_mptcp_parse_dss() on a DSS read in place: @o points at its kind byte, and
+ * the caller has checked that EMPTCP_TCPOLEN_MPTCP_DSS_MAX bytes from @o are
  * readable (bytes past the option's length are never used). Same checks
- * and results as mptcp_parse_dss().
+ * and results as emptcp_mptcp_parse_dss().
  */
-static __always_inline int mptcp_parse_dss_at(const __u8 *o, struct mptcp_dss *d)
+static __always_inline int emptcp_mptcp_parse_dss_at(const __u8 *o, struct emptcp_mptcp_dss *d)
 {
 	const __u8 *p;
 	__u8 fl = o[3];
 
-	if (mptcp_dss_head(o[1], fl, d) < 0)
+	if (emptcp_mptcp_dss_head(o[1], fl, d) < 0)
 		return -1;
 	/* constant offsets per branch (p stays a bounded packet pointer) */
 	p = o + 4;
-	if (fl & MPTCP_DSS_HAS_ACK) {
-		if (fl & MPTCP_DSS_ACK64) {
-			d->data_ack = mptcp_pkt_be64(p);
+	if (fl & EMPTCP_MPTCP_DSS_HAS_ACK) {
+		if (fl & EMPTCP_MPTCP_DSS_ACK64) {
+			d->data_ack = emptcp_mptcp_pkt_be64(p);
 			p = o + 12;
 		} else {
-			d->data_ack = mptcp_pkt_be32(p);
+			d->data_ack = emptcp_mptcp_pkt_be32(p);
 			p = o + 8;
 		}
 	}
@@ -450,15 +447,15 @@ static __always_inline int mptcp_parse_dss_at(const __u8 *o, struct mptcp_dss *d
 	d->ssn = 0;
 	d->dll = 0;
 	d->csum = 0;
-	if (fl & MPTCP_DSS_HAS_MAP) {
-		if (fl & MPTCP_DSS_DSN64) {
-			d->dsn = mptcp_pkt_be64(p);
+	if (fl & EMPTCP_MPTCP_DSS_HAS_MAP) {
+		if (fl & EMPTCP_MPTCP_DSS_DSN64) {
+			d->dsn = emptcp_mptcp_pkt_be64(p);
 			p += 8;
 		} else {
-			d->dsn = mptcp_pkt_be32(p);
+			d->dsn = emptcp_mptcp_pkt_be32(p);
 			p += 4;
 		}
-		d->ssn = mptcp_pkt_be32(p);
+		d->ssn = emptcp_mptcp_pkt_be32(p);
 		d->dll = (p[4] << 8) | p[5];
 		if (d->has_csum)
 			d->csum = (p[6] << 8) | p[7];

@@ -49,7 +49,7 @@
 #define EMPTCP_EBAD	(-2)	/* malformed header */
 #define EMPTCP_EFRAG	(-3)	/* IP fragment */
 
-struct hdr_cursor {
+struct emptcp_cursor {
 	void *pos;
 };
 
@@ -59,7 +59,7 @@ struct emptcp_vlan_hdr {
 };
 
 /* Ethernet plus up to EMPTCP_VLAN_MAX tags. Returns the inner EtherType (host order). */
-static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
+static __always_inline int emptcp_parse_eth(struct emptcp_cursor *nh, void *data_end,
 					struct ethhdr **ethhdr)
 {
 	struct ethhdr *eth = nh->pos;
@@ -89,7 +89,7 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 }
 
 /* IPv4 with options. Returns the protocol number. */
-static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
+static __always_inline int emptcp_parse_ipv4(struct emptcp_cursor *nh, void *data_end,
 				       struct iphdr **iphdr)
 {
 	struct iphdr *iph = nh->pos;
@@ -117,7 +117,7 @@ struct emptcp_ipv6_opt_hdr {
 };
 
 /* IPv6 and its extension headers. Returns the upper-layer protocol. */
-static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
+static __always_inline int emptcp_parse_ipv6(struct emptcp_cursor *nh, void *data_end,
 					struct ipv6hdr **ip6hdr)
 {
 	struct ipv6hdr *ip6h = nh->pos;
@@ -155,7 +155,7 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 }
 
 /* TCP with options. Returns the header length in bytes (20..60). */
-static __always_inline int parse_tcphdr(struct hdr_cursor *nh, void *data_end,
+static __always_inline int emptcp_parse_tcp(struct emptcp_cursor *nh, void *data_end,
 					struct tcphdr **tcphdr)
 {
 	struct tcphdr *th = nh->pos;
@@ -189,22 +189,22 @@ struct emptcp_l34 {
 static __always_inline int emptcp_parse_l34(void *data, void *data_end,
 					    struct emptcp_l34 *out)
 {
-	struct hdr_cursor nh = { .pos = data };
+	struct emptcp_cursor nh = { .pos = data };
 	struct ethhdr *eth;
 	struct iphdr *iph;
 	struct ipv6hdr *ip6h;
 	struct tcphdr *th;
 	int proto, l4;
 
-	proto = parse_ethhdr(&nh, data_end, &eth);
+	proto = emptcp_parse_eth(&nh, data_end, &eth);
 	if (proto < 0)
 		return proto;
 	out->l3_off = nh.pos - data;
 	if (proto == EMPTCP_ETH_P_IP) {
-		l4 = parse_iphdr(&nh, data_end, &iph);
+		l4 = emptcp_parse_ipv4(&nh, data_end, &iph);
 		out->v6 = 0;
 	} else if (proto == EMPTCP_ETH_P_IPV6) {
-		l4 = parse_ip6hdr(&nh, data_end, &ip6h);
+		l4 = emptcp_parse_ipv6(&nh, data_end, &ip6h);
 		out->v6 = 1;
 	} else {
 		return 1;
@@ -216,7 +216,7 @@ static __always_inline int emptcp_parse_l34(void *data, void *data_end,
 	out->l4_off = nh.pos - data;
 	if (out->l4_off > EMPTCP_MAX_L4_OFF)
 		return EMPTCP_EBAD;
-	l4 = parse_tcphdr(&nh, data_end, &th);
+	l4 = emptcp_parse_tcp(&nh, data_end, &th);
 	if (l4 < 0)
 		return l4;
 	return 0;

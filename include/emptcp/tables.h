@@ -4,9 +4,9 @@
  * a table that emptcp fills and changes at run time (`emptcp set add`,
  * `emptcp map add`), whatever the table's size.
  *
- * Needs:      emptcp/emptcp.h (the stage context and emptcp_tcp()).
+ * Needs:      vmlinux.h; -DEMPTCP_XDP or -DEMPTCP_TC.
  * Guarantees: the five outer maps (ARRAY_OF_MAPS, one per key layout of
- *             abi.h) that hold the tables; like chain.h's maps they are
+ *             abi.h) that hold the tables; like maps.h's maps they are
  *             the ABI, declared identically by every object that looks
  *             tables up, created and pinned by emptcp before any stage is
  *             loaded. emptcp_tab_lookup() builds the key a struct
@@ -25,7 +25,8 @@
 #include <bpf/bpf_endian.h>
 
 #include "abi.h"
-#include "chain.h"
+#include "step.h"
+#include "pkt.h"
 
 struct emptcp_tab_addr_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -141,7 +142,7 @@ static __always_inline void emptcp_tab_mapped(__u8 out[16], __u32 v4)
 static __always_inline int emptcp_tab_addr(emptcp_ctx *ctx, const struct emptcp_run *r,
 					   int which, __u8 out[16])
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l3_off;
 
 	if (off > EMPTCP_MAX_L4_OFF)

@@ -39,8 +39,8 @@
  * the one written (the stack is short: XDP's grow copies the headers there).
  */
 struct as_scratch {
-	struct tcpopt_walk w;
-	__u8 nb[TCPOPT_BUF_MASK + 1];
+	struct emptcp_tcpopt_walk w;
+	__u8 nb[EMPTCP_TCPOPT_BUF_MASK + 1];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -50,7 +50,7 @@ struct {
 } as_scratch SEC(".maps");
 
 /* The DSS flags a droppable DSS may have: a data ACK (4 or 8 bytes), nothing else. */
-#define AS_DSS_ACK_ONLY	(MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64)
+#define AS_DSS_ACK_ONLY	(EMPTCP_MPTCP_DSS_HAS_ACK | EMPTCP_MPTCP_DSS_ACK64)
 
 /* the kept bytes are indexed with a mask */
 _Static_assert((EMPTCP_KEPT_MAX & (EMPTCP_KEPT_MAX - 1)) == 0, "EMPTCP_KEPT_MAX is a power of 2");
@@ -73,7 +73,7 @@ static __always_inline int as_append(emptcp_ctx *ctx, struct emptcp_run *r,
 	/* TC appends after the last option: behind an EOL nobody reads it */
 	if (!EMPTCP_IS_XDP && (r->p.flags & EMPTCP_PF_EOL))
 		return EMPTCP_CNT_SKIP;
-	ret = ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload, n, &room);
+	ret = emptcp_ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload, n, &room);
 	if (ret == EMPTCP_E2BIG || ret == EMPTCP_ENOTSUP)
 		return EMPTCP_CNT_NO_ROOM;
 	if (ret < 0)
@@ -88,11 +88,12 @@ static __always_inline int as_append(emptcp_ctx *ctx, struct emptcp_run *r,
 			break;
 		/* the map value outlives packet changes (stack is short here) */
 		__builtin_memcpy(&word, &kept->opt[i * 4], 4);
-		if (ctx_store_bytes(ctx, room + i * 4, &word, 4) < 0 ||
-		    ctx_l4_csum_replace(ctx, r->p.l4_off + 16, 0, word, 4) < 0)
+		if (emptcp_ctx_store_bytes(ctx, room + i * 4, &word, 4) < 0 ||
+		    emptcp_ctx_l4_csum_replace(ctx, r->p.l4_off + 16, 0, word, 4) < 0)
 			return -1;
 	}
-	if (update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6, n) < 0)
+	if (emptcp_update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6,
+				       n) < 0)
 		return -1;
 	return EMPTCP_CNT_HIT;
 }
@@ -106,7 +107,7 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
 					  const struct emptcp_kept *kept, __u32 hlen, __u32 len)
 {
 	struct as_scratch *sc;
-	struct tcpopt_walk *w;
+	struct emptcp_tcpopt_walk *w;
 	__u32 zero = 0, area, o, dl, df, keep, nl, grow, room, i;
 	__u64 *nb64;
 	__s64 diff;
@@ -119,26 +120,26 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
 	if (emptcp_opts_load(ctx, r, w, hlen) < 0)
 		return EMPTCP_CNT_PARSE_ERR;
 	area = w->len;
-	if (area > TCP_MAX_OPT_LEN || (area & 3))
+	if (area > EMPTCP_TCP_MAX_OPT_LEN || (area & 3))
 		return EMPTCP_CNT_PARSE_ERR;
 	/* the whole area is rewritten: options behind an EOL are not options */
 	if (w->off < area)
 		return EMPTCP_CNT_SKIP;
 	/* one MPTCP option, a DSS: anything else stays (MP_PRIO, RM_ADDR...) */
-	if (w->mptcp != (1U << MPTCPOPT_DSS) || w->mp_count != 1)
+	if (w->mptcp != (1U << EMPTCP_MPTCPOPT_DSS) || w->mp_count != 1)
 		return EMPTCP_CNT_NO_ROOM;
-	dss = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
-	if (dss < 0 || dss >= TCP_MAX_OPT_LEN)
+	dss = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_DSS);
+	if (dss < 0 || dss >= EMPTCP_TCP_MAX_OPT_LEN)
 		return EMPTCP_CNT_PARSE_ERR;
 	o = dss;
-	dl = tcpopt_byte(w, o + 1);
-	if (dl < TCPOLEN_MPTCP_DSS_BASE)
+	dl = emptcp_tcpopt_byte(w, o + 1);
+	if (dl < EMPTCP_TCPOLEN_MPTCP_DSS_BASE)
 		return EMPTCP_CNT_PARSE_ERR;
-	df = tcpopt_byte(w, o + 3);
+	df = emptcp_tcpopt_byte(w, o + 3);
 	/* a mapping or a DATA_FIN must not be lost */
 	if (df & ~AS_DSS_ACK_ONLY)
 		return EMPTCP_CNT_NO_ROOM;
-	if (dl != mptcp_dss_len(df, 0))
+	if (dl != emptcp_mptcp_dss_len(df, 0))
 		return EMPTCP_CNT_PARSE_ERR;
 	/* the walk checked o + dl <= area */
 	keep = area - dl;
@@ -146,7 +147,7 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
 	/* never shorter (no ADD_ADDR is shorter than a DSS; kept for safety) */
 	if (nl < area)
 		nl = area;
-	if (20 + nl > TCP_MAX_HDR_LEN)
+	if (20 + nl > EMPTCP_TCP_MAX_HDR_LEN)
 		return EMPTCP_CNT_NO_ROOM;
 	grow = nl - area;
 
@@ -158,34 +159,35 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
 	 */
 	nb64 = (__u64 *)sc->nb;
 #pragma unroll
-	for (int k = 0; k < (TCPOPT_BUF_MASK + 1) / 8; k++)
+	for (int k = 0; k < (EMPTCP_TCPOPT_BUF_MASK + 1) / 8; k++)
 		nb64[k] = 0x0101010101010101ULL;	/* NOPs */
-	for (i = 0; i < TCP_MAX_OPT_LEN; i++) {
+	for (i = 0; i < EMPTCP_TCP_MAX_OPT_LEN; i++) {
 		if (i >= o)
 			break;
-		sc->nb[i & TCPOPT_BUF_MASK] = w->b[i & TCPOPT_BUF_MASK];
+		sc->nb[i & EMPTCP_TCPOPT_BUF_MASK] = w->b[i & EMPTCP_TCPOPT_BUF_MASK];
 	}
-	for (i = 0; i < TCP_MAX_OPT_LEN; i++) {
+	for (i = 0; i < EMPTCP_TCP_MAX_OPT_LEN; i++) {
 		if (i >= keep - o)
 			break;
-		sc->nb[(o + i) & TCPOPT_BUF_MASK] = w->b[(o + dl + i) & TCPOPT_BUF_MASK];
+		sc->nb[(o + i) & EMPTCP_TCPOPT_BUF_MASK] =
+			w->b[(o + dl + i) & EMPTCP_TCPOPT_BUF_MASK];
 	}
 	for (i = 0; i < EMPTCP_KEPT_MAX; i++) {
 		if (i >= len)
 			break;
-		sc->nb[(keep + i) & TCPOPT_BUF_MASK] = kept->opt[i & (EMPTCP_KEPT_MAX - 1)];
+		sc->nb[(keep + i) & EMPTCP_TCPOPT_BUF_MASK] = kept->opt[i & (EMPTCP_KEPT_MAX - 1)];
 	}
 	/* Verifier: sizes it can see are in [4, 40] (no-ops here; see tcpopt.h) */
 	if (area < 4 || nl < 4)
 		return EMPTCP_CNT_PARSE_ERR;
-	TCPOPT_CLAMP(area, 4, TCP_MAX_OPT_LEN);
-	TCPOPT_CLAMP(nl, 4, TCP_MAX_OPT_LEN);
+	EMPTCP_TCPOPT_CLAMP(area, 4, EMPTCP_TCP_MAX_OPT_LEN);
+	EMPTCP_TCPOPT_CLAMP(nl, 4, EMPTCP_TCP_MAX_OPT_LEN);
 	diff = bpf_csum_diff((__be32 *)w->b, area, (__be32 *)sc->nb, nl, 0);
 	if (diff < 0)
 		return EMPTCP_CNT_ERROR;
 
 	if (grow) {
-		ret = ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, 0, grow, &room);
+		ret = emptcp_ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, 0, grow, &room);
 		if (ret == EMPTCP_E2BIG || ret == EMPTCP_ENOTSUP)
 			return EMPTCP_CNT_NO_ROOM;
 		if (ret < 0)
@@ -196,13 +198,15 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
 	 * XDP made the room before the old options and TC after them; either
 	 * way the option area, now nl bytes, is written whole.
 	 */
-	TCPOPT_CLAMP(nl, 4, TCP_MAX_OPT_LEN);	/* Verifier: spilled across the grow */
-	if (ctx_store_bytes(ctx, r->p.l4_off + 20, sc->nb, nl) < 0)
+	/* Verifier: spilled across the grow */
+	EMPTCP_TCPOPT_CLAMP(nl, 4, EMPTCP_TCP_MAX_OPT_LEN);
+	if (emptcp_ctx_store_bytes(ctx, r->p.l4_off + 20, sc->nb, nl) < 0)
 		return -1;
-	if (ctx_l4_csum_replace(ctx, r->p.l4_off + 16, 0, (__u32)diff, 0) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, r->p.l4_off + 16, 0, (__u32)diff, 0) < 0)
 		return -1;
 	if (grow &&
-	    update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6, grow) < 0)
+	    emptcp_update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6,
+				       grow) < 0)
 		return -1;
 	return EMPTCP_CNT_HIT;
 }
@@ -243,16 +247,16 @@ static __always_inline int add_subflow_act(emptcp_ctx *ctx, struct emptcp_run *r
 	if (!kept)
 		return AS_NO_COUNT;
 	len = kept->len;
-	if (len < TCPOLEN_MPTCP_ADD_ADDR4_ECHO || len > EMPTCP_KEPT_MAX - 2)
+	if (len < EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_ECHO || len > EMPTCP_KEPT_MAX - 2)
 		return EMPTCP_CNT_ERROR;
 	/* blk_subflow pads the kept bytes with NOPs up to EMPTCP_KEPT_MAX */
 	n = (len + 3) & ~3U;
 
 	l4len = emptcp_l4_len(ctx, r);
-	if (l4len < (int)hlen || hlen < 20 || hlen > TCP_MAX_HDR_LEN)
+	if (l4len < (int)hlen || hlen < 20 || hlen > EMPTCP_TCP_MAX_HDR_LEN)
 		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
-	if (hlen + n > TCP_MAX_HDR_LEN || (!EMPTCP_IS_XDP && payload)) {
+	if (hlen + n > EMPTCP_TCP_MAX_HDR_LEN || (!EMPTCP_IS_XDP && payload)) {
 		/* only a pure ACK may lose its DSS for it */
 		if (payload || (fl & EMPTCP_TCP_FIN))
 			return EMPTCP_CNT_NO_ROOM;
@@ -261,9 +265,10 @@ static __always_inline int add_subflow_act(emptcp_ctx *ctx, struct emptcp_run *r
 		/* the per-packet option summary (the header length was checked above) */
 		if (emptcp_opts(ctx, r) < 0)
 			return EMPTCP_CNT_PARSE_ERR;
-		if (!(r->p.subtypes & (1U << MPTCPOPT_DSS)) ||
-		    (r->p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_JOIN) |
-				      (1U << MPTCPOPT_ADD_ADDR))))
+		if (!(r->p.subtypes & (1U << EMPTCP_MPTCPOPT_DSS)) ||
+		    (r->p.subtypes & ((1U << EMPTCP_MPTCPOPT_MP_CAPABLE) |
+				      (1U << EMPTCP_MPTCPOPT_MP_JOIN) |
+				      (1U << EMPTCP_MPTCPOPT_ADD_ADDR))))
 			return EMPTCP_CNT_SKIP;
 		ret = as_append(ctx, r, kept, hlen, payload, n);
 	}
@@ -279,7 +284,7 @@ EMPTCP_HEAVY_STAGE int add_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	int ret, placed = 0;
 
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r)) {
 		ret = add_subflow_act(ctx, r, &placed);
 		if (ret < 0) {

@@ -19,7 +19,7 @@ static __always_inline int emptcp_begin(emptcp_ctx *ctx, struct emptcp_pctx *p)
 	int ret;
 
 	emptcp_count(0, EMPTCP_CNT_RUN);
-	ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
+	ret = emptcp_parse_l34(emptcp_ctx_data(ctx), emptcp_ctx_data_end(ctx), &l);
 	/*
 	 * TC: headers may sit in frags; only then make them linear.
 	 * bpf_skb_pull_data() also makes the head writable, which copies the
@@ -28,8 +28,8 @@ static __always_inline int emptcp_begin(emptcp_ctx *ctx, struct emptcp_pctx *p)
 	 * (scripts/bench wire), where headers are almost always linear.
 	 */
 	if (ret == EMPTCP_ESHORT) {
-		ctx_pull(ctx, 128);
-		ret = emptcp_parse_l34(ctx_data(ctx), ctx_data_end(ctx), &l);
+		emptcp_ctx_pull(ctx, 128);
+		ret = emptcp_parse_l34(emptcp_ctx_data(ctx), emptcp_ctx_data_end(ctx), &l);
 	}
 	if (ret != 0) {
 		emptcp_count(0, ret < 0 ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NOT_TCP);

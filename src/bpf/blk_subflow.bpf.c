@@ -47,14 +47,15 @@ struct {
  * Replace the @len option bytes at @opt_off with @repl (length kept) and
  * fix the TCP checksum with one bpf_csum_diff() over the option area.
  */
-static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct tcpopt_walk *w,
+static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off,
+					  struct emptcp_tcpopt_walk *w,
 					  __u32 opt_off, __u32 len, const __u8 *repl)
 {
-	__u64 old[TCP_MAX_OPT_LEN / 8];
+	__u64 old[EMPTCP_TCP_MAX_OPT_LEN / 8];
 	__u32 area = w->len;
 	__s64 diff;
 
-	if (area == 0 || area > TCP_MAX_OPT_LEN || (area & 3))
+	if (area == 0 || area > EMPTCP_TCP_MAX_OPT_LEN || (area & 3))
 		return EMPTCP_EINVAL;
 	if (opt_off + len > area || len == 0 || len > EMPTCP_KEPT_MAX)
 		return EMPTCP_EINVAL;
@@ -63,28 +64,30 @@ static __always_inline int tcpopt_replace(emptcp_ctx *ctx, __u32 l4_off, struct 
 	for (int i = 0; i < EMPTCP_KEPT_MAX; i++) {
 		if ((__u32)i >= len)
 			break;
-		w->b[(opt_off + i) & TCPOPT_BUF_MASK] = repl[i];
+		w->b[(opt_off + i) & EMPTCP_TCPOPT_BUF_MASK] = repl[i];
 	}
 	/*
 	 * Verifier (tcpopt.h): Linux 6.1 lost the check above once the stage
 	 * kept its counters' pointer (one more live value, area spilled).
 	 */
-	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);
+	EMPTCP_TCPOPT_CLAMP(area, 1, EMPTCP_TCP_MAX_OPT_LEN);
 	diff = bpf_csum_diff((__be32 *)old, area, (__be32 *)w->b, area, 0);
 	if (diff < 0)
 		return EMPTCP_EINVAL;
-	TCPOPT_CLAMP(area, 1, TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
-	if (ctx_store_bytes(ctx, l4_off + 20, w->b, area) < 0)
+	EMPTCP_TCPOPT_CLAMP(area, 1, EMPTCP_TCP_MAX_OPT_LEN);	/* Verifier: see tcpopt.h */
+	if (emptcp_ctx_store_bytes(ctx, l4_off + 20, w->b, area) < 0)
 		return EMPTCP_EINVAL;
-	if (ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)
+	if (emptcp_ctx_l4_csum_replace(ctx, l4_off + 16, 0, (__u32)diff, 0) < 0)
 		return EMPTCP_EINVAL;
 	return 0;
 }
 
 static __always_inline int valid_announce_len(__u32 len)
 {
-	return len == TCPOLEN_MPTCP_ADD_ADDR4 || len == TCPOLEN_MPTCP_ADD_ADDR4_PORT ||
-	       len == TCPOLEN_MPTCP_ADD_ADDR6 || len == TCPOLEN_MPTCP_ADD_ADDR6_PORT;
+	return len == EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4 ||
+	       len == EMPTCP_TCPOLEN_MPTCP_ADD_ADDR4_PORT ||
+	       len == EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6 ||
+	       len == EMPTCP_TCPOLEN_MPTCP_ADD_ADDR6_PORT;
 }
 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
@@ -95,7 +98,7 @@ EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	__u32 zero = 0;
 	struct emptcp_blk_subflow bs;
 	struct emptcp_flow_key k;
-	struct tcpopt_walk w;
+	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u64 dack = EMPTCP_BLK_DACK;
 	__u32 hlen, len;
@@ -136,15 +139,15 @@ EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (bs.mode == EMPTCP_BLK_JOIN) {
 		/* MP_JOIN on a SYN without ACK: a peer opening a subflow */
 		if ((fl & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
-		    !(w.mptcp & (1U << MPTCPOPT_MP_JOIN)))
+		    !(w.mptcp & (1U << EMPTCP_MPTCPOPT_MP_JOIN)))
 			return EMPTCP_CONTINUE;
 		emptcp_run_count(r, EMPTCP_CNT_HIT);
 		return EMPTCP_DROP;
 	}
-	off = tcpopt_mptcp_off(&w, MPTCPOPT_ADD_ADDR);
-	if (off < 0 || off >= TCP_MAX_OPT_LEN)
+	off = emptcp_tcpopt_mptcp_off(&w, EMPTCP_MPTCPOPT_ADD_ADDR);
+	if (off < 0 || off >= EMPTCP_TCP_MAX_OPT_LEN)
 		return EMPTCP_CONTINUE;
-	len = tcpopt_byte(&w, off + 1);
+	len = emptcp_tcpopt_byte(&w, off + 1);
 	if (!valid_announce_len(len)) {
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return EMPTCP_CONTINUE;
@@ -163,18 +166,19 @@ EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 
 #pragma unroll
 	for (int i = 0; i < EMPTCP_KEPT_MAX; i++) {
-		sc->kept.opt[i] = (__u32)i < len ? tcpopt_byte(&w, off + i) : TCPOPT_NOP_KIND;
-		sc->repl[i] = TCPOPT_NOP_KIND;
+		sc->kept.opt[i] = (__u32)i < len ? emptcp_tcpopt_byte(&w, off + i) :
+						   EMPTCP_TCPOPT_NOP_KIND;
+		sc->repl[i] = EMPTCP_TCPOPT_NOP_KIND;
 	}
 	sc->kept.len = len;
 	sc->kept.ts_ns = bpf_ktime_get_ns();
 
-	if (!(w.mptcp & (1U << MPTCPOPT_DSS))) {
+	if (!(w.mptcp & (1U << EMPTCP_MPTCPOPT_DSS))) {
 		/* DSS, 64-bit data ACK only (len 12), then NOPs */
-		sc->repl[0] = TCPOPT_MPTCP_KIND;
+		sc->repl[0] = EMPTCP_TCPOPT_MPTCP_KIND;
 		sc->repl[1] = 12;
-		sc->repl[2] = MPTCPOPT_DSS << 4;
-		sc->repl[3] = MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64;
+		sc->repl[2] = EMPTCP_MPTCPOPT_DSS << 4;
+		sc->repl[3] = EMPTCP_MPTCP_DSS_HAS_ACK | EMPTCP_MPTCP_DSS_ACK64;
 #pragma unroll
 		for (int i = 0; i < 8; i++)
 			sc->repl[4 + i] = (__u8)(dack >> (56 - 8 * i));

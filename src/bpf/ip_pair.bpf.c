@@ -28,7 +28,7 @@ static __always_inline int pair_eq(const struct emptcp_ip_pair *pp, const __u8 *
 /* The selector's result: 1 when the packet's address pair matches. */
 static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	struct emptcp_ip_pair pp;
 	__u8 s[16], d[16];
 	__u32 off;

@@ -57,18 +57,18 @@ static __always_inline int publish(const struct emptcp_event *e)
 	return r0 | r1 | r2 | r3;
 }
 
-static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tcpopt_walk *w,
+static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct emptcp_tcpopt_walk *w,
 				__u8 tcp_flags, int what)
 {
 	struct emptcp_event ev, *e = &ev;
-	struct mptcp_mpc mpc;
-	struct mptcp_mpj mpj;
+	struct emptcp_mptcp_mpc mpc;
+	struct emptcp_mptcp_mpj mpj;
 
 	if (what == EMPTCP_EV_CONNECT) {
-		if (mptcp_parse_mpc(w, &mpc) < 0 || !mpc.has_skey)
+		if (emptcp_mptcp_parse_mpc(w, &mpc) < 0 || !mpc.has_skey)
 			return 0;	/* a SYN carries no key yet */
 	} else {
-		if (mptcp_parse_mpj(w, &mpj) < 0)
+		if (emptcp_mptcp_parse_mpj(w, &mpj) < 0)
 			return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -107,7 +107,7 @@ static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct tc
  */
 static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	struct tcpopt_walk w;
+	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u64 p[1];
 	__u32 hlen;
@@ -131,8 +131,8 @@ static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	 * the options alone, below.)
 	 */
 	if (emptcp_opts(ctx, r) == 0 &&
-	    !(r->p.subtypes & (1U << (what == EMPTCP_EV_SUBFLOW ? MPTCPOPT_MP_JOIN
-								 : MPTCPOPT_MP_CAPABLE))))
+	    !(r->p.subtypes & (1U << (what == EMPTCP_EV_SUBFLOW ? EMPTCP_MPTCPOPT_MP_JOIN
+								 : EMPTCP_MPTCPOPT_MP_CAPABLE))))
 		return EMPTCP_CNT_SKIP;
 	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
 		return EMPTCP_CNT_PARSE_ERR;
@@ -143,7 +143,7 @@ static __always_inline int observe_act(emptcp_ctx *ctx, struct emptcp_run *r)
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
 EMPTCP_HEAVY_STAGE int observe_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r))
 		emptcp_run_count(r, observe_act(ctx, r));
 	return EMPTCP_CONTINUE;

@@ -69,7 +69,7 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	struct emptcp_rate_limit rl;
 	struct emptcp_flow_key key;
 	struct emptcp_rl_flow *st, init = {};
-	struct tcpopt_walk w;
+	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
 	__u16 win_old, win_new;
@@ -134,7 +134,7 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 				return EMPTCP_CONTINUE;
 			}
 			if (w.ws_off)
-				ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
+				ws = emptcp_tcpopt_byte(&w, w.ws_off - 1 + 2);
 		}
 		/* a SYN without ACK starts over (a reused 4-tuple) */
 		if (!(fl & EMPTCP_TCP_ACK))
@@ -246,12 +246,12 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		return EMPTCP_CONTINUE;
 	}
 	win_new = bpf_htons((__u16)want);
-	if (ctx_store_bytes(ctx, r->p.l4_off + 14, &win_new, 2) < 0) {
+	if (emptcp_ctx_store_bytes(ctx, r->p.l4_off + 14, &win_new, 2) < 0) {
 		/* nothing changed */
 		emptcp_run_count(r, EMPTCP_CNT_ERROR);
 		return EMPTCP_CONTINUE;
 	}
-	if (ctx_l4_csum_replace(ctx, r->p.l4_off + 16, win_old, win_new, 2) < 0) {
+	if (emptcp_ctx_l4_csum_replace(ctx, r->p.l4_off + 16, win_old, win_new, 2) < 0) {
 		/* window changed, checksum not: drop rather than pass it corrupt */
 		emptcp_run_count(r, EMPTCP_CNT_ERROR);
 		return EMPTCP_DROP;

@@ -33,7 +33,7 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_flow_rec *rec;
 	struct emptcp_flow_key k;
-	struct tcpopt_walk w;
+	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 metrics, hlen, seq, win, tsval = 0, tsecr = 0, end, payload;
 	__u64 p[1], now;
@@ -84,28 +84,29 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		if ((metrics & EMPTCP_REC_RTT) && r->p.ts_off)
 			have_ts = emptcp_ts(ctx, r, &tsval, &tsecr) == 0;
 		if ((fl & EMPTCP_TCP_SYN) ||
-		    (r->p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_JOIN))))
+		    (r->p.subtypes & ((1U << EMPTCP_MPTCPOPT_MP_CAPABLE) |
+				      (1U << EMPTCP_MPTCPOPT_MP_JOIN))))
 			walk = emptcp_opts_load(ctx, r, &w, hlen) == 0;
 	}
 	if (walk) {
 		if ((fl & EMPTCP_TCP_SYN) && w.ws_off)
-			ws = tcpopt_byte(&w, w.ws_off - 1 + 2);
+			ws = emptcp_tcpopt_byte(&w, w.ws_off - 1 + 2);
 		if (fl & EMPTCP_TCP_SYN)
 			rec->wscale[dir] = (ws > 14 ? 14 : ws) + 1;
-		if (w.mptcp & (1U << MPTCPOPT_MP_CAPABLE)) {
-			struct mptcp_mpc mpc;
+		if (w.mptcp & (1U << EMPTCP_MPTCPOPT_MP_CAPABLE)) {
+			struct emptcp_mptcp_mpc mpc;
 
-			if (mptcp_parse_mpc(&w, &mpc) == 0) {
+			if (emptcp_mptcp_parse_mpc(&w, &mpc) == 0) {
 				if (mpc.has_skey)
 					rec->key[dir] = mpc.skey;
 				if (mpc.has_rkey)
 					rec->key[dir ^ 1] = mpc.rkey;
 			}
 		}
-		if (w.mptcp & (1U << MPTCPOPT_MP_JOIN)) {
-			struct mptcp_mpj mpj;
+		if (w.mptcp & (1U << EMPTCP_MPTCPOPT_MP_JOIN)) {
+			struct emptcp_mptcp_mpj mpj;
 
-			if (mptcp_parse_mpj(&w, &mpj) == 0 && mpj.token)
+			if (emptcp_mptcp_parse_mpj(&w, &mpj) == 0 && mpj.token)
 				rec->token = mpj.token;
 		}
 	}
@@ -158,7 +159,7 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
 EMPTCP_HEAVY_STAGE int record_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r))
 		emptcp_run_count(r, record_act(ctx, r));
 	return EMPTCP_CONTINUE;

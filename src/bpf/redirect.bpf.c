@@ -63,7 +63,7 @@ static __always_inline int redirect_owned(emptcp_ctx *ctx)
 static __always_inline int redirect_orphaned(emptcp_ctx *ctx, const struct emptcp_run *r,
 					     const struct emptcp_redirect *rd)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	struct bpf_fib_lookup fib = {};
 	__u32 off = r->p.l3_off;
 	__u8 macs[12];
@@ -103,7 +103,7 @@ static __always_inline int redirect_orphaned(emptcp_ctx *ctx, const struct emptc
 	 */
 	__builtin_memcpy(macs, fib.dmac, 6);
 	__builtin_memcpy(macs + 6, fib.smac, 6);
-	if (ctx_store_bytes(ctx, 0, macs, sizeof(macs)) < 0 ||
+	if (emptcp_ctx_store_bytes(ctx, 0, macs, sizeof(macs)) < 0 ||
 	    bpf_clone_redirect(ctx, rd->ifindex, 0) < 0)
 		return EMPTCP_CONTINUE;
 	return EMPTCP_DROP;

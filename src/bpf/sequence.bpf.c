@@ -65,8 +65,8 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	struct emptcp_seq_base nb = {}, *b;
 	struct emptcp_sequence sq;
 	struct emptcp_flow_key k;
-	struct tcpopt_walk w;
-	struct mptcp_dss d;
+	struct emptcp_tcpopt_walk w;
+	struct emptcp_mptcp_dss d;
 	struct tcphdr *th;
 	__u64 v, off;
 	__u32 hlen, width;
@@ -100,7 +100,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		 */
 		if (emptcp_opts(ctx, r) == 0) {
 			/* no DSS: nothing to compare (a malformed DSS is a parse error) */
-			if (!(r->p.subtypes & (1U << MPTCPOPT_DSS)))
+			if (!(r->p.subtypes & (1U << EMPTCP_MPTCPOPT_DSS)))
 				return emptcp_selected(r, 0);
 			if (emptcp_dss(ctx, r, &d) < 0) {
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
@@ -111,23 +111,23 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_selected(r, 0);
 			}
-			if (!(w.mptcp & (1U << MPTCPOPT_DSS)))
+			if (!(w.mptcp & (1U << EMPTCP_MPTCPOPT_DSS)))
 				return emptcp_selected(r, 0);
-			if (mptcp_parse_dss(&w, &d) < 0) {
+			if (emptcp_mptcp_parse_dss(&w, &d) < 0) {
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 				return emptcp_selected(r, 0);
 			}
 		}
 		if (sq.field == EMPTCP_SEQ_DSN) {
-			if (!(d.flags & MPTCP_DSS_HAS_MAP))
+			if (!(d.flags & EMPTCP_MPTCP_DSS_HAS_MAP))
 				return emptcp_selected(r, 0);
 			v = d.dsn;
-			width = (d.flags & MPTCP_DSS_DSN64) ? 8 : 4;
+			width = (d.flags & EMPTCP_MPTCP_DSS_DSN64) ? 8 : 4;
 		} else {
-			if (!(d.flags & MPTCP_DSS_HAS_ACK))
+			if (!(d.flags & EMPTCP_MPTCP_DSS_HAS_ACK))
 				return emptcp_selected(r, 0);
 			v = d.data_ack;
-			width = (d.flags & MPTCP_DSS_ACK64) ? 8 : 4;
+			width = (d.flags & EMPTCP_MPTCP_DSS_ACK64) ? 8 : 4;
 		}
 	}
 

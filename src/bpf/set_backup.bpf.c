@@ -72,7 +72,7 @@ struct bk_clone {
 	__u32 active;	/* 1 while the clone is in flight */
 	__s32 result;	/* set by the clone's run: 1 done, < 0 failed */
 	/* the clone's run: its options, walked (the stack is full) */
-	struct tcpopt_walk w;
+	struct emptcp_tcpopt_walk w;
 };
 
 struct {
@@ -108,7 +108,7 @@ static __always_inline int flow_eq(const struct emptcp_flow_key *a, const struct
 static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
 				    struct emptcp_flow_key *k)
 {
-	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off;
 	__u32 *a, *ports;
 
@@ -146,7 +146,7 @@ static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
  * another negative EMPTCP_E* (helper failure: the clone must be dropped).
  */
 static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emptcp_run *r,
-					 struct tcpopt_walk *w, __u32 hlen, __u8 fl,
+					 struct emptcp_tcpopt_walk *w, __u32 hlen, __u8 fl,
 					 const __u8 *opt)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
@@ -158,28 +158,28 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 	int dss, v6 = r->p.flags & EMPTCP_PF_V6;
 	__u64 sum;
 
-	if (area > TCP_MAX_OPT_LEN || (area & 3) || l4 > EMPTCP_MAX_L4_OFF || l3 > l4)
+	if (area > EMPTCP_TCP_MAX_OPT_LEN || (area & 3) || l4 > EMPTCP_MAX_L4_OFF || l3 > l4)
 		return EMPTCP_EINVAL;
-	dss = tcpopt_mptcp_off(w, MPTCPOPT_DSS);
+	dss = emptcp_tcpopt_mptcp_off(w, EMPTCP_MPTCPOPT_DSS);
 	if (dss >= 0) {
 		o = dss;
-		dl = tcpopt_byte(w, o + 1);
-		df = tcpopt_byte(w, o + 3);
+		dl = emptcp_tcpopt_byte(w, o + 1);
+		df = emptcp_tcpopt_byte(w, o + 3);
 	}
-	if (dss >= 0 && (df & MPTCP_DSS_HAS_MAP)) {
+	if (dss >= 0 && (df & EMPTCP_MPTCP_DSS_HAS_MAP)) {
 		/* keep kind, subtype and the data ACK; the mapping makes room */
-		nl = TCPOLEN_MPTCP_DSS_BASE;
-		if (df & MPTCP_DSS_HAS_ACK)
-			nl += (df & MPTCP_DSS_ACK64) ? 8 : 4;
-		if (dl < nl + TCPOLEN_MPTCP_PRIO)
+		nl = EMPTCP_TCPOLEN_MPTCP_DSS_BASE;
+		if (df & EMPTCP_MPTCP_DSS_HAS_ACK)
+			nl += (df & EMPTCP_MPTCP_DSS_ACK64) ? 8 : 4;
+		if (dl < nl + EMPTCP_TCPOLEN_MPTCP_PRIO)
 			return EMPTCP_EINVAL;
 	} else {
 		/* no mapping: append after the last option */
-		if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN)
+		if (hlen + EMPTCP_TCPOLEN_MPTCP_PRIO_ALIGN > EMPTCP_TCP_MAX_HDR_LEN)
 			return EMPTCP_E2BIG;
 		if (w->off < w->len)
 			return EMPTCP_E2BIG;	/* behind an EOL nobody reads it */
-		grow = TCPOLEN_MPTCP_PRIO_ALIGN;
+		grow = EMPTCP_TCPOLEN_MPTCP_PRIO_ALIGN;
 	}
 	/*
 	 * New option area, in place in @w's buffer (scratch: per CPU, not on
@@ -188,21 +188,23 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 	 * branches (an unrolled per-byte decision explodes the number of paths).
 	 */
 	if (nl) {
-		nb[(o + 1) & TCPOPT_BUF_MASK] = nl;
-		nb[(o + 3) & TCPOPT_BUF_MASK] = df & (MPTCP_DSS_HAS_ACK | MPTCP_DSS_ACK64);
-		for (i = 0; i < TCP_MAX_OPT_LEN; i++) {
+		nb[(o + 1) & EMPTCP_TCPOPT_BUF_MASK] = nl;
+		nb[(o + 3) & EMPTCP_TCPOPT_BUF_MASK] =
+			df & (EMPTCP_MPTCP_DSS_HAS_ACK | EMPTCP_MPTCP_DSS_ACK64);
+		for (i = 0; i < EMPTCP_TCP_MAX_OPT_LEN; i++) {
 			if (i >= dl - nl)
 				break;
-			nb[(o + nl + i) & TCPOPT_BUF_MASK] = TCPOPT_NOP_KIND;
+			nb[(o + nl + i) & EMPTCP_TCPOPT_BUF_MASK] = EMPTCP_TCPOPT_NOP_KIND;
 		}
 		i = o + nl;
 	} else {
 		i = area;
 	}
-	nb[i & TCPOPT_BUF_MASK] = opt[0];
-	nb[(i + 1) & TCPOPT_BUF_MASK] = opt[1];
-	nb[(i + 2) & TCPOPT_BUF_MASK] = opt[2];
-	nb[(i + 3) & TCPOPT_BUF_MASK] = nl ? nb[(i + 3) & TCPOPT_BUF_MASK] : TCPOPT_NOP_KIND;
+	nb[i & EMPTCP_TCPOPT_BUF_MASK] = opt[0];
+	nb[(i + 1) & EMPTCP_TCPOPT_BUF_MASK] = opt[1];
+	nb[(i + 2) & EMPTCP_TCPOPT_BUF_MASK] = opt[2];
+	nb[(i + 3) & EMPTCP_TCPOPT_BUF_MASK] =
+		nl ? nb[(i + 3) & EMPTCP_TCPOPT_BUF_MASK] : EMPTCP_TCPOPT_NOP_KIND;
 
 	/* cut the payload (and make room to append); GSO state is reset */
 	if (bpf_skb_change_tail(skb, l4 + hlen + grow, 0) < 0)
@@ -211,10 +213,10 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 	if (area + grow) {
 		__u32 n = area + grow;
 
-		if (n > TCP_MAX_OPT_LEN)
+		if (n > EMPTCP_TCP_MAX_OPT_LEN)
 			return EMPTCP_EINVAL;
 		/* Verifier: a size it can see is in [1, 64] (the buffer) (a no-op here) */
-		n = ((n - 1) & TCPOPT_BUF_MASK) + 1;
+		n = ((n - 1) & EMPTCP_TCPOPT_BUF_MASK) + 1;
 		if (bpf_skb_store_bytes(skb, l4 + 20, nb, n, 0) < 0)
 			return EMPTCP_EINVAL;
 	}
@@ -249,23 +251,24 @@ static __always_inline int bk_trim_clone(struct __sk_buff *skb, const struct emp
 	 * CHECKSUM_PARTIAL (every TCP skb at egress): the field holds the
 	 * pseudo-header sum the device completes; otherwise the full sum.
 	 */
-	sum = v6 ? csum_words((const __u16 *)addrs, 16) : csum_words((const __u16 *)addrs, 4);
+	sum = v6 ? emptcp_csum_words((const __u16 *)addrs, 16) :
+		   emptcp_csum_words((const __u16 *)addrs, 4);
 	sum += bpf_htons(IPPROTO_TCP);
 	sum += bpf_htons(tcp_len);
 	ips = BPF_CORE_READ_BITFIELD(kskb, ip_summed);
 	if (ips == BK_CHECKSUM_PARTIAL) {
-		check = csum_fold64(sum);
+		check = emptcp_csum_fold64(sum);
 	} else {
 		if (bpf_skb_store_bytes(skb, l4 + 16, &zero, 2, 0) < 0)
 			return EMPTCP_EINVAL;
 		__builtin_memset(hdr, 0, sizeof(hdr));
-		if (tcp_len < 20 || tcp_len > TCP_MAX_HDR_LEN)
+		if (tcp_len < 20 || tcp_len > EMPTCP_TCP_MAX_HDR_LEN)
 			return EMPTCP_EINVAL;
 		i = ((tcp_len - 1) & 63) + 1;	/* Verifier: as above */
 		if (bpf_skb_load_bytes(skb, l4, hdr, i) < 0)
 			return EMPTCP_EINVAL;
-		sum += csum_words((const __u16 *)hdr, tcp_len / 2);
-		check = (__u16)~csum_fold64(sum);
+		sum += emptcp_csum_words((const __u16 *)hdr, tcp_len / 2);
+		check = (__u16)~emptcp_csum_fold64(sum);
 	}
 	if (bpf_skb_store_bytes(skb, l4 + 16, &check, 2, 0) < 0)
 		return EMPTCP_EINVAL;
@@ -352,10 +355,11 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (lit == 0)
 		sb.flags = v ? (sb.flags | EMPTCP_BK_BACKUP) : (sb.flags & ~EMPTCP_BK_BACKUP);
 	once = sb.flags & EMPTCP_BK_ONCE;
-	opt[0] = TCPOPT_MPTCP_KIND;
-	opt[1] = TCPOLEN_MPTCP_PRIO;
-	opt[2] = (MPTCPOPT_MP_PRIO << 4) | ((sb.flags & EMPTCP_BK_BACKUP) ? MPTCP_BACKUP : 0);
-	opt[3] = TCPOPT_NOP_KIND;
+	opt[0] = EMPTCP_TCPOPT_MPTCP_KIND;
+	opt[1] = EMPTCP_TCPOLEN_MPTCP_PRIO;
+	opt[2] = (EMPTCP_MPTCPOPT_MP_PRIO << 4) |
+		 ((sb.flags & EMPTCP_BK_BACKUP) ? EMPTCP_MPTCP_BACKUP : 0);
+	opt[3] = EMPTCP_TCPOPT_NOP_KIND;
 
 	th = emptcp_tcp(ctx, r);
 	if (!th)
@@ -369,7 +373,8 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		return EMPTCP_CNT_PARSE_ERR;
 	payload = l4len - hlen;
 	/* TC data segments go through a clone, which may need no room */
-	if (hlen + TCPOLEN_MPTCP_PRIO_ALIGN > TCP_MAX_HDR_LEN && (EMPTCP_IS_XDP || !payload))
+	if (hlen + EMPTCP_TCPOLEN_MPTCP_PRIO_ALIGN > EMPTCP_TCP_MAX_HDR_LEN &&
+	    (EMPTCP_IS_XDP || !payload))
 		return EMPTCP_CNT_NO_ROOM;
 	/* a subflow already done costs one lookup, not an option walk */
 	if (once || (!EMPTCP_IS_XDP && payload)) {
@@ -389,8 +394,9 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	 * Only established MPTCP subflows: a DSS or MP_JOIN ACK says so. The
 	 * MP_CAPABLE ACK and segments already carrying MP_PRIO are left alone.
 	 */
-	if (!(r->p.subtypes & ((1U << MPTCPOPT_DSS) | (1U << MPTCPOPT_MP_JOIN))) ||
-	    (r->p.subtypes & ((1U << MPTCPOPT_MP_CAPABLE) | (1U << MPTCPOPT_MP_PRIO))))
+	if (!(r->p.subtypes & ((1U << EMPTCP_MPTCPOPT_DSS) | (1U << EMPTCP_MPTCPOPT_MP_JOIN))) ||
+	    (r->p.subtypes &
+	     ((1U << EMPTCP_MPTCPOPT_MP_CAPABLE) | (1U << EMPTCP_MPTCPOPT_MP_PRIO))))
 		return EMPTCP_CNT_SKIP;
 
 #ifdef EMPTCP_TC
@@ -404,7 +410,8 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (!EMPTCP_IS_XDP && (r->p.flags & EMPTCP_PF_EOL))
 		return EMPTCP_CNT_SKIP;
 
-	ret = ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload, TCPOLEN_MPTCP_PRIO_ALIGN, &room);
+	ret = emptcp_ctx_grow_tcp_header(ctx, r->p.l4_off, hlen, payload,
+					 EMPTCP_TCPOLEN_MPTCP_PRIO_ALIGN, &room);
 	if (ret == EMPTCP_E2BIG)
 		return EMPTCP_CNT_NO_ROOM;
 	if (ret < 0)
@@ -414,9 +421,10 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	 * inconsistent, so it is dropped (TCP retransmits) rather than
 	 * passed corrupt. The helpers below cannot fail on the room just made.
 	 */
-	if (add_tcp_opts(ctx, room, opt, 4) < 0 ||
-	    update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6, 4) < 0 ||
-	    add_tcpopt_csum(ctx, r->p.l4_off, opt, 4) < 0)
+	if (emptcp_add_tcp_opts(ctx, room, opt, 4) < 0 ||
+	    emptcp_update_tcphlen_csum(ctx, r->p.l3_off, r->p.l4_off, r->p.flags & EMPTCP_PF_V6,
+				       4) < 0 ||
+	    emptcp_add_tcpopt_csum(ctx, r->p.l4_off, opt, 4) < 0)
 		return -1;
 	if (once && done)
 		*done = key;
@@ -430,7 +438,7 @@ EMPTCP_HEAVY_STAGE int set_backup_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	int ret;
 
-	/* one exit to the next stage, whatever the outcome (chain.h) */
+	/* one exit to the next stage, whatever the outcome (step.h) */
 	if (emptcp_matched(r)) {
 		ret = set_backup_act(ctx, r);
 		if (ret < 0) {

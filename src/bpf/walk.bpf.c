@@ -9,7 +9,7 @@
  * one arm of the switch per position and prunes the rest, so a walk costs
  * one program whatever its length, and nothing limits it but
  * EMPTCP_MAX_WALK and the verifier's budget (checked when it loads).
- * A point with a third-party stage keeps the tail-call walk (chain.h).
+ * A point with a third-party stage keeps the tail-call walk (step.h).
  */
 #define EMPTCP_WALK
 #include "vmlinux.h"
