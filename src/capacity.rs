@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use crate::attach::{Attachment, XdpMode};
-use crate::chain::{stage_count, MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
+use crate::abi::{MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
+use crate::chain::stage_count;
 use crate::policy::{Chain, Hook, Policy, Runs};
 use crate::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
 use crate::text::bare;

@@ -10,141 +10,16 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
+use crate::abi::*;
 use crate::policy::{
     Actor, BlkMode, Chain, CustomStage, KeyOf, Op, SelectorKind, SeqField, PACKET_TYPES,
 };
-pub use crate::skel::entry_xdp::types;
 use crate::tables::TableState;
-
-// SAFETY: the skeleton types are plain C structs generated from BTF: integer
-// fields and byte arrays only, no padding the C side leaves undefined
-// (abi.h pads explicitly), every bit pattern valid.
-unsafe impl plain::Plain for types::emptcp_stage {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_attach {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_ip_pair {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_packet_type {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_set_backup {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_pctx {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_subflow {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_prefix {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_port {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_set_mark {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_redirect {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_event {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_flow_rec {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_flow_key {}
-// SAFETY: as above.
-unsafe impl plain::Plain for types::emptcp_rate_limit {}
-
-// SAFETY: as above (path-management parameter types, from their own objects' BTF).
-unsafe impl plain::Plain for crate::skel::sequence_xdp::types::emptcp_sequence {}
-// SAFETY: as above.
-unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_blk_subflow {}
-// SAFETY: as above.
-unsafe impl plain::Plain for crate::skel::blk_subflow_xdp::types::emptcp_kept {}
-
-/// Constants of abi.h (checked against the C side by tests/packets.rs).
-pub const MAX_SLOTS: u16 = 1024;
-pub const MAX_ATTACH: u32 = 256;
-/// Slots 1..STAGE_SLOTS hold stages; the rest are the head slots of the
-/// attach points (abi.h EMPTCP_HEAD_SLOT).
-pub const STAGE_SLOTS: u16 = MAX_SLOTS - MAX_ATTACH as u16;
-
-/// The head slot of attach point `id`: the entry program jumps there.
-pub fn head_slot(id: u32) -> u32 {
-    STAGE_SLOTS as u32 + id % MAX_ATTACH
-}
-pub const CNT_MAX: u32 = 10;
-pub const COUNTER_NAMES: [&str; 10] = [
-    "run",
-    "hit",
-    "skip",
-    "parse_err",
-    "no_room",
-    "tail_miss",
-    "error",
-    "not_tcp",
-    "drop",
-    "no_key",
-];
-
-/// The stage ABI (abi.h EMPTCP_ABI_VERSION) and stage roles
-/// (EMPTCP_ROLE_*), as a stage's `emptcp_info_<program>` declares them.
-pub const ABI_VERSION: u32 = 1;
-pub const ROLE_SELECTOR: u32 = 1;
-pub const ROLE_ACTOR: u32 = 2;
-
-pub const SF_OR: u8 = 0x01;
-pub const SF_NOT: u8 = 0x02;
-pub const SF_FIRST: u8 = 0x04;
-pub const SF_ACTOR: u8 = 0x08;
-
-const KIND_CUSTOM: u8 = 0;
-const KIND_IP_PAIR: u8 = 1;
-const KIND_PACKET_TYPE: u8 = 2;
-const KIND_SET_BACKUP: u8 = 3;
-const KIND_VERDICT: u8 = 4;
-const KIND_SUBFLOW: u8 = 5;
-const KIND_PREFIX: u8 = 6;
-const KIND_PORT: u8 = 7;
-const KIND_SET_MARK: u8 = 8;
-const KIND_REDIRECT: u8 = 9;
-const KIND_OBSERVE: u8 = 10;
-const KIND_RECORD: u8 = 12;
-const KIND_RATE_LIMIT: u8 = 16;
-
-const SUB_V6: u8 = 0x01;
-const SUB_BIDIR: u8 = 0x02;
-const SUB_HAS_SADDR: u8 = 0x04;
-const SUB_HAS_DADDR: u8 = 0x08;
-const SUB_HAS_SPORT: u8 = 0x10;
-const SUB_HAS_DPORT: u8 = 0x20;
-
-const PFX_V6: u8 = 0x01;
-const PFX_DST: u8 = 0x02;
-
-const PORT_HAS_SPORT: u8 = 0x01;
-const PORT_HAS_DPORT: u8 = 0x02;
-
-const RD_INGRESS: u8 = 0x01;
-const RD_VIA4: u8 = 0x02;
-const RD_VIA6: u8 = 0x04;
-
-const IPP_V6: u8 = 0x01;
-const IPP_BIDIR: u8 = 0x02;
-const IPP_SRC: u8 = 0x04;
-const IPP_DST: u8 = 0x08;
-
-pub const KIND_SEQUENCE: u8 = 13;
-const KIND_LOOKUP: u8 = 17;
-const TAB_BIDIR: u8 = 0x01;
-/// Where an actor's table reference sits in its parameters (abi.h).
-const PARAM_TAB_OFF: usize = 52;
-pub const KIND_BLK_SUBFLOW: u8 = 14;
-pub const KIND_ADD_SUBFLOW: u8 = 15;
-pub const SEQ_DSN: u8 = 0;
-pub const SEQ_DATA_ACK: u8 = 1;
-pub const SEQ_SSN: u8 = 2;
-pub const SEQF_RELATIVE: u8 = 0x01;
-pub const SEQF_HAS_TO: u8 = 0x02;
-pub const BLK_ADD_ADDR: u8 = 0;
-pub const BLK_JOIN: u8 = 1;
-
-const BK_BACKUP: u8 = 0x01;
-const BK_ONCE: u8 = 0x02;
+/// The ABI's types and the constants tests and tools name by this path.
+pub use crate::abi::{
+    head_slot, types, CNT_MAX, COUNTER_NAMES, MAX_ATTACH, MAX_SLOTS, SF_ACTOR, SF_FIRST, SF_NOT,
+    SF_OR, STAGE_SLOTS,
+};
 
 /// Where a stage's program comes from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -194,7 +69,7 @@ pub struct PlannedChain {
     pub stages: Vec<PlannedStage>,
 }
 
-fn put<T: plain::Plain>(param: &mut [u8; 56], v: &T) {
+fn put<T: plain::Plain>(param: &mut Param, v: &T) {
     // SAFETY: T is Plain (checked by the bound); we only read its bytes.
     let b = unsafe { plain::as_bytes(v) };
     param[..b.len()].copy_from_slice(b);
@@ -221,8 +96,8 @@ pub fn packet_type_mask(types: &[String]) -> Result<u32> {
     Ok(mask)
 }
 
-fn custom_stage(c: &CustomStage, actor: bool) -> (StageObject, u8, [u8; 56]) {
-    let mut param = [0u8; 56];
+fn custom_stage(c: &CustomStage, actor: bool) -> (StageObject, u8, Param) {
+    let mut param = [0u8; PARAM_SIZE];
     for (i, v) in c.params.iter().take(14).enumerate() {
         param[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
     }
@@ -238,8 +113,8 @@ fn custom_stage(c: &CustomStage, actor: bool) -> (StageObject, u8, [u8; 56]) {
     )
 }
 
-fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
-    let mut param = [0u8; 56];
+fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, Param)> {
+    let mut param = [0u8; PARAM_SIZE];
     match kind {
         SelectorKind::InSet { keyof, set, bidir } => {
             param[..4].copy_from_slice(&tab_ref(env, set, *keyof, *bidir)?);
@@ -343,7 +218,7 @@ fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, [u
             to,
             relative,
         } => {
-            let mut p = crate::skel::sequence_xdp::types::emptcp_sequence {
+            let mut p = types::emptcp_sequence {
                 from: *from,
                 to: to.unwrap_or(0),
                 field: match field {
@@ -366,7 +241,7 @@ fn selector_stage(kind: &SelectorKind, env: &Env) -> Result<(StageObject, u8, [u
     }
 }
 
-fn actor_stage(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
+fn actor_stage(a: &Actor, env: &Env) -> Result<(StageObject, u8, Param)> {
     let (object, kind, mut param) = actor_literal(a, env)?;
     // a parameter from a map: the reference in the last 4 bytes (tables.h)
     if let Some(m) = a.map() {
@@ -375,8 +250,8 @@ fn actor_stage(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
     Ok((object, kind, param))
 }
 
-fn actor_literal(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
-    let mut param = [0u8; 56];
+fn actor_literal(a: &Actor, env: &Env) -> Result<(StageObject, u8, Param)> {
+    let mut param = [0u8; PARAM_SIZE];
     Ok(match a {
         Actor::SetMark { mark, mask, .. } => {
             let p = types::emptcp_set_mark {
@@ -427,21 +302,20 @@ fn actor_literal(a: &Actor, env: &Env) -> Result<(StageObject, u8, [u8; 56])> {
             (StageObject::Builtin("set_backup"), KIND_SET_BACKUP, param)
         }
         Actor::GetConnect | Actor::GetSubflow => {
-            param[0] = if matches!(a, Actor::GetConnect) { 1 } else { 2 };
+            param[0] = if matches!(a, Actor::GetConnect) {
+                EV_CONNECT
+            } else {
+                EV_SUBFLOW
+            };
             (StageObject::Builtin("observe"), KIND_OBSERVE, param)
         }
         Actor::Record { metrics } => {
-            let mut m = 0u32;
-            for x in metrics {
-                if let Some(i) = crate::policy::RECORD_METRICS.iter().position(|r| r == x) {
-                    m |= 1 << i;
-                }
-            }
+            let m = crate::policy::record_mask(metrics);
             param[..4].copy_from_slice(&m.to_ne_bytes());
             (StageObject::Builtin("record"), KIND_RECORD, param)
         }
         Actor::BlkSubflow { mode } => {
-            let p = crate::skel::blk_subflow_xdp::types::emptcp_blk_subflow {
+            let p = types::emptcp_blk_subflow {
                 mode: match mode {
                     BlkMode::AddAddr => BLK_ADD_ADDR,
                     BlkMode::Join => BLK_JOIN,
@@ -580,13 +454,11 @@ pub fn plan_with(chains: &[(&Chain, u16)], slots: &[u16], env: &Env) -> Result<V
             };
             let desc = types::emptcp_stage {
                 next,
-                // all selectors come before the actors: an unmatched packet
-                // has nothing more to do in this chain
-                skip: chain_end,
                 chain: *id,
                 flags,
                 kind,
                 param,
+                ..Default::default()
             };
             stages.push(PlannedStage {
                 slot,
@@ -650,7 +522,6 @@ hook = "xdp"
         assert_eq!(a[0].desc.next, 11);
         assert_eq!(a[1].desc.next, 12);
         assert_eq!(a[2].desc.next, 40, "last stage of a goes on to chain b");
-        assert_eq!(a[2].desc.skip, 40);
         assert_eq!(a[0].desc.flags, SF_FIRST);
         assert_eq!(a[1].desc.flags, SF_OR | SF_NOT);
         assert_eq!(a[2].desc.flags, SF_ACTOR);

@@ -13,7 +13,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::chain::types;
+use crate::abi::{self, types};
 use crate::state::{State, StateDir};
 
 /// Token of a key: the most significant 32 bits of SHA-256(key, big endian).
@@ -83,8 +83,12 @@ fn addr(v6: bool, b: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// TCP header flag bits.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
 fn packet_kind(flags: u8) -> &'static str {
-    match (flags & 0x02 != 0, flags & 0x10 != 0) {
+    match (flags & TCP_SYN != 0, flags & TCP_ACK != 0) {
         (true, false) => "syn",
         (true, true) => "synack",
         _ => "ack",
@@ -120,8 +124,9 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn view(&mut self, e: &types::emptcp_event, st: &State) -> EventView {
-        let v6 = e.flags & 0x01 != 0;
-        let xdp = e.flags & 0x08 != 0;
+        let v6 = e.flags & abi::EVF_V6 != 0;
+        let xdp = e.flags & abi::EVF_XDP != 0;
+        let subflow = e.kind == u16::from(abi::EV_SUBFLOW);
         let owner = slot_owner(st, e.slot, xdp);
         let (saddr, daddr) = (addr(v6, &e.saddr), addr(v6, &e.daddr));
         let (sport, dport) = (u16::from_be(e.sport), u16::from_be(e.dport));
@@ -140,7 +145,7 @@ impl Decoder {
         );
         let mut v = EventView {
             time_ns: e.ts_ns,
-            kind: if e.kind == 2 { "subflow" } else { "connect" },
+            kind: if subflow { "subflow" } else { "connect" },
             chain: owner.as_ref().map(|o| o.0.clone()),
             dev: owner.as_ref().map(|o| o.1.clone()),
             hook: owner.as_ref().map(|o| o.2.clone()),
@@ -164,7 +169,7 @@ impl Decoder {
             backup: None,
             connection: None,
         };
-        if e.kind == 2 {
+        if subflow {
             if e.token != 0 {
                 v.token = Some(format!("{:08x}", e.token));
                 v.connection = self.conns.get(&e.token).cloned();
@@ -180,14 +185,14 @@ impl Decoder {
         }
         v.version = Some(e.version);
         let hex = |k: u64| format!("{k:016x}");
-        if e.flags & 0x02 != 0 {
+        if e.flags & abi::EVF_SKEY != 0 {
             let t = key_token(e.skey);
             v.sender_key = Some(hex(e.skey));
             v.sender_token = Some(format!("{t:08x}"));
             v.sender_idsn = Some(key_idsn(e.skey));
             self.conns.insert(t, tuple.clone());
         }
-        if e.flags & 0x04 != 0 {
+        if e.flags & abi::EVF_RKEY != 0 {
             let t = key_token(e.rkey);
             v.receiver_key = Some(hex(e.rkey));
             v.receiver_token = Some(format!("{t:08x}"));
@@ -268,7 +273,7 @@ struct ReaderSlot {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
-const EV_READERS: u32 = 4;
+use crate::abi::EV_READERS;
 
 /// How often a reader looks whether the maps it reads are still the
 /// pinned ones (`detach --all` removes them; the next `apply` with
@@ -528,7 +533,7 @@ fn read_ring(
         for e in evs {
             // a chain applied after we started: read the state again (once
             // per batch, not per event of an unknown slot)
-            if !reloaded && slot_owner(st, e.slot, e.flags & 0x08 != 0).is_none() {
+            if !reloaded && slot_owner(st, e.slot, e.flags & abi::EVF_XDP != 0).is_none() {
                 if let Some(s) = load_state() {
                     *st = s;
                 }

@@ -176,7 +176,7 @@ pub fn check(sd: &StateDir, p: &AttachPoint) -> Health {
         }
         let first = p.first_slot();
         if first != 0 {
-            let head = crate::chain::head_slot(p.id);
+            let head = crate::abi::head_slot(p.id);
             if store::slot_prog_id(&progs, head) != store::slot_prog_id(&progs, first as u32) {
                 return Health::SlotEmpty(head as u16);
             }

@@ -14,6 +14,7 @@
 //! emptcp::runtime::Runtime::default().apply(&pc.into_policy()).unwrap();
 //! ```
 
+pub mod abi;
 pub mod attach;
 pub mod capacity;
 pub mod catalog;

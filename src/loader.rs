@@ -10,7 +10,8 @@ use libbpf_rs::{
     AsRawLibbpf, MapCore, MapHandle, Object, ObjectBuilder, OpenObject, PrintLevel, ProgramType,
 };
 
-use crate::chain::{types, StageObject, ABI_VERSION, ROLE_ACTOR, ROLE_SELECTOR};
+use crate::abi::{types, ABI_VERSION, ROLE_ACTOR, ROLE_SELECTOR};
+use crate::chain::StageObject;
 use crate::text::{self, quoted};
 
 /// libbpf messages of the current load, for the one-line error.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use toml::{Table, Value};
 
+use crate::abi;
 use crate::catalog::{self, ParamType, StageRole};
 use crate::tables::{KeyType, TableDef, ValueType};
 use crate::text::{bare, quoted};
@@ -108,8 +109,25 @@ pub const PACKET_TYPES: &[&str] = &[
     "rst",
 ];
 
-/// Metrics the `record` actor knows (bit = index, as in abi.h EMPTCP_REC_*).
+/// Metrics the `record` actor knows.
 pub const RECORD_METRICS: &[&str] = &["packets", "bytes", "rtt", "retrans", "window"];
+/// Their bits (abi.h enum emptcp_rec_metric), in the same order.
+const RECORD_BITS: [u32; 5] = [
+    abi::REC_PACKETS,
+    abi::REC_BYTES,
+    abi::REC_RTT,
+    abi::REC_RETRANS,
+    abi::REC_WINDOW,
+];
+
+/// The `record` parameter: the bits of `metrics`.
+pub fn record_mask(metrics: &[String]) -> u32 {
+    RECORD_METRICS
+        .iter()
+        .zip(RECORD_BITS)
+        .filter(|(name, _)| metrics.iter().any(|m| m == *name))
+        .fold(0, |m, (_, bit)| m | bit)
+}
 
 /// A selector and its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,7 +212,14 @@ impl KeyOf {
 
     /// abi.h enum emptcp_keyof.
     pub fn abi(self) -> u8 {
-        self as u8
+        match self {
+            KeyOf::Src => abi::KEYOF_SRC,
+            KeyOf::Dst => abi::KEYOF_DST,
+            KeyOf::Pair => abi::KEYOF_PAIR,
+            KeyOf::Subflow => abi::KEYOF_SUBFLOW,
+            KeyOf::Sport => abi::KEYOF_SPORT,
+            KeyOf::Dport => abi::KEYOF_DPORT,
+        }
     }
 
     /// The table key types this field can be looked up in.

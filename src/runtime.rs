@@ -17,7 +17,8 @@ use libbpf_rs::MapHandle;
 use serde::Serialize;
 
 use crate::attach::{Attachment, XdpMode};
-use crate::chain::{self, StageObject, COUNTER_NAMES};
+use crate::abi::COUNTER_NAMES;
+use crate::chain::{self, StageObject};
 use crate::health::{self, Health};
 use crate::loader;
 use crate::netns;

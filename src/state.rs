@@ -178,7 +178,7 @@ impl State {
 
     /// A free attach-table index of a family.
     pub fn free_attach_id(&self, family: &str) -> Option<u32> {
-        (1..crate::chain::MAX_ATTACH).find(|id| {
+        (1..crate::abi::MAX_ATTACH).find(|id| {
             !self
                 .points
                 .iter()

@@ -9,7 +9,7 @@ use anyhow::Result;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
-use crate::chain::types;
+use crate::abi::types;
 use crate::events::key_token;
 use crate::runtime::{ChainView, Runtime};
 

@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use crate::attach::{self, Attachment};
-use crate::chain::{self, types, StageObject, CNT_MAX};
+use crate::abi::{types, CNT_MAX};
+use crate::chain::{self, StageObject};
 use crate::loader;
 use crate::netns;
 use crate::policy::{Hook, Runs};
@@ -89,7 +90,7 @@ pub(crate) fn u32_key(k: u32) -> [u8; 4] {
 pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: u32) -> Result<()> {
     let progs = pinned_map(sd, family, "emptcp_progs")?;
     let amap = pinned_map(sd, family, "emptcp_attach")?;
-    let head = chain::head_slot(id);
+    let head = crate::abi::head_slot(id);
     let a = types::emptcp_attach {
         first,
         gen,
@@ -131,8 +132,8 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
     Ok(())
 }
 
-/// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK).
-pub const MAX_WALK: usize = 512;
+/// The most stages one walk program runs.
+pub use crate::abi::MAX_WALK;
 
 /// Whether a layout of built-in stages may run as one walk program:
 /// always, unless `EMPTCP_RUNTIME=tail` asks for one program per stage
@@ -152,8 +153,8 @@ const WALK_OBJECTS: &[&str] = &[
     "ip_pair", "subflow", "prefix", "port", "lookup", "set_mark", "redirect", "verdict",
 ];
 
-/// The most stages of the short walk (abi.h EMPTCP_MAX_SHORT_WALK).
-pub const MAX_SHORT_WALK: usize = 32;
+/// The most stages of the short walk.
+pub use crate::abi::MAX_SHORT_WALK;
 
 /// Which walk program runs a layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

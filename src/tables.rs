@@ -18,11 +18,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use serde::{Deserialize, Serialize};
 
+use crate::abi;
+/// Tables per key layout: ids 1 ..= MAX_TABLES - 1.
+pub use crate::abi::MAX_TABLES;
 use crate::state::StateDir;
 use crate::text::quoted;
 
-/// Tables per key layout: ids 1 ..= 255 (abi.h EMPTCP_MAX_TABLES).
-pub const MAX_TABLES: u32 = 256;
 /// Elements a table holds unless its `size` says otherwise.
 pub const DEFAULT_SIZE: u32 = 65_536;
 /// The most elements one table may hold.
@@ -115,11 +116,11 @@ impl fmt::Display for ValueType {
 impl KeyType {
     pub fn layout(self) -> u8 {
         match self {
-            KeyType::Addr => 0,
-            KeyType::Pair => 1,
-            KeyType::Subflow => 2,
-            KeyType::Port => 3,
-            KeyType::Prefix => 4,
+            KeyType::Addr => abi::LAYOUT_ADDR,
+            KeyType::Pair => abi::LAYOUT_PAIR,
+            KeyType::Subflow => abi::LAYOUT_SUBFLOW,
+            KeyType::Port => abi::LAYOUT_PORT,
+            KeyType::Prefix => abi::LAYOUT_PREFIX,
         }
     }
 

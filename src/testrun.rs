@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use libbpf_rs::{Object, ProgramInput};
 
-use crate::chain::{self, COUNTER_NAMES};
+use crate::abi::COUNTER_NAMES;
+use crate::chain;
 use crate::policy::{Chain, Hook};
 use crate::runtime::{load_entry, pinned_map, set_attach, slot_counters, write_slots, Objects};
 use crate::state::StateDir;

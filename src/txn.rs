@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::chain::{self, PlannedChain, STAGE_SLOTS};
+use crate::abi::STAGE_SLOTS;
+use crate::chain::{self, PlannedChain};
 use crate::policy::Runs;
 use crate::state::{now_ms, AttachPoint, ChainState, Pending, Retired, State, StateDir};
 use crate::statedir::{is_family_pin, FAMILIES};
@@ -375,12 +376,12 @@ impl<'a> Txn<'a> {
             .filter(|p| p.hook.family() == family)
             .map(|p| p.id)
             .collect();
-        (1..chain::MAX_ATTACH)
+        (1..crate::abi::MAX_ATTACH)
             .find(|i| !used.contains(i))
             .ok_or_else(|| {
                 anyhow!(
                     "no free attach point left for {family} ({} in all)",
-                    chain::MAX_ATTACH - 1
+                    crate::abi::MAX_ATTACH - 1
                 )
             })
     }
