@@ -9,6 +9,14 @@
 //! writes the new slots (unreachable), attaches new points, switches
 //! existing points with one map update each, and commits.
 
+pub mod capacity;
+pub mod chain;
+pub mod service;
+pub mod state;
+pub mod statedir;
+pub mod store;
+pub mod txn;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -16,16 +24,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::MapHandle;
 use serde::Serialize;
 
-use crate::attach::{Attachment, XdpMode};
 use crate::abi::COUNTER_NAMES;
-use crate::chain::{self, StageObject};
+use crate::attach::{Attachment, XdpMode};
+use crate::chain::StageObject;
 use crate::health::{self, Health};
 use crate::loader;
 use crate::netns;
 use crate::policy::{Chain, Hook, Policy};
 use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
 use crate::statedir::RunLock;
-use crate::store;
 use crate::tables::{self, TableState};
 use crate::text::quoted;
 use crate::txn::Txn;

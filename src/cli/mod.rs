@@ -1,5 +1,7 @@
 //! The command line: `emptcp [-n NETNS] [-v] COMMAND`.
 
+pub mod text;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -9,6 +9,8 @@
 //! contents as a whole (apply, flush) builds a new map and swaps it into the
 //! slot in one update; `add`/`del` change elements in place, each atomically.
 
+pub mod sets;
+
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};

@@ -14,6 +14,8 @@
 //! ```
 //! Every error names the file, the chain and the key.
 
+pub mod userfile;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
