@@ -15,6 +15,7 @@
 //! Every error names the file, the chain and the key.
 
 pub mod userfile;
+pub mod values;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -27,9 +28,13 @@ use thiserror::Error;
 use toml::{Table, Value};
 
 use crate::abi;
-use crate::catalog::{self, ParamType, StageRole};
+pub use crate::stages::packet_type::PACKET_TYPES;
+pub use crate::stages::Runs;
+use crate::stages::{self, Args, Entry, ParamType, Parse, StageRole};
 use crate::tables::{KeyType, TableDef, ValueType};
 use crate::text::{bare, quoted};
+pub use values::{check_dev, parse_bytes, parse_rate, parse_size, shown};
+use values::{get_bool, get_str, get_u32};
 
 /// Where a chain runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -85,50 +90,6 @@ pub enum Op {
     #[default]
     And,
     Or,
-}
-
-/// Packet kinds the `packet_type` selector knows (bit = index, as in abi.h).
-pub const PACKET_TYPES: &[&str] = &[
-    "mp_capable_syn",
-    "mp_capable_synack",
-    "mp_capable_ack",
-    "mp_join_syn",
-    "mp_join_synack",
-    "mp_join_ack",
-    "dss_data",
-    "dss_ack",
-    "data_fin",
-    "add_addr",
-    "add_addr_echo",
-    "rm_addr",
-    "mp_prio",
-    "mp_fail",
-    "mp_fastclose",
-    "mp_tcprst",
-    "tcp_plain",
-    "syn",
-    "fin",
-    "rst",
-];
-
-/// Metrics the `record` actor knows.
-pub const RECORD_METRICS: &[&str] = &["packets", "bytes", "rtt", "retrans", "window"];
-/// Their bits (abi.h enum emptcp_rec_metric), in the same order.
-const RECORD_BITS: [u32; 5] = [
-    abi::REC_PACKETS,
-    abi::REC_BYTES,
-    abi::REC_RTT,
-    abi::REC_RETRANS,
-    abi::REC_WINDOW,
-];
-
-/// The `record` parameter: the bits of `metrics`.
-pub fn record_mask(metrics: &[String]) -> u32 {
-    RECORD_METRICS
-        .iter()
-        .zip(RECORD_BITS)
-        .filter(|(name, _)| metrics.iter().any(|m| m == *name))
-        .fold(0, |m, (_, bit)| m | bit)
 }
 
 /// A selector and its parameters.
@@ -398,40 +359,14 @@ impl Actor {
     }
 }
 
-/// What can run a chain's stages (store.rs, the walk programs); ordered
-/// from the most to the least capable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Runs {
-    /// Header and set selectors, mark, redirect, pass and drop: either
-    /// walk program, the long one (a loop of up to 512 stages) included.
-    AnyWalk,
-    /// Built-in stages that parse options or keep per-flow state: the
-    /// short, unrolled walk (up to 32 stages), else tail calls.
-    ShortWalk,
-    /// A third-party stage: one program per stage, tail calls (33).
-    TailCalls,
-}
-
 impl Chain {
     /// What can run this chain (the least capable of its stages).
     pub fn runs(&self) -> Runs {
-        let sel = self.select.iter().map(|s| match s.kind {
-            SelectorKind::IpPair { .. }
-            | SelectorKind::Subflow { .. }
-            | SelectorKind::Src { .. }
-            | SelectorKind::Dst { .. }
-            | SelectorKind::Port { .. }
-            | SelectorKind::InSet { .. } => Runs::AnyWalk,
-            SelectorKind::Custom(_) => Runs::TailCalls,
-            _ => Runs::ShortWalk,
+        let sel = self.select.iter().map(|s| match &s.kind {
+            SelectorKind::InSet { .. } => stages::lookup::RUNS,
+            k => stages::selector_entry(k).runs,
         });
-        let act = self.act.iter().map(|a| match a {
-            Actor::SetMark { .. } | Actor::Redirect { .. } | Actor::Pass | Actor::Drop => {
-                Runs::AnyWalk
-            }
-            Actor::Custom(_) => Runs::TailCalls,
-            _ => Runs::ShortWalk,
-        });
+        let act = self.act.iter().map(|a| stages::actor_entry(a).runs);
         sel.chain(act).max().unwrap_or(Runs::AnyWalk)
     }
 }
@@ -565,10 +500,7 @@ pub fn table_refs(c: &Chain) -> Vec<(String, &str, KeyOf, Option<&'static str>)>
     }
     for (i, a) in c.act.iter().enumerate() {
         if let Some(m) = a.map() {
-            let vt = catalog::MAP_PARAMS
-                .iter()
-                .find(|(k, _, _)| *k == a.name())
-                .map(|(_, _, vt)| *vt);
+            let vt = stages::actor_entry(a).map_param.map(|(_, vt)| vt);
             v.push((
                 format!("act[{i}] ({})", a.name()),
                 m.map.as_str(),
@@ -771,51 +703,6 @@ fn parse_table(t: &Table, what: &str, idx: usize) -> Result<TableSpec, String> {
     Ok(TableSpec { def, elements })
 }
 
-fn get_str<'a>(t: &'a Table, key: &str, what: &str) -> Result<Option<&'a str>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: expected a string, got {}",
-            v.type_str()
-        )),
-    }
-}
-
-fn get_bool(t: &Table, key: &str, what: &str) -> Result<Option<bool>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::Boolean(b)) => Ok(Some(*b)),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: expected true or false, got {}",
-            v.type_str()
-        )),
-    }
-}
-
-/// A TOML value as errors show it (escaped and capped, see text.rs).
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => quoted(s).to_string(),
-        v => bare(&v.to_string()).to_string(),
-    }
-}
-
-/// Checks a device name as the kernel takes it (dev_valid_name): 1-15
-/// bytes, not `.` or `..`, no `/`, `:`, NUL or white space.
-fn check_dev(dev: &str) -> Result<(), String> {
-    let ok = !dev.is_empty()
-        && dev.len() < 16
-        && dev != "."
-        && dev != ".."
-        && !dev.contains(|c: char| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{} is not a device name", quoted(dev)))
-    }
-}
-
 fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
     let fallback = format!("chain #{}", idx + 1);
     let name =
@@ -855,11 +742,18 @@ fn parse_chain(t: &Table, idx: usize) -> Result<Chain, String> {
             "{what}: no [[chain.act]]: a chain needs at least one actor"
         ));
     }
-    if let Some(i) = act.iter().position(|a| matches!(a, Actor::SetMark { .. })) {
-        if hook == Hook::Xdp {
-            return Err(format!(
-                "{what}: act[{i}] (set_mark): needs a tc hook (XDP packets have no mark)"
-            ));
+    let entries = (select
+        .iter()
+        .map(|s| ("select", stages::selector_entry(&s.kind))))
+    .enumerate()
+    .chain(
+        act.iter()
+            .map(|a| ("act", stages::actor_entry(a)))
+            .enumerate(),
+    );
+    for (i, (list, e)) in entries {
+        if !e.hooks.contains(&hook.as_str()) {
+            return Err(format!("{what}: {list}[{i}] ({}): {}", e.kind, e.hooks_why));
         }
     }
     Ok(Chain {
@@ -889,10 +783,16 @@ fn stage_tables<'a>(t: &'a Table, key: &str, what: &str) -> Result<Vec<&'a Table
     }
 }
 
-/// Checks a stage table's keys against the catalogue entry for its kind.
-fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), String> {
-    let entry = catalog::find_role(kind, role).ok_or_else(|| {
-        let names: Vec<&str> = catalog::CATALOG
+/// Checks a stage table's keys against the catalogue entry for its kind,
+/// and returns that entry.
+fn check_keys(
+    t: &Table,
+    kind: &str,
+    role: StageRole,
+    what: &str,
+) -> Result<&'static Entry, String> {
+    let entry = stages::find_role(kind, role).ok_or_else(|| {
+        let names: Vec<&str> = stages::CATALOG
             .iter()
             .filter(|e| e.role == role)
             .map(|e| e.kind)
@@ -923,10 +823,7 @@ fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), 
             return Err(format!("{what} ({kind}): missing key `{}`", p.name));
         }
         if let (Some(v), ParamType::Bool) = (t.get(p.name), p.ty) {
-            let map_ok = v.is_table()
-                && catalog::MAP_PARAMS
-                    .iter()
-                    .any(|(k, n, _)| *k == kind && *n == p.name);
+            let map_ok = v.is_table() && entry.map_param.is_some_and(|(n, _)| n == p.name);
             if !v.is_bool() && !map_ok {
                 return Err(format!(
                     "{what} ({kind}): key `{}`: expected true or false, got {}",
@@ -936,159 +833,12 @@ fn check_keys(t: &Table, kind: &str, role: StageRole, what: &str) -> Result<(), 
             }
         }
     }
-    Ok(())
-}
-
-fn parse_addr(t: &Table, key: &str, what: &str) -> Result<Option<IpAddr>, String> {
-    match get_str(t, key, what)? {
-        None => Ok(None),
-        Some(s) => IpAddr::from_str(s)
-            .map(Some)
-            .map_err(|_| format!("{what}: key `{key}`: {} is not an IP address", quoted(s))),
-    }
-}
-
-fn get_port(t: &Table, key: &str, what: &str) -> Result<Option<u16>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::Integer(n)) if (1..=65535).contains(n) => Ok(Some(*n as u16)),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: {} is not a port (1-65535)",
-            shown(v)
-        )),
-    }
-}
-
-fn get_u32(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::Integer(n)) if (0..=u32::MAX as i64).contains(n) => Ok(Some(*n as u32)),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: {} is not an integer in 0..=4294967295",
-            shown(v)
-        )),
-    }
-}
-
-/// A byte count: a non-negative integer, or a string "<n>[unit]" with
-/// unit B, KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (powers of
-/// 1024), case-insensitive for the prefix ("1MB", "1 MiB", "64k").
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.replace('_', "").parse().ok()?;
-    let unit = unit.trim();
-    let lower = unit.to_ascii_lowercase();
-    let mul: u64 = match lower.as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mul)
-}
-
-fn get_bytes(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
-        Some(Value::String(s)) => parse_bytes(s).map(Some).ok_or_else(|| {
-            format!(
-                "{what}: key `{key}`: {} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")",
-                quoted(s)
-            )
-        }),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: {} is not a byte count (e.g. 1048576, \"1MB\", \"1MiB\")",
-            shown(v)
-        )),
-    }
-}
-
-/// "10.0.0.0/8", "fd00::/16" or a plain address (a full-length prefix).
-fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), String> {
-    let s = get_str(t, key, what)?.ok_or_else(|| format!("{what}: missing key `{key}`"))?;
-    let (a, p) = match s.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
-    };
-    let addr = IpAddr::from_str(a).map_err(|_| {
-        format!(
-            "{what}: key `{key}`: {} is not an address or prefix",
-            quoted(s)
-        )
-    })?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let plen = match p {
-        None => max,
-        Some(p) => p.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
-            format!(
-                "{what}: key `{key}`: prefix length in {} is not 0-{max}",
-                quoted(s)
-            )
-        })?,
-    };
-    Ok((addr, plen))
-}
-
-/// `key = { map = "NAME", key = "src" }`: a parameter taken from a map.
-fn get_map_ref(t: &Table, key: &str, what: &str) -> Result<Option<MapRef>, String> {
-    let Some(Value::Table(m)) = t.get(key) else {
-        return Ok(None);
-    };
-    for k in m.keys() {
-        if k != "map" && k != "key" {
-            return Err(format!(
-                "{what}: key `{key}`: unknown key `{}` (known: map, key)",
-                bare(k)
-            ));
-        }
-    }
-    let w = format!("{what}: key `{key}`");
-    let map = get_str(m, "map", &w)?.ok_or_else(|| format!("{w}: missing key `map`"))?;
-    if !valid_name(map) {
-        return Err(format!("{w}: map {}: not a map name", quoted(map)));
-    }
-    let k = get_str(m, "key", &w)?.ok_or_else(|| format!("{w}: missing key `key`"))?;
-    let keyof = KeyOf::parse(k)
-        .ok_or_else(|| format!("{w}: key {} is not one of {}", quoted(k), KeyOf::NAMES))?;
-    Ok(Some(MapRef {
-        map: map.to_owned(),
-        key: keyof,
-    }))
-}
-
-/// `set = "NAME"` of a selector, refusing the literal keys beside it.
-fn get_set(t: &Table, literal: &[&str], what: &str) -> Result<Option<String>, String> {
-    let Some(set) = get_str(t, "set", what)? else {
-        return Ok(None);
-    };
-    if !valid_name(set) {
-        return Err(format!(
-            "{what}: key `set`: {} is not a set name",
-            quoted(set)
-        ));
-    }
-    if let Some(k) = literal.iter().find(|k| t.contains_key(**k)) {
-        return Err(format!(
-            "{what}: key `{k}`: not with `set` (the set holds the values)"
-        ));
-    }
-    Ok(Some(set.to_owned()))
+    Ok(entry)
 }
 
 fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
     let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
-    check_keys(t, kind, StageRole::Selector, what)?;
+    let entry = check_keys(t, kind, StageRole::Selector, what)?;
     let what = format!("{what} ({kind})");
     let op = match get_str(t, "op", &what)? {
         None | Some("and") => Op::And,
@@ -1101,464 +851,28 @@ fn parse_selector(t: &Table, what: &str) -> Result<Selector, String> {
         }
     };
     let not = get_bool(t, "not", &what)?.unwrap_or(false);
-    let kind = match kind {
-        "ip_pair" if t.contains_key("set") => SelectorKind::InSet {
-            keyof: KeyOf::Pair,
-            set: get_set(t, &["src", "dst"], &what)?.unwrap_or_default(),
-            bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
-        },
-        "subflow" if t.contains_key("set") => SelectorKind::InSet {
-            keyof: KeyOf::Subflow,
-            set: get_set(t, &["saddr", "daddr", "sport", "dport"], &what)?.unwrap_or_default(),
-            bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
-        },
-        "src" | "dst" if t.contains_key("set") => SelectorKind::InSet {
-            keyof: if kind == "src" {
-                KeyOf::Src
-            } else {
-                KeyOf::Dst
-            },
-            set: get_set(t, &["addr"], &what)?.unwrap_or_default(),
-            bidir: false,
-        },
-        "port" if t.contains_key("set") => SelectorKind::InSet {
-            keyof: match get_str(t, "field", &what)? {
-                None | Some("dport") => KeyOf::Dport,
-                Some("sport") => KeyOf::Sport,
-                Some(f) => {
-                    return Err(format!(
-                        "{what}: key `field`: {} is not sport or dport",
-                        quoted(f)
-                    ))
-                }
-            },
-            set: get_set(t, &["sport", "dport"], &what)?.unwrap_or_default(),
-            bidir: false,
-        },
-        "ip_pair" => {
-            let src = parse_addr(t, "src", &what)?;
-            let dst = parse_addr(t, "dst", &what)?;
-            if src.is_none() && dst.is_none() {
-                return Err(format!("{what}: needs `src`, `dst` or both"));
-            }
-            if let (Some(s), Some(d)) = (src, dst) {
-                if s.is_ipv4() != d.is_ipv4() {
-                    return Err(format!(
-                        "{what}: key `dst`: {d} is not the same family as `src` {s}"
-                    ));
-                }
-            }
-            SelectorKind::IpPair {
-                src,
-                dst,
-                bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
-            }
-        }
-        "packet_type" => {
-            let arr = t
-                .get("types")
-                .and_then(Value::as_array)
-                .ok_or_else(|| format!("{what}: key `types`: expected a list of packet types"))?;
-            if arr.is_empty() {
-                return Err(format!("{what}: key `types`: empty list"));
-            }
-            let mut types = Vec::new();
-            for v in arr {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| format!("{what}: key `types`: expected strings"))?;
-                if !PACKET_TYPES.contains(&s) {
-                    return Err(format!(
-                        "{what}: key `types`: unknown packet type {} (known: {})",
-                        quoted(s),
-                        PACKET_TYPES.join(", ")
-                    ));
-                }
-                types.push(s.to_owned());
-            }
-            SelectorKind::PacketType { types }
-        }
-        "subflow" => {
-            let saddr = parse_addr(t, "saddr", &what)?;
-            let daddr = parse_addr(t, "daddr", &what)?;
-            let sport = get_port(t, "sport", &what)?;
-            let dport = get_port(t, "dport", &what)?;
-            if saddr.is_none() && daddr.is_none() && sport.is_none() && dport.is_none() {
-                return Err(format!(
-                    "{what}: needs at least one of `saddr`, `daddr`, `sport`, `dport`"
-                ));
-            }
-            if let (Some(s), Some(d)) = (saddr, daddr) {
-                if s.is_ipv4() != d.is_ipv4() {
-                    return Err(format!(
-                        "{what}: key `daddr`: {d} is not the same family as `saddr` {s}"
-                    ));
-                }
-            }
-            SelectorKind::Subflow {
-                saddr,
-                daddr,
-                sport,
-                dport,
-                bidir: get_bool(t, "bidir", &what)?.unwrap_or(false),
-            }
-        }
-        "src" | "dst" => {
-            if !t.contains_key("addr") {
-                return Err(format!("{what}: needs `addr` or `set`"));
-            }
-            let (addr, prefix) = parse_prefix(t, "addr", &what)?;
-            if kind == "src" {
-                SelectorKind::Src { addr, prefix }
-            } else {
-                SelectorKind::Dst { addr, prefix }
-            }
-        }
-        "port" => {
-            if t.contains_key("field") {
-                return Err(format!("{what}: key `field`: only with `set`"));
-            }
-            let sport = get_port(t, "sport", &what)?;
-            let dport = get_port(t, "dport", &what)?;
-            if sport.is_none() && dport.is_none() {
-                return Err(format!("{what}: needs `sport`, `dport` or both"));
-            }
-            SelectorKind::Port { sport, dport }
-        }
-        "sequence" => {
-            let field = match get_str(t, "field", &what)? {
-                Some("dsn") => SeqField::Dsn,
-                Some("data_ack") => SeqField::DataAck,
-                Some("ssn") => SeqField::Ssn,
-                Some(f) => {
-                    return Err(format!(
-                        "{what}: key `field`: {} is not one of dsn, data_ack, ssn",
-                        quoted(f)
-                    ))
-                }
-                None => return Err(format!("{what}: missing key `field`")),
-            };
-            let from = get_bytes(t, "from", &what)?.unwrap_or(0);
-            let to = get_bytes(t, "to", &what)?;
-            if let Some(to) = to {
-                if to <= from {
-                    return Err(format!(
-                        "{what}: key `to`: {to} is not above `from` ({from})"
-                    ));
-                }
-            }
-            SelectorKind::Sequence {
-                field,
-                from,
-                to,
-                relative: get_bool(t, "relative", &what)?.unwrap_or(true),
-            }
-        }
-        "custom" => SelectorKind::Custom(parse_custom(t, &what)?),
-        _ => unreachable!("check_keys accepted an unknown kind"),
+    let Parse::Selector(parse) = entry.parse else {
+        unreachable!("a selector's entry parses a selector")
     };
+    let kind = parse(&Args {
+        t,
+        what: &what,
+        entry,
+    })?;
     Ok(Selector { op, not, kind })
-}
-
-/// The longest path a `custom` stage's object may have (PATH_MAX).
-const OBJECT_PATH_MAX: usize = 4096;
-
-fn parse_custom(t: &Table, what: &str) -> Result<CustomStage, String> {
-    let object =
-        get_str(t, "object", what)?.ok_or_else(|| format!("{what}: missing key `object`"))?;
-    if object.is_empty() || object.len() >= OBJECT_PATH_MAX || object.contains('\0') {
-        return Err(format!(
-            "{what}: key `object`: {} is not a file path",
-            quoted(object)
-        ));
-    }
-    let program =
-        get_str(t, "program", what)?.ok_or_else(|| format!("{what}: missing key `program`"))?;
-    if program.is_empty()
-        || !program
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(format!(
-            "{what}: key `program`: {} is not a C function name",
-            quoted(program)
-        ));
-    }
-    let mut params = Vec::new();
-    if let Some(v) = t.get("params") {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| format!("{what}: key `params`: expected a list of integers"))?;
-        if arr.len() > 14 {
-            return Err(format!("{what}: key `params`: at most 14 values"));
-        }
-        for x in arr {
-            let n = x
-                .as_integer()
-                .filter(|n| (0..=u32::MAX as i64).contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "{what}: key `params`: {} is not an integer in 0..=4294967295",
-                        shown(x)
-                    )
-                })?;
-            params.push(n as u32);
-        }
-    }
-    Ok(CustomStage {
-        object: object.into(),
-        program: program.to_owned(),
-        params,
-    })
-}
-
-/// Rates in tc's units (tc-bandwidth(8)); the suffix is case-insensitive
-/// as in tc, so `mbps` is megabytes per second like `MBps`.
-const RATE_UNITS: &[(&str, f64)] = &[
-    ("bit", 1.0),
-    ("kibit", 1024.0),
-    ("kbit", 1e3),
-    ("mibit", 1024.0 * 1024.0),
-    ("mbit", 1e6),
-    ("gibit", 1024.0 * 1024.0 * 1024.0),
-    ("gbit", 1e9),
-    ("tibit", 1024.0 * 1024.0 * 1024.0 * 1024.0),
-    ("tbit", 1e12),
-    ("bps", 8.0),
-    ("kibps", 8.0 * 1024.0),
-    ("kbps", 8e3),
-    ("mibps", 8.0 * 1024.0 * 1024.0),
-    ("mbps", 8e6),
-    ("gibps", 8.0 * 1024.0 * 1024.0 * 1024.0),
-    ("gbps", 8e9),
-    ("tibps", 8.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-    ("tbps", 8e12),
-];
-
-/// Sizes in tc's units (bytes; `kbit`.. in bits).
-const SIZE_UNITS: &[(&str, f64)] = &[
-    ("b", 1.0),
-    ("k", 1024.0),
-    ("kb", 1024.0),
-    ("m", 1024.0 * 1024.0),
-    ("mb", 1024.0 * 1024.0),
-    ("g", 1024.0 * 1024.0 * 1024.0),
-    ("gb", 1024.0 * 1024.0 * 1024.0),
-    ("kbit", 1024.0 / 8.0),
-    ("mbit", 1024.0 * 1024.0 / 8.0),
-    ("gbit", 1024.0 * 1024.0 * 1024.0 / 8.0),
-];
-
-/// Lowest and highest rate rate_limit takes, in bit/s (8 bit/s .. 100 Gbit/s).
-pub const RATE_MIN_BPS: u64 = 8;
-pub const RATE_MAX_BPS: u64 = 100_000_000_000;
-/// Burst bounds in bytes (the window edge arithmetic is 31-bit).
-pub const BURST_MIN: u32 = 1500;
-pub const BURST_MAX: u32 = 1 << 30;
-
-/// A number with an optional unit suffix from `units` (bare: factor 1).
-fn parse_units(s: &str, units: &[(&str, f64)]) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite())?;
-    let f = if unit.is_empty() {
-        1.0
-    } else {
-        units
-            .iter()
-            .find(|(u, _)| u.eq_ignore_ascii_case(unit))
-            .map(|(_, f)| *f)?
-    };
-    Some(n * f)
-}
-
-/// Parses a tc-style rate (`20mbit`, `5MBps`; bare number: bit/s) to bit/s.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let bits = parse_units(s, RATE_UNITS).ok_or_else(|| {
-        format!(
-            "{} is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)",
-            quoted(s)
-        )
-    })?;
-    if !(RATE_MIN_BPS as f64..=RATE_MAX_BPS as f64).contains(&bits) {
-        return Err(format!("{} is outside 8bit .. 100gbit", quoted(s)));
-    }
-    Ok(bits.round() as u64)
-}
-
-/// Parses a tc-style size (`64kb`, `1mb`; bare number: bytes) to bytes.
-pub fn parse_size(s: &str) -> Result<u32, String> {
-    let b = parse_units(s, SIZE_UNITS).ok_or_else(|| {
-        format!(
-            "{} is not a size (a number with a tc unit: 1500, 64kb, 2mb)",
-            quoted(s)
-        )
-    })?;
-    if !(BURST_MIN as f64..=BURST_MAX as f64).contains(&b) {
-        return Err(format!("{} is outside {BURST_MIN} bytes .. 1gb", quoted(s)));
-    }
-    Ok(b.round() as u32)
-}
-
-/// rate_limit's default burst: one second of the rate (a sender that lost
-/// data past the budget waits for its retransmission timer, 200 ms and
-/// more; the credit it earns meanwhile is kept), at least 64 KiB.
-pub fn default_burst(rate_bps: u64) -> u32 {
-    (rate_bps / 8).clamp(64 * 1024, BURST_MAX as u64) as u32
-}
-
-fn get_rate(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => parse_rate(s)
-            .map(Some)
-            .map_err(|e| format!("{what}: key `{key}`: {e}")),
-        Some(Value::Integer(n)) => parse_rate(&n.to_string())
-            .map(Some)
-            .map_err(|e| format!("{what}: key `{key}`: {e}")),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: expected a rate such as \"20mbit\", got {}",
-            v.type_str()
-        )),
-    }
-}
-
-fn get_size(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => parse_size(s)
-            .map(Some)
-            .map_err(|e| format!("{what}: key `{key}`: {e}")),
-        Some(Value::Integer(n)) => parse_size(&n.to_string())
-            .map(Some)
-            .map_err(|e| format!("{what}: key `{key}`: {e}")),
-        Some(v) => Err(format!(
-            "{what}: key `{key}`: expected a size such as \"64kb\", got {}",
-            v.type_str()
-        )),
-    }
 }
 
 fn parse_actor(t: &Table, what: &str) -> Result<Actor, String> {
     let kind = get_str(t, "kind", what)?.ok_or_else(|| format!("{what}: missing key `kind`"))?;
-    check_keys(t, kind, StageRole::Actor, what)?;
+    let entry = check_keys(t, kind, StageRole::Actor, what)?;
     let what = format!("{what} ({kind})");
-    Ok(match kind {
-        "set_backup" => {
-            let map = get_map_ref(t, "backup", &what)?;
-            Actor::SetBackup {
-                backup: if map.is_some() {
-                    false
-                } else {
-                    get_bool(t, "backup", &what)?.unwrap_or(true)
-                },
-                once: get_bool(t, "once", &what)?.unwrap_or(true),
-                map,
-            }
-        }
-        "set_mark" => {
-            let map = get_map_ref(t, "mark", &what)?;
-            Actor::SetMark {
-                mark: if map.is_some() {
-                    0
-                } else {
-                    get_u32(t, "mark", &what)?
-                        .ok_or_else(|| format!("{what}: missing key `mark`"))?
-                },
-                mask: get_u32(t, "mask", &what)?.unwrap_or(u32::MAX),
-                map,
-            }
-        }
-        "redirect" => {
-            let map = get_map_ref(t, "dev", &what)?;
-            let dev = if map.is_some() {
-                ""
-            } else {
-                get_str(t, "dev", &what)?.ok_or_else(|| format!("{what}: missing key `dev`"))?
-            };
-            if map.is_none() {
-                check_dev(dev).map_err(|e| format!("{what}: key `dev`: {e}"))?;
-            }
-            Actor::Redirect {
-                dev: dev.to_owned(),
-                ingress: get_bool(t, "ingress", &what)?.unwrap_or(false),
-                via: parse_addr(t, "via", &what)?,
-                map,
-            }
-        }
-        "get_connect" => Actor::GetConnect,
-        "get_subflow" => Actor::GetSubflow,
-        "record" => {
-            let metrics = match t.get("metrics") {
-                None => RECORD_METRICS.iter().map(|m| m.to_string()).collect(),
-                Some(v) => {
-                    let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
-                        format!("{what}: key `metrics`: expected a non-empty list")
-                    })?;
-                    let mut out = Vec::new();
-                    for m in arr {
-                        let m = m
-                            .as_str()
-                            .filter(|m| RECORD_METRICS.contains(m))
-                            .ok_or_else(|| {
-                                format!(
-                                    "{what}: key `metrics`: {} is not one of {}",
-                                    shown(m),
-                                    RECORD_METRICS.join(", ")
-                                )
-                            })?;
-                        out.push(m.to_owned());
-                    }
-                    out
-                }
-            };
-            Actor::Record { metrics }
-        }
-        "blk_subflow" => Actor::BlkSubflow {
-            mode: match get_str(t, "mode", &what)? {
-                None | Some("add_addr") => BlkMode::AddAddr,
-                Some("join") => BlkMode::Join,
-                Some(m) => {
-                    return Err(format!(
-                        "{what}: key `mode`: {} is not `add_addr` or `join`",
-                        quoted(m)
-                    ))
-                }
-            },
-        },
-        "add_subflow" => Actor::AddSubflow,
-        "rate_limit" => {
-            if let Some(map) = get_map_ref(t, "rate", &what)? {
-                if t.contains_key("burst") {
-                    return Err(format!(
-                        "{what}: key `burst`: not with a rate from a map (the burst is 1 s of the packet's rate)"
-                    ));
-                }
-                return Ok(Actor::RateLimit {
-                    rate_bps: 0,
-                    burst: 0,
-                    map: Some(map),
-                });
-            }
-            let rate_bps =
-                get_rate(t, "rate", &what)?.ok_or_else(|| format!("{what}: missing key `rate`"))?;
-            let burst = match get_size(t, "burst", &what)? {
-                Some(b) => b,
-                None => default_burst(rate_bps),
-            };
-            Actor::RateLimit {
-                rate_bps,
-                burst,
-                map: None,
-            }
-        }
-        "pass" => Actor::Pass,
-        "drop" => Actor::Drop,
-        "custom" => Actor::Custom(parse_custom(t, &what)?),
-        _ => unreachable!("check_keys accepted an unknown kind"),
+    let Parse::Actor(parse) = entry.parse else {
+        unreachable!("an actor's entry parses an actor")
+    };
+    parse(&Args {
+        t,
+        what: &what,
+        entry,
     })
 }
 
@@ -1812,8 +1126,6 @@ hook = "tc-egress"
         assert!(parse_rate("1000gbit").is_err());
         assert_eq!(parse_size("64kb"), Ok(65536));
         assert_eq!(parse_size("1500"), Ok(1500));
-        assert_eq!(default_burst(20_000_000), 2_500_000);
-        assert_eq!(default_burst(100_000), 65536);
 
         let text = r#"
 [[chain]]

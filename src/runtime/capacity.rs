@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use crate::attach::{Attachment, XdpMode};
 use crate::abi::{MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
+use crate::attach::{Attachment, XdpMode};
 use crate::chain::stage_count;
 use crate::policy::{Chain, Hook, Policy, Runs};
 use crate::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
@@ -41,20 +41,8 @@ pub const VERIFIER_BUDGET: u64 = 1_000_000;
 /// runs one program per stage instead, without a futile load first (one
 /// that fails still falls back, after the verifier gave up).
 pub fn walk_insns(family: &str, kind: &str) -> u64 {
-    let k = match (family, kind) {
-        ("xdp", "get_connect") => 430,
-        ("xdp", "get_subflow") => 85,
-        (_, "get_connect" | "get_subflow") => 260,
-        ("xdp", "set_backup") => 45,
-        (_, "set_backup") => 180,
-        (_, "record") => 200,
-        (_, "add_subflow") => 115,
-        (_, "sequence") => 90,
-        (_, "packet_type") => 75,
-        (_, "rate_limit" | "blk_subflow") => 40,
-        _ => 2,
-    };
-    k * 1000
+    let [xdp, tc] = crate::stages::find(kind).map_or([2, 2], |e| e.walk_kinsns);
+    1000 * if family == "xdp" { xdp } else { tc }
 }
 
 /// Stage slots of one hook family: 1 .. STAGE_SLOTS - 1 (slot 0 is the

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
-use crate::attach::{self, Attachment};
 use crate::abi::{types, CNT_MAX};
+use crate::attach::{self, Attachment};
 use crate::chain::{self, StageObject};
 use crate::loader;
 use crate::netns;
@@ -143,24 +143,14 @@ pub fn walk_allowed() -> bool {
     std::env::var("EMPTCP_RUNTIME").map_or(true, |v| v != "tail")
 }
 
-/// The stages the long walk (a loop) runs (policy.rs `Chain::walkable`):
-/// header and set selectors, mark, redirect, pass and drop. Inside the
-/// walk's loop the others verify far slower than alone (6.18: get_subflow
-/// on TC 256k processed instructions, 42k alone; record 196k; three or
-/// four of them fill the verifier's million): they run in the short,
-/// unrolled walk (docs/design.md, the walk).
-const WALK_OBJECTS: &[&str] = &[
-    "ip_pair", "subflow", "prefix", "port", "lookup", "set_mark", "redirect", "verdict",
-];
-
 /// The most stages of the short walk.
 pub use crate::abi::MAX_SHORT_WALK;
 
 /// Which walk program runs a layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Walk {
-    /// `emptcp_walk_prog`: a loop over up to MAX_WALK stages of
-    /// WALK_OBJECTS.
+    /// `emptcp_walk_prog`: a loop over up to MAX_WALK stages whose
+    /// objects walk long (stages.rs `walks_long`).
     Long,
     /// `emptcp_walk_short`: unrolled, up to MAX_SHORT_WALK built-in stages.
     Short,
@@ -214,7 +204,7 @@ pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
     let runs = stages
         .clone()
         .map(|s| match s.object {
-            StageObject::Builtin(o) if WALK_OBJECTS.contains(&o) => Runs::AnyWalk,
+            StageObject::Builtin(o) if crate::stages::walks_long(o) => Runs::AnyWalk,
             StageObject::Builtin(_) => Runs::ShortWalk,
             _ => Runs::TailCalls,
         })

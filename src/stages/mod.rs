@@ -1,7 +1,42 @@
-//! The catalogue of selectors and actors: names, parameters, what they do.
-//! `emptcp catalog` prints it; the policy parser checks keys against it.
+//! The built-in stages, one module each: its catalogue entry (name,
+//! parameters, defaults, hooks: what `emptcp catalog` prints and the policy
+//! parser checks), its parser and its parameter encoder. This module is
+//! the table of them, and the two places that map a typed selector or
+//! actor (policy.rs) to its module.
+//!
+//! A new built-in stage: its BPF program (src/bpf/<name>.bpf.c, a kind in
+//! abi.h, a case in walk.bpf.c), its variant in policy.rs, a module here,
+//! a line in CATALOG and an arm in encode_selector or encode_actor.
+
+pub mod add_subflow;
+mod args;
+pub mod blk_subflow;
+pub mod custom;
+pub mod ip_pair;
+pub mod lookup;
+pub mod observe;
+pub mod packet_type;
+pub mod port;
+pub mod prefix;
+pub mod rate_limit;
+pub mod record;
+pub mod redirect;
+pub mod sequence;
+pub mod set_backup;
+pub mod set_mark;
+pub mod subflow;
+pub mod verdict;
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
 
 use serde::Serialize;
+
+use crate::abi;
+use crate::policy::{Actor, KeyOf, SelectorKind};
+use crate::tables::TableState;
+pub use args::Args;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,289 +85,73 @@ pub struct Entry {
     pub hooks: &'static [&'static str],
     pub doc: &'static str,
     pub params: &'static [Param],
+    /// abi.h enum emptcp_kind: what the walk programs dispatch on.
+    #[serde(skip)]
+    pub abi_kind: u8,
+    /// Which programs can run it.
+    #[serde(skip)]
+    pub runs: Runs,
+    /// Thousands of instructions the verifier processes for it in the
+    /// short walk, on XDP and on TC (capacity.rs walk_insns).
+    #[serde(skip)]
+    pub walk_kinsns: [u64; 2],
+    /// Why not on the other hooks: the tail of the error there.
+    #[serde(skip)]
+    pub hooks_why: &'static str,
+    /// The parameter that may name a map (`{ map = NAME, key = … }`)
+    /// instead of a literal, and the value type that map must have.
+    #[serde(skip)]
+    pub map_param: Option<(&'static str, &'static str)>,
+    /// Reads its table in a policy file.
+    #[serde(skip)]
+    pub parse: Parse,
+}
+
+/// What can run a chain's stages (store.rs, the walk programs); ordered
+/// from the most to the least capable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Runs {
+    /// Header and set selectors, mark, redirect, pass and drop: either
+    /// walk program, the long one (a loop of up to 512 stages) included.
+    AnyWalk,
+    /// Built-in stages that parse options or keep per-flow state: the
+    /// short, unrolled walk (up to 32 stages), else tail calls.
+    ShortWalk,
+    /// A third-party stage: one program per stage, tail calls (33).
+    TailCalls,
+}
+
+/// A stage's parser: its table in a policy file to the typed stage.
+#[derive(Debug, Clone, Copy)]
+pub enum Parse {
+    Selector(fn(&Args) -> Result<SelectorKind, String>),
+    Actor(fn(&Args) -> Result<Actor, String>),
 }
 
 const ALL_HOOKS: &[&str] = &["xdp", "tc-ingress", "tc-egress"];
 
-/// Every built-in stage.
+/// Every built-in stage, in the order `emptcp catalog` lists them.
 pub static CATALOG: &[Entry] = &[
-    Entry {
-        kind: "ip_pair",
-        role: StageRole::Selector,
-        object: "ip_pair",
-        hooks: ALL_HOOKS,
-        doc: "packets whose (source, destination) address pair matches; IPv4 or IPv6",
-        params: &[
-            Param {
-                name: "src",
-                ty: ParamType::IpAddr,
-                required: false,
-                default: None,
-                doc: "source address (absent: any)",
-            },
-            Param {
-                name: "dst",
-                ty: ParamType::IpAddr,
-                required: false,
-                default: None,
-                doc: "destination address (absent: any)",
-            },
-            Param {
-                name: "bidir",
-                ty: ParamType::Bool,
-                required: false,
-                default: Some("false"),
-                doc: "also match the reverse direction",
-            },
-            Param {
-                name: "set",
-                ty: ParamType::Name,
-                required: false,
-                default: None,
-                doc: "instead of src/dst: a set of type pair",
-            },
-        ],
-    },
-    Entry {
-        kind: "packet_type",
-        role: StageRole::Selector,
-        object: "packet_type",
-        hooks: ALL_HOOKS,
-        doc: "packets of the given MPTCP/TCP kinds (MP_CAPABLE SYN, MP_JOIN SYN, data ACK, ADD_ADDR, ...)",
-        params: &[Param {
-            name: "types",
-            ty: ParamType::PacketTypes,
-            required: true,
-            default: None,
-            doc: "list of: mp_capable_syn mp_capable_synack mp_capable_ack mp_join_syn mp_join_synack \
-                  mp_join_ack dss_data dss_ack data_fin add_addr add_addr_echo rm_addr mp_prio mp_fail \
-                  mp_fastclose mp_tcprst tcp_plain syn fin rst",
-        }],
-    },
-    Entry {
-        kind: "subflow",
-        role: StageRole::Selector,
-        object: "subflow",
-        hooks: ALL_HOOKS,
-        doc: "one TCP 4-tuple (absent fields match anything); with bidir also its reverse",
-        params: &[
-            Param { name: "saddr", ty: ParamType::IpAddr, required: false, default: None, doc: "source address" },
-            Param { name: "daddr", ty: ParamType::IpAddr, required: false, default: None, doc: "destination address" },
-            Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
-            Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
-            Param { name: "bidir", ty: ParamType::Bool, required: false, default: Some("false"), doc: "also the reverse direction" },
-            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of the fields: a set of type subflow" },
-        ],
-    },
-    Entry {
-        kind: "src",
-        role: StageRole::Selector,
-        object: "prefix",
-        hooks: ALL_HOOKS,
-        doc: "source address in a prefix, or in a set of addresses or prefixes",
-        params: &[
-            Param { name: "addr", ty: ParamType::Prefix, required: false, default: None, doc: "address or CIDR prefix (10.0.0.0/8, fd00::/16)" },
-            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of addr: a set of type addr or prefix" },
-        ],
-    },
-    Entry {
-        kind: "dst",
-        role: StageRole::Selector,
-        object: "prefix",
-        hooks: ALL_HOOKS,
-        doc: "destination address in a prefix, or in a set of addresses or prefixes",
-        params: &[
-            Param { name: "addr", ty: ParamType::Prefix, required: false, default: None, doc: "address or CIDR prefix" },
-            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of addr: a set of type addr or prefix" },
-        ],
-    },
-    Entry {
-        kind: "port",
-        role: StageRole::Selector,
-        object: "port",
-        hooks: ALL_HOOKS,
-        doc: "TCP source and/or destination port",
-        params: &[
-            Param { name: "sport", ty: ParamType::Port, required: false, default: None, doc: "source port" },
-            Param { name: "dport", ty: ParamType::Port, required: false, default: None, doc: "destination port" },
-            Param { name: "set", ty: ParamType::Name, required: false, default: None, doc: "instead of ports: a set of type port" },
-            Param { name: "field", ty: ParamType::Name, required: false, default: Some("dport"), doc: "with set: the port looked up, sport or dport" },
-        ],
-    },
-    Entry {
-        kind: "set_backup",
-        role: StageRole::Actor,
-        object: "set_backup",
-        hooks: ALL_HOOKS,
-        doc: "adds MP_PRIO to the subflow's segments so the peer sets (or clears) its backup flag; \
-              XDP: every segment; TC: segments without payload grow, data segments at tc-egress \
-              send a clone trimmed into a pure ACK with MP_PRIO ahead of them",
-        params: &[
-            Param {
-                name: "backup",
-                ty: ParamType::Bool,
-                required: false,
-                default: Some("true"),
-                doc: "set (true) or clear (false) the backup flag, or { map = NAME, key = … } (a bool map)",
-            },
-            Param {
-                name: "once",
-                ty: ParamType::Bool,
-                required: false,
-                default: Some("true"),
-                doc: "only the first eligible segment of each subflow",
-            },
-        ],
-    },
-    Entry {
-        kind: "set_mark",
-        role: StageRole::Actor,
-        object: "set_mark",
-        hooks: &["tc-ingress", "tc-egress"],
-        doc: "sets the skb mark, for policy routing (ip rule fwmark) or queueing of one subflow",
-        params: &[
-            Param { name: "mark", ty: ParamType::U32, required: true, default: None, doc: "mark value, or { map = NAME, key = src|dst|pair|subflow|sport|dport } (a u32 map)" },
-            Param { name: "mask", ty: ParamType::U32, required: false, default: Some("0xffffffff"), doc: "bits of the mark to set" },
-        ],
-    },
-    Entry {
-        kind: "redirect",
-        role: StageRole::Actor,
-        object: "redirect",
-        hooks: ALL_HOOKS,
-        doc: "terminal: sends the selected packets out of another device. TC: Ethernet addresses of the next hop (neighbour table); TTL, mark, priority and delivery time (tstamp) kept; a received packet still owned by a local socket (from a VM's veth) leaves as a clone so that the sender's TCP Small Queues budget is released, as forwarding does. XDP: frame unchanged",
-        params: &[
-            Param { name: "dev", ty: ParamType::Name, required: true, default: None, doc: "target device (same namespace), or { map = NAME, key = … } (a dev map)" },
-            Param { name: "ingress", ty: ParamType::Bool, required: false, default: Some("false"), doc: "TC: into the device's receive path" },
-            Param { name: "via", ty: ParamType::IpAddr, required: false, default: None, doc: "TC: next hop whose MAC the packet gets (absent: the route the kernel finds out of `dev`)" },
-        ],
-    },
-    Entry {
-        kind: "get_connect",
-        role: StageRole::Actor,
-        object: "observe",
-        hooks: ALL_HOOKS,
-        doc: "sends MP_CAPABLE keys (SYN-ACK, ACK) with the 4-tuple to `emptcp events`; read-only",
-        params: &[],
-    },
-    Entry {
-        kind: "get_subflow",
-        role: StageRole::Actor,
-        object: "observe",
-        hooks: ALL_HOOKS,
-        doc: "sends MP_JOIN token, nonce, address id and backup bit with the 4-tuple to `emptcp events`; read-only",
-        params: &[],
-    },
-    Entry {
-        kind: "record",
-        role: StageRole::Actor,
-        object: "record",
-        hooks: ALL_HOOKS,
-        doc: "per-subflow metrics for `emptcp stats`: packets and payload bytes each way, RTT from \
-              TCP timestamps (record on both hooks of a host), retransmissions, last window; read-only",
-        params: &[Param {
-            name: "metrics",
-            ty: ParamType::Metrics,
-            required: false,
-            default: Some("all"),
-            doc: "any of: packets bytes rtt retrans window",
-        }],
-    },
-    Entry {
-        kind: "sequence",
-        role: StageRole::Selector,
-        object: "sequence",
-        hooks: ALL_HOOKS,
-        doc: "packets whose DSS data sequence number, DSS data ACK or TCP sequence number lies in \
-              [from, to); relative values count from the first one seen on the subflow (per \
-              direction); 4-byte values compare modulo 2^32",
-        params: &[
-            Param { name: "field", ty: ParamType::Name, required: true, default: None, doc: "dsn, data_ack or ssn" },
-            Param { name: "from", ty: ParamType::Bytes, required: false, default: Some("0"), doc: "first value picked (integer, or \"64KB\", \"1MiB\", ...)" },
-            Param { name: "to", ty: ParamType::Bytes, required: false, default: None, doc: "first value no longer picked (absent: no upper end)" },
-            Param { name: "relative", ty: ParamType::Bool, required: false, default: Some("true"), doc: "count from the first value seen on the subflow" },
-        ],
-    },
-    Entry {
-        kind: "blk_subflow",
-        role: StageRole::Actor,
-        object: "blk_subflow",
-        hooks: ALL_HOOKS,
-        doc: "add_addr: takes ADD_ADDR announcements out of the selected packets and keeps them per \
-              connection for add_subflow (the packet stays MPTCP: a DSS data ACK or NOPs take the \
-              option's place); join: drops MP_JOIN SYNs",
-        params: &[Param { name: "mode", ty: ParamType::Name, required: false, default: Some("add_addr"), doc: "add_addr or join" }],
-    },
-    Entry {
-        kind: "add_subflow",
-        role: StageRole::Actor,
-        object: "add_subflow",
-        hooks: ALL_HOOKS,
-        doc: "puts an ADD_ADDR kept by blk_subflow back, byte for byte, on the next selected packet \
-              of that connection from the announcing end (XDP: any segment, TC: segments without \
-              payload; where it does not fit beside the options, e.g. IPv6, it takes the place of \
-              a pure ACK's ack-only DSS, as Linux does), so the peer opens its subflow after all",
-        params: &[],
-    },
-    Entry {
-        kind: "rate_limit",
-        role: StageRole::Actor,
-        object: "rate_limit",
-        hooks: ALL_HOOKS,
-        doc: "holds the selected subflow's data to `rate` in each direction it sees: drops new \
-              data past the budget (a burst ahead at most) and clamps the receive window in the \
-              ACKs (never raises it; window scale from the handshake). Against a Linux MPTCP \
-              sender the data must pass the stage (it sends past a subflow's window): attach on \
-              the data's path (receiver's xdp, sender's tc-egress) and, to spare losses, on the ACKs",
-        params: &[
-            Param {
-                name: "rate",
-                ty: ParamType::Rate,
-                required: true,
-                default: None,
-                doc: "tc units: 20mbit, 5MBps, 100kbit, 1gbit (bare number: bit/s), or { map = NAME, key = … } (a rate map; burst: 1 s of the rate)",
-            },
-            Param {
-                name: "burst",
-                ty: ParamType::Size,
-                required: false,
-                default: Some("rate x 1s (at least 64kb)"),
-                doc: "credit kept at most: bytes the sender may send at once after a pause",
-            },
-        ],
-    },
-    Entry {
-        kind: "pass",
-        role: StageRole::Actor,
-        object: "verdict",
-        hooks: ALL_HOOKS,
-        doc: "terminal verdict: the selected packets go on untouched and no later stage or chain runs",
-        params: &[],
-    },
-    Entry {
-        kind: "drop",
-        role: StageRole::Actor,
-        object: "verdict",
-        hooks: ALL_HOOKS,
-        doc: "terminal verdict: the selected packets are dropped",
-        params: &[],
-    },
-    Entry {
-        kind: "custom",
-        role: StageRole::Selector,
-        object: "",
-        hooks: ALL_HOOKS,
-        doc: "a third-party selector from a BPF object (see examples/)",
-        params: CUSTOM_PARAMS,
-    },
-    Entry {
-        kind: "custom",
-        role: StageRole::Actor,
-        object: "",
-        hooks: ALL_HOOKS,
-        doc: "a third-party actor from a BPF object (see examples/)",
-        params: CUSTOM_PARAMS,
-    },
+    ip_pair::ENTRY,
+    packet_type::ENTRY,
+    subflow::ENTRY,
+    prefix::SRC,
+    prefix::DST,
+    port::ENTRY,
+    set_backup::ENTRY,
+    set_mark::ENTRY,
+    redirect::ENTRY,
+    observe::GET_CONNECT,
+    observe::GET_SUBFLOW,
+    record::ENTRY,
+    sequence::ENTRY,
+    blk_subflow::ENTRY,
+    add_subflow::ENTRY,
+    rate_limit::ENTRY,
+    verdict::PASS,
+    verdict::DROP,
+    custom::SELECTOR,
+    custom::ACTOR,
 ];
 
 /// The catalogue entry of a kind.
@@ -341,43 +160,176 @@ pub fn find(kind: &str) -> Option<&'static Entry> {
 }
 
 /// The catalogue entry of a kind in a role (`custom` exists in both).
-/// Actor parameters that may name a map instead of a literal:
-/// `{ map = NAME, key = src|dst|pair|subflow|sport|dport }`, with the
-/// value type the map must have.
-pub const MAP_PARAMS: &[(&str, &str, &str)] = &[
-    ("set_mark", "mark", "u32"),
-    ("rate_limit", "rate", "rate"),
-    ("set_backup", "backup", "bool"),
-    ("redirect", "dev", "dev"),
-];
-
 pub fn find_role(kind: &str, role: StageRole) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.kind == kind && e.role == role)
 }
 
-const CUSTOM_PARAMS: &[Param] = &[
-    Param {
-        name: "object",
-        ty: ParamType::Path,
-        required: true,
-        default: None,
-        doc: "BPF object built against include/emptcp for the chain's hook (-DEMPTCP_XDP or -DEMPTCP_TC)",
+/// The entry of a parsed selector (a set lookup: the kind it was written as).
+pub fn selector_entry(k: &SelectorKind) -> &'static Entry {
+    find_role(k.name(), StageRole::Selector).expect("every selector has a catalogue entry")
+}
+
+/// The entry of a parsed actor.
+pub fn actor_entry(a: &Actor) -> &'static Entry {
+    find_role(a.name(), StageRole::Actor).expect("every actor has a catalogue entry")
+}
+
+/// Whether the long walk (a loop) runs the stages of a built-in object.
+/// Inside the walk's loop the others verify far slower than alone (6.18:
+/// get_subflow on TC 256k processed instructions, 42k alone; record 196k;
+/// three or four of them fill the verifier's million): they run in the
+/// short, unrolled walk (docs/design.md, the walk).
+pub fn walks_long(object: &str) -> bool {
+    (object == lookup::OBJECT && lookup::RUNS == Runs::AnyWalk)
+        || CATALOG
+            .iter()
+            .any(|e| e.object == object && e.runs == Runs::AnyWalk)
+}
+
+/// Where a stage's program comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StageObject {
+    /// Built in: src/bpf/<name>.bpf.c, program <name>.
+    Builtin(&'static str),
+    /// A third-party object file and the program in it, listed as an
+    /// actor or a selector, given `param_bytes` of parameters.
+    File {
+        path: std::path::PathBuf,
+        program: String,
+        actor: bool,
+        param_bytes: usize,
     },
-    Param {
-        name: "program",
-        ty: ParamType::Name,
-        required: true,
-        default: None,
-        doc: "the program (C function) in the object",
-    },
-    Param {
-        name: "params",
-        ty: ParamType::U32List,
-        required: false,
-        default: None,
-        doc: "up to 14 integers, native-endian u32 in emptcp_stage.param",
-    },
-];
+}
+
+impl StageObject {
+    /// The program's name in its object.
+    pub fn program(&self) -> &str {
+        match self {
+            StageObject::Builtin(n) => n,
+            StageObject::File { program, .. } => program,
+        }
+    }
+    /// A short label for show/state: the kind, or custom:<program>.
+    pub fn label(&self) -> String {
+        match self {
+            StageObject::Builtin(n) => (*n).to_owned(),
+            StageObject::File { program, .. } => format!("custom:{program}"),
+        }
+    }
+}
+
+/// What encoding needs from outside: device indexes (redirect targets)
+/// and the tables (sets, maps) chains name.
+pub struct Env<'a> {
+    pub ifindex: &'a dyn Fn(&str) -> Result<u32>,
+    pub table: &'a dyn Fn(&str) -> Result<TableState>,
+}
+
+/// An environment with no devices and no tables.
+pub fn no_env() -> Env<'static> {
+    Env {
+        ifindex: &|dev| bail!("device {dev:?}: no device lookup here"),
+        table: &|t| bail!("set or map {t:?}: no tables here"),
+    }
+}
+
+/// A stage as the planner writes it into its slot: its program, its
+/// abi.h kind and its parameters.
+pub type Encoded = (StageObject, u8, abi::Param);
+
+fn builtin(e: &'static Entry, param: abi::Param) -> Encoded {
+    (StageObject::Builtin(e.object), e.abi_kind, param)
+}
+
+/// Encodes a selector.
+pub fn encode_selector(k: &SelectorKind, env: &Env) -> Result<Encoded> {
+    let param = match k {
+        SelectorKind::InSet { keyof, set, bidir } => {
+            return lookup::encode(env, set, *keyof, *bidir)
+        }
+        SelectorKind::Custom(c) => return Ok(custom::encode(c, false)),
+        SelectorKind::IpPair { src, dst, bidir } => ip_pair::encode(*src, *dst, *bidir),
+        SelectorKind::PacketType { types } => packet_type::encode(types)?,
+        SelectorKind::Subflow {
+            saddr,
+            daddr,
+            sport,
+            dport,
+            bidir,
+        } => subflow::encode(*saddr, *daddr, *sport, *dport, *bidir),
+        SelectorKind::Src { addr, prefix } => prefix::encode(addr, *prefix, false),
+        SelectorKind::Dst { addr, prefix } => prefix::encode(addr, *prefix, true),
+        SelectorKind::Port { sport, dport } => port::encode(*sport, *dport),
+        SelectorKind::Sequence {
+            field,
+            from,
+            to,
+            relative,
+        } => sequence::encode(*field, *from, *to, *relative),
+    };
+    Ok(builtin(selector_entry(k), param))
+}
+
+/// Encodes an actor; a parameter from a map becomes the map's reference
+/// in the last 4 bytes (abi.h EMPTCP_PARAM_TAB_OFF, tables.h).
+pub fn encode_actor(a: &Actor, env: &Env) -> Result<Encoded> {
+    let mut param = match a {
+        Actor::Custom(c) => return Ok(custom::encode(c, true)),
+        Actor::SetMark { mark, mask, .. } => set_mark::encode(*mark, *mask),
+        Actor::Redirect {
+            dev,
+            ingress,
+            via,
+            map,
+        } => redirect::encode(dev, *ingress, *via, map.as_ref(), env)?,
+        Actor::SetBackup { backup, once, .. } => set_backup::encode(*backup, *once),
+        Actor::GetConnect => observe::encode(false),
+        Actor::GetSubflow => observe::encode(true),
+        Actor::Record { metrics } => record::encode(metrics),
+        Actor::BlkSubflow { mode } => blk_subflow::encode(*mode),
+        Actor::AddSubflow => [0u8; abi::PARAM_SIZE],
+        Actor::RateLimit {
+            rate_bps, burst, ..
+        } => rate_limit::encode(*rate_bps, *burst),
+        Actor::Pass => verdict::encode(false),
+        Actor::Drop => verdict::encode(true),
+    };
+    if let Some(m) = a.map() {
+        param[abi::PARAM_TAB_OFF..].copy_from_slice(&tab_ref(env, &m.map, m.key, false)?);
+    }
+    Ok(builtin(actor_entry(a), param))
+}
+
+/// A parameter struct's bytes at the start of a slot's parameters.
+fn param_of<T: plain::Plain>(v: &T) -> abi::Param {
+    let mut param = [0u8; abi::PARAM_SIZE];
+    // SAFETY: T is Plain (checked by the bound); we only read its bytes.
+    let b = unsafe { plain::as_bytes(v) };
+    param[..b.len()].copy_from_slice(b);
+    param
+}
+
+/// An address as abi.h stores it: IPv4 in the first 4 of 16 bytes.
+fn addr_bytes(a: &IpAddr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => out.copy_from_slice(&v6.octets()),
+    }
+    out
+}
+
+/// The 4-byte reference a stage carries to table `name` (abi.h
+/// emptcp_tab_ref).
+fn tab_ref(env: &Env, name: &str, keyof: KeyOf, bidir: bool) -> Result<[u8; 4]> {
+    let t = (env.table)(name)?;
+    Ok([
+        t.id,
+        t.def.key.layout(),
+        keyof.abi(),
+        if bidir { abi::TAB_BIDIR } else { 0 },
+    ])
+}
 
 #[cfg(test)]
 mod tests {
@@ -392,6 +344,17 @@ mod tests {
                 e.kind,
                 e.object
             );
+        }
+    }
+
+    #[test]
+    fn every_entry_parses_its_own_role() {
+        for e in CATALOG {
+            let ok = matches!(
+                (e.role, e.parse),
+                (StageRole::Selector, Parse::Selector(_)) | (StageRole::Actor, Parse::Actor(_))
+            );
+            assert!(ok, "{} ({:?}) parses the other role", e.kind, e.role);
         }
     }
 }
