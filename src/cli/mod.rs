@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::attach::XdpMode;
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::kernel::attach::XdpMode;
 
 /// eBPF control framework for Linux Multipath TCP: attach chains of
 /// selectors and actors to interfaces (XDP, TC) to steer MPTCP subflows.
@@ -23,7 +23,7 @@ pub struct Cli {
     pub verbose: bool,
 
     /// bpffs directory holding emptcp's maps, links and state
-    #[arg(long, global = true, env = "EMPTCP_STATE_DIR", default_value = crate::state::DEFAULT_DIR, value_name = "DIR")]
+    #[arg(long, global = true, env = "EMPTCP_STATE_DIR", default_value = crate::runtime::state::DEFAULT_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
 
     #[command(subcommand)]
@@ -193,7 +193,7 @@ impl Cli {
     /// line, the value escaped and capped (text.rs).
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(n) = &self.netns {
-            crate::netns::check_name(n).map_err(|e| anyhow::anyhow!("-n: {e}"))?;
+            crate::kernel::netns::check_name(n).map_err(|e| anyhow::anyhow!("-n: {e}"))?;
         }
         let name = match &self.cmd {
             Command::Show { name, .. } | Command::Detach { name, .. } => name.as_deref(),
@@ -201,14 +201,14 @@ impl Cli {
             _ => None,
         };
         if let Command::Set { op } | Command::Map { op } = &self.cmd {
-            if !crate::policy::valid_name(op.name()) {
+            if !crate::policy::values::valid_name(op.name()) {
                 anyhow::bail!(
                     "no set or map called {} (names are 1-32 characters of [a-z0-9_-])",
                     quoted(op.name())
                 );
             }
         }
-        if let Some(n) = name.filter(|n| !crate::policy::valid_name(n)) {
+        if let Some(n) = name.filter(|n| !crate::policy::values::valid_name(n)) {
             anyhow::bail!(
                 "no chain called {} (chain names are 1-32 characters of [a-z0-9_-])",
                 quoted(n)

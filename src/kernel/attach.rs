@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Hook;
+use crate::policy::model::Hook;
 
 /// How an XDP program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -123,7 +123,7 @@ pub fn attach(
                 libbpf_sys::BPF_TCX_EGRESS
             };
             // tcx where the kernel has it (probed once, see features.rs)
-            let tcx = if crate::features::get().tcx {
+            let tcx = if crate::kernel::features::get().tcx {
                 link_create(prog, ifindex, at, 0)
             } else {
                 Err(-libc::EOPNOTSUPP)

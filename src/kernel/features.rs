@@ -175,8 +175,8 @@ pub fn kernel_warning(release: &str) -> Option<String> {
 /// One line for `apply` when a policy asks for something this kernel does
 /// in a narrower way: set_backup at TC without `bpf_cast_to_kern_ctx`
 /// marks segments without payload only.
-pub fn apply_warning(p: &crate::policy::Policy) -> Option<String> {
-    use crate::policy::{Actor, Hook};
+pub fn apply_warning(p: &crate::policy::model::Policy) -> Option<String> {
+    use crate::policy::model::{Actor, Hook};
     let names: Vec<&str> = p
         .chains
         .iter()

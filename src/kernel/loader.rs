@@ -11,8 +11,8 @@ use libbpf_rs::{
 };
 
 use crate::abi::{types, ABI_VERSION, ROLE_ACTOR, ROLE_SELECTOR};
-use crate::chain::StageObject;
-use crate::text::{self, quoted};
+use crate::cli::text::{self, quoted};
+use crate::runtime::chain::StageObject;
 
 /// libbpf messages of the current load, for the one-line error.
 static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -158,7 +158,7 @@ pub fn open_custom(object: &StageObject, family: &str, what: &str) -> Result<Ope
     };
     let (path, program) = (path.as_path(), program.as_str());
     let shown = text::path(path);
-    let bytes = crate::userfile::read(path).map_err(|e| anyhow!("{what}: {shown}: {e}"))?;
+    let bytes = crate::policy::userfile::read(path).map_err(|e| anyhow!("{what}: {shown}: {e}"))?;
     if !is_bpf_elf(&bytes) {
         bail!("{what}: {shown}: not an ELF BPF object");
     }

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
 
-use crate::text::quoted;
+use crate::cli::text::quoted;
 
 /// Where named namespaces live (iproute2's convention).
 pub const NETNS_RUN_DIR: &str = "/run/netns";

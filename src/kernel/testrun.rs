@@ -13,10 +13,10 @@ use anyhow::{Context, Result};
 use libbpf_rs::{Object, ProgramInput};
 
 use crate::abi::COUNTER_NAMES;
-use crate::chain;
-use crate::policy::{Chain, Hook};
+use crate::policy::model::{Chain, Hook};
+use crate::runtime::chain;
+use crate::runtime::state::StateDir;
 use crate::runtime::{load_entry, pinned_map, set_attach, slot_counters, write_slots, Objects};
-use crate::state::StateDir;
 use crate::tables::{self, TableDef, TableState};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -132,7 +132,7 @@ impl Harness {
         let n: usize = chains.iter().map(chain::stage_count).sum();
         let slots: Vec<u16> = (1..=n as u16).collect();
         let env = chain::Env {
-            ifindex: &|d| crate::netns::ifindex(d, None),
+            ifindex: &|d| crate::kernel::netns::ifindex(d, None),
             table: &|name| {
                 states
                     .iter()
@@ -145,7 +145,7 @@ impl Harness {
         let entry = load_entry(&sd, family, 1, "entry")?;
         // the walk program (if any) in the first stage's slot, as before
         // walks had a slot of their own
-        let lay = crate::txn::Layout {
+        let lay = crate::runtime::txn::Layout {
             slots: slots.clone(),
             walk_slot: None,
             kept: Default::default(),

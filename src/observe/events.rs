@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::abi::{self, types};
-use crate::state::{State, StateDir};
+use crate::runtime::state::{State, StateDir};
 
 /// Token of a key: the most significant 32 bits of SHA-256(key, big endian).
 pub fn key_token(key: u64) -> u32 {

@@ -13,11 +13,11 @@ use libbpf_rs::query::{LinkInfo, LinkTypeInfo};
 use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
 use serde::Serialize;
 
-use crate::attach::Attachment;
-use crate::netns;
-use crate::policy::Hook;
-use crate::state::{AttachPoint, StateDir};
-use crate::store;
+use crate::kernel::attach::Attachment;
+use crate::kernel::netns;
+use crate::policy::model::Hook;
+use crate::runtime::state::{AttachPoint, StateDir};
+use crate::runtime::store;
 
 /// What is wrong with an attach point, if anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

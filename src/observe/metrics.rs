@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
+use crate::observe::stats::{self, family};
 use crate::runtime::Runtime;
-use crate::stats::{self, family};
 
 /// What the service reports about itself.
 #[derive(Debug, Clone, Default)]
@@ -299,7 +299,7 @@ pub fn health_only(h: &Health) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{ConnStats, DirStats, Stats, SubflowStats};
+    use crate::observe::stats::{ConnStats, DirStats, Stats, SubflowStats};
 
     #[test]
     fn the_page_is_valid_exposition_text() {

@@ -10,7 +10,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
 use crate::abi::types;
-use crate::events::key_token;
+use crate::observe::events::key_token;
 use crate::runtime::{ChainView, Runtime};
 
 /// One direction of a subflow.

@@ -6,8 +6,7 @@ use std::str::FromStr;
 
 use toml::{Table, Value};
 
-use super::{valid_name, KeyOf, MapRef};
-use crate::text::{bare, quoted};
+use crate::cli::text::{bare, quoted};
 
 pub fn get_str<'a>(t: &'a Table, key: &str, what: &str) -> Result<Option<&'a str>, String> {
     match t.get(key) {
@@ -155,33 +154,6 @@ pub fn parse_prefix(t: &Table, key: &str, what: &str) -> Result<(IpAddr, u8), St
     Ok((addr, plen))
 }
 
-/// `key = { map = "NAME", key = "src" }`: a parameter taken from a map.
-pub fn get_map_ref(t: &Table, key: &str, what: &str) -> Result<Option<MapRef>, String> {
-    let Some(Value::Table(m)) = t.get(key) else {
-        return Ok(None);
-    };
-    for k in m.keys() {
-        if k != "map" && k != "key" {
-            return Err(format!(
-                "{what}: key `{key}`: unknown key `{}` (known: map, key)",
-                bare(k)
-            ));
-        }
-    }
-    let w = format!("{what}: key `{key}`");
-    let map = get_str(m, "map", &w)?.ok_or_else(|| format!("{w}: missing key `map`"))?;
-    if !valid_name(map) {
-        return Err(format!("{w}: map {}: not a map name", quoted(map)));
-    }
-    let k = get_str(m, "key", &w)?.ok_or_else(|| format!("{w}: missing key `key`"))?;
-    let keyof = KeyOf::parse(k)
-        .ok_or_else(|| format!("{w}: key {} is not one of {}", quoted(k), KeyOf::NAMES))?;
-    Ok(Some(MapRef {
-        map: map.to_owned(),
-        key: keyof,
-    }))
-}
-
 /// `set = "NAME"` of a selector, refusing the literal keys beside it.
 pub fn get_set(t: &Table, literal: &[&str], what: &str) -> Result<Option<String>, String> {
     let Some(set) = get_str(t, "set", what)? else {
@@ -324,4 +296,13 @@ pub fn get_rate(t: &Table, key: &str, what: &str) -> Result<Option<u64>, String>
 
 pub fn get_size(t: &Table, key: &str, what: &str) -> Result<Option<u32>, String> {
     get_units(t, key, what, "a size such as \"64kb\"", parse_size)
+}
+
+/// Checks a chain name: `[a-z0-9_-]`, 1..=32 characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }

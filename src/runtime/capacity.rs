@@ -10,11 +10,12 @@
 use std::path::Path;
 
 use crate::abi::{MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
-use crate::attach::{Attachment, XdpMode};
-use crate::chain::stage_count;
-use crate::policy::{Chain, Hook, Policy, Runs};
-use crate::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
-use crate::text::bare;
+use crate::cli::text::bare;
+use crate::kernel::attach::{Attachment, XdpMode};
+use crate::policy::model::{Chain, Hook, Policy};
+use crate::runtime::chain::stage_count;
+use crate::runtime::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
+use crate::stages::Runs;
 
 /// The most stages the chains of one attach point may have together.
 ///
@@ -29,7 +30,7 @@ pub const MAX_TAIL_CALLS: usize = 33;
 
 /// The most stages one walk program runs (abi.h EMPTCP_MAX_WALK): the
 /// limit of an attach point whose stages are all built in.
-pub const MAX_WALK: usize = crate::store::MAX_WALK;
+pub const MAX_WALK: usize = crate::runtime::store::MAX_WALK;
 
 /// What one program may cost the verifier (BPF_COMPLEXITY_LIMIT_INSNS).
 pub const VERIFIER_BUDGET: u64 = 1_000_000;
@@ -64,7 +65,7 @@ pub fn limits() -> Vec<(&'static str, String)> {
             "stages per attach point with a stage that parses options or keeps state",
             format!(
                 "{} (one walk, within {VERIFIER_BUDGET} verified instructions), else {MAX_TAIL_CALLS} (tail calls)",
-                crate::store::MAX_SHORT_WALK
+                crate::runtime::store::MAX_SHORT_WALK
             ),
         ),
         (
@@ -153,10 +154,10 @@ fn chain_list(chains: &[(&str, usize)]) -> String {
 pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
     for p in points {
         let walk = p.walk();
-        let max = crate::store::walk_limit(p.runs, p.insns);
+        let max = crate::runtime::store::walk_limit(p.runs, p.insns);
         let why = if max >= MAX_WALK {
             format!("one walk program runs at most {MAX_WALK}")
-        } else if p.runs == Runs::TailCalls || !crate::store::walk_allowed() {
+        } else if p.runs == Runs::TailCalls || !crate::runtime::store::walk_allowed() {
             format!("the kernel allows {MAX_TAIL_CALLS} tail calls per packet (third-party stages walk by tail calls)")
         } else if max == MAX_TAIL_CALLS && p.insns > VERIFIER_BUDGET * 9 / 10 {
             format!(
@@ -166,7 +167,7 @@ pub fn check_layout(points: &[PointLoad<'_>]) -> Result<(), String> {
         } else {
             format!(
                 "stages that parse options or keep state run in a walk of at most {} stages, or by tail calls, which the kernel allows {MAX_TAIL_CALLS} per packet",
-                crate::store::MAX_SHORT_WALK
+                crate::runtime::store::MAX_SHORT_WALK
             )
         };
         if walk > max {
@@ -232,7 +233,7 @@ impl std::io::Write for Counter {
 
 /// What a chain's stages cost the verifier in a walk (walk_insns).
 pub fn chain_insns(c: &Chain) -> u64 {
-    crate::chain::stage_labels(c)
+    crate::runtime::chain::stage_labels(c)
         .iter()
         .map(|k| walk_insns(c.hook.family(), k))
         .sum()
@@ -310,7 +311,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                     .map(|(name, n)| {
                         let mut spec = spec(name).clone();
                         spec.netns = p.netns.map(str::to_owned);
-                        let kinds = crate::chain::stage_labels(&spec);
+                        let kinds = crate::runtime::chain::stage_labels(&spec);
                         ChainState {
                             id: u16::MAX,
                             spec,

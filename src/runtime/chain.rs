@@ -13,7 +13,7 @@ pub use crate::abi::{
     head_slot, types, CNT_MAX, COUNTER_NAMES, MAX_ATTACH, MAX_SLOTS, SF_ACTOR, SF_FIRST, SF_NOT,
     SF_OR, STAGE_SLOTS,
 };
-use crate::policy::{Actor, Chain, CustomStage, Op, SelectorKind};
+use crate::policy::model::{Actor, Chain, CustomStage, Op, SelectorKind};
 use crate::stages::{encode_actor, encode_selector};
 pub use crate::stages::{no_env, Env, StageObject};
 
@@ -136,7 +136,7 @@ pub fn plan_with(chains: &[(&Chain, u16)], slots: &[u16], env: &Env) -> Result<V
 mod tests {
     use super::*;
     use crate::abi::*;
-    use crate::policy::Policy;
+    use crate::policy::model::Policy;
 
     fn two_chains() -> Policy {
         Policy::parse(

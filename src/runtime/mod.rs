@@ -25,20 +25,20 @@ use libbpf_rs::MapHandle;
 use serde::Serialize;
 
 use crate::abi::COUNTER_NAMES;
-use crate::attach::{Attachment, XdpMode};
-use crate::chain::StageObject;
-use crate::health::{self, Health};
-use crate::loader;
-use crate::netns;
-use crate::policy::{Chain, Hook, Policy};
-use crate::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
-use crate::statedir::RunLock;
+use crate::cli::text::quoted;
+use crate::kernel::attach::{Attachment, XdpMode};
+use crate::kernel::loader;
+use crate::kernel::netns;
+use crate::observe::health::{self, Health};
+use crate::policy::model::{Chain, Hook, Policy};
+use crate::runtime::chain::StageObject;
+use crate::runtime::state::{now_ms, AttachPoint, ChainState, Retired, State, StateDir};
+use crate::runtime::statedir::RunLock;
+use crate::runtime::txn::Txn;
 use crate::tables::{self, TableState};
-use crate::text::quoted;
-use crate::txn::Txn;
 
-pub use crate::store::slot_counters;
-pub(crate) use crate::store::{load_entry, pinned_map, set_attach, write_slots, Objects};
+pub use crate::runtime::store::slot_counters;
+pub(crate) use crate::runtime::store::{load_entry, pinned_map, set_attach, write_slots, Objects};
 
 /// Options shared by all commands.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct Runtime {
 impl Default for Runtime {
     fn default() -> Self {
         Runtime {
-            dir: PathBuf::from(crate::state::DEFAULT_DIR),
+            dir: PathBuf::from(crate::runtime::state::DEFAULT_DIR),
             netns: None,
             xdp_mode: XdpMode::Auto,
         }
@@ -138,7 +138,7 @@ pub fn mptcp_warnings(policy: &Policy, netns: Option<&str>) -> Vec<String> {
             .map(|n| format!("network namespace {n:?}"))
             .unwrap_or_else(|| "this network namespace".into());
         // /proc/sys/net follows the reading thread's namespace
-        let v = crate::netns::run_in(ns.as_deref(), || {
+        let v = crate::kernel::netns::run_in(ns.as_deref(), || {
             Ok(std::fs::read_to_string("/proc/sys/net/mptcp/enabled").ok())
         });
         match v {
@@ -269,29 +269,29 @@ pub fn walk_length(p: &AttachPoint) -> usize {
 }
 
 /// What can run a point's least capable stage.
-pub fn point_runs(p: &AttachPoint) -> crate::policy::Runs {
+pub fn point_runs(p: &AttachPoint) -> crate::stages::Runs {
     p.chains
         .iter()
         .map(|c| c.spec.runs())
         .max()
-        .unwrap_or(crate::policy::Runs::AnyWalk)
+        .unwrap_or(crate::stages::Runs::AnyWalk)
 }
 
 /// What a point's stages cost the verifier in a walk.
 pub fn point_insns(p: &AttachPoint) -> u64 {
     p.chains
         .iter()
-        .map(|c| crate::capacity::chain_insns(&c.spec))
+        .map(|c| crate::runtime::capacity::chain_insns(&c.spec))
         .sum()
 }
 
 /// Refuses a layout the kernel could not run whole (capacity.rs): walk
 /// length per point, stage slots, attach points.
 fn check_capacity(next: &State) -> Result<()> {
-    let points: Vec<crate::capacity::PointLoad> = next
+    let points: Vec<crate::runtime::capacity::PointLoad> = next
         .points
         .iter()
-        .map(|p| crate::capacity::PointLoad {
+        .map(|p| crate::runtime::capacity::PointLoad {
             dev: &p.dev,
             hook: p.hook,
             netns: p.netns.as_deref(),
@@ -304,7 +304,7 @@ fn check_capacity(next: &State) -> Result<()> {
             insns: point_insns(p),
         })
         .collect();
-    crate::capacity::check_layout(&points).map_err(|e| anyhow!(e))
+    crate::runtime::capacity::check_layout(&points).map_err(|e| anyhow!(e))
 }
 
 impl Runtime {
@@ -313,12 +313,12 @@ impl Runtime {
     /// files, before anything is loaded or changed.
     pub fn read_policy(&self, path: &std::path::Path) -> Result<Policy> {
         let p = Policy::from_file(path)?;
-        crate::capacity::check_policy(&p, self.netns.as_deref(), &self.dir).map_err(|msg| {
-            crate::policy::PolicyError {
-                file: crate::text::path(path),
+        crate::runtime::capacity::check_policy(&p, self.netns.as_deref(), &self.dir).map_err(
+            |msg| crate::policy::PolicyError {
+                file: crate::cli::text::path(path),
                 msg,
-            }
-        })?;
+            },
+        )?;
         Ok(p)
     }
 
@@ -583,7 +583,7 @@ impl Runtime {
             sd.refuse_if_served()?;
         }
         let mut st = sd.load()?;
-        crate::txn::recover(&sd, &mut st)?;
+        crate::runtime::txn::recover(&sd, &mut st)?;
         let mut first_err = None;
         for p in &st.points {
             if let Err(e) = store::detach_point(&sd, p, true) {
@@ -707,9 +707,9 @@ impl Runtime {
                     walk,
                     runtime: if p.walk { "walk" } else { "tail-calls" },
                     walk_max: if p.walk {
-                        crate::capacity::MAX_WALK
+                        crate::runtime::capacity::MAX_WALK
                     } else {
-                        crate::capacity::MAX_TAIL_CALLS
+                        crate::runtime::capacity::MAX_TAIL_CALLS
                     },
                     stages,
                 });
@@ -759,7 +759,7 @@ impl Runtime {
     /// warning), else it is this command's one-line error.
     fn check_walks(&self, policy: &Policy) -> Result<usize> {
         let mut n = 0;
-        for p in crate::capacity::policy_points(policy, self.netns.as_deref()) {
+        for p in crate::runtime::capacity::policy_points(policy, self.netns.as_deref()) {
             let chains: Vec<&Chain> = p
                 .chains
                 .iter()
@@ -778,7 +778,7 @@ impl Runtime {
                     n += 1;
                 }
                 Ok(None) => {}
-                Err(e) if stages <= crate::capacity::MAX_TAIL_CALLS => {
+                Err(e) if stages <= crate::runtime::capacity::MAX_TAIL_CALLS => {
                     eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 }
                 Err(e) => return Err(e),
@@ -924,7 +924,7 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
         .collect();
     // both documents this change will write must fit the state map
     let mut journal = txn.base.clone();
-    journal.pending = Some(crate::state::Pending {
+    journal.pending = Some(crate::runtime::state::Pending {
         slots: retire.clone(),
         attach: attach.clone(),
         tables: ch.new_tables.iter().map(|(t, _)| t.clone()).collect(),
@@ -964,7 +964,11 @@ fn carry_out(
     sd: &StateDir,
     txn: &mut Txn,
     ch: &mut Change,
-    plans: &[(PointId, Vec<chain::PlannedChain>, crate::txn::Layout)],
+    plans: &[(
+        PointId,
+        Vec<chain::PlannedChain>,
+        crate::runtime::txn::Layout,
+    )],
 ) -> Result<()> {
     for (t, m) in &ch.new_tables {
         tables::install(sd, t, m)?;

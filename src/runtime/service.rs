@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::metrics::{self, Health, Shared};
-use crate::policy::Policy;
+use crate::observe::metrics::{self, Health, Shared};
+use crate::policy::model::Policy;
+use crate::runtime::statedir::StateDir;
 use crate::runtime::{ApplyReport, Runtime};
-use crate::statedir::StateDir;
 
 /// What `emptcp run` was asked for.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ fn log_report(gen: u64, path: &Path, p: &Policy, r: &ApplyReport) {
     }
     let mut line = format!(
         "applied {} (generation {gen}): {}",
-        crate::text::path(path),
+        crate::cli::text::path(path),
         what_applied(p)
     );
     if !r.attached.is_empty() {
@@ -119,12 +119,12 @@ fn log_report(gen: u64, path: &Path, p: &Policy, r: &ApplyReport) {
 /// Warnings about the machine, once at the start.
 fn log_warnings(rt: &Runtime, p: &Policy) {
     let mut w: Vec<String> = Vec::new();
-    w.extend(crate::features::kernel_warning(
-        &crate::features::get().release,
+    w.extend(crate::kernel::features::kernel_warning(
+        &crate::kernel::features::get().release,
     ));
     w.extend(crate::runtime::jit_warnings());
     w.extend(crate::runtime::mptcp_warnings(p, rt.netns.as_deref()));
-    w.extend(crate::features::apply_warning(p));
+    w.extend(crate::kernel::features::apply_warning(p));
     for w in w {
         log(Level::Warning, &format!("warning: {w}"));
     }
@@ -252,7 +252,11 @@ fn reload(rt: &Runtime, opts: &Options, health: &Shared, applied: &mut Policy) {
 
 /// Removes what the file applied; with nothing else in the state, every
 /// pin of the state directory too. Returns what went.
-fn stop(rt: &Runtime, applied: &Policy, held: &crate::statedir::RunLock) -> Result<Vec<String>> {
+fn stop(
+    rt: &Runtime,
+    applied: &Policy,
+    held: &crate::runtime::statedir::RunLock,
+) -> Result<Vec<String>> {
     let (removed, left) = rt.retract(applied)?;
     if !left {
         rt.remove_all(Some(held))?;
@@ -262,7 +266,7 @@ fn stop(rt: &Runtime, applied: &Policy, held: &crate::statedir::RunLock) -> Resu
 
 /// After a first apply that failed: the state directory goes when it holds
 /// nothing.
-fn remove_if_empty(rt: &Runtime, held: &crate::statedir::RunLock) -> Result<()> {
+fn remove_if_empty(rt: &Runtime, held: &crate::runtime::statedir::RunLock) -> Result<()> {
     let empty = match StateDir::open(&rt.dir, false)? {
         Some(sd) => {
             let st = sd.load()?;

@@ -14,11 +14,11 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use serde::{Deserialize, Serialize};
 
-pub use crate::statedir::STATE_VALUE_SIZE;
-pub use crate::statedir::{StateDir, DEFAULT_DIR};
+pub use crate::runtime::statedir::STATE_VALUE_SIZE;
+pub use crate::runtime::statedir::{StateDir, DEFAULT_DIR};
 
-use crate::attach::{Attachment, XdpMode};
-use crate::policy::{Chain, Hook};
+use crate::kernel::attach::{Attachment, XdpMode};
+use crate::policy::model::{Chain, Hook};
 use crate::tables::TableState;
 
 const STATE_VERSION: u32 = 1;

@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::text::quoted;
+use crate::cli::text::quoted;
 
 pub const DEFAULT_DIR: &str = "/sys/fs/bpf/emptcp";
 

@@ -11,12 +11,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use crate::abi::{types, CNT_MAX};
-use crate::attach::{self, Attachment};
-use crate::chain::{self, StageObject};
-use crate::loader;
-use crate::netns;
-use crate::policy::{Hook, Runs};
-use crate::state::{AttachPoint, StateDir};
+use crate::kernel::attach::{self, Attachment};
+use crate::kernel::loader;
+use crate::kernel::netns;
+use crate::policy::model::Hook;
+use crate::runtime::chain::{self, StageObject};
+use crate::runtime::state::{AttachPoint, StateDir};
+use crate::stages::Runs;
 
 /// The stage program instances loaded by one command. They stay loaded
 /// while the prog array holds them; this keeps their fds until the end.
@@ -178,7 +179,7 @@ pub fn walk_for(runs: Runs, n: usize, insns: u64) -> Option<Walk> {
         } else {
             Walk::Long
         })
-    } else if n <= MAX_SHORT_WALK && insns <= crate::capacity::VERIFIER_BUDGET * 9 / 10 {
+    } else if n <= MAX_SHORT_WALK && insns <= crate::runtime::capacity::VERIFIER_BUDGET * 9 / 10 {
         // unrolled: every stage verifies as it does alone
         Some(Walk::Short)
     } else {
@@ -192,9 +193,9 @@ pub fn walk_limit(runs: Runs, insns: u64) -> usize {
     if walk_for(runs, MAX_WALK, insns).is_some() {
         MAX_WALK
     } else if walk_for(runs, 1, insns).is_some() {
-        MAX_SHORT_WALK.max(crate::capacity::MAX_TAIL_CALLS)
+        MAX_SHORT_WALK.max(crate::runtime::capacity::MAX_TAIL_CALLS)
     } else {
-        crate::capacity::MAX_TAIL_CALLS
+        crate::runtime::capacity::MAX_TAIL_CALLS
     }
 }
 
@@ -212,7 +213,7 @@ pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
         .unwrap_or(Runs::AnyWalk);
     let insns = stages
         .clone()
-        .map(|s| crate::capacity::walk_insns(family, &s.kind))
+        .map(|s| crate::runtime::capacity::walk_insns(family, &s.kind))
         .sum();
     walk_for(runs, stages.count(), insns)
 }
@@ -287,7 +288,7 @@ pub(crate) fn write_slots(
     sd: &StateDir,
     family: &str,
     plan: &[chain::PlannedChain],
-    lay: &crate::txn::Layout,
+    lay: &crate::runtime::txn::Layout,
     objs: &mut Objects,
     allow_walk: bool,
 ) -> Result<bool> {
@@ -322,7 +323,7 @@ pub(crate) fn write_slots(
             // a walk the kernel refuses still runs one program per stage
             // when that fits the tail calls (on fresh slots: kept counter
             // slots belong to the running walk)
-            Err(e) if n <= crate::capacity::MAX_TAIL_CALLS && lay.kept.is_empty() => {
+            Err(e) if n <= crate::runtime::capacity::MAX_TAIL_CALLS && lay.kept.is_empty() => {
                 eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 walk = None;
             }
@@ -382,7 +383,7 @@ pub(crate) fn clsact_handle(id: u32) -> u32 {
 /// attaching, so that the intent can be recorded first.
 pub(crate) fn planned_attachment(sd: &StateDir, p: &AttachPoint) -> Attachment {
     let family = p.hook.family();
-    if p.hook != Hook::Xdp && !crate::features::get().tcx {
+    if p.hook != Hook::Xdp && !crate::kernel::features::get().tcx {
         return Attachment::Clsact {
             handle: clsact_handle(p.id),
             priority: clsact_handle(p.id),

@@ -27,11 +27,11 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use crate::abi::STAGE_SLOTS;
-use crate::chain::{self, PlannedChain};
-use crate::policy::Runs;
-use crate::state::{now_ms, AttachPoint, ChainState, Pending, Retired, State, StateDir};
-use crate::statedir::{is_family_pin, FAMILIES};
-use crate::store::{self, Objects};
+use crate::runtime::chain::{self, PlannedChain};
+use crate::runtime::state::{now_ms, AttachPoint, ChainState, Pending, Retired, State, StateDir};
+use crate::runtime::statedir::{is_family_pin, FAMILIES};
+use crate::runtime::store::{self, Objects};
+use crate::stages::Runs;
 
 /// How long retired slots are kept before they are reused: far longer than
 /// any packet takes to walk a chain.

@@ -4,10 +4,12 @@
 
 use std::net::IpAddr;
 
-use toml::Table;
+use toml::{Table, Value};
 
 use super::Entry;
-use crate::policy::{values, MapRef};
+use crate::cli::text::{bare, quoted};
+use crate::policy::model::{KeyOf, MapRef};
+use crate::policy::values::{self, get_str, valid_name};
 
 /// The keys of one `[[chain.select]]` or `[[chain.act]]` table.
 pub struct Args<'a> {
@@ -128,7 +130,7 @@ impl Args<'_> {
     }
 
     pub fn map_ref(&self, key: &str) -> Result<Option<MapRef>, String> {
-        values::get_map_ref(self.t, key, self.what)
+        get_map_ref(self.t, key, self.what)
     }
 
     /// `set = "NAME"`, refusing the literal keys beside it.
@@ -143,4 +145,31 @@ impl Args<'_> {
     pub fn size(&self, key: &str) -> Result<Option<u32>, String> {
         values::get_size(self.t, key, self.what)
     }
+}
+
+/// `key = { map = "NAME", key = "src" }`: a parameter taken from a map.
+fn get_map_ref(t: &Table, key: &str, what: &str) -> Result<Option<MapRef>, String> {
+    let Some(Value::Table(m)) = t.get(key) else {
+        return Ok(None);
+    };
+    for k in m.keys() {
+        if k != "map" && k != "key" {
+            return Err(format!(
+                "{what}: key `{key}`: unknown key `{}` (known: map, key)",
+                bare(k)
+            ));
+        }
+    }
+    let w = format!("{what}: key `{key}`");
+    let map = get_str(m, "map", &w)?.ok_or_else(|| format!("{w}: missing key `map`"))?;
+    if !valid_name(map) {
+        return Err(format!("{w}: map {}: not a map name", quoted(map)));
+    }
+    let k = get_str(m, "key", &w)?.ok_or_else(|| format!("{w}: missing key `key`"))?;
+    let keyof = KeyOf::parse(k)
+        .ok_or_else(|| format!("{w}: key {} is not one of {}", quoted(k), KeyOf::NAMES))?;
+    Ok(Some(MapRef {
+        map: map.to_owned(),
+        key: keyof,
+    }))
 }

@@ -2,8 +2,8 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::{Actor, BlkMode};
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::policy::model::{Actor, BlkMode};
 
 pub const ENTRY: Entry = Entry {
     kind: "blk_subflow",

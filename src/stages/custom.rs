@@ -2,8 +2,8 @@
 
 use super::{Args, Entry, ParamType, Parse, Runs, StageObject, StageRole, ALL_HOOKS};
 use crate::abi;
-use crate::policy::{Actor, CustomStage, SelectorKind};
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::policy::model::{Actor, CustomStage, SelectorKind};
 
 /// The keys of a `custom` stage, selector or actor.
 const PARAMS: &[super::Param] = &[
@@ -107,7 +107,7 @@ fn parse(a: &Args) -> Result<CustomStage, String> {
                         "params",
                         &format!(
                             "{} is not an integer in 0..=4294967295",
-                            crate::policy::shown(x)
+                            crate::policy::values::shown(x)
                         ),
                     )
                 })?;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::{KeyOf, SelectorKind};
+use crate::policy::model::{KeyOf, SelectorKind};
 
 pub const ENTRY: Entry = Entry {
     kind: "ip_pair",

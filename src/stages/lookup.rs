@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::{Env, Runs, StageObject};
 use crate::abi;
-use crate::policy::KeyOf;
+use crate::policy::model::KeyOf;
 
 /// Its object (src/bpf/lookup.bpf.c).
 pub const OBJECT: &str = "lookup";

@@ -34,7 +34,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::abi;
-use crate::policy::{Actor, KeyOf, SelectorKind};
+use crate::policy::model::{Actor, KeyOf, SelectorKind};
 use crate::tables::TableState;
 pub use args::Args;
 

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::SelectorKind;
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::policy::model::SelectorKind;
 
 pub const ENTRY: Entry = Entry {
     kind: "packet_type",

@@ -2,8 +2,8 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::{KeyOf, SelectorKind};
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::policy::model::{KeyOf, SelectorKind};
 
 /// The port keys, here and in `subflow`.
 pub const SPORT: Param = Param {

@@ -2,8 +2,8 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
+use crate::policy::model::Actor;
 use crate::policy::values::BURST_MAX;
-use crate::policy::Actor;
 
 pub const ENTRY: Entry = Entry {
     kind: "rate_limit",

@@ -2,7 +2,7 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi;
-use crate::policy::Actor;
+use crate::policy::model::Actor;
 
 pub const ENTRY: Entry = Entry {
     kind: "record",
@@ -60,7 +60,7 @@ fn parse(a: &Args) -> Result<Actor, String> {
                     "metrics",
                     &format!(
                         "{} is not one of {}",
-                        crate::policy::shown(m),
+                        crate::policy::values::shown(m),
                         names().collect::<Vec<_>>().join(", ")
                     ),
                 )

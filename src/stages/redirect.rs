@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::{Actor, MapRef};
+use crate::policy::model::{Actor, MapRef};
 
 pub const ENTRY: Entry = Entry {
     kind: "redirect",
@@ -33,7 +33,7 @@ fn parse(a: &Args) -> Result<Actor, String> {
         ""
     } else {
         let dev = a.str("dev")?.ok_or_else(|| a.missing("dev"))?;
-        crate::policy::check_dev(dev).map_err(|e| a.key_err("dev", &e))?;
+        crate::policy::values::check_dev(dev).map_err(|e| a.key_err("dev", &e))?;
         dev
     };
     Ok(Actor::Redirect {

@@ -2,8 +2,8 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi::{self, types};
-use crate::policy::{SelectorKind, SeqField};
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::policy::model::{SelectorKind, SeqField};
 
 pub const ENTRY: Entry = Entry {
     kind: "sequence",

@@ -2,7 +2,7 @@
 
 use super::{Args, Entry, Param, ParamType, Parse, Runs, StageRole};
 use crate::abi::{self, types};
-use crate::policy::Actor;
+use crate::policy::model::Actor;
 
 pub const ENTRY: Entry = Entry {
     kind: "set_mark",

@@ -2,7 +2,7 @@
 
 use super::{Args, Entry, Parse, Runs, StageRole, ALL_HOOKS};
 use crate::abi;
-use crate::policy::Actor;
+use crate::policy::model::Actor;
 
 pub const PASS: Entry = Entry {
     kind: "pass",

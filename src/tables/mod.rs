@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::abi;
 /// Tables per key layout: ids 1 ..= MAX_TABLES - 1.
 pub use crate::abi::MAX_TABLES;
-use crate::state::StateDir;
-use crate::text::quoted;
+use crate::cli::text::quoted;
+use crate::runtime::state::StateDir;
 
 /// Elements a table holds unless its `size` says otherwise.
 pub const DEFAULT_SIZE: u32 = 65_536;
@@ -326,7 +326,7 @@ pub fn parse_value(vt: ValueType, s: &str, netns: Option<&str>) -> Result<u64, S
                 .ok_or_else(|| format!("{} is not a 32-bit number", quoted(s)))
         }
         ValueType::Rate => {
-            let bps = crate::policy::parse_rate(s)?;
+            let bps = crate::policy::values::parse_rate(s)?;
             Ok((bps / 8).max(1))
         }
         ValueType::Bool => match s {
@@ -334,9 +334,11 @@ pub fn parse_value(vt: ValueType, s: &str, netns: Option<&str>) -> Result<u64, S
             "false" | "0" | "no" => Ok(0),
             _ => Err(format!("{} is not true or false", quoted(s))),
         },
-        ValueType::Dev => crate::netns::run_in(netns, || crate::netns::ifindex(s, netns))
-            .map(u64::from)
-            .map_err(|e| format!("{e:#}")),
+        ValueType::Dev => {
+            crate::kernel::netns::run_in(netns, || crate::kernel::netns::ifindex(s, netns))
+                .map(u64::from)
+                .map_err(|e| format!("{e:#}"))
+        }
     }
 }
 
@@ -346,7 +348,7 @@ pub fn format_value(vt: ValueType, v: u64, netns: Option<&str>) -> String {
         ValueType::U32 => v.to_string(),
         ValueType::Rate => format!("{}bit", v * 8),
         ValueType::Bool => (v != 0).to_string(),
-        ValueType::Dev => crate::netns::run_in(netns, || {
+        ValueType::Dev => crate::kernel::netns::run_in(netns, || {
             Ok(nix::net::if_::if_indextoname(v as u32)
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| format!("ifindex {v}")))

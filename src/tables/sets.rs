@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use libbpf_rs::MapCore;
 
+use crate::cli::text::quoted;
+use crate::runtime::state::StateDir;
 use crate::runtime::Runtime;
-use crate::state::StateDir;
 use crate::tables::{self, TableState};
-use crate::text::quoted;
 
 /// A table as `show` and `list` print it.
 #[derive(Debug, Clone, Serialize)]
@@ -62,10 +62,10 @@ pub struct ElementView {
 /// Reads elements, one per line, `#` starting a comment (a regular file
 /// of at most 16 MiB, userfile.rs).
 pub fn read_elements(path: &std::path::Path) -> Result<Vec<String>> {
-    let bytes =
-        crate::userfile::read(path).map_err(|e| anyhow!("{}: {e}", crate::text::path(path)))?;
+    let bytes = crate::policy::userfile::read(path)
+        .map_err(|e| anyhow!("{}: {e}", crate::cli::text::path(path)))?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| anyhow!("{}: not UTF-8 text", crate::text::path(path)))?;
+        .map_err(|_| anyhow!("{}: not UTF-8 text", crate::cli::text::path(path)))?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -230,7 +230,7 @@ impl Runtime {
 }
 
 /// Chains that name table `name`.
-fn users_of(st: &crate::state::State, name: &str) -> Vec<String> {
+fn users_of(st: &crate::runtime::state::State, name: &str) -> Vec<String> {
     st.points
         .iter()
         .flat_map(|p| &p.chains)
