@@ -104,7 +104,7 @@ pub struct PointLoad<'a> {
     pub netns: Option<&'a str>,
     /// Its chains in run order: name and number of stages.
     pub chains: Vec<(&'a str, usize)>,
-    /// What can run its least capable stage (policy.rs `Runs`).
+    /// What can run its least capable stage (stages `Runs`).
     pub runs: Runs,
     /// What its stages cost the verifier in a walk (walk_insns).
     pub insns: u64,

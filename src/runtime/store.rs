@@ -43,7 +43,7 @@ pub(crate) fn load_stage(
         )?,
         StageObject::File { .. } => loader::open_custom(&stage.object, family, what)?,
     };
-    // SAFETY: emptcp_stage is Plain (chain.rs).
+    // SAFETY: emptcp_stage is Plain (abi.rs).
     loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {
         plain::as_bytes(&stage.desc)
     })
@@ -98,7 +98,7 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
         ..Default::default()
     };
     if first == 0 {
-        // SAFETY: emptcp_attach is Plain (chain.rs).
+        // SAFETY: emptcp_attach is Plain (abi.rs).
         amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
         let _ = progs.delete(&u32_key(head));
         return Ok(());
@@ -128,7 +128,7 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
             MapFlags::ANY,
         )
         .with_context(|| format!("failed to put slot {first} into head slot {head} ({family})"))?;
-    // SAFETY: emptcp_attach is Plain (chain.rs).
+    // SAFETY: emptcp_attach is Plain (abi.rs).
     amap.update(&u32_key(id), unsafe { plain::as_bytes(&a) }, MapFlags::ANY)?;
     Ok(())
 }
@@ -151,7 +151,7 @@ pub use crate::abi::MAX_SHORT_WALK;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Walk {
     /// `emptcp_walk_prog`: a loop over up to MAX_WALK stages whose
-    /// objects walk long (stages.rs `walks_long`).
+    /// objects walk long (stages `walks_long`).
     Long,
     /// `emptcp_walk_short`: unrolled, up to MAX_SHORT_WALK built-in stages.
     Short,
@@ -241,7 +241,7 @@ fn load_walk(
     let mut descs = vec![0u8; desc_size * MAX_WALK];
     let mut slots = vec![0u8; 2 * MAX_WALK];
     for (i, s) in stages.iter().enumerate() {
-        // SAFETY: emptcp_stage is Plain (chain.rs).
+        // SAFETY: emptcp_stage is Plain (abi.rs).
         let b = unsafe { plain::as_bytes(&s.desc) };
         descs[i * desc_size..(i + 1) * desc_size].copy_from_slice(b);
         slots[i * 2..i * 2 + 2].copy_from_slice(&s.slot.to_ne_bytes());
@@ -348,7 +348,7 @@ pub(crate) fn write_slots(
     let zeros = vec![vec![0u8; 8 * CNT_MAX as usize]; ncpu];
     for c in plan {
         for s in c.stages.iter().filter(|s| !lay.kept.contains(&s.slot)) {
-            // SAFETY: emptcp_stage is Plain (chain.rs).
+            // SAFETY: emptcp_stage is Plain (abi.rs).
             let bytes = unsafe { plain::as_bytes(&s.desc) };
             stages.update(&u32_key(s.slot as u32), bytes, MapFlags::ANY)?;
             stats.update_percpu(&u32_key(s.slot as u32), &zeros, MapFlags::ANY)?;

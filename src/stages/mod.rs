@@ -2,11 +2,12 @@
 //! parameters, defaults, hooks: what `emptcp catalog` prints and the policy
 //! parser checks), its parser and its parameter encoder. This module is
 //! the table of them, and the two places that map a typed selector or
-//! actor (policy.rs) to its module.
+//! actor (policy/model.rs) to its module.
 //!
 //! A new built-in stage: its BPF program (src/bpf/<name>.bpf.c, a kind in
-//! abi.h, a case in walk.bpf.c), its variant in policy.rs, a module here,
-//! a line in CATALOG and an arm in encode_selector or encode_actor.
+//! abi.h, a case in walk.bpf.c), its variant in policy/model.rs, a
+//! module here, a line in CATALOG and an arm in encode_selector or
+//! encode_actor.
 
 pub mod add_subflow;
 mod args;
