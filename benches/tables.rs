@@ -1,4 +1,4 @@
-//! Named sets and maps (src/tables.rs): the figures of their issue.
+//! Named sets and maps (src/tables/mod.rs): the figures of their issue.
 //!
 //!     cargo bench --bench tables -- [--quick] [--rounds N] [--repeat N]
 //!         [--only lookup|apply|update|memory] [--json FILE]
@@ -17,7 +17,7 @@
 //! The chains are built by the real `apply` (library or CLI) in a private
 //! state directory, on veth devices of a private network namespace; the
 //! lookup figures run the program each attach point's hook runs (the
-//! test harness, src/testrun.rs, has no tables). Needs root.
+//! test harness, src/kernel/testrun.rs, has no tables). Needs root.
 
 use std::fmt::Write as _;
 use std::os::fd::AsRawFd;

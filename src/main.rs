@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
 
-use emptcp::catalog::{StageRole, CATALOG};
 use emptcp::cli::{Cli, Command, TableOp};
 use emptcp::runtime::Runtime;
+use emptcp::stages::{StageRole, CATALOG};
 
 fn run(cli: Cli) -> Result<()> {
-    emptcp::loader::init_logging(cli.verbose);
+    emptcp::kernel::loader::init_logging(cli.verbose);
     let rt = Runtime {
         dir: cli.state_dir.clone(),
         netns: cli.netns.clone(),
@@ -29,9 +29,9 @@ fn run(cli: Cli) -> Result<()> {
             policy,
             metrics,
             keep,
-        } => emptcp::service::run(
+        } => emptcp::runtime::service::run(
             rt,
-            &emptcp::service::Options {
+            &emptcp::runtime::service::Options {
                 policy,
                 metrics,
                 keep,
@@ -45,7 +45,7 @@ fn run(cli: Cli) -> Result<()> {
             chain,
             count,
             timeout,
-        } => emptcp::events::stream(
+        } => emptcp::observe::events::stream(
             &rt.dir,
             json,
             chain.as_deref(),
@@ -69,7 +69,7 @@ fn cmd_apply(
     mut rt: Runtime,
     policy: &std::path::Path,
     dry_run: bool,
-    xdp_mode: emptcp::attach::XdpMode,
+    xdp_mode: emptcp::kernel::attach::XdpMode,
     prune: bool,
 ) -> Result<()> {
     let p = rt.read_policy(policy)?;
@@ -109,7 +109,9 @@ fn cmd_apply(
         return Ok(());
     }
     emptcp::priv_check()?;
-    if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+    if let Some(w) =
+        emptcp::kernel::features::kernel_warning(&emptcp::kernel::features::get().release)
+    {
         eprintln!("emptcp: warning: {w}");
     }
     for w in emptcp::runtime::jit_warnings() {
@@ -130,7 +132,7 @@ fn cmd_apply(
         println!("repaired {a}");
     }
     // after the apply: a failed one says one line, the error
-    if let Some(w) = emptcp::features::apply_warning(&p) {
+    if let Some(w) = emptcp::kernel::features::apply_warning(&p) {
         eprintln!("emptcp: warning: {w}");
     }
     for a in &r.attached {
@@ -153,13 +155,15 @@ fn cmd_apply(
 fn cmd_check(rt: &Runtime, policy: &std::path::Path) -> Result<()> {
     let p = rt.read_policy(policy)?;
     emptcp::priv_check()?;
-    if let Some(w) = emptcp::features::kernel_warning(&emptcp::features::get().release) {
+    if let Some(w) =
+        emptcp::kernel::features::kernel_warning(&emptcp::kernel::features::get().release)
+    {
         eprintln!("emptcp: warning: {w}");
     }
     let n = rt.check(&p)?;
     println!(
         "{}: ok ({} chains, {n} programs verified)",
-        emptcp::text::path(policy),
+        emptcp::cli::text::path(policy),
         p.chains.len()
     );
     Ok(())
@@ -176,7 +180,7 @@ fn cmd_show(rt: &Runtime, name: Option<String>, json: bool, verbose: bool) -> Re
         return Ok(());
     }
     if verbose {
-        write!(out, "{}", emptcp::features::get())?;
+        write!(out, "{}", emptcp::kernel::features::get())?;
     }
     if v.is_empty() {
         writeln!(out, "no chains")?;
@@ -207,7 +211,7 @@ fn cmd_detach(rt: &Runtime, name: Option<String>, all: bool) -> Result<()> {
                 "emptcp: left {} in place: {} entries emptcp did not create, e.g. {}",
                 rt.dir.display(),
                 left.len(),
-                emptcp::text::quoted(&first.to_string_lossy())
+                emptcp::cli::text::quoted(&first.to_string_lossy())
             );
         }
     } else if let Some(n) = name {
@@ -221,13 +225,13 @@ fn cmd_detach(rt: &Runtime, name: Option<String>, all: bool) -> Result<()> {
 
 /// `emptcp stats`.
 fn cmd_stats(rt: &Runtime, json: bool, format: &str) -> Result<()> {
-    let s = emptcp::stats::collect(rt)?;
+    let s = emptcp::observe::stats::collect(rt)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else if format == "prometheus" {
-        print!("{}", emptcp::stats::prometheus(&s));
+        print!("{}", emptcp::observe::stats::prometheus(&s));
     } else {
-        print!("{}", emptcp::stats::text(&s));
+        print!("{}", emptcp::observe::stats::text(&s));
     }
     Ok(())
 }
@@ -241,7 +245,9 @@ fn cmd_man(command: Option<&str>) -> Result<()> {
         Some(name) => {
             let sub = cmd
                 .find_subcommand(name)
-                .ok_or_else(|| anyhow::anyhow!("no command called {}", emptcp::text::quoted(name)))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no command called {}", emptcp::cli::text::quoted(name))
+                })?
                 .clone();
             clap_mangen::Man::new(sub.bin_name(format!("emptcp {name}")))
                 .title(format!("emptcp-{name}"))
@@ -283,7 +289,7 @@ fn cmd_catalog(json: bool) -> Result<()> {
     }
     println!("every selector also takes: op = \"and\"|\"or\" (default and), not = true|false");
     println!("limits:");
-    for (what, n) in emptcp::capacity::limits() {
+    for (what, n) in emptcp::runtime::capacity::limits() {
         println!("  {what:<44} {n}");
     }
     Ok(())
@@ -295,7 +301,7 @@ fn table_op(rt: &Runtime, what: &str, op: TableOp) -> Result<()> {
         |elements: Vec<String>, file: Option<std::path::PathBuf>| -> Result<Vec<String>> {
             let mut v = elements;
             if let Some(f) = file {
-                v.extend(emptcp::sets::read_elements(&f)?);
+                v.extend(emptcp::tables::sets::read_elements(&f)?);
             }
             Ok(v)
         };

@@ -7,35 +7,42 @@
  * Guarantees: fixed-width fields only, explicit padding, no bool, no
  *             bitfields; every size is pinned by a _Static_assert, and Rust
  *             reads these types from the skeleton's BTF, never from a
- *             hand-written copy.
+ *             hand-written copy. Every constant Rust uses is a member of a
+ *             C enum (not a #define), and every such enum is a field type
+ *             of entry.bpf.c's struct emptcp_abi_types, so that it reaches
+ *             Rust in BTF too (src/abi.rs).
  * Limits:     a hook type (XDP, TC) has EMPTCP_MAX_SLOTS stage slots;
  *             slot 0 is never used (it means "end of chain").
  */
 #ifndef __EMPTCP_ABI_H
 #define __EMPTCP_ABI_H
 
-#define EMPTCP_ABI_VERSION	1
+enum emptcp_abi_version {
+	EMPTCP_ABI_VERSION = 1,
+};
 
-/* Stage slots per hook type (size of the tail-call PROG_ARRAY). */
-#define EMPTCP_MAX_SLOTS	1024
-/* Attach points (device x hook) per hook type. */
-#define EMPTCP_MAX_ATTACH	256
-/*
- * The last EMPTCP_MAX_ATTACH slots are head slots: head slot of attach
- * point id holds the first stage of its chain list, so that the entry
- * program's tail call has a constant key (a direct jump, no retpoline).
- * Stages use slots 1 .. EMPTCP_STAGE_SLOTS - 1.
- */
-#define EMPTCP_STAGE_SLOTS	(EMPTCP_MAX_SLOTS - EMPTCP_MAX_ATTACH)
+enum emptcp_limits {
+	/* Stage slots per hook type (size of the tail-call PROG_ARRAY). */
+	EMPTCP_MAX_SLOTS = 1024,
+	/* Attach points (device x hook) per hook type. */
+	EMPTCP_MAX_ATTACH = 256,
+	/*
+	 * The last EMPTCP_MAX_ATTACH slots are head slots: head slot of attach
+	 * point id holds the first stage of its chain list, so that the entry
+	 * program's tail call has a constant key (a direct jump, no retpoline).
+	 * Stages use slots 1 .. EMPTCP_STAGE_SLOTS - 1.
+	 */
+	EMPTCP_STAGE_SLOTS = EMPTCP_MAX_SLOTS - EMPTCP_MAX_ATTACH,
+	/*
+	 * Stages one walk program runs (walk.bpf.c): the chains of one attach
+	 * point together. Points with a third-party stage walk by tail calls,
+	 * which the kernel stops after 33.
+	 */
+	EMPTCP_MAX_WALK = 512,
+	/* The most stages the unrolled walk (every built-in stage) runs. */
+	EMPTCP_MAX_SHORT_WALK = 32,
+};
 #define EMPTCP_HEAD_SLOT(id)	(EMPTCP_STAGE_SLOTS + ((id) % EMPTCP_MAX_ATTACH))
-/*
- * Stages one walk program runs (walk.bpf.c): the chains of one attach
- * point together. Points with a third-party stage walk by tail calls,
- * which the kernel stops after 33.
- */
-#define EMPTCP_MAX_WALK		512
-/* The most stages the unrolled walk (every built-in stage) runs. */
-#define EMPTCP_MAX_SHORT_WALK	32
 /*
  * What a stage object says about each of its stages (EMPTCP_SELECTOR,
  * EMPTCP_ACTOR in chain.h): a `.rodata` record `emptcp_info_<program>`
@@ -44,8 +51,10 @@
  * under [[chain.act]] (or an actor under [[chain.select]]), and more
  * parameters than the stage reads.
  */
-#define EMPTCP_ROLE_SELECTOR	1
-#define EMPTCP_ROLE_ACTOR	2
+enum emptcp_role {
+	EMPTCP_ROLE_SELECTOR = 1,
+	EMPTCP_ROLE_ACTOR = 2,
+};
 
 struct emptcp_stage_info {
 	__u32 abi;		/* EMPTCP_ABI_VERSION it was built against */
@@ -54,14 +63,11 @@ struct emptcp_stage_info {
 	__u32 reserved;
 };
 
-/* Bytes of parameters a stage carries in its slot. */
-#define EMPTCP_PARAM_SIZE	56
-
-/* Where a chain runs. */
-enum emptcp_hook {
-	EMPTCP_HOOK_XDP = 0,
-	EMPTCP_HOOK_TC_INGRESS = 1,
-	EMPTCP_HOOK_TC_EGRESS = 2,
+enum emptcp_param_size {
+	/* Bytes of parameters a stage carries in its slot. */
+	EMPTCP_PARAM_SIZE = 56,
+	/* Where an actor's table reference sits (struct emptcp_tab_ref). */
+	EMPTCP_PARAM_TAB_OFF = EMPTCP_PARAM_SIZE - 4,
 };
 
 /* Per-stage counters, one per (slot, reason), per CPU. */
@@ -90,10 +96,12 @@ struct emptcp_counters {
 _Static_assert(sizeof(struct emptcp_counters) == 80, "emptcp_counters is 80 bytes");
 
 /* emptcp_stage.flags */
-#define EMPTCP_SF_OR		0x01	/* selector: OR with the result so far (else AND) */
-#define EMPTCP_SF_NOT		0x02	/* selector: invert own result */
-#define EMPTCP_SF_FIRST		0x04	/* first stage of a chain: result resets */
-#define EMPTCP_SF_ACTOR		0x08	/* stage is an actor */
+enum emptcp_stage_flag {
+	EMPTCP_SF_OR = 0x01,	/* selector: OR with the result so far (else AND) */
+	EMPTCP_SF_NOT = 0x02,	/* selector: invert own result */
+	EMPTCP_SF_FIRST = 0x04,	/* first stage of a chain: result resets */
+	EMPTCP_SF_ACTOR = 0x08,	/* stage is an actor */
+};
 
 /*
  * One stage of a chain, stored in the stage map at its slot. The planner in
@@ -101,7 +109,7 @@ _Static_assert(sizeof(struct emptcp_counters) == 80, "emptcp_counters is 80 byte
  */
 struct emptcp_stage {
 	__u16 next;	/* slot of the next stage; 0 = end of all chains */
-	__u16 skip;	/* reserved (0): a stage has one successor, see chain.h */
+	__u16 reserved;	/* 0: a stage has one successor, see chain.h */
 	__u16 chain;	/* chain number, for show/stats */
 	__u8 flags;	/* EMPTCP_SF_* */
 	__u8 kind;	/* stage kind id (informational, checked by the stage) */
@@ -170,8 +178,7 @@ enum emptcp_kind {
 	EMPTCP_KIND_PORT = 7,
 	EMPTCP_KIND_SET_MARK = 8,
 	EMPTCP_KIND_REDIRECT = 9,
-	EMPTCP_KIND_GET_CONNECT = 10,
-	EMPTCP_KIND_GET_SUBFLOW = 11,
+	EMPTCP_KIND_OBSERVE = 10,	/* get_connect, get_subflow (param[0]: enum emptcp_event_kind) */
 	EMPTCP_KIND_RECORD = 12,
 	EMPTCP_KIND_SEQUENCE = 13,
 	EMPTCP_KIND_BLK_SUBFLOW = 14,
@@ -181,11 +188,13 @@ enum emptcp_kind {
 };
 
 /* record: what to measure (param: __u32 metrics). */
-#define EMPTCP_REC_PACKETS	0x01
-#define EMPTCP_REC_BYTES	0x02
-#define EMPTCP_REC_RTT		0x04
-#define EMPTCP_REC_RETRANS	0x08
-#define EMPTCP_REC_WINDOW	0x10
+enum emptcp_rec_metric {
+	EMPTCP_REC_PACKETS = 0x01,
+	EMPTCP_REC_BYTES = 0x02,
+	EMPTCP_REC_RTT = 0x04,
+	EMPTCP_REC_RETRANS = 0x08,
+	EMPTCP_REC_WINDOW = 0x10,
+};
 
 /*
  * Per-subflow record (map emptcp_g_flows, shared by both hooks so that an
@@ -220,13 +229,17 @@ enum emptcp_event_kind {
 	EMPTCP_EV_SUBFLOW = 2,	/* MP_JOIN SYN, SYN-ACK or ACK */
 };
 
-#define EMPTCP_EVF_V6		0x01
-#define EMPTCP_EVF_SKEY		0x02	/* skey valid */
-#define EMPTCP_EVF_RKEY		0x04	/* rkey valid */
-#define EMPTCP_EVF_XDP		0x08	/* seen by an XDP chain (else TC) */
+enum emptcp_event_flag {
+	EMPTCP_EVF_V6 = 0x01,
+	EMPTCP_EVF_SKEY = 0x02,	/* skey valid */
+	EMPTCP_EVF_RKEY = 0x04,	/* rkey valid */
+	EMPTCP_EVF_XDP = 0x08,	/* seen by an XDP chain (else TC) */
+};
 
-/* Readers of events at once (`emptcp events`): one ring buffer each. */
-#define EMPTCP_EV_READERS	4
+enum emptcp_event_readers {
+	/* Readers of events at once (`emptcp events`): one ring buffer each. */
+	EMPTCP_EV_READERS = 4,
+};
 
 struct emptcp_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns() */
@@ -241,7 +254,7 @@ struct emptcp_event {
 	__u8 tcp_flags;
 	__u8 opt_len;		/* MPTCP option length */
 	__u8 version;		/* MP_CAPABLE version */
-	__u8 mpc_flags;		/* MP_CAPABLE flag byte */
+	__u8 pad0;
 	__u8 backup;		/* MP_JOIN B bit */
 	__u8 addr_id;		/* MP_JOIN address id */
 	__u8 pad;
@@ -254,12 +267,14 @@ struct emptcp_event {
 _Static_assert(sizeof(struct emptcp_event) == 88, "emptcp_event is 88 bytes");
 
 /* subflow: a 4-tuple; absent fields match anything. */
-#define EMPTCP_SF_V6		0x01
-#define EMPTCP_SF_BIDIR		0x02
-#define EMPTCP_SF_HAS_SADDR	0x04
-#define EMPTCP_SF_HAS_DADDR	0x08
-#define EMPTCP_SF_HAS_SPORT	0x10
-#define EMPTCP_SF_HAS_DPORT	0x20
+enum emptcp_subflow_flag {
+	EMPTCP_SF_V6 = 0x01,
+	EMPTCP_SF_BIDIR = 0x02,
+	EMPTCP_SF_HAS_SADDR = 0x04,
+	EMPTCP_SF_HAS_DADDR = 0x08,
+	EMPTCP_SF_HAS_SPORT = 0x10,
+	EMPTCP_SF_HAS_DPORT = 0x20,
+};
 struct emptcp_subflow {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -271,8 +286,10 @@ struct emptcp_subflow {
 _Static_assert(sizeof(struct emptcp_subflow) == 40, "emptcp_subflow is 40 bytes");
 
 /* src / dst: an address prefix on one side. */
-#define EMPTCP_PFX_V6		0x01
-#define EMPTCP_PFX_DST		0x02	/* match the destination (else the source) */
+enum emptcp_prefix_flag {
+	EMPTCP_PFX_V6 = 0x01,
+	EMPTCP_PFX_DST = 0x02,	/* match the destination (else the source) */
+};
 struct emptcp_prefix {
 	__u8 addr[16];	/* already masked to the prefix */
 	__u8 mask[16];
@@ -282,8 +299,10 @@ struct emptcp_prefix {
 _Static_assert(sizeof(struct emptcp_prefix) == 40, "emptcp_prefix is 40 bytes");
 
 /* port: source and/or destination port. */
-#define EMPTCP_PORT_HAS_SPORT	0x01
-#define EMPTCP_PORT_HAS_DPORT	0x02
+enum emptcp_port_flag {
+	EMPTCP_PORT_HAS_SPORT = 0x01,
+	EMPTCP_PORT_HAS_DPORT = 0x02,
+};
 struct emptcp_port {
 	__u16 sport;	/* network order */
 	__u16 dport;
@@ -300,9 +319,11 @@ struct emptcp_set_mark {
 _Static_assert(sizeof(struct emptcp_set_mark) == 8, "emptcp_set_mark is 8 bytes");
 
 /* redirect: send out of another device (ifindex in the hook's namespace). */
-#define EMPTCP_RD_INGRESS	0x01	/* TC: into the device's ingress */
-#define EMPTCP_RD_VIA4		0x02	/* TC: next hop via[0..4] (IPv4) */
-#define EMPTCP_RD_VIA6		0x04	/* TC: next hop via[0..16] (IPv6) */
+enum emptcp_redirect_flag {
+	EMPTCP_RD_INGRESS = 0x01,	/* TC: into the device's ingress */
+	EMPTCP_RD_VIA4 = 0x02,	/* TC: next hop via[0..4] (IPv4) */
+	EMPTCP_RD_VIA6 = 0x04,	/* TC: next hop via[0..16] (IPv6) */
+};
 struct emptcp_redirect {
 	__u32 ifindex;
 	__u8 flags;
@@ -312,10 +333,12 @@ struct emptcp_redirect {
 _Static_assert(sizeof(struct emptcp_redirect) == 24, "emptcp_redirect is 24 bytes");
 
 /* ip_pair: v4 addresses use the first 4 bytes of the 16. */
-#define EMPTCP_IPP_V6		0x01	/* addresses are IPv6 */
-#define EMPTCP_IPP_BIDIR	0x02	/* also match dst->src */
-#define EMPTCP_IPP_SRC		0x04	/* src is set (else any) */
-#define EMPTCP_IPP_DST		0x08	/* dst is set (else any) */
+enum emptcp_ip_pair_flag {
+	EMPTCP_IPP_V6 = 0x01,	/* addresses are IPv6 */
+	EMPTCP_IPP_BIDIR = 0x02,	/* also match dst->src */
+	EMPTCP_IPP_SRC = 0x04,	/* src is set (else any) */
+	EMPTCP_IPP_DST = 0x08,	/* dst is set (else any) */
+};
 struct emptcp_ip_pair {
 	__u8 src[16];
 	__u8 dst[16];
@@ -358,8 +381,10 @@ struct emptcp_packet_type {
 _Static_assert(sizeof(struct emptcp_packet_type) == 8, "emptcp_packet_type is 8 bytes");
 
 /* set_backup */
-#define EMPTCP_BK_BACKUP	0x01	/* set (1) or clear (0) the backup flag */
-#define EMPTCP_BK_ONCE		0x02	/* once per subflow and slot */
+enum emptcp_set_backup_flag {
+	EMPTCP_BK_BACKUP = 0x01,	/* set (1) or clear (0) the backup flag */
+	EMPTCP_BK_ONCE = 0x02,	/* once per subflow and slot */
+};
 struct emptcp_set_backup {
 	__u8 flags;
 	__u8 pad[7];
@@ -386,8 +411,10 @@ enum emptcp_seq_field {
 	EMPTCP_SEQ_DATA_ACK = 1,	/* DSS data ACK (4 or 8 bytes) */
 	EMPTCP_SEQ_SSN = 2,	/* TCP header sequence number of the subflow */
 };
-#define EMPTCP_SEQF_RELATIVE	0x01	/* offsets from the first value seen per subflow */
-#define EMPTCP_SEQF_HAS_TO	0x02	/* `to` is set (else: no upper end) */
+enum emptcp_seq_flag {
+	EMPTCP_SEQF_RELATIVE = 0x01,	/* offsets from the first value seen per subflow */
+	EMPTCP_SEQF_HAS_TO = 0x02,	/* `to` is set (else: no upper end) */
+};
 /*
  * Picks packets whose value v (relative: v - base) lies in [from, to).
  * 4-byte values are compared modulo 2^32 (a range may wrap), 8-byte ones
@@ -476,7 +503,9 @@ _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes"
  * both families; ports in network order. Every value is a __u64 (a set's
  * is 1).
  */
-#define EMPTCP_MAX_TABLES	256	/* per layout; id 0 is "no table" */
+enum emptcp_max_tables {
+	EMPTCP_MAX_TABLES = 256,	/* per layout; id 0 is "no table" */
+};
 
 enum emptcp_layout {
 	EMPTCP_LAYOUT_ADDR = 0,		/* hash, struct emptcp_key_addr */
@@ -535,7 +564,9 @@ _Static_assert(sizeof(struct emptcp_key_prefix) == 20, "emptcp_key_prefix is 20 
  * last 4 bytes (EMPTCP_PARAM_TAB_OFF); id 0 means the parameter is the
  * literal one.
  */
-#define EMPTCP_TAB_BIDIR	0x01	/* pair/subflow: the reverse direction matches too */
+enum emptcp_tab_flag {
+	EMPTCP_TAB_BIDIR = 0x01,	/* pair/subflow: the reverse direction matches too */
+};
 struct emptcp_tab_ref {
 	__u8 id;	/* table id in its layout's outer map; 0 = none */
 	__u8 layout;	/* enum emptcp_layout */
@@ -543,6 +574,5 @@ struct emptcp_tab_ref {
 	__u8 flags;	/* EMPTCP_TAB_* */
 };
 _Static_assert(sizeof(struct emptcp_tab_ref) == 4, "emptcp_tab_ref is 4 bytes");
-#define EMPTCP_PARAM_TAB_OFF	(EMPTCP_PARAM_SIZE - 4)
 
 #endif /* __EMPTCP_ABI_H */

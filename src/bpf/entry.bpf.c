@@ -38,6 +38,35 @@ struct emptcp_abi_types {
 	struct emptcp_rate_limit rate_limit;
 	struct emptcp_rl_flow rl_flow;
 	struct emptcp_stage_info stage_info;
+	struct emptcp_sequence sequence;
+	struct emptcp_blk_subflow blk_subflow;
+	struct emptcp_kept kept;
+	/* the enums whose members Rust uses (src/abi.rs) */
+	enum emptcp_abi_version abi_version;
+	enum emptcp_limits limits;
+	enum emptcp_role role;
+	enum emptcp_param_size param_size;
+	enum emptcp_counter counter;
+	enum emptcp_stage_flag stage_flag;
+	enum emptcp_kind kind;
+	enum emptcp_rec_metric rec_metric;
+	enum emptcp_event_kind event_kind;
+	enum emptcp_event_flag event_flag;
+	enum emptcp_event_readers event_readers;
+	enum emptcp_subflow_flag subflow_flag;
+	enum emptcp_prefix_flag prefix_flag;
+	enum emptcp_port_flag port_flag;
+	enum emptcp_redirect_flag redirect_flag;
+	enum emptcp_ip_pair_flag ip_pair_flag;
+	enum emptcp_ptype ptype;
+	enum emptcp_set_backup_flag set_backup_flag;
+	enum emptcp_seq_field seq_field;
+	enum emptcp_seq_flag seq_flag;
+	enum emptcp_blk_mode blk_mode;
+	enum emptcp_max_tables max_tables;
+	enum emptcp_layout layout;
+	enum emptcp_keyof keyof;
+	enum emptcp_tab_flag tab_flag;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

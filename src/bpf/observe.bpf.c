@@ -87,7 +87,6 @@ static __always_inline int emit(emptcp_ctx *ctx, struct emptcp_run *r, struct em
 	if (what == EMPTCP_EV_CONNECT) {
 		e->opt_len = mpc.len;
 		e->version = mpc.version;
-		e->mpc_flags = mpc.flags;
 		e->skey = mpc.skey;
 		e->rkey = mpc.rkey;
 		e->flags |= EMPTCP_EVF_SKEY | (mpc.has_rkey ? EMPTCP_EVF_RKEY : 0);

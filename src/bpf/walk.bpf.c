@@ -80,7 +80,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		return set_mark_stage(ctx, r);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
-	case EMPTCP_KIND_GET_CONNECT:	/* get_connect and get_subflow: observe */
+	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
 		return observe_stage(ctx, r);
 	case EMPTCP_KIND_RECORD:
 		return record_stage(ctx, r);

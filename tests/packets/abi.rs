@@ -7,12 +7,14 @@ use emptcp::policy::PACKET_TYPES;
 fn abi_constants_match_the_c_header() {
     let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/emptcp/abi.h"))
         .expect("read include/emptcp/abi.h");
+    // a constant: an enum member `NAME = value,` (Rust has it from BTF)
     let define = |name: &str| -> u64 {
         let l = h
             .lines()
-            .find(|l| l.starts_with("#define") && l.split_whitespace().nth(1) == Some(name))
-            .unwrap_or_else(|| panic!("abi.h has no #define {name}"));
+            .find(|l| l.split_whitespace().next() == Some(name) && l.contains('='))
+            .unwrap_or_else(|| panic!("abi.h has no enum member {name}"));
         let v = l.split_whitespace().nth(2).expect("value");
+        let v = v.trim_end_matches(',');
         if let Some(x) = v.strip_prefix("0x") {
             u64::from_str_radix(x, 16).expect("hex")
         } else {

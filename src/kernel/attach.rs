@@ -1,0 +1,248 @@
+//! Attaching an entry program to a device: XDP and tcx through BPF links
+//! (pinned, so they outlive the command), clsact filters where the kernel
+//! has no tcx. Nothing here ever replaces a program emptcp did not create.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::model::Hook;
+
+/// How an XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// native where the driver has it, else generic
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// What holds an entry program on its device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Attachment {
+    /// A BPF link (XDP or tcx), pinned at `pin`.
+    Link { pin: String, how: String },
+    /// A clsact filter (kernels without tcx).
+    Clsact { handle: u32, priority: u32 },
+}
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+fn errno_text(ret: i32) -> String {
+    let e = std::io::Error::from_raw_os_error(-ret);
+    match -ret {
+        libc::EBUSY | libc::EEXIST => {
+            format!("{e} (another XDP program is attached; emptcp does not replace it)")
+        }
+        libc::EOPNOTSUPP => format!("{e} (mode not supported by the driver)"),
+        _ => e.to_string(),
+    }
+}
+
+fn link_create(
+    prog: &impl AsFd,
+    ifindex: u32,
+    attach_type: libbpf_sys::bpf_attach_type,
+    flags: u32,
+) -> Result<OwnedFd, i32> {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        flags,
+        ..Default::default()
+    };
+    // SAFETY: prog's fd is valid for the call; opts is a properly sized,
+    // zero-initialised options struct that outlives the call.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(prog.as_fd().as_raw_fd(), ifindex as i32, attach_type, &opts)
+    };
+    if fd < 0 {
+        return Err(fd);
+    }
+    // SAFETY: bpf_link_create returned a new file descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn pin_fd(fd: &OwnedFd, path: &Path) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).context("pin path")?;
+    // SAFETY: fd is a valid link fd and c a NUL-terminated path.
+    let ret = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) };
+    if ret < 0 {
+        bail!(
+            "failed to pin link at {}: {}",
+            path.display(),
+            std::io::Error::from_raw_os_error(-ret)
+        );
+    }
+    Ok(())
+}
+
+/// Attaches `prog` (an entry program) to `ifindex` at `hook`; the link is
+/// pinned at `pin`. Must run inside the device's network namespace.
+pub fn attach(
+    prog: &impl AsFd,
+    hook: Hook,
+    ifindex: u32,
+    xdp_mode: XdpMode,
+    pin: &Path,
+    clsact_handle: u32,
+) -> Result<Attachment> {
+    match hook {
+        Hook::Xdp => {
+            let flags = match xdp_mode {
+                XdpMode::Auto => 0,
+                XdpMode::Native => XDP_FLAGS_DRV_MODE,
+                XdpMode::Generic => XDP_FLAGS_SKB_MODE,
+            };
+            let fd = link_create(prog, ifindex, libbpf_sys::BPF_XDP, flags)
+                .map_err(|r| anyhow::anyhow!("{}", errno_text(r)))?;
+            pin_fd(&fd, pin)?;
+            Ok(Attachment::Link {
+                pin: pin.display().to_string(),
+                how: format!(
+                    "xdp-{}",
+                    match xdp_mode {
+                        XdpMode::Auto => "auto",
+                        XdpMode::Native => "native",
+                        XdpMode::Generic => "generic",
+                    }
+                ),
+            })
+        }
+        Hook::TcIngress | Hook::TcEgress => {
+            let at = if hook == Hook::TcIngress {
+                libbpf_sys::BPF_TCX_INGRESS
+            } else {
+                libbpf_sys::BPF_TCX_EGRESS
+            };
+            // tcx where the kernel has it (probed once, see features.rs)
+            let tcx = if crate::kernel::features::get().tcx {
+                link_create(prog, ifindex, at, 0)
+            } else {
+                Err(-libc::EOPNOTSUPP)
+            };
+            match tcx {
+                Ok(fd) => {
+                    pin_fd(&fd, pin)?;
+                    Ok(Attachment::Link {
+                        pin: pin.display().to_string(),
+                        how: "tcx".into(),
+                    })
+                }
+                // no tcx (Linux < 6.6): a clsact filter instead
+                Err(r) if -r == libc::EOPNOTSUPP => {
+                    let mut b = TcHookBuilder::new(prog.as_fd());
+                    b.ifindex(ifindex as i32)
+                        .replace(false)
+                        .handle(clsact_handle)
+                        .priority(clsact_handle);
+                    let mut h = b.hook(if hook == Hook::TcIngress {
+                        TC_INGRESS
+                    } else {
+                        TC_EGRESS
+                    });
+                    let _ = h.create(); // clsact may exist already
+                    h.attach().context("failed to attach clsact filter")?;
+                    Ok(Attachment::Clsact {
+                        handle: clsact_handle,
+                        priority: clsact_handle,
+                    })
+                }
+                Err(r) => bail!("{}", errno_text(r)),
+            }
+        }
+    }
+}
+
+/// Makes an attachment made by `attach` run `prog` instead: one atomic
+/// replacement (a link update; a clsact filter replaced in place), so
+/// that every packet meets the old program or the new one. Must run
+/// inside the device's network namespace for clsact filters.
+pub fn replace(a: &Attachment, prog: &impl AsFd, hook: Hook, ifindex: u32) -> Result<()> {
+    match a {
+        Attachment::Link { pin, .. } => {
+            let c = CString::new(pin.as_bytes()).context("link pin path")?;
+            // SAFETY: c is a NUL-terminated path; a non-negative result is
+            // a new fd we own.
+            let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+            if fd < 0 {
+                bail!(
+                    "failed to open link {pin}: {}",
+                    std::io::Error::from_raw_os_error(-fd)
+                );
+            }
+            // SAFETY: fd was just returned by the kernel.
+            let link = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: both fds are valid for the call; no options.
+            let ret = unsafe {
+                libbpf_sys::bpf_link_update(
+                    link.as_raw_fd(),
+                    prog.as_fd().as_raw_fd(),
+                    std::ptr::null(),
+                )
+            };
+            if ret < 0 {
+                bail!(
+                    "failed to update link {pin}: {}",
+                    std::io::Error::from_raw_os_error(-ret)
+                );
+            }
+            Ok(())
+        }
+        Attachment::Clsact { handle, priority } => {
+            let mut b = TcHookBuilder::new(prog.as_fd());
+            b.ifindex(ifindex as i32)
+                .replace(true)
+                .handle(*handle)
+                .priority(*priority);
+            let mut h = b.hook(if hook == Hook::TcIngress {
+                TC_INGRESS
+            } else {
+                TC_EGRESS
+            });
+            h.attach().context("failed to replace clsact filter")?;
+            Ok(())
+        }
+    }
+}
+
+/// Removes an attachment made by `attach`. Must run inside the device's
+/// network namespace for clsact filters.
+pub fn detach(
+    a: &Attachment,
+    hook: Hook,
+    ifindex: u32,
+    prog_fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<()> {
+    match a {
+        Attachment::Link { pin, .. } => {
+            // the pin is the only reference left: removing it detaches
+            match std::fs::remove_file(pin) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e).with_context(|| format!("failed to remove link pin {pin}")),
+            }
+        }
+        Attachment::Clsact { handle, priority } => {
+            let Some(fd) = prog_fd else { return Ok(()) };
+            let mut b = TcHookBuilder::new(fd);
+            b.ifindex(ifindex as i32)
+                .handle(*handle)
+                .priority(*priority);
+            let mut h = b.hook(if hook == Hook::TcIngress {
+                TC_INGRESS
+            } else {
+                TC_EGRESS
+            });
+            h.detach().context("failed to detach clsact filter")?;
+            Ok(())
+        }
+    }
+}

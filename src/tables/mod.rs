@@ -1,0 +1,666 @@
+//! Named sets and maps (nftables-style): their key and value types, the
+//! text form of their elements, and the kernel objects that hold them.
+//!
+//! Each table is a BPF hash map (an LPM trie for prefixes) put at its id
+//! into the outer map (ARRAY_OF_MAPS) of its key layout, pinned in the state
+//! directory as `emptcp_g_tab_<layout>` (include/emptcp/tables.h). Stages
+//! name a table by (layout, id) in their .rodata; the table itself is not
+//! pinned: it lives as long as its outer slot holds it. Replacing a table's
+//! contents as a whole (apply, flush) builds a new map and swaps it into the
+//! slot in one update; `add`/`del` change elements in place, each atomically.
+
+pub mod sets;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+use serde::{Deserialize, Serialize};
+
+use crate::abi;
+/// Tables per key layout: ids 1 ..= MAX_TABLES - 1.
+pub use crate::abi::MAX_TABLES;
+use crate::cli::text::quoted;
+use crate::runtime::state::StateDir;
+
+/// Elements a table holds unless its `size` says otherwise.
+pub const DEFAULT_SIZE: u32 = 65_536;
+/// The most elements one table may hold.
+pub const MAX_SIZE: u32 = 1 << 24;
+
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// What a table's elements are keyed by (`type` of a set, `key` of a map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// One address, IPv4 or IPv6: `10.0.0.1`, `fd00::1`.
+    Addr,
+    /// An address prefix: `10.0.0.0/24`, `fd00::/64` (longest match).
+    Prefix,
+    /// (source, destination): `10.0.0.1 . 10.0.0.2`.
+    Pair,
+    /// A TCP 4-tuple: `10.0.0.1:40000 . 10.0.0.2:80`, `[fd00::1]:1 . [fd00::2]:2`.
+    Subflow,
+    /// A TCP port: `80`.
+    Port,
+}
+
+/// A map's values (a set has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    U32,
+    /// A rate in tc units (`20mbit`), kept as bytes per second.
+    Rate,
+    Bool,
+    /// A device of the table's namespace, kept as its ifindex.
+    Dev,
+}
+
+pub const KEY_TYPES: &str = "addr, prefix, pair, subflow, port";
+pub const VALUE_TYPES: &str = "u32, rate, bool, dev";
+
+impl FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "addr" => KeyType::Addr,
+            "prefix" => KeyType::Prefix,
+            "pair" => KeyType::Pair,
+            "subflow" => KeyType::Subflow,
+            "port" => KeyType::Port,
+            _ => return Err(format!("{} is not one of {KEY_TYPES}", quoted(s))),
+        })
+    }
+}
+
+impl FromStr for ValueType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "u32" => ValueType::U32,
+            "rate" => ValueType::Rate,
+            "bool" => ValueType::Bool,
+            "dev" => ValueType::Dev,
+            _ => return Err(format!("{} is not one of {VALUE_TYPES}", quoted(s))),
+        })
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyType::Addr => "addr",
+            KeyType::Prefix => "prefix",
+            KeyType::Pair => "pair",
+            KeyType::Subflow => "subflow",
+            KeyType::Port => "port",
+        })
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueType::U32 => "u32",
+            ValueType::Rate => "rate",
+            ValueType::Bool => "bool",
+            ValueType::Dev => "dev",
+        })
+    }
+}
+
+/// The kernel layout of a key type (abi.h enum emptcp_layout).
+impl KeyType {
+    pub fn layout(self) -> u8 {
+        match self {
+            KeyType::Addr => abi::LAYOUT_ADDR,
+            KeyType::Pair => abi::LAYOUT_PAIR,
+            KeyType::Subflow => abi::LAYOUT_SUBFLOW,
+            KeyType::Port => abi::LAYOUT_PORT,
+            KeyType::Prefix => abi::LAYOUT_PREFIX,
+        }
+    }
+
+    pub fn key_size(self) -> u32 {
+        match self {
+            KeyType::Addr => 16,
+            KeyType::Pair => 32,
+            KeyType::Subflow => 36,
+            KeyType::Port => 4,
+            KeyType::Prefix => 20,
+        }
+    }
+
+    fn map_type(self) -> MapType {
+        match self {
+            KeyType::Prefix => MapType::LpmTrie,
+            _ => MapType::Hash,
+        }
+    }
+
+    /// The outer map's pin name (tables.h).
+    pub fn outer_pin(self) -> String {
+        format!("emptcp_g_tab_{self}")
+    }
+
+    pub const ALL: [KeyType; 5] = [
+        KeyType::Addr,
+        KeyType::Pair,
+        KeyType::Subflow,
+        KeyType::Port,
+        KeyType::Prefix,
+    ];
+}
+
+/// A named table as the policy file or the command line declares it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub name: String,
+    pub key: KeyType,
+    /// None: a set.
+    pub value: Option<ValueType>,
+    pub size: u32,
+    /// Namespace whose devices `dev` values name.
+    pub netns: Option<String>,
+}
+
+impl TableDef {
+    pub fn what(&self) -> &'static str {
+        if self.value.is_some() {
+            "map"
+        } else {
+            "set"
+        }
+    }
+}
+
+/// A table as applied: its definition and its id in its layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableState {
+    pub def: TableDef,
+    pub id: u8,
+}
+
+/// An IP address as 16 bytes, IPv4 mapped (tables.h).
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn addr_of16(b: &[u8]) -> IpAddr {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[..16]);
+    let v6 = Ipv6Addr::from(o);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    IpAddr::from_str(s.trim()).map_err(|_| format!("{} is not an IP address", quoted(s.trim())))
+}
+
+fn parse_sock(s: &str) -> Result<SocketAddr, String> {
+    SocketAddr::from_str(s.trim()).map_err(|_| {
+        format!(
+            "{} is not an address:port (10.0.0.1:80, [fd00::1]:80)",
+            quoted(s.trim())
+        )
+    })
+}
+
+/// Splits a concatenation `A . B` (nftables) into its two parts.
+fn concat(s: &str) -> Result<(&str, &str), String> {
+    s.split_once(" . ")
+        .ok_or_else(|| format!("{} is not `A . B` (two parts joined by \" . \")", quoted(s)))
+}
+
+/// The key bytes of an element in its text form.
+pub fn parse_key(kt: KeyType, s: &str) -> Result<Vec<u8>, String> {
+    Ok(match kt {
+        KeyType::Addr => addr16(parse_ip(s)?).to_vec(),
+        KeyType::Prefix => {
+            let (a, len) = match s.split_once('/') {
+                Some((a, l)) => (parse_ip(a)?, Some(l)),
+                None => (parse_ip(s)?, None),
+            };
+            let max = if a.is_ipv4() { 32 } else { 128 };
+            let len: u32 = match len {
+                None => max,
+                Some(l) => l
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| format!("prefix length in {} is not 0-{max}", quoted(s)))?,
+            };
+            let bits = if a.is_ipv4() { 96 + len } else { len };
+            let mut a16 = addr16(a);
+            // the bits past the prefix are not part of the key
+            for (i, b) in a16.iter_mut().enumerate() {
+                let keep = (bits as usize).saturating_sub(i * 8).min(8);
+                *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+            }
+            let mut k = bits.to_ne_bytes().to_vec();
+            k.extend_from_slice(&a16);
+            k
+        }
+        KeyType::Pair => {
+            let (a, b) = concat(s)?;
+            let (a, b) = (parse_ip(a)?, parse_ip(b)?);
+            let mut k = addr16(a).to_vec();
+            k.extend_from_slice(&addr16(b));
+            k
+        }
+        KeyType::Subflow => {
+            let (a, b) = concat(s)?;
+            let (a, b) = (parse_sock(a)?, parse_sock(b)?);
+            let mut k = addr16(a.ip()).to_vec();
+            k.extend_from_slice(&addr16(b.ip()));
+            k.extend_from_slice(&a.port().to_be_bytes());
+            k.extend_from_slice(&b.port().to_be_bytes());
+            k
+        }
+        KeyType::Port => {
+            let p: u16 = s
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{} is not a port (1-65535)", quoted(s)))?;
+            let mut k = p.to_be_bytes().to_vec();
+            k.extend_from_slice(&[0, 0]);
+            k
+        }
+    })
+}
+
+/// The text form of a key (the inverse of `parse_key`).
+pub fn format_key(kt: KeyType, k: &[u8]) -> String {
+    if k.len() < kt.key_size() as usize {
+        return "?".into();
+    }
+    let sock = |a: &[u8], p: &[u8]| {
+        SocketAddr::new(addr_of16(a), u16::from_be_bytes([p[0], p[1]])).to_string()
+    };
+    match kt {
+        KeyType::Addr => addr_of16(k).to_string(),
+        KeyType::Prefix => {
+            let bits = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]);
+            let a = addr_of16(&k[4..]);
+            let len = if a.is_ipv4() {
+                bits.saturating_sub(96)
+            } else {
+                bits
+            };
+            format!("{a}/{len}")
+        }
+        KeyType::Pair => format!("{} . {}", addr_of16(&k[..16]), addr_of16(&k[16..32])),
+        KeyType::Subflow => format!(
+            "{} . {}",
+            sock(&k[..16], &k[32..34]),
+            sock(&k[16..32], &k[34..36])
+        ),
+        KeyType::Port => u16::from_be_bytes([k[0], k[1]]).to_string(),
+    }
+}
+
+/// A value in its text form; `dev` names a device of `netns`.
+pub fn parse_value(vt: ValueType, s: &str, netns: Option<&str>) -> Result<u64, String> {
+    let s = s.trim();
+    match vt {
+        ValueType::U32 => {
+            let v = match s.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16).ok(),
+                None => s.parse::<u32>().ok(),
+            };
+            v.map(u64::from)
+                .ok_or_else(|| format!("{} is not a 32-bit number", quoted(s)))
+        }
+        ValueType::Rate => {
+            let bps = crate::policy::values::parse_rate(s)?;
+            Ok((bps / 8).max(1))
+        }
+        ValueType::Bool => match s {
+            "true" | "1" | "yes" => Ok(1),
+            "false" | "0" | "no" => Ok(0),
+            _ => Err(format!("{} is not true or false", quoted(s))),
+        },
+        ValueType::Dev => {
+            crate::kernel::netns::run_in(netns, || crate::kernel::netns::ifindex(s, netns))
+                .map(u64::from)
+                .map_err(|e| format!("{e:#}"))
+        }
+    }
+}
+
+/// The text form of a value.
+pub fn format_value(vt: ValueType, v: u64, netns: Option<&str>) -> String {
+    match vt {
+        ValueType::U32 => v.to_string(),
+        ValueType::Rate => format!("{}bit", v * 8),
+        ValueType::Bool => (v != 0).to_string(),
+        ValueType::Dev => crate::kernel::netns::run_in(netns, || {
+            Ok(nix::net::if_::if_indextoname(v as u32)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("ifindex {v}")))
+        })
+        .unwrap_or_else(|_| format!("ifindex {v}")),
+    }
+}
+
+/// One element in its text form: `KEY` for a set, `KEY=VALUE` for a map.
+pub fn parse_element(def: &TableDef, s: &str) -> Result<(Vec<u8>, u64), String> {
+    let what = |e: String| {
+        format!(
+            "{} {}: element {}: {e}",
+            def.what(),
+            quoted(&def.name),
+            quoted(s)
+        )
+    };
+    match def.value {
+        None => Ok((parse_key(def.key, s).map_err(what)?, 1)),
+        Some(vt) => {
+            let (k, v) = s
+                .rsplit_once('=')
+                .ok_or_else(|| what("expected KEY=VALUE".into()))?;
+            Ok((
+                parse_key(def.key, k).map_err(what)?,
+                parse_value(vt, v, def.netns.as_deref()).map_err(what)?,
+            ))
+        }
+    }
+}
+
+fn no_prealloc_opts() -> libbpf_sys::bpf_map_create_opts {
+    libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: BPF_F_NO_PREALLOC,
+        ..Default::default()
+    }
+}
+
+/// A fresh table of `kt` for `size` elements.
+fn new_inner(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
+    MapHandle::create(
+        kt.map_type(),
+        Some(format!("emptcp_t_{}", &name[..name.len().min(6)])),
+        kt.key_size(),
+        8,
+        size.max(1),
+        &no_prealloc_opts(),
+    )
+    .with_context(|| format!("failed to create the table of {}", quoted(name)))
+}
+
+/// The outer map of `kt`, created and pinned when missing. Its definition
+/// is tables.h's, so that stage objects reuse it.
+pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
+    let path = sd.dir.join(kt.outer_pin());
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return MapHandle::from_pinned_path(&path)
+            .with_context(|| format!("failed to open {}", path.display()));
+    }
+    let template = new_inner(kt, 1, "tmpl")?;
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        inner_map_fd: template.as_fd().as_raw_fd() as u32,
+        ..Default::default()
+    };
+    let mut m = MapHandle::create(
+        MapType::ArrayOfMaps,
+        Some(kt.outer_pin()),
+        4,
+        4,
+        MAX_TABLES,
+        &opts,
+    )
+    .with_context(|| format!("failed to create the {kt} tables map"))?;
+    m.pin(&path)
+        .with_context(|| format!("failed to pin {}", path.display()))?;
+    Ok(m)
+}
+
+/// Fills `m` with `elems` (batches of 4096).
+fn fill(m: &MapHandle, kt: KeyType, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+    let ks = kt.key_size() as usize;
+    for chunk in elems.chunks(4096) {
+        let mut keys = Vec::with_capacity(chunk.len() * ks);
+        let mut vals = Vec::with_capacity(chunk.len() * 8);
+        for (k, v) in chunk {
+            keys.extend_from_slice(k);
+            vals.extend_from_slice(&v.to_ne_bytes());
+        }
+        let batch = m.update_batch(
+            &keys,
+            &vals,
+            chunk.len() as u32,
+            MapFlags::ANY,
+            MapFlags::ANY,
+        );
+        // kernels without batch updates for this map type (LPM tries
+        // before generic batch ops): one update per element
+        if batch.is_err() {
+            for (k, v) in chunk {
+                m.update(k, &v.to_ne_bytes(), MapFlags::ANY)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new table holding exactly `elems`, not yet in any slot.
+pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<MapHandle> {
+    if elems.len() > def.size as usize {
+        bail!(
+            "{} {}: {} elements do not fit its size {}",
+            def.what(),
+            quoted(&def.name),
+            elems.len(),
+            def.size
+        );
+    }
+    let m = new_inner(def.key, def.size, &def.name)?;
+    fill(&m, def.key, elems)
+        .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
+    Ok(m)
+}
+
+/// Puts `m` into table `t`'s slot: packets see the whole old table or the
+/// whole new one.
+pub fn install(sd: &StateDir, t: &TableState, m: &MapHandle) -> Result<()> {
+    let o = outer(sd, t.def.key)?;
+    o.update(
+        &u32::from(t.id).to_ne_bytes(),
+        &(m.as_fd().as_raw_fd() as u32).to_ne_bytes(),
+        MapFlags::ANY,
+    )
+    .with_context(|| format!("failed to install {} {}", t.def.what(), quoted(&t.def.name)))
+}
+
+/// Empties table `t`'s slot.
+pub fn uninstall(sd: &StateDir, t: &TableState) {
+    if let Ok(o) = outer(sd, t.def.key) {
+        let _ = o.delete(&u32::from(t.id).to_ne_bytes());
+    }
+}
+
+/// The table in `t`'s slot.
+pub fn open(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
+    let o = outer(sd, t.def.key)?;
+    let id = o
+        .lookup(&u32::from(t.id).to_ne_bytes(), MapFlags::ANY)?
+        .and_then(|v| {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        })
+        .with_context(|| {
+            format!(
+                "{} {} has no table in the kernel",
+                t.def.what(),
+                quoted(&t.def.name)
+            )
+        })?;
+    MapHandle::from_map_id(id)
+        .with_context(|| format!("failed to open {} {}", t.def.what(), quoted(&t.def.name)))
+}
+
+/// Every element of a table: (key bytes, value).
+pub fn elements(m: &MapHandle) -> Vec<(Vec<u8>, u64)> {
+    let mut out: Vec<(Vec<u8>, u64)> = m
+        .keys()
+        .filter_map(|k| {
+            let v = m.lookup(&k, MapFlags::ANY).ok().flatten()?;
+            let v = u64::from_ne_bytes(v.get(..8)?.try_into().ok()?);
+            Some((k, v))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The value of exactly key `k` (`first`: the table's first key). A prefix
+/// table's lookup is a longest match (10.1.0.0/24 finds 10.0.0.0/8's
+/// value); BPF_MAP_GET_NEXT_KEY tells whether the key itself is there: for
+/// a key not in the map it gives the first key (bpf(2)).
+fn exact(m: &MapHandle, kt: KeyType, k: &[u8], first: Option<&[u8]>) -> Option<Vec<u8>> {
+    let v = m.lookup(k, MapFlags::ANY).ok().flatten()?;
+    if kt != KeyType::Prefix {
+        return Some(v);
+    }
+    let mut next = vec![0u8; k.len()];
+    // SAFETY: k and next are key_size bytes (checked by the callers), alive
+    // for the call.
+    let r = unsafe {
+        libbpf_sys::bpf_map_get_next_key(
+            m.as_fd().as_raw_fd(),
+            k.as_ptr().cast(),
+            next.as_mut_ptr().cast(),
+        )
+    };
+    // no next key: k is the last one, so it is there
+    (r != 0 || Some(next.as_slice()) != first).then_some(v)
+}
+
+/// Adds (or, for a map, changes) elements, all or none: when the table
+/// cannot take them all (the kernel refuses an element past its size), the
+/// ones added are deleted again and the changed ones get their old values
+/// back. Costs one lookup per element given, not a walk of the table (a
+/// walk made adding one element to a set of 100,000 take 0.1 s).
+pub fn add(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+    let first = m.keys().next();
+    let old: Vec<Option<Vec<u8>>> = elems
+        .iter()
+        .map(|(k, _)| exact(m, def.key, k, first.as_deref()))
+        .collect();
+    let Err(e) = fill(m, def.key, elems) else {
+        return Ok(());
+    };
+    for ((k, _), o) in elems.iter().zip(&old) {
+        let _ = match o {
+            None => m.delete(k),
+            Some(v) => m.update(k, v, MapFlags::ANY),
+        };
+    }
+    let new: std::collections::HashSet<&[u8]> = elems
+        .iter()
+        .zip(&old)
+        .filter(|(_, o)| o.is_none())
+        .map(|((k, _), _)| k.as_slice())
+        .collect();
+    let have = m.keys().count();
+    if have + new.len() > def.size as usize {
+        bail!(
+            "{} {} is full: {have} elements and {} new do not fit its size {}",
+            def.what(),
+            quoted(&def.name),
+            new.len(),
+            def.size
+        );
+    }
+    Err(e).with_context(|| format!("failed to add to {} {}", def.what(), quoted(&def.name)))
+}
+
+/// Deletes elements; one that is not there refuses them all.
+pub fn del(m: &MapHandle, def: &TableDef, keys: &[Vec<u8>]) -> Result<()> {
+    for k in keys {
+        if m.lookup(k, MapFlags::ANY).ok().flatten().is_none() {
+            bail!(
+                "{} {}: element {} is not in it",
+                def.what(),
+                quoted(&def.name),
+                quoted(&format_key(def.key, k))
+            );
+        }
+    }
+    for k in keys {
+        m.delete(k).with_context(|| {
+            format!("failed to delete from {} {}", def.what(), quoted(&def.name))
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        for (kt, s) in [
+            (KeyType::Addr, "10.88.0.1"),
+            (KeyType::Addr, "fd00::1"),
+            (KeyType::Prefix, "10.88.0.0/16"),
+            (KeyType::Prefix, "fd00::/64"),
+            (KeyType::Pair, "10.1.0.1 . 10.1.0.2"),
+            (KeyType::Subflow, "10.1.0.1:40000 . 10.1.0.2:80"),
+            (KeyType::Subflow, "[fd00::1]:1 . [fd00::2]:2"),
+            (KeyType::Port, "443"),
+        ] {
+            let k = parse_key(kt, s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(k.len(), kt.key_size() as usize, "{s}");
+            assert_eq!(format_key(kt, &k), s);
+        }
+    }
+
+    #[test]
+    fn v4_is_mapped_and_prefix_bits_cleared() {
+        let k = parse_key(KeyType::Addr, "10.0.0.1").unwrap();
+        assert_eq!(&k[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+        let p = parse_key(KeyType::Prefix, "10.1.2.3/8").unwrap();
+        assert_eq!(u32::from_ne_bytes(p[..4].try_into().unwrap()), 104);
+        assert_eq!(format_key(KeyType::Prefix, &p), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn bad_elements_are_one_line() {
+        let def = TableDef {
+            name: "t".into(),
+            key: KeyType::Addr,
+            value: Some(ValueType::U32),
+            size: 4,
+            netns: None,
+        };
+        let e = parse_element(&def, "10.0.0=2").unwrap_err();
+        assert_eq!(
+            e,
+            "map \"t\": element \"10.0.0=2\": \"10.0.0\" is not an IP address"
+        );
+        assert!(parse_element(&def, "10.0.0.1")
+            .unwrap_err()
+            .contains("KEY=VALUE"));
+        assert!(parse_key(KeyType::Port, "0").is_err());
+        assert!(parse_key(KeyType::Pair, "10.0.0.1").is_err());
+        assert!(parse_key(KeyType::Prefix, "10.0.0.0/33").is_err());
+    }
+}
