@@ -784,8 +784,10 @@ fn replace_chain_under_traffic() {
     let filter_before = filter(&bed);
     let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
 
-    // writes for at most 20 s; stopped once the swap has been seen to act
-    let mut t = Transfer::start(&bed, Duration::from_secs(20));
+    // writes for at most 20 s (an emulated guest: 120 s, its apply alone
+    // takes 10 s and more); stopped once the swap has been seen to act
+    let most = if emulated() { 120 } else { 20 };
+    let mut t = Transfer::start(&bed, Duration::from_secs(most));
     // v1 is live (it sent MP_PRIO backup=0): both subflows up, none backup
     let up = wait_for(Duration::from_secs(3), || {
         let (socks, _) = ss_tni(&bed.b);

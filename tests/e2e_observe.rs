@@ -395,7 +395,7 @@ fn record_matches_kernel(fam: Family) {
             eprintln!("record: subflow {a} -> {b}: RTT {ours:.0} us, kernel srtt {srtt_us:.0} us");
             // under emulation (scripts/kmatrix's VMs: QEMU TCG) RTTs jitter
             // by milliseconds and the kernel's smoothed srtt trails them
-            let floor = if std::env::var_os("EMPTCP_TEST_EMULATED").is_some() {
+            let floor = if emulated() {
                 2000.0
             } else {
                 200.0

@@ -16,11 +16,17 @@ use super::*;
 /// The CLI under test.
 pub const EMPTCP: &str = env!("CARGO_BIN_EXE_emptcp");
 
+/// Whether the tests run in an emulated guest (QEMU TCG: scripts/kmatrix
+/// sets EMPTCP_TEST_EMULATED), where everything is 10-50 times slower.
+pub fn emulated() -> bool {
+    std::env::var_os("EMPTCP_TEST_EMULATED").is_some()
+}
+
 /// How long one command may take: 30 s, 120 s in an emulated guest
 /// (`EMPTCP_TEST_EMULATED`, set by scripts/kmatrix), where loading a walk
 /// of many stages takes that long on a busy host.
 pub(super) static CMD_TIMEOUT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
-    if std::env::var_os("EMPTCP_TEST_EMULATED").is_some() {
+    if emulated() {
         Duration::from_secs(120)
     } else {
         Duration::from_secs(30)
