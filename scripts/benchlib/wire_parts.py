@@ -11,12 +11,23 @@ from .wire import wire_bed, wire_policy
 
 
 def _entry_ids(state_dir):
-    """Ids of the entry programs pinned under an emptcp state dir."""
+    """Ids of the programs an emptcp state dir puts on its hooks: the entry
+    programs pinned there and the walk programs in its prog array (a walk
+    runs at the hook itself; where the entry tail-calls it instead, the
+    walk's own stats stay 0 and its time counts in the entry's)."""
     d = os.path.join(state_dir, "tc")
     ids = set()
     for f in os.listdir(d) if os.path.isdir(d) else []:
         if f.startswith("entry-"):
             ids.add(json.loads(net.run(["bpftool", "prog", "show", "pinned", os.path.join(d, f), "-j"]))["id"])
+    progs = os.path.join(d, "emptcp_progs")
+    if os.path.exists(progs):
+        names = {p["id"]: p.get("name", "") for p in json.loads(net.run(["bpftool", "prog", "show", "-j"]))}
+        for e in json.loads(net.run(["bpftool", "map", "dump", "pinned", progs, "-j"])):
+            v = e.get("value")
+            pid = int.from_bytes(bytes(int(b, 16) for b in v), "little") if isinstance(v, list) else v
+            if names.get(pid, "").startswith("emptcp_walk"):
+                ids.add(pid)
     return ids
 
 

@@ -7,20 +7,24 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-static __always_inline int addr_eq(const __u8 *a, const __u8 *b, int n)
+/*
+ * @a: the stage's address, read in place from its description (volatile:
+ * see emptcp_stage_desc; no copy to the stack); @b: the packet's.
+ */
+static __always_inline int addr_eq(const volatile __u8 *a, const __u8 *b, int n)
 {
 	if (n == 4)
-		return *(const __u32 *)a == *(const __u32 *)b;
-	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] &&
-	       ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
+		return *(const volatile __u32 *)a == *(const __u32 *)b;
+	return ((const volatile __u64 *)a)[0] == ((const __u64 *)b)[0] &&
+	       ((const volatile __u64 *)a)[1] == ((const __u64 *)b)[1];
 }
 
-static __always_inline int pair_eq(const struct emptcp_ip_pair *pp, const __u8 *s,
-				   const __u8 *d, int n)
+static __always_inline int pair_eq(const volatile struct emptcp_ip_pair *pp, __u8 flags,
+				   const __u8 *s, const __u8 *d, int n)
 {
-	if ((pp->flags & EMPTCP_IPP_SRC) && !addr_eq(pp->src, s, n))
+	if ((flags & EMPTCP_IPP_SRC) && !addr_eq(pp->src, s, n))
 		return 0;
-	if ((pp->flags & EMPTCP_IPP_DST) && !addr_eq(pp->dst, d, n))
+	if ((flags & EMPTCP_IPP_DST) && !addr_eq(pp->dst, d, n))
 		return 0;
 	return 1;
 }
@@ -29,14 +33,14 @@ static __always_inline int pair_eq(const struct emptcp_ip_pair *pp, const __u8 *
 static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
-	struct emptcp_ip_pair pp;
-	__u8 s[16], d[16];
+	const volatile struct emptcp_ip_pair *pp = (const volatile void *)r->st->param;
+	const __u8 *s, *d;
+	__u8 flags = pp->flags;
 	__u32 off;
 	int n, v6, hit;
 
-	emptcp_param_copy(r, &pp, sizeof(pp));
 	v6 = !!(r->p.flags & EMPTCP_PF_V6);
-	if (v6 != !!(pp.flags & EMPTCP_IPP_V6))
+	if (v6 != !!(flags & EMPTCP_IPP_V6))
 		return 0;
 	/* variable offset, bounded for the verifier */
 	off = r->p.l3_off;
@@ -50,8 +54,8 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 			return 0;
 		}
-		__builtin_memcpy(s, &ip6->saddr, 16);
-		__builtin_memcpy(d, &ip6->daddr, 16);
+		s = (const __u8 *)&ip6->saddr;
+		d = (const __u8 *)&ip6->daddr;
 		n = 16;
 	} else {
 		struct iphdr *ip = data + off;
@@ -60,13 +64,13 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 			emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 			return 0;
 		}
-		__builtin_memcpy(s, &ip->saddr, 4);
-		__builtin_memcpy(d, &ip->daddr, 4);
+		s = (const __u8 *)&ip->saddr;
+		d = (const __u8 *)&ip->daddr;
 		n = 4;
 	}
-	hit = pair_eq(&pp, s, d, n);
-	if (!hit && (pp.flags & EMPTCP_IPP_BIDIR))
-		hit = pair_eq(&pp, d, s, n);
+	hit = pair_eq(pp, flags, s, d, n);
+	if (!hit && (flags & EMPTCP_IPP_BIDIR))
+		hit = pair_eq(pp, flags, d, s, n);
 	return hit;
 }
 
