@@ -305,6 +305,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                 gen: u32::MAX,
                 walk: true,
                 walk_slot: u16::MAX,
+                hook_walk: true,
                 chains: p
                     .chains
                     .iter()

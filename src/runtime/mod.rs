@@ -545,6 +545,7 @@ impl Runtime {
             gen: 0,
             walk: false,
             walk_slot: 0,
+            hook_walk: false,
             chains: vec![cs],
         });
         ch.touched.insert((family, id));
@@ -983,6 +984,7 @@ fn carry_out(
         let walk = txn.write(id.0, plan, lay)?;
         if let Some(p) = ch.next.points.iter_mut().find(|p| pid(p) == *id) {
             p.walk = walk;
+            p.hook_walk = walk;
             if !walk {
                 p.walk_slot = 0;
             }

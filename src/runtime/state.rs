@@ -58,6 +58,12 @@ pub struct AttachPoint {
     /// keep the counter slots of the chains it leaves alone.
     #[serde(default)]
     pub walk_slot: u16,
+    /// The device's hook runs the walk program itself (it parses the
+    /// packet). False in documents written before walks did: their walk
+    /// programs read the context the entry left in skb->cb, so the entry
+    /// stays on the hook until a change lays the point out again.
+    #[serde(default)]
+    pub hook_walk: bool,
     /// In run order.
     pub chains: Vec<ChainState>,
 }

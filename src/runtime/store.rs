@@ -146,7 +146,7 @@ fn slot_prog(progs: &MapHandle, slot: u32) -> Result<OwnedFd> {
 pub(crate) fn hook_prog(sd: &StateDir, p: &AttachPoint) -> Result<OwnedFd> {
     let family = p.hook.family();
     let first = p.first_slot();
-    if p.walk && first != 0 {
+    if p.walk && p.hook_walk && first != 0 {
         let progs = pinned_map(sd, family, "emptcp_progs")?;
         return slot_prog(&progs, first as u32)
             .with_context(|| format!("the walk program of {} {} (slot {first})", p.dev, p.hook));
