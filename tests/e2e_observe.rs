@@ -395,11 +395,7 @@ fn record_matches_kernel(fam: Family) {
             eprintln!("record: subflow {a} -> {b}: RTT {ours:.0} us, kernel srtt {srtt_us:.0} us");
             // under emulation (scripts/kmatrix's VMs: QEMU TCG) RTTs jitter
             // by milliseconds and the kernel's smoothed srtt trails them
-            let floor = if emulated() {
-                2000.0
-            } else {
-                200.0
-            };
+            let floor = if emulated() { 2000.0 } else { 200.0 };
             let tol = (srtt_us * 0.2).max(floor);
             // the srtt ss prints after the transfer can carry its last
             // segments' delayed ACKs (seen: 5.6 ms on an idle veth, the

@@ -112,8 +112,7 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
         let _ = progs.delete(&u32_key(head));
         return Ok(());
     }
-    let fd = slot_prog(&progs, first as u32)
-        .with_context(|| format!("slot {first} ({family})"))?;
+    let fd = slot_prog(&progs, first as u32).with_context(|| format!("slot {first} ({family})"))?;
     progs
         .update(
             &u32_key(head),
