@@ -168,22 +168,12 @@ pub fn attach(
 pub fn replace(a: &Attachment, prog: &impl AsFd, hook: Hook, ifindex: u32) -> Result<()> {
     match a {
         Attachment::Link { pin, .. } => {
-            let c = CString::new(pin.as_bytes()).context("link pin path")?;
-            // SAFETY: c is a NUL-terminated path; a non-negative result is
-            // a new fd we own.
-            let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
-            if fd < 0 {
-                bail!(
-                    "failed to open link {pin}: {}",
-                    std::io::Error::from_raw_os_error(-fd)
-                );
-            }
-            // SAFETY: fd was just returned by the kernel.
-            let link = unsafe { OwnedFd::from_raw_fd(fd) };
+            let link =
+                libbpf_rs::Link::open(pin).with_context(|| format!("failed to open link {pin}"))?;
             // SAFETY: both fds are valid for the call; no options.
             let ret = unsafe {
                 libbpf_sys::bpf_link_update(
-                    link.as_raw_fd(),
+                    link.as_fd().as_raw_fd(),
                     prog.as_fd().as_raw_fd(),
                     std::ptr::null(),
                 )

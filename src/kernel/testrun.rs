@@ -1,6 +1,7 @@
 //! Running chains on packets without attaching them: the chain is built in
 //! a private bpffs directory exactly as `apply` builds it, and packets go
-//! through its entry program with BPF_PROG_TEST_RUN. Used by the packet
+//! through the program its hook would run (the walk, or the entry where
+//! the chains run by tail calls) with BPF_PROG_TEST_RUN. Used by the packet
 //! tests and the cost benchmarks. Named sets and maps are created and put
 //! into the outer maps of that directory with the functions apply uses;
 //! their elements can change between runs, as `emptcp set add` does.
