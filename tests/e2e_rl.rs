@@ -152,15 +152,25 @@ fn rate_limit_scenario(test: &str, fam: Family, at: At) {
         At::Router => Testbed::routed(fam),
     };
 
-    // control: without the chain the joined subflow is far faster than 20 Mbit/s
-    let mut t = Transfer::start_bulk(&bed, Duration::from_secs(3));
-    let (c1, c2, _) = subflow_rates(&bed, Duration::from_millis(500), Duration::from_secs(1));
-    t.stop();
-    assert_complete(t.finish());
-    eprintln!("{test}: control: initial {c1:.1} Mbit/s, joined {c2:.1} Mbit/s");
+    // control: without the chain the joined subflow can carry far more than
+    // 20 Mbit/s. The scheduler's split over one second varies (30 Mbit/s
+    // seen under load while the other subflow took 52), so the path's
+    // capacity is the best of up to three probes.
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let mut t = Transfer::start_bulk(&bed, Duration::from_secs(3));
+        let (c1, c2, _) = subflow_rates(&bed, Duration::from_millis(500), Duration::from_secs(1));
+        t.stop();
+        assert_complete(t.finish());
+        eprintln!("{test}: control: initial {c1:.1} Mbit/s, joined {c2:.1} Mbit/s");
+        best = best.max(c2);
+        if best > 40.0 {
+            break;
+        }
+    }
     assert!(
-        c2 > 40.0,
-        "control: joined subflow only {c2:.1} Mbit/s without a limit\n{}",
+        best > 40.0,
+        "control: joined subflow at most {best:.1} Mbit/s without a limit\n{}",
         view(&bed)
     );
 
