@@ -19,9 +19,9 @@ from .stats import RESULTS, log
 
 # name -> run(rep, emptcp, quick, args)
 EXPERIMENTS = {
-    "uc1": lambda rep, emptcp, quick, a: uc1.tenants(rep, emptcp, quick, n=a.tenants),
+    "uc1": lambda rep, emptcp, quick, a: uc1.tenants(rep, emptcp, quick, n=a.tenants, queue=a.queue),
     "uc1r": lambda rep, emptcp, quick, a: uc1.redirect(rep, emptcp, quick),
-    "uc1rpc": lambda rep, emptcp, quick, a: uc1.rpc(rep, emptcp, quick, n=a.tenants),
+    "uc1rpc": lambda rep, emptcp, quick, a: uc1.rpc(rep, emptcp, quick, n=a.tenants, queue=a.queue),
     "uc2a": lambda rep, emptcp, quick, a: uc2a.run(rep, emptcp, quick),
     "uc2b": lambda rep, emptcp, quick, a: uc2b.run(rep, emptcp, quick),
     "rl": lambda rep, emptcp, quick, a: rl.run(rep, emptcp, quick),
@@ -41,6 +41,8 @@ def main():
                                                              "wire", "wire_parts", "apply", "stages", "rl", "tables"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tenants", type=int, help="use case 1: tenant pairs at once (default 8, --quick 3)")
+    ap.add_argument("--queue", choices=["fifo", "tenant"], default="fifo",
+                    help="use case 1: the links' queues, one FIFO or an HTB class per tenant (default fifo)")
     ap.add_argument("--emptcp", default="target/release/emptcp")
     a = ap.parse_args()
     emptcp = os.path.abspath(a.emptcp)

@@ -38,11 +38,13 @@ def vmb(i):
     return f"10.20.0.{i + 1}"
 
 
-def bed(tag, emptcp, n, rate, buf_ms=20):
+def bed(tag, emptcp, n, rate, buf_ms=20, queue="fifo"):
     """The testbed: n tenant pairs, two hypervisors, two links at `rate`.
     The hypervisors route the VM subnets over both links with ECMP, L4 hash
     (fib_multipath_hash_policy=1); tables 101/102 send over link 1/2 (used
-    by `ip rule fwmark` for set_mark, and by the static side's rules)."""
+    by `ip rule fwmark` for set_mark, and by the static side's rules).
+    `queue`: each link's queue, "fifo" (one byte FIFO for all) or "tenant"
+    (an HTB class per tenant, see shape_tenants)."""
     b = net.Net(tag, emptcp)
     h1, h2 = b.ns("hv1"), b.ns("hv2")
     b.names = {"h1": h1, "h2": h2}
@@ -67,7 +69,10 @@ def bed(tag, emptcp, n, rate, buf_ms=20):
             b.sh(ns, f"ip route add {dst} via {gw} dev {dev} table {100 + mark}")
             b.sh(ns, f"ip rule add fwmark {mark} table {100 + mark}")
         for p in (p1, p2):
-            shape(b, ns, p, rate, buf_ms)
+            if queue == "tenant":
+                shape_tenants(b, ns, p, rate, buf_ms, n, "src" if h == "h1" else "dst")
+            else:
+                shape(b, ns, p, rate, buf_ms)
     b.va, b.vb = [], []
     for i in range(n):
         va, vb = b.ns(f"a{i}"), b.ns(f"b{i}")
@@ -93,6 +98,33 @@ def shape(b, ns, dev, rate, buf_ms):
     b.sh(ns, f"tc qdisc add dev {dev} root handle 1: htb default 10")
     b.sh(ns, f"tc class add dev {dev} parent 1: classid 1:10 htb rate {rate} ceil {rate}")
     b.sh(ns, f"tc qdisc add dev {dev} parent 1:10 handle 10: bfifo limit {limit}")
+
+
+def shape_tenants(b, ns, dev, rate, buf_ms, n, match):
+    """HTB at `rate` with one class per tenant, as a hypervisor shares a
+    link between its VMs: each tenant's class (both its addresses, by IPv4
+    source on hv1's links, destination on hv2's: u32 filters) is
+    guaranteed rate / (n + 1) and may borrow up to `rate`; class 1:10 takes
+    everything else (the background flow) on the same terms. Classes take
+    turns a packet at a time (quantum: one MTU); each has a byte FIFO of
+    `buf_ms` at the link's rate: a class may take a burst (an RPC's 100 kB
+    request) that a FIFO sized to its share would drop (20 ms at 11 Mbit/s
+    held 27 kB: 5-6 retransmitted segments per RPC). This kernel has no
+    fq_codel or sfq; HTB and u32 are what it offers for per-tenant
+    fairness."""
+    share = rate_mbit(rate) / (n + 1)
+    limit = int(rate_mbit(rate) * 1e6 / 8 * buf_ms / 1e3)
+    cmds = [f"tc qdisc add dev {dev} root handle 1: htb default 10",
+            f"tc class add dev {dev} parent 1: classid 1:1 htb rate {rate} ceil {rate}"]
+    for cls in [10] + [100 + i for i in range(n)]:
+        cmds.append(f"tc class add dev {dev} parent 1:1 classid 1:{cls} htb rate {share:.3f}mbit "
+                    f"ceil {rate} quantum 1514")
+        cmds.append(f"tc qdisc add dev {dev} parent 1:{cls} handle {cls}: bfifo limit {limit}")
+    for i in range(n):
+        for a in (addr1(i), addr2(i)):
+            cmds.append(f"tc filter add dev {dev} parent 1: protocol ip prio 1 u32 "
+                        f"match ip {match} {a}/32 flowid 1:{100 + i}")
+    b.sh(ns, " && ".join(cmds))
 
 
 def dv_of(b, ns):
@@ -362,14 +394,15 @@ def rotated(sides, rnd):
     return tuple(sides[k:]) + tuple(sides[:k])
 
 
-def tenants(rep, emptcp, quick, n=None):
+def tenants(rep, emptcp, quick, n=None, queue="fifo"):
     """n tenants at once, each one MPTCP connection with a subflow per
     address; per-tenant goodput for each placement, sides rotated every
-    round; with and without a plain TCP flow on link 1."""
+    round; with and without a plain TCP flow on link 1. `queue`: the
+    links' queues (bed())."""
     n = n or (3 if quick else 8)
     rounds, secs, rate = (1, 3, "100mbit") if quick else (3, 8, "100mbit")
     conds = ["no background", "background TCP on link 1"]
-    b = bed("u1", emptcp, n, rate)
+    b = bed("u1", emptcp, n, rate, queue=queue)
     runs = []
     try:
         for cond in conds:
@@ -386,11 +419,16 @@ def tenants(rep, emptcp, quick, n=None):
                 b.stop(p)
     finally:
         b.cleanup()
-    tenants_report(rep, runs, conds, n, rate, rounds, secs, policy(b, n, "redirect"))
+    tenants_report(rep, runs, conds, n, rate, rounds, secs, policy(b, n, "redirect"), queue)
 
 
-def tenants_report(rep, runs, conds, n, rate, rounds, secs, policy_text):
-    """Table rows, bench-results/usecase1.json and .svg of `tenants`."""
+QUEUES = {"fifo": ("", "20 ms byte FIFO"),
+          "tenant": ("-tq", "an HTB class per tenant, a 20 ms byte FIFO each")}
+
+
+def tenants_report(rep, runs, conds, n, rate, rounds, secs, policy_text, queue):
+    """Table rows, bench-results/usecase1[-tq].json and .svg of `tenants`."""
+    suffix, qdesc = QUEUES[queue]
     share = rate_mbit(rate) / n
     goal = {conds[0]: 1.8, conds[1]: 1.5}
     res, data = {}, {}
@@ -405,32 +443,32 @@ def tenants_report(rep, runs, conds, n, rate, rounds, secs, policy_text):
             if side == "ecmp":
                 base = s
                 continue
-            rep.row("uc1 tenants" if side == SIDES[1] else "", cond if side == SIDES[1] else "",
+            rep.row(f"uc1 tenants ({queue})" if side == SIDES[1] else "", cond if side == SIDES[1] else "",
                     f"Mbit/s per tenant: ecmp | {side}", fmt(base), fmt(s),
                     f"worst {s['min'] / share:.2f} x share (ecmp {base['min'] / share:.2f})",
                     f"{k}/{s['n']} >= {goal[cond]} x share " + ("met" if k == s["n"] else "NOT met"))
-    rep.write("usecase1", {
+    rep.write("usecase1" + suffix, {
         "experiment": "usecase1-tenants",
         "topology": f"{n} tenants: VM-a_i (2 addresses, MPTCP 2 subflows) - bridge - hv1 = 2 x veth, HTB {rate}, "
-                    "bfifo 20 ms = hv2 - bridge - VM-b_i; all tenants at once, iperf3 -C cubic; "
+                    f"{qdesc} = hv2 - bridge - VM-b_i; all tenants at once, iperf3 -C cubic; "
                     "ecmp: fib_multipath_hash_policy=1; static: ip rule from/to address -> link table; "
                     "redirect / set_mark: one chain per hypervisor at tc-ingress of its bridge, "
                     "parameter from a map keyed by the tenant address; background: TCP hv1 -> hv2 on link 1",
-        "tenants": n, "rate": rate, "one_link_share_mbit": share, "rounds": rounds, "seconds": secs,
+        "tenants": n, "rate": rate, "queue": queue, "one_link_share_mbit": share, "rounds": rounds, "seconds": secs,
         "goal": "every tenant >= 1.8 x one link's share (rate / n) without background, >= 1.5 x with",
         "policy_redirect": policy_text, "summary": res, "runs": runs})
-    svg.box_plot(os.path.join(RESULTS, "usecase1.svg"),
+    svg.box_plot(os.path.join(RESULTS, f"usecase1{suffix}.svg"),
                  f"Use case 1: {n} tenants at once, goodput per tenant",
                  "goodput / one link's share (rate / tenants)", conds, list(SIDES), data,
                  lines=[(1.8, "1.8 x"), (1.0, "one link's share")],
-                 subtitle=f"2 links x {rate} (HTB, 20 ms byte FIFO); emptcp: one chain + map per hypervisor")
+                 subtitle=f"2 links x {rate} (HTB, {qdesc}); emptcp: one chain + map per hypervisor")
 
 
 RPC_SIDES = ("ecmp", "static", "redirect", "backup", "isolate")
 RPC_COUNTERS = ["TcpExtTCPTimeouts", "TcpRetransSegs", "TcpExtTCPLossProbes"]
 
 
-def rpc(rep, emptcp, quick, n=None):
+def rpc(rep, emptcp, quick, n=None, queue="fifo"):
     """Tail latency: RPC tenants (requests of 10-100 kB, one answer byte,
     over one MPTCP connection each) while the other tenants run bulk
     flows; completion-time percentiles per placement. `backup`: redirect,
@@ -445,7 +483,7 @@ def rpc(rep, emptcp, quick, n=None):
     rpc_t, bulk_t = list(range(n - nrpc, n)), list(range(n - nrpc))
     conds = ["bulk flows", "bulk flows + background TCP on link 1"]
     hold_rate = f"{int(0.75 * rate_mbit(rate) * 1000 / len(bulk_t))}kbit"
-    b = bed("rp", emptcp, n, rate)
+    b = bed("rp", emptcp, n, rate, queue=queue)
     runs = []
     try:
         rpc_servers(b, rpc_t)
@@ -465,7 +503,7 @@ def rpc(rep, emptcp, quick, n=None):
                 b.stop(p)
     finally:
         b.cleanup()
-    rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds)
+    rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds, queue)
 
 
 def rpc_once(b, rpc_t, bulk_t, count, seed):
@@ -484,8 +522,9 @@ def rpc_once(b, rpc_t, bulk_t, count, seed):
             "bulk_mbps_sum": bulk_mbps}
 
 
-def rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds):
-    """Table rows, bench-results/usecase1-rpc.json and .svg of `rpc`."""
+def rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds, queue):
+    """Table rows, bench-results/usecase1-rpc[-tq].json and .svg of `rpc`."""
+    suffix, qdesc = QUEUES[queue]
     res = {}
     for cond in conds:
         base = None
@@ -502,18 +541,19 @@ def rpc_report(rep, runs, conds, n, bulk_t, rpc_t, count, rounds):
                 base = s
                 continue
             f = lambda s: f"{s['p50']:.1f} | {s['p99']:.1f} | {s['p999']:.1f}"
-            rep.row("uc1 rpc" if side == RPC_SIDES[1] else "", cond if side == RPC_SIDES[1] else "",
+            rep.row(f"uc1 rpc ({queue})" if side == RPC_SIDES[1] else "", cond if side == RPC_SIDES[1] else "",
                     f"ms p50|p99|p99.9: ecmp | {side}", f(base), f(s),
                     f"p99 {100 * (s['p99'] / base['p99'] - 1):+.0f} %; > 200 ms: {base['over_200ms']} | "
                     f"{s['over_200ms']} of {s['n']}; bulk {base['bulk_mbps_sum_median']:.0f} | "
                     f"{s['bulk_mbps_sum_median']:.0f} Mbit/s",
                     "p99 <= ecmp: " + ("met" if s["p99"] <= base["p99"] else "NOT met"))
-    rep.write("usecase1-rpc", {
+    rep.write("usecase1-rpc" + suffix, {
         "experiment": "usecase1-rpc",
-        "topology": f"{n} tenants as in usecase1; tenants {bulk_t} run bulk iperf3 (cubic), tenants {rpc_t} "
+        "topology": f"{n} tenants as in usecase1 ({qdesc}); tenants {bulk_t} run bulk iperf3 (cubic), tenants {rpc_t} "
                     "send RPCs (10-100 kB request, 1-byte answer, 10 ms apart, one MPTCP connection each)",
         "rpcs_per_client_per_run": count, "rounds": rounds, "summary": res, "runs": runs})
-    svg.box_plot(os.path.join(RESULTS, "usecase1-rpc.svg"), "Use case 1: RPC completion time beside bulk flows",
+    svg.box_plot(os.path.join(RESULTS, f"usecase1-rpc{suffix}.svg"),
+                 f"Use case 1: RPC completion time beside bulk flows ({qdesc})",
                  "completion time (ms)", conds, list(RPC_SIDES),
                  {(c, s): [x for r in runs if r["cond"] == c and r["side"] == s for x in r["fct_ms"]]
                   for c in conds for s in RPC_SIDES},
