@@ -13,6 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "abi.h"
+#include "clock.h"
 #include "csum.h"
 #include "ctx.h"
 #include "parse.h"

@@ -77,5 +77,32 @@ static __always_inline int ip_pair_hit(emptcp_ctx *ctx, const struct emptcp_run 
 /* The selector: ip_pair_stage() in a walk, the program `ip_pair` alone. */
 EMPTCP_SELECTOR(ip_pair, ip_pair_hit, sizeof(struct emptcp_ip_pair));
 
+#ifdef EMPTCP_WALK
+/*
+ * The stage at one position of a walk (walk.bpf.c), inlined there so that
+ * its flags are constants in the code of that position: an IPv4 packet is
+ * compared on the addresses the walk read once per packet (@a: source,
+ * destination; NULL: not read), an IPv6 one in ip_pair_stage().
+ */
+static __always_inline int ip_pair_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a)
+{
+	const volatile struct emptcp_ip_pair *pp = (const volatile void *)r->st->param;
+	__u8 flags = pp->flags;
+	int hit = 0;
+
+	if (!a || (r->p.flags & EMPTCP_PF_V6))
+		return ip_pair_stage(ctx, r);
+	if (emptcp_select_decided(r))
+		return EMPTCP_CONTINUE;
+	if (!(flags & EMPTCP_IPP_V6)) {
+		hit = pair_eq(pp, flags, (const __u8 *)&a[0], (const __u8 *)&a[1], 4);
+		if (!hit && (flags & EMPTCP_IPP_BIDIR))
+			hit = pair_eq(pp, flags, (const __u8 *)&a[1], (const __u8 *)&a[0], 4);
+	}
+	emptcp_select_combine(r, hit);
+	return EMPTCP_CONTINUE;
+}
+#endif
+
 EMPTCP_LICENSE("Dual BSD/GPL");
 

@@ -20,6 +20,44 @@ struct {
 } emptcp_g_flows SEC(".maps");
 
 /*
+ * RTT from timestamps, on a packet sent in direction @dir with TSval @tsval
+ * and TSecr @tsecr. The exact clock is read only when a sample closes or
+ * starts (about once per RTT each way), not on every packet.
+ */
+static __always_inline void record_rtt(struct emptcp_flow_rec *rec, int dir, __u32 tsval,
+				       __u32 tsecr, __u32 payload)
+{
+	int closes, starts;
+	__u64 now;
+
+	dir &= 1;
+	/* this end echoes a TSval the other end sent: one RTT sample */
+	closes = rec->ts_sent_val[dir ^ 1] && tsecr == rec->ts_sent_val[dir ^ 1] &&
+		 rec->ts_sent_ns[dir ^ 1];
+	/*
+	 * Start a sample on a data segment when none is pending: the peer
+	 * acknowledges data promptly, while an idle end's TSval may wait for
+	 * an echo for as long as the peer stays silent.
+	 */
+	starts = !rec->ts_sent_val[dir] && tsval && payload;
+	if (!closes && !starts)
+		return;
+	now = emptcp_now_ns();
+	if (closes) {
+		__u64 rtt = now - rec->ts_sent_ns[dir ^ 1];
+
+		rec->rtt_last_ns = rtt;
+		__sync_fetch_and_add(&rec->rtt_sum_ns, rtt);
+		__sync_fetch_and_add(&rec->rtt_n, 1);
+		rec->ts_sent_val[dir ^ 1] = 0;
+	}
+	if (starts) {
+		rec->ts_sent_val[dir] = tsval;
+		rec->ts_sent_ns[dir] = now;
+	}
+}
+
+/*
  * The work of record on a selected packet.
  * Returns the counter to bump (EMPTCP_CNT_*).
  */
@@ -59,7 +97,8 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	dir = emptcp_flow_canon(ctx, r, &k);
 	if (dir < 0)
 		return EMPTCP_CNT_PARSE_ERR;
-	now = bpf_ktime_get_ns();
+	/* first and last seen: to the tick; RTT samples read the exact clock */
+	now = emptcp_now_coarse_ns();
 	rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
 	if (!rec) {
 		bpf_map_update_elem(&emptcp_g_flows, &k, (void *)&emptcp_rec_zero, BPF_NOEXIST);
@@ -132,27 +171,8 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		/* SYNs are never scaled; after them, the sender's own shift */
 		rec->win[dir] = (!(fl & EMPTCP_TCP_SYN) && sh) ? win << ((sh - 1) & 15) : win;
 	}
-	if ((metrics & EMPTCP_REC_RTT) && have_ts) {
-		/* this end echoes a TSval the other end sent: one RTT sample */
-		if (rec->ts_sent_val[dir ^ 1] && tsecr == rec->ts_sent_val[dir ^ 1] &&
-		    rec->ts_sent_ns[dir ^ 1]) {
-			__u64 rtt = now - rec->ts_sent_ns[dir ^ 1];
-
-			rec->rtt_last_ns = rtt;
-			__sync_fetch_and_add(&rec->rtt_sum_ns, rtt);
-			__sync_fetch_and_add(&rec->rtt_n, 1);
-			rec->ts_sent_val[dir ^ 1] = 0;
-		}
-		/*
-		 * Start a sample on a data segment when none is pending: the
-		 * peer acknowledges data promptly, while an idle end's TSval
-		 * may wait for an echo for as long as the peer stays silent.
-		 */
-		if (!rec->ts_sent_val[dir] && tsval && payload) {
-			rec->ts_sent_val[dir] = tsval;
-			rec->ts_sent_ns[dir] = now;
-		}
-	}
+	if ((metrics & EMPTCP_REC_RTT) && have_ts)
+		record_rtt(rec, dir, tsval, tsecr, payload);
 	return EMPTCP_CNT_HIT;
 }
 

@@ -59,11 +59,11 @@ static __always_inline bool walk_light(__u32 kind)
 }
 
 /* One stage of the walk: its kind is a constant to the verifier. */
-static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4)
 {
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
-		return ip_pair_stage(ctx, r);
+		return ip_pair_walk(ctx, r, a4);
 	case EMPTCP_KIND_PACKET_TYPE:
 		return packet_type_stage(ctx, r);
 	case EMPTCP_KIND_SET_BACKUP:
@@ -109,7 +109,8 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r)
  * constant: an array lookup with a constant key in range is never NULL,
  * as in emptcp_stage_begin().
  */
-static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, __u32 i)
+static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
+				   __u32 i)
 {
 	int ret;
 
@@ -120,7 +121,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, __u32 
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->cnt = bpf_map_lookup_elem(&emptcp_stats, &r->slot);
 	emptcp_run_count(r, EMPTCP_CNT_RUN);
-	ret = walk_stage(ctx, r);
+	ret = walk_stage(ctx, r, a4);
 	if (ret != EMPTCP_CONTINUE || walk_light(r->st->kind))
 		return ret;
 	/*
@@ -134,6 +135,29 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, __u32 
 	if (emptcp_pctx_store(ctx, &r->p) < 0 || emptcp_pctx_load(ctx, &r->p) < 0)
 		return EMPTCP_PASS;
 	return EMPTCP_CONTINUE;
+}
+
+/*
+ * The packet's IPv4 addresses (source, destination, as in the packet) in
+ * @a4, for the selectors that compare them; returns @a4, or NULL when the
+ * packet is IPv6 or they cannot be read.
+ */
+static __always_inline const __u32 *walk_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
+					       __u32 *a4)
+{
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
+	__u32 off = r->p.l3_off;
+	__u32 *ip;
+
+	if ((r->p.flags & EMPTCP_PF_V6) || off > EMPTCP_MAX_L4_OFF)
+		return NULL;
+	EMPTCP_OFF_BOUND(off);
+	ip = data + off + 12;
+	if ((void *)(ip + 2) > data_end)
+		return NULL;
+	a4[0] = ip[0];
+	a4[1] = ip[1];
+	return a4;
 }
 
 static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
@@ -155,16 +179,19 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 	int name(emptcp_ctx *ctx)					\
 	{								\
 		struct emptcp_run r = {};				\
+		const __u32 *a4;					\
+		__u32 addrs[2];						\
 		__u32 i;						\
 		int ret;						\
 									\
 		if (walk_begin(ctx, &r) < 0)				\
 			return EMPTCP_PASS;				\
+		a4 = walk_addrs(ctx, &r, addrs);			\
 		_Pragma(unroll)						\
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\
 				break;					\
-			ret = walk_at(ctx, &r, i);			\
+			ret = walk_at(ctx, &r, a4, i);			\
 			if (ret != EMPTCP_CONTINUE)			\
 				return ret;				\
 		}							\
