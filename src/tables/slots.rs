@@ -1,0 +1,479 @@
+//! The array tables the BPF side probes itself (abi.h "Tables",
+//! include/emptcp/tables.h): addr, pair and subflow keys in an
+//! open-addressing table of 2^bits slots, ports in an array indexed by the
+//! port. Both are mmapable BPF arrays: emptcp writes them through the
+//! mapping with single aligned 8-byte stores, so that a packet sees each
+//! element whole or not at all and a value old or new:
+//! - a new element goes into a slot never used since the table was built
+//!   (EMPTY): key words and value first, then the tag VALID (release);
+//! - a value changes in place (one store);
+//! - a delete stores the tag GONE; the key words stay, so that a reader
+//!   that read VALID just before compares the same key. A GONE slot takes
+//!   only its own key back; other keys go to EMPTY slots, and when the
+//!   probe of one finds none, the table is rebuilt whole and swapped in.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapHandle, MapType};
+
+use super::KeyType;
+use crate::abi;
+
+/// Slots a lookup probes at most (abi.h EMPTCP_TAB_PROBES).
+pub const PROBES: usize = abi::TAB_PROBES as usize;
+/// A port table's values (abi.h EMPTCP_TAB_PORTS).
+pub const PORTS: u32 = abi::TAB_PORTS;
+/// A port value's presence bit (abi.h EMPTCP_TAB_PORT_SET).
+pub const PORT_SET: u64 = 1 << abi::TAB_PORT_SET_BIT;
+
+const EMPTY: u64 = abi::TAB_EMPTY as u64;
+const VALID: u64 = abi::TAB_VALID as u64;
+const GONE: u64 = abi::TAB_GONE as u64;
+
+const BPF_F_INNER_MAP: u32 = 1 << 12;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// The key's 8-byte words in a slot table (None: not a slot table).
+pub fn key_words(kt: KeyType) -> Option<usize> {
+    match kt {
+        KeyType::Addr => Some(2),
+        KeyType::Pair => Some(4),
+        KeyType::Subflow => Some(5),
+        KeyType::Port | KeyType::Prefix => None,
+    }
+}
+
+/// log2 of the slots of a slot table for `size` elements: at least twice
+/// as many slots as elements (a load of at most 1/2, so that a probe
+/// rarely passes 3 slots and never 32).
+pub fn slot_bits(size: u32) -> u32 {
+    let want = (u64::from(size.max(1)) * 2).next_power_of_two();
+    want.trailing_zeros().max(abi::TAB_MIN_BITS)
+}
+
+/// The slot a key hashes to: tables.h emptcp_tab_hash().
+pub fn slot_of(w: &[u64], bits: u32) -> usize {
+    let mut h = w[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ w[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    if w.len() > 2 {
+        h ^= w[2].wrapping_mul(0x1656_67b1_9e37_79f9) ^ w[3].wrapping_mul(0xd6e8_feb8_6659_fd93);
+    }
+    if w.len() > 4 {
+        h ^= w[4].wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - bits)) as usize
+}
+
+/// A key's bytes as the words the BPF side compares (native order, the
+/// last word padded with zeros).
+fn words_of(k: &[u8], n: usize) -> Vec<u64> {
+    let mut b = k.to_vec();
+    b.resize(n * 8, 0);
+    b.chunks(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+/// The array map for a table of `kt` (not prefix) for `size` elements.
+pub fn create(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
+    let (value, entries, flags) = match key_words(kt) {
+        Some(w) => (
+            8 * (w as u32 + 2),
+            1u32 << slot_bits(size),
+            BPF_F_INNER_MAP | BPF_F_MMAPABLE,
+        ),
+        None => (8, PORTS, BPF_F_MMAPABLE),
+    };
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: flags,
+        ..Default::default()
+    };
+    MapHandle::create(
+        MapType::Array,
+        Some(format!("emptcp_t_{}", &name[..name.len().min(6)])),
+        4,
+        value,
+        entries,
+        &opts,
+    )
+    .with_context(|| {
+        format!(
+            "failed to create the table of {}",
+            crate::cli::text::quoted(name)
+        )
+    })
+}
+
+/// A table's array, mapped: its 8-byte words.
+pub struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+    words: usize,
+}
+
+impl Mapped {
+    /// Maps the whole of array `m` (value size × entries bytes).
+    pub fn new(m: &MapHandle) -> Result<Mapped> {
+        let bytes = m.value_size() as usize * m.max_entries() as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = bytes.div_ceil(page) * page;
+        // SAFETY: a shared mapping of an mmapable array map's fd, of the
+        // map's page-rounded size (what the kernel allows); checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                m.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            bail!(
+                "failed to map the table's array: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Mapped {
+            ptr,
+            len,
+            words: bytes / 8,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: ptr is a live, page-aligned mapping of at least words * 8
+        // bytes until drop; AtomicU64 has u64's size and the mapping is
+        // 8-aligned. The kernel and BPF programs access it concurrently,
+        // which is why every access goes through an atomic.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const AtomicU64, self.words) }
+    }
+
+    fn load(&self, i: usize) -> u64 {
+        self.words()[i].load(Ordering::Acquire)
+    }
+
+    fn store(&self, i: usize, v: u64) {
+        self.words()[i].store(v, Ordering::Release)
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are the mapping made in new(), unmapped once.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// Why elements could not all be written in place.
+pub enum Refused {
+    /// More elements than the table's size: (elements now, new ones).
+    Full(usize, usize),
+    /// No free slot within PROBES of this key's slot (rebuild, then retry).
+    NoSlot(Vec<u8>),
+}
+
+/// An open slot or port table.
+pub struct ArrayTable {
+    kt: KeyType,
+    /// key words, None for a port table
+    words: Option<usize>,
+    /// log2 of the slots
+    bits: u32,
+    mm: Mapped,
+}
+
+impl ArrayTable {
+    pub fn open(kt: KeyType, m: &MapHandle) -> Result<ArrayTable> {
+        let mm = Mapped::new(m)?;
+        let words = key_words(kt);
+        let slots = match words {
+            Some(w) => mm.words / (w + 2),
+            None => mm.words,
+        };
+        Ok(ArrayTable {
+            kt,
+            words,
+            bits: slots.max(1).trailing_zeros(),
+            mm,
+        })
+    }
+
+    fn slots(&self) -> usize {
+        1 << self.bits
+    }
+
+    /// Word index of slot `s` (its tag).
+    fn at(&self, s: usize) -> usize {
+        s * (self.words.unwrap_or(0) + 2)
+    }
+
+    fn port(k: &[u8]) -> usize {
+        usize::from(u16::from_be_bytes([k[0], k[1]]))
+    }
+
+    /// Key `w` in slot `s`?
+    fn same(&self, s: usize, w: &[u64]) -> bool {
+        let a = self.at(s);
+        w.iter()
+            .enumerate()
+            .all(|(i, x)| self.mm.load(a + 1 + i) == *x)
+    }
+
+    /// The slot holding key `w`, VALID or GONE, and the first EMPTY slot
+    /// of its probe (`taken`: slots planned for other keys).
+    fn probe(&self, w: &[u64], taken: &HashSet<usize>) -> (Option<usize>, Option<usize>) {
+        let mask = self.slots() - 1;
+        let x = slot_of(w, self.bits);
+        for j in 0..PROBES.min(self.slots()) {
+            let s = (x + j) & mask;
+            match self.mm.load(self.at(s)) {
+                EMPTY if taken.contains(&s) => continue,
+                EMPTY => return (None, Some(s)),
+                _ if self.same(s, w) => return (Some(s), None),
+                _ => continue,
+            }
+        }
+        (None, None)
+    }
+
+    /// The value of key `k`, when there.
+    pub fn get(&self, k: &[u8]) -> Option<u64> {
+        match self.words {
+            None => {
+                let v = self.mm.load(Self::port(k));
+                (v & PORT_SET != 0).then_some(v & !PORT_SET)
+            }
+            Some(n) => {
+                let w = words_of(k, n);
+                let (s, _) = self.probe(&w, &HashSet::new());
+                let s = s?;
+                (self.mm.load(self.at(s)) == VALID).then(|| self.mm.load(self.at(s) + 1 + n))
+            }
+        }
+    }
+
+    /// Every element: (key bytes, value), in key order.
+    pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
+        let ks = self.kt.key_size() as usize;
+        let mut out = Vec::new();
+        match self.words {
+            None => {
+                for p in 1..PORTS as usize {
+                    let v = self.mm.load(p);
+                    if v & PORT_SET != 0 {
+                        let mut k = (p as u16).to_be_bytes().to_vec();
+                        k.extend_from_slice(&[0, 0]);
+                        out.push((k, v & !PORT_SET));
+                    }
+                }
+            }
+            Some(n) => {
+                for s in 0..self.slots() {
+                    let a = self.at(s);
+                    if self.mm.load(a) != VALID {
+                        continue;
+                    }
+                    let mut k: Vec<u8> = (0..n)
+                        .flat_map(|i| self.mm.load(a + 1 + i).to_ne_bytes())
+                        .collect();
+                    k.truncate(ks);
+                    out.push((k, self.mm.load(a + 1 + n)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        match self.words {
+            None => (1..PORTS as usize)
+                .filter(|p| self.mm.load(*p) & PORT_SET != 0)
+                .count(),
+            Some(_) => (0..self.slots())
+                .filter(|s| self.mm.load(self.at(*s)) == VALID)
+                .count(),
+        }
+    }
+
+    /// Slots deleted since the table was built (a slot table's).
+    pub fn gone(&self) -> usize {
+        match self.words {
+            None => 0,
+            Some(_) => (0..self.slots())
+                .filter(|s| self.mm.load(self.at(*s)) == GONE)
+                .count(),
+        }
+    }
+
+    /// Adds or changes elements, all or none: every key is placed (in
+    /// the plan) before any is written. `size`: the most elements the
+    /// table may hold.
+    pub fn add(&self, elems: &[(Vec<u8>, u64)], size: usize) -> Result<(), Refused> {
+        // the last value of a key given twice wins
+        let mut uniq: Vec<(&[u8], u64)> = Vec::with_capacity(elems.len());
+        let mut seen = HashMap::new();
+        for (k, v) in elems {
+            match seen.get(k.as_slice()) {
+                Some(&i) => uniq[i] = (k.as_slice(), *v),
+                None => {
+                    seen.insert(k.as_slice(), uniq.len());
+                    uniq.push((k.as_slice(), *v));
+                }
+            }
+        }
+        let Some(n) = self.words else {
+            let new = uniq.iter().filter(|(k, _)| self.get(k).is_none()).count();
+            let have = self.len();
+            if have + new > size {
+                return Err(Refused::Full(have, new));
+            }
+            for (k, v) in uniq {
+                self.mm.store(Self::port(k), v | PORT_SET);
+            }
+            return Ok(());
+        };
+        // plan: (slot, key words, value, whether the slot is new)
+        let mut plan: Vec<(usize, Vec<u64>, u64, bool)> = Vec::with_capacity(uniq.len());
+        let mut taken: HashSet<usize> = HashSet::new();
+        let mut new = 0;
+        for (k, v) in &uniq {
+            let w = words_of(k, n);
+            match self.probe(&w, &taken) {
+                (Some(s), _) => {
+                    if self.mm.load(self.at(s)) != VALID {
+                        new += 1;
+                    }
+                    plan.push((s, w, *v, false));
+                }
+                (None, Some(s)) => {
+                    new += 1;
+                    taken.insert(s);
+                    plan.push((s, w, *v, true));
+                }
+                (None, None) => {
+                    let have = self.len();
+                    if have + new > size {
+                        return Err(Refused::Full(have, new));
+                    }
+                    return Err(Refused::NoSlot(k.to_vec()));
+                }
+            }
+        }
+        let have = self.len();
+        if have + new > size {
+            return Err(Refused::Full(have, new));
+        }
+        for (s, w, v, fresh) in plan {
+            let a = self.at(s);
+            if fresh {
+                for (i, x) in w.iter().enumerate() {
+                    self.mm.store(a + 1 + i, *x);
+                }
+            }
+            self.mm.store(a + 1 + n, v);
+            // the tag last: a reader that sees VALID sees key and value
+            self.mm.store(a, VALID);
+        }
+        Ok(())
+    }
+
+    /// Deletes keys; the caller checked that each is there.
+    pub fn del(&self, keys: &[Vec<u8>]) {
+        for k in keys {
+            match self.words {
+                None => self.mm.store(Self::port(k), 0),
+                Some(n) => {
+                    if let (Some(s), _) = self.probe(&words_of(k, n), &HashSet::new()) {
+                        self.mm.store(self.at(s), GONE);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::parse_key;
+
+    /// The longest probe linear probing needs for `keys` at their table's
+    /// load (what `add` refuses past PROBES).
+    fn longest_probe(kt: KeyType, keys: &[Vec<u8>], size: u32) -> usize {
+        let bits = slot_bits(size);
+        let n = key_words(kt).expect("slot table");
+        let mut used = vec![false; 1 << bits];
+        let mut worst = 0;
+        for k in keys {
+            let x = slot_of(&words_of(k, n), bits);
+            let mut j = 0;
+            while used[(x + j) & ((1 << bits) - 1)] {
+                j += 1;
+            }
+            used[(x + j) & ((1 << bits) - 1)] = true;
+            worst = worst.max(j + 1);
+        }
+        worst
+    }
+
+    #[test]
+    fn full_tables_probe_few_slots() {
+        let n = 100_000u32;
+        let v4: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let a = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff);
+                parse_key(KeyType::Addr, &a).expect("v4")
+            })
+            .collect();
+        let v6: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                parse_key(
+                    KeyType::Addr,
+                    &format!("fd00::{:x}:{:x}", i >> 16, i & 0xffff),
+                )
+                .expect("v6")
+            })
+            .collect();
+        let sf: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let s = format!(
+                    "10.0.{}.{}:{} . 10.9.0.1:443",
+                    (i >> 8) & 0xff,
+                    i & 0xff,
+                    1024 + i % 50000
+                );
+                parse_key(KeyType::Subflow, &s).expect("subflow")
+            })
+            .collect();
+        for (what, kt, keys) in [
+            ("v4", KeyType::Addr, &v4),
+            ("v6", KeyType::Addr, &v6),
+            ("subflow", KeyType::Subflow, &sf),
+        ] {
+            let worst = longest_probe(kt, keys, n);
+            assert!(
+                worst <= PROBES / 2,
+                "{what}: {n} keys need a probe of {worst} slots"
+            );
+        }
+    }
+
+    #[test]
+    fn slot_bits_keep_the_load_at_half() {
+        assert_eq!(slot_bits(1), abi::TAB_MIN_BITS);
+        assert_eq!(slot_bits(1000), 11);
+        assert_eq!(slot_bits(100_000), 18);
+        assert_eq!(slot_bits(1 << 24), 25);
+        assert!(slot_bits(super::super::MAX_SIZE) <= abi::TAB_MAX_BITS);
+    }
+}
