@@ -18,7 +18,7 @@
 #define __EMPTCP_ABI_H
 
 enum emptcp_abi_version {
-	EMPTCP_ABI_VERSION = 1,
+	EMPTCP_ABI_VERSION = 2,	/* 2: tables are arrays the stage probes (tables.h) */
 };
 
 enum emptcp_limits {
