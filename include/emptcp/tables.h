@@ -177,21 +177,37 @@ static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp
 	return emptcp_tab_addr(ctx, r, 1, d);
 }
 
+/* One key word's share of the hash: halves swapped, times @k, folded. */
+static __always_inline __u64 emptcp_tab_mix(__u64 x, __u64 k)
+{
+	__u64 p = (x << 32 | x >> 32) * k;
+
+	return p ^ p >> 32;
+}
+
 /*
- * The slot a key hashes to in a table of 2^@bits slots: the key's words
- * multiplied by odd constants (independent products, no dependency chain),
- * folded, and a last multiply whose top bits are the slot (Fibonacci
- * hashing). emptcp computes the same (tables/slots.rs slot_of).
+ * The slot a key hashes to in a table of 2^@bits slots: each key word,
+ * halves swapped, times its own odd constant and folded (independent
+ * products, no dependency chain), the words xor-ed, and a last multiply
+ * whose top bits are the slot (Fibonacci hashing). The swap puts the bytes
+ * that vary most (an address's last ones, the high half of a
+ * little-endian word) where a multiply spreads them over all bits; the
+ * fold before the xor keeps two related words (a pair of neighbouring
+ * addresses, x . x+1) from cancelling out: without the two, such pairs
+ * piled up in runs longer than EMPTCP_TAB_PROBES. emptcp computes the same
+ * (tables/slots.rs slot_of; its tests check the probe length of
+ * structured keys).
  */
 static __always_inline __u32 emptcp_tab_hash(const __u64 *w, int words, __u32 bits)
 {
-	__u64 h = w[0] * 0x9e3779b97f4a7c15ULL ^ w[1] * 0xc2b2ae3d27d4eb4fULL;
+	__u64 h = emptcp_tab_mix(w[0], 0x9e3779b97f4a7c15ULL) ^
+		  emptcp_tab_mix(w[1], 0xc2b2ae3d27d4eb4fULL);
 
 	if (words > 2)
-		h ^= w[2] * 0x165667b19e3779f9ULL ^ w[3] * 0xd6e8feb86659fd93ULL;
+		h ^= emptcp_tab_mix(w[2], 0x165667b19e3779f9ULL) ^
+		     emptcp_tab_mix(w[3], 0xd6e8feb86659fd93ULL);
 	if (words > 4)
-		h ^= w[4] * 0xff51afd7ed558ccdULL;
-	h ^= h >> 32;
+		h ^= emptcp_tab_mix(w[4], 0xff51afd7ed558ccdULL);
 	h *= 0x9e3779b97f4a7c15ULL;
 	return h >> (64 - bits);
 }
