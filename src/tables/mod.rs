@@ -696,6 +696,9 @@ fn add_trie(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<(
 pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
     let def = &t.def;
     let table = open(sd, t)?;
+    if let Table::Array(a) = &table {
+        a.will_touch(keys.len());
+    }
     for k in keys {
         let there = match &table {
             Table::Array(a) => a.get(k).is_some(),

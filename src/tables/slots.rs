@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapHandle, MapType};
 
 use super::KeyType;
@@ -120,66 +120,114 @@ pub fn create(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
     })
 }
 
-/// A table's array, mapped: its 8-byte words.
+/// A table's array, mapped on demand in windows of WINDOW bytes: mapping
+/// a whole array costs the kernel one page-table entry per page up front
+/// (remap_vmalloc_range), ~2 ms for the 32 MiB of a set of size 200,000,
+/// while adding an element touches two or three pages.
 pub struct Mapped {
-    ptr: *mut libc::c_void,
+    fd: std::os::fd::OwnedFd,
+    /// bytes of the array (page-rounded)
     len: usize,
     words: usize,
+    windows: std::cell::RefCell<HashMap<usize, *mut libc::c_void>>,
 }
 
+/// Bytes mapped at once (a multiple of the page size).
+const WINDOW: usize = 64 * 1024;
+/// The window that is the whole array.
+const ALL: usize = usize::MAX;
+
 impl Mapped {
-    /// Maps the whole of array `m` (value size × entries bytes).
+    /// Array `m` (value size × entries bytes), nothing mapped yet.
     pub fn new(m: &MapHandle) -> Result<Mapped> {
         let bytes = m.value_size() as usize * m.max_entries() as usize;
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let len = bytes.div_ceil(page) * page;
-        // SAFETY: a shared mapping of an mmapable array map's fd, of the
-        // map's page-rounded size (what the kernel allows); checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                m.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            bail!(
-                "failed to map the table's array: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        let fd = m
+            .as_fd()
+            .try_clone_to_owned()
+            .context("failed to keep the table's descriptor")?;
         Ok(Mapped {
-            ptr,
-            len,
+            fd,
+            len: bytes.div_ceil(page) * page,
             words: bytes / 8,
+            windows: Default::default(),
         })
     }
 
-    fn words(&self) -> &[AtomicU64] {
-        // SAFETY: ptr is a live, page-aligned mapping of at least words * 8
-        // bytes until drop; AtomicU64 has u64's size and the mapping is
-        // 8-aligned. The kernel and BPF programs access it concurrently,
-        // which is why every access goes through an atomic.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const AtomicU64, self.words) }
+    /// Maps the whole array at once, for work that touches much of it
+    /// (a batch of keys about as many as the windows, a walk).
+    fn map_all(&self) {
+        let _ = self.word_in(0, ALL);
+    }
+
+    /// Whether `keys` keys are better served by one mapping of it all.
+    fn many(&self, keys: usize) -> bool {
+        keys * 2 >= self.len / WINDOW
+    }
+
+    /// Word `i`, its window mapped when it is not yet.
+    fn word(&self, i: usize) -> &AtomicU64 {
+        let all = self.windows.borrow().contains_key(&ALL);
+        self.word_in(i, if all { ALL } else { (i * 8) / WINDOW })
+    }
+
+    /// Word `i` through window `w` (ALL: the whole array).
+    fn word_in(&self, i: usize, w: usize) -> &AtomicU64 {
+        assert!(i < self.words, "word {i} past the table's {}", self.words);
+        let (start, len) = match w {
+            ALL => (0, self.len),
+            w => (w * WINDOW, WINDOW.min(self.len - w * WINDOW)),
+        };
+        let off = i * 8;
+        let mut windows = self.windows.borrow_mut();
+        let base = *windows.entry(w).or_insert_with(|| {
+            // SAFETY: a shared mapping of part of an mmapable array map's
+            // fd, page-aligned offset and length within the map's
+            // page-rounded size (what the kernel allows); checked below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.fd.as_raw_fd(),
+                    start as libc::off_t,
+                )
+            };
+            assert!(
+                p != libc::MAP_FAILED,
+                "failed to map the table's array at {start}: {}",
+                std::io::Error::last_os_error()
+            );
+            p
+        });
+        // SAFETY: base maps the window holding byte `off` until drop; the
+        // word is 8-aligned (windows and the array start page-aligned).
+        // AtomicU64 has u64's size; the kernel and BPF programs access the
+        // array concurrently, which is why every access is atomic.
+        unsafe { &*((base as *const u8).add(off - start) as *const AtomicU64) }
     }
 
     fn load(&self, i: usize) -> u64 {
-        self.words()[i].load(Ordering::Acquire)
+        self.word(i).load(Ordering::Acquire)
     }
 
     fn store(&self, i: usize, v: u64) {
-        self.words()[i].store(v, Ordering::Release)
+        self.word(i).store(v, Ordering::Release)
     }
 }
 
 impl Drop for Mapped {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are the mapping made in new(), unmapped once.
-        unsafe { libc::munmap(self.ptr, self.len) };
+        for (w, p) in self.windows.get_mut().drain() {
+            let len = match w {
+                ALL => self.len,
+                w => WINDOW.min(self.len - w * WINDOW),
+            };
+            // SAFETY: p/len are a window mapped in word(), unmapped once.
+            unsafe { libc::munmap(p, len) };
+        }
     }
 }
 
@@ -258,6 +306,14 @@ impl ArrayTable {
         (None, None)
     }
 
+    /// Says that `keys` keys are about to be looked up or changed: maps
+    /// the whole array when that is cheaper than window by window.
+    pub fn will_touch(&self, keys: usize) {
+        if self.mm.many(keys) {
+            self.mm.map_all();
+        }
+    }
+
     /// The value of key `k`, when there.
     pub fn get(&self, k: &[u8]) -> Option<u64> {
         match self.words {
@@ -276,6 +332,7 @@ impl ArrayTable {
 
     /// Every element: (key bytes, value), in key order.
     pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
+        self.mm.map_all();
         let ks = self.kt.key_size() as usize;
         let mut out = Vec::new();
         match self.words {
@@ -310,9 +367,12 @@ impl ArrayTable {
     /// Elements held.
     pub fn len(&self) -> usize {
         match self.words {
-            None => (1..PORTS as usize)
-                .filter(|p| self.mm.load(*p) & PORT_SET != 0)
-                .count(),
+            None => {
+                self.mm.map_all();
+                (1..PORTS as usize)
+                    .filter(|p| self.mm.load(*p) & PORT_SET != 0)
+                    .count()
+            }
             Some(_) => self.mm.load(self.at(HEADER) + 1) as usize,
         }
     }
@@ -349,6 +409,9 @@ impl ArrayTable {
     /// the plan) before any is written. `size`: the most elements the
     /// table may hold.
     pub fn add(&self, elems: &[(Vec<u8>, u64)], size: usize) -> Result<(), Refused> {
+        if self.mm.many(elems.len()) {
+            self.mm.map_all();
+        }
         // the last value of a key given twice wins
         let mut uniq: Vec<(&[u8], u64)> = Vec::with_capacity(elems.len());
         let mut seen = HashMap::new();
@@ -422,6 +485,9 @@ impl ArrayTable {
 
     /// Deletes keys; the caller checked that each is there.
     pub fn del(&self, keys: &[Vec<u8>]) {
+        if self.mm.many(keys.len()) {
+            self.mm.map_all();
+        }
         for k in keys {
             match self.words {
                 None => self.mm.store(Self::port(k), 0),
