@@ -609,8 +609,9 @@ enum emptcp_tab_limit {
  * One slot of an addr/pair/subflow table: key_words[] are the key's bytes
  * (struct emptcp_key_*) as 8-byte words, the last one padded with zeros;
  * value follows the key's words (the struct is the widest layout; a table
- * of a narrower key has slots of 8 * (words + 2) bytes). Slot 0 is GONE
- * for good: emptcp keeps the table's counts in it.
+ * of a narrower key has slots of 8 * (words + 2) bytes). The array has
+ * one slot more than the 2^bits a probe reaches: emptcp keeps the table's
+ * counts in it.
  */
 struct emptcp_tab_slot {
 	__u64 tag;			/* enum emptcp_tab_tag */

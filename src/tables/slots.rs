@@ -11,8 +11,9 @@
 //!   that read VALID just before compares the same key. A GONE slot takes
 //!   only its own key back; other keys go to EMPTY slots, and when the
 //!   probe of one finds none, the table is rebuilt whole and swapped in.
-//! Slot 0 holds the counts of VALID and GONE slots (a GONE slot to a probe),
-//! so that `add` and `show` read two words instead of walking the table.
+//! One slot past the 2^bits that probes reach holds the counts of VALID and
+//! GONE slots, so that `add` and `show` read two words instead of walking
+//! the table (in slot 0, it cost the keys that hash to 0 a second probe).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd};
@@ -34,10 +35,6 @@ pub const PORT_SET: u64 = 1 << abi::TAB_PORT_SET_BIT;
 const EMPTY: u64 = abi::TAB_EMPTY as u64;
 const VALID: u64 = abi::TAB_VALID as u64;
 const GONE: u64 = abi::TAB_GONE as u64;
-
-/// The slot of a slot table that holds its counts (it is GONE to a probe,
-/// so that `show` and `add` need not walk the table).
-const HEADER: usize = 0;
 
 const BPF_F_INNER_MAP: u32 = 1 << 12;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -94,7 +91,7 @@ pub fn create(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
     let (value, entries, flags) = match key_words(kt) {
         Some(w) => (
             8 * (w as u32 + 2),
-            1u32 << slot_bits(size),
+            (1u32 << slot_bits(size)) + 1,
             BPF_F_INNER_MAP | BPF_F_MMAPABLE,
         ),
         None => (8, PORTS, BPF_F_MMAPABLE),
@@ -260,7 +257,8 @@ impl ArrayTable {
         Ok(ArrayTable {
             kt,
             words,
-            bits: slots.max(1).trailing_zeros(),
+            // a slot table has 2^bits slots and its header after them
+            bits: slots.max(1).ilog2(),
             mm,
         })
     }
@@ -293,9 +291,6 @@ impl ArrayTable {
         let x = slot_of(w, self.bits);
         for j in 0..PROBES.min(self.slots()) {
             let s = (x + j) & mask;
-            if s == HEADER {
-                continue;
-            }
             match self.mm.load(self.at(s)) {
                 EMPTY if taken.contains(&s) => continue,
                 EMPTY => return (None, Some(s)),
@@ -373,7 +368,7 @@ impl ArrayTable {
                     .filter(|p| self.mm.load(*p) & PORT_SET != 0)
                     .count()
             }
-            Some(_) => self.mm.load(self.at(HEADER) + 1) as usize,
+            Some(_) => self.mm.load(self.at(self.slots()) + 1) as usize,
         }
     }
 
@@ -381,14 +376,15 @@ impl ArrayTable {
     pub fn gone(&self) -> usize {
         match self.words {
             None => 0,
-            Some(_) => self.mm.load(self.at(HEADER) + 2) as usize,
+            Some(_) => self.mm.load(self.at(self.slots()) + 2) as usize,
         }
     }
 
-    /// A fresh table's header: slot HEADER, GONE to a probe, its first two
-    /// key words the counts of VALID and GONE slots.
+    /// A fresh table's header: the slot after the 2^bits a probe reaches
+    /// (GONE), its first two key words the counts of VALID and GONE slots,
+    /// so that `show` and `add` need not walk the table.
     fn header(&self) {
-        let a = self.at(HEADER);
+        let a = self.at(self.slots());
         if self.mm.load(a) == EMPTY {
             self.mm.store(a + 1, 0);
             self.mm.store(a + 2, 0);
@@ -398,7 +394,7 @@ impl ArrayTable {
 
     /// Adds `d_valid` and `d_gone` to the header's counts.
     fn count(&self, d_valid: isize, d_gone: isize) {
-        let a = self.at(HEADER);
+        let a = self.at(self.slots());
         let v = self.mm.load(a + 1) as isize + d_valid;
         let g = self.mm.load(a + 2) as isize + d_gone;
         self.mm.store(a + 1, v.max(0) as u64);
