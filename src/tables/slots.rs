@@ -11,6 +11,7 @@
 //!   that read VALID just before compares the same key. A GONE slot takes
 //!   only its own key back; other keys go to EMPTY slots, and when the
 //!   probe of one finds none, the table is rebuilt whole and swapped in.
+//!
 //! One slot past the 2^bits that probes reach holds the counts of VALID and
 //! GONE slots, so that `add` and `show` read two words instead of walking
 //! the table (in slot 0, it cost the keys that hash to 0 a second probe).
@@ -127,6 +128,8 @@ pub struct Mapped {
     len: usize,
     words: usize,
     windows: std::cell::RefCell<HashMap<usize, *mut libc::c_void>>,
+    /// the whole array's mapping, once made (the fast path of word())
+    all: std::cell::Cell<*mut libc::c_void>,
 }
 
 /// Bytes mapped at once (a multiple of the page size).
@@ -149,6 +152,7 @@ impl Mapped {
             len: bytes.div_ceil(page) * page,
             words: bytes / 8,
             windows: Default::default(),
+            all: std::cell::Cell::new(std::ptr::null_mut()),
         })
     }
 
@@ -156,6 +160,9 @@ impl Mapped {
     /// (a batch of keys about as many as the windows, a walk).
     fn map_all(&self) {
         let _ = self.word_in(0, ALL);
+        if let Some(p) = self.windows.borrow().get(&ALL) {
+            self.all.set(*p);
+        }
     }
 
     /// Whether `keys` keys are better served by one mapping of it all.
@@ -165,8 +172,15 @@ impl Mapped {
 
     /// Word `i`, its window mapped when it is not yet.
     fn word(&self, i: usize) -> &AtomicU64 {
-        let all = self.windows.borrow().contains_key(&ALL);
-        self.word_in(i, if all { ALL } else { (i * 8) / WINDOW })
+        let all = self.all.get();
+        if !all.is_null() {
+            assert!(i < self.words, "word {i} past the table's {}", self.words);
+            // SAFETY: `all` maps the whole array until drop (map_all);
+            // word i lies within it, 8-aligned; every access is atomic (see
+            // word_in).
+            return unsafe { &*((all as *const u8).add(i * 8) as *const AtomicU64) };
+        }
+        self.word_in(i, (i * 8) / WINDOW)
     }
 
     /// Word `i` through window `w` (ALL: the whole array).
@@ -357,6 +371,10 @@ impl ArrayTable {
         }
         out.sort();
         out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Elements held.
