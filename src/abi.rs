@@ -159,6 +159,15 @@ from_btf! {
     KEYOF_SPORT: u8 = emptcp_keyof::EMPTCP_KEYOF_SPORT;
     KEYOF_DPORT: u8 = emptcp_keyof::EMPTCP_KEYOF_DPORT;
     TAB_BIDIR: u8 = emptcp_tab_flag::EMPTCP_TAB_BIDIR;
+    TAB_BITS_SHIFT: u8 = emptcp_tab_flag::EMPTCP_TAB_BITS_SHIFT;
+    TAB_EMPTY: u8 = emptcp_tab_tag::EMPTCP_TAB_EMPTY;
+    TAB_VALID: u8 = emptcp_tab_tag::EMPTCP_TAB_VALID;
+    TAB_GONE: u8 = emptcp_tab_tag::EMPTCP_TAB_GONE;
+    TAB_PROBES: u32 = emptcp_tab_limit::EMPTCP_TAB_PROBES;
+    TAB_MIN_BITS: u32 = emptcp_tab_limit::EMPTCP_TAB_MIN_BITS;
+    TAB_MAX_BITS: u32 = emptcp_tab_limit::EMPTCP_TAB_MAX_BITS;
+    TAB_PORTS: u32 = emptcp_tab_limit::EMPTCP_TAB_PORTS;
+    TAB_PORT_SET_BIT: u32 = emptcp_tab_limit::EMPTCP_TAB_PORT_SET_BIT;
 }
 
 /// The head slot of attach point `id`: the entry program jumps there

@@ -603,3 +603,69 @@ fn controller_puts_each_subflow_on_its_own_link_v4() {
         "no connection was reset"
     );
 }
+
+/// A set whose `size` changes on a re-apply gets a table of the new size
+/// (the stage holds a slot table's size as a constant): made under a new
+/// id, and the chains that use it are written anew in the same change,
+/// also a chain the file does not name (applied before, left in place).
+/// Judged on the wire: SYNs from the client's address to the server on
+/// link 1 are dropped while the address is in the set, and pass once it
+/// is not.
+#[test]
+fn resized_set_keeps_selecting_v4() {
+    if !root_or_skip("resized_set_keeps_selecting_v4") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let target = SocketAddr::new(wire::server_addr_on(&bed, 1), 23999);
+    let me = bed.client_addr1();
+    let chain = format!(
+        "[[chain]]\nname = \"rs\"\ndev = \"{}\"\nhook = \"tc-egress\"\nnetns = \"{}\"\n\
+         [[chain.select]]\nkind = \"src\"\nset = \"blocked\"\n\
+         [[chain.act]]\nkind = \"drop\"\n",
+        bed.x1a, bed.a
+    );
+    // the set alone (the chain stays as applied) or with the chain
+    let apply = |size: u32, with_me: bool, with_chain: bool| {
+        let mut elems: Vec<String> = (0..size.min(500) - 1)
+            .map(|i| format!("\"10.99.{}.{}\"", i >> 8, i & 0xff))
+            .collect();
+        if with_me {
+            elems.push(format!("\"{me}\""));
+        }
+        let text = format!(
+            "[[set]]\nname = \"blocked\"\ntype = \"addr\"\nsize = {size}\nelements = [{}]\n{}",
+            elems.join(", "),
+            if with_chain { chain.as_str() } else { "" }
+        );
+        let p = bed.policy(&format!("rs{size}{with_me}{with_chain}"), &text);
+        bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    };
+    let wire = |what: &str, want: wire::Verdict| {
+        let got = wire::probe_from(&bed.a, &[target], wire::PROBE_TIMEOUT);
+        assert_eq!(got, vec![want], "{what}: a SYN from {me} to {target}");
+    };
+    let list = || bed.emptcp(&["set", "list", "blocked"]).expect_ok().stdout;
+    apply(8, true, true);
+    wire("size 8 (16 slots)", wire::Verdict::Dropped);
+    apply(1000, true, false);
+    wire(
+        "size 1000 (2048 slots), the chain left in place",
+        wire::Verdict::Dropped,
+    );
+    assert_eq!(
+        list().lines().count(),
+        500,
+        "size 1000: the file's 500 elements"
+    );
+    apply(1000, false, false);
+    wire("size 1000, without the address", wire::Verdict::Passed);
+    apply(3, true, true);
+    wire(
+        "size 3 (16 slots again), with the chain",
+        wire::Verdict::Dropped,
+    );
+    bed.emptcp(&["set", "del", "blocked", &me.to_string()])
+        .expect_ok();
+    wire("after set del", wire::Verdict::Passed);
+}

@@ -1404,6 +1404,104 @@ fn map_changes_reach_the_next_packet() {
     assert_eq!(mark("flushed"), 0);
 }
 
+/// Slot tables under churn (addr keys, size 4: 16 slots): elements added
+/// and deleted over and over leave deleted slots behind until a delete
+/// rebuilds the table and swaps it in; each step reaches the next packet,
+/// no program is reloaded, and a full set refuses an add whole. An addr
+/// map's value changed in place reaches the next packet too.
+#[test]
+fn slot_tables_take_churn_and_rebuilds() {
+    if !root("slot_tables_take_churn_and_rebuilds") {
+        return;
+    }
+    let t0 = Instant::now();
+    let tables = format!(
+        "{}\nsize = 4\n\n{}",
+        set_toml("churn", "addr", &[]).trim_end(),
+        map_toml(
+            "mk",
+            "addr",
+            "u32",
+            &[("10.1.0.1", "1"), ("fd00:1::1", "1")]
+        )
+    );
+    for hook in FAMILIES {
+        let rig = Rig::new(hook, &tables, &[in_set("src", "churn", "")], &[drop_()]);
+        let ids = prog_ids(&rig);
+        let [a4, b4, ..] = quad("v4");
+        let [a6, b6, ..] = quad("v6");
+        let (p4, p6) = (ack_pkt(a4, b4).build(), ack_pkt(a6, b6).build());
+        let pass_v = verdict_code(hook, Verdict::Pass);
+        let drop_v = verdict_code(hook, Verdict::Drop);
+        let verdicts = |step: &str, want: i32| {
+            for (p, fam) in [(&p4, "v4"), (&p6, "v6")] {
+                let o = rig.run(p);
+                assert_eq!(
+                    o.ret, want,
+                    "{hook} {step}: {fam} verdict\npolicy:\n{}",
+                    rig.text
+                );
+            }
+        };
+        let first_map = rig.h.table_map_id("churn").expect("map id");
+        let mut rebuilt = false;
+        for i in 0..12 {
+            let f4 = format!("10.77.0.{i}");
+            let f6 = format!("fd00:77::{i:x}");
+            rig.h
+                .table_add("churn", &[&f4, "10.1.0.1", &f6, "fd00:1::1"])
+                .unwrap_or_else(|e| panic!("{hook} round {i}: add: {e:#}"));
+            verdicts(&format!("round {i}, added"), drop_v);
+            rig.h
+                .table_del("churn", &["10.1.0.1", "fd00:1::1"])
+                .unwrap_or_else(|e| panic!("{hook} round {i}: del: {e:#}"));
+            verdicts(&format!("round {i}, deleted"), pass_v);
+            rig.h.table_del("churn", &[&f4, &f6]).expect("del fillers");
+            let left = rig.h.table_elements("churn").expect("elements");
+            assert!(left.is_empty(), "{hook} round {i}: left {left:?}");
+            rebuilt |= rig.h.table_map_id("churn").expect("map id") != first_map;
+        }
+        assert!(
+            rebuilt,
+            "{hook}: 48 deletes in 16 slots never rebuilt the table"
+        );
+        // full: 5 elements into a set of size 4, refused whole
+        rig.h.table_add("churn", &["10.1.0.1"]).expect("add one");
+        let e = rig
+            .h
+            .table_add(
+                "churn",
+                &["10.77.1.1", "10.77.1.2", "10.77.1.3", "10.77.1.4"],
+            )
+            .expect_err("a fifth element");
+        assert_eq!(
+            format!("{e:#}"),
+            "set \"churn\" is full: 1 elements and 4 new do not fit its size 4"
+        );
+        assert_eq!(rig.h.table_elements("churn").expect("elements").len(), 1);
+        assert_eq!(rig.run(&p4).ret, drop_v, "{hook}: v4 after the refused add");
+        assert_eq!(rig.run(&p6).ret, pass_v, "{hook}: v6 after the refused add");
+        assert_eq!(prog_ids(&rig), ids, "{hook}: no program was reloaded");
+    }
+    // an addr map's value, changed in place (TC: the mark is visible)
+    let act = "kind = \"set_mark\"\nmark = { map = \"mk\", key = \"src\" }".to_owned();
+    let rig = Rig::new(Hook::TcEgress, &tables, &[], &[act]);
+    for (a, b) in [(v4(V4_A), v4(V4_B)), (ip("fd00:1::1"), ip("fd00:1::2"))] {
+        let p = ack_pkt(a, b).build();
+        for v in [1u32, 7, 0x1234_5678, 2] {
+            if v != 1 {
+                rig.h
+                    .table_add("mk", &[&format!("{a}={v}")])
+                    .expect("change value");
+            }
+            let (o, m) = rig.h.run_mark(&p, 0).expect("test_run");
+            assert_eq!(o.data, p, "{a}: untouched");
+            assert_eq!(m, v, "{a}: the mark after setting {v}");
+        }
+    }
+    eprintln!("slot_tables_take_churn_and_rebuilds: {:.2?}", t0.elapsed());
+}
+
 /// The ids of the programs in the chain's slots (a walk program holds
 /// the first slot alone; one program per stage holds each).
 fn prog_ids(rig: &Rig) -> Vec<u32> {

@@ -18,7 +18,7 @@
 #define __EMPTCP_ABI_H
 
 enum emptcp_abi_version {
-	EMPTCP_ABI_VERSION = 1,
+	EMPTCP_ABI_VERSION = 2,	/* 2: tables are arrays the stage probes (tables.h) */
 };
 
 enum emptcp_limits {
@@ -494,24 +494,34 @@ struct emptcp_rl_flow {
 _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes");
 
 /*
- * Tables: named sets and maps (nftables-style), each a BPF hash map or LPM
- * trie created by emptcp and put into the outer map (ARRAY_OF_MAPS) of its
- * key layout at the table's id. A stage names a table by (layout, id), both
- * constants in its .rodata: the outer lookup is inlined by the verifier,
- * one inner lookup per packet whatever the table's size. Addresses are 16
- * bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so that one table holds
- * both families; ports in network order. Every value is a __u64 (a set's
- * is 1).
+ * Tables: named sets and maps (nftables-style), each a BPF map created by
+ * emptcp and put into the outer map (ARRAY_OF_MAPS) of its key layout at
+ * the table's id. A stage names a table by (layout, id), both constants in
+ * its .rodata: the outer lookup is inlined by the verifier, and the inner
+ * lookup costs no kernel hash whatever the table's size:
+ * - addr, pair, subflow: an open-addressing table of 2^bits slots over an
+ *   ARRAY (struct emptcp_tab_slot: tag, key words, value), probed by the
+ *   stage itself from the key's emptcp_tab_hash() on, at most
+ *   EMPTCP_TAB_PROBES slots; bits sits in the table reference's flags.
+ * - port: an ARRAY of EMPTCP_TAB_PORTS values indexed by the port, each
+ *   with EMPTCP_TAB_PORT_SET when the port is in the table.
+ * - prefix: an LPM trie.
+ * The arrays are mmapable: emptcp writes each element with single aligned
+ * 8-byte stores (key words first, the tag last), so a packet sees an
+ * element whole or not at all, and a value old or new, never torn.
+ * Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), so
+ * that one table holds both families; ports in network order. Every value
+ * is a __u64 (a set's is 1).
  */
 enum emptcp_max_tables {
 	EMPTCP_MAX_TABLES = 256,	/* per layout; id 0 is "no table" */
 };
 
 enum emptcp_layout {
-	EMPTCP_LAYOUT_ADDR = 0,		/* hash, struct emptcp_key_addr */
-	EMPTCP_LAYOUT_PAIR = 1,		/* hash, struct emptcp_key_pair */
-	EMPTCP_LAYOUT_SUBFLOW = 2,	/* hash, struct emptcp_key_subflow */
-	EMPTCP_LAYOUT_PORT = 3,		/* hash, struct emptcp_key_port */
+	EMPTCP_LAYOUT_ADDR = 0,		/* slots, struct emptcp_key_addr */
+	EMPTCP_LAYOUT_PAIR = 1,		/* slots, struct emptcp_key_pair */
+	EMPTCP_LAYOUT_SUBFLOW = 2,	/* slots, struct emptcp_key_subflow */
+	EMPTCP_LAYOUT_PORT = 3,		/* array indexed by port */
 	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM trie, struct emptcp_key_prefix */
 	EMPTCP_LAYOUT__MAX = 5,
 };
@@ -566,6 +576,7 @@ _Static_assert(sizeof(struct emptcp_key_prefix) == 20, "emptcp_key_prefix is 20 
  */
 enum emptcp_tab_flag {
 	EMPTCP_TAB_BIDIR = 0x01,	/* pair/subflow: the reverse direction matches too */
+	EMPTCP_TAB_BITS_SHIFT = 3,	/* flags >> 3: log2 of a slot table's slots */
 };
 struct emptcp_tab_ref {
 	__u8 id;	/* table id in its layout's outer map; 0 = none */
@@ -574,5 +585,39 @@ struct emptcp_tab_ref {
 	__u8 flags;	/* EMPTCP_TAB_* */
 };
 _Static_assert(sizeof(struct emptcp_tab_ref) == 4, "emptcp_tab_ref is 4 bytes");
+
+/* A slot's state (struct emptcp_tab_slot.tag). */
+enum emptcp_tab_tag {
+	EMPTCP_TAB_EMPTY = 0,	/* never used since the table was built: a probe stops */
+	EMPTCP_TAB_VALID = 1,	/* holds an element */
+	EMPTCP_TAB_GONE = 2,	/* held one (deleted): a probe goes on */
+};
+
+enum emptcp_tab_limit {
+	EMPTCP_TAB_PROBES = 32,		/* slots a lookup probes at most */
+	EMPTCP_TAB_MIN_BITS = 4,	/* the smallest slot table: 16 slots */
+	EMPTCP_TAB_MAX_BITS = 31,	/* what the flags' 5 bits hold */
+	EMPTCP_TAB_PORTS = 65536,	/* a port table's values */
+	EMPTCP_TAB_MAX_WORDS = 5,	/* key words of the widest key (subflow) */
+	EMPTCP_TAB_PORT_SET_BIT = 63,	/* a port value's presence bit */
+};
+
+/* A port table's value: the element's value with this bit set. */
+#define EMPTCP_TAB_PORT_SET (1ULL << EMPTCP_TAB_PORT_SET_BIT)
+
+/*
+ * One slot of an addr/pair/subflow table: key_words[] are the key's bytes
+ * (struct emptcp_key_*) as 8-byte words, the last one padded with zeros;
+ * value follows the key's words (the struct is the widest layout; a table
+ * of a narrower key has slots of 8 * (words + 2) bytes). The array has
+ * one slot more than the 2^bits a probe reaches: emptcp keeps the table's
+ * counts in it.
+ */
+struct emptcp_tab_slot {
+	__u64 tag;			/* enum emptcp_tab_tag */
+	__u64 key_words[EMPTCP_TAB_MAX_WORDS];
+	__u64 value;
+};
+_Static_assert(sizeof(struct emptcp_tab_slot) == 56, "emptcp_tab_slot is 56 bytes");
 
 #endif /* __EMPTCP_ABI_H */

@@ -13,8 +13,10 @@
  *             emptcp_tab_ref names from the packet and returns the
  *             table's value for it, or NULL. A table reference in .rodata
  *             makes the layout a constant: the verifier keeps one branch
- *             of the switch and inlines the outer lookup (an array), so a
- *             lookup costs one hash or trie lookup.
+ *             of the switch and inlines the outer lookup (an array); a
+ *             lookup is then a probe of a few slots of an array (addr,
+ *             pair, subflow), one array load (port) or a trie lookup
+ *             (prefix), never a kernel hash (abi.h, "Tables").
  * Limits:     EMPTCP_MAX_TABLES - 1 tables per layout; keys are built from
  *             the IPv4/IPv6 and TCP headers the entry program found.
  */
@@ -28,14 +30,20 @@
 #include "step.h"
 #include "pkt.h"
 
+/*
+ * The slot tables: arrays of any length (BPF_F_INNER_MAP: each table has
+ * its own; a lookup is then a call of array_map_lookup_elem, not inlined,
+ * measured as cheap as the inlined one), mmapable so that emptcp writes
+ * elements with plain 8-byte stores. Value sizes: 8 * (key words + 2).
+ */
+#define EMPTCP_TAB_SLOTS_FLAGS (BPF_F_INNER_MAP | BPF_F_MMAPABLE)
+
 struct emptcp_tab_addr_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	/* sizes, not types: clang leaves a key type met only here as a
-	 * forward declaration, whose size libbpf cannot tell */
-	__uint(key_size, sizeof(struct emptcp_key_addr));
-	__uint(value_size, sizeof(__u64));
+	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 8 * (2 + 2));
 };
 
 struct {
@@ -46,13 +54,11 @@ struct {
 } emptcp_g_tab_addr SEC(".maps");
 
 struct emptcp_tab_pair_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	/* sizes, not types: clang leaves a key type met only here as a
-	 * forward declaration, whose size libbpf cannot tell */
-	__uint(key_size, sizeof(struct emptcp_key_pair));
-	__uint(value_size, sizeof(__u64));
+	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 8 * (4 + 2));
 };
 
 struct {
@@ -63,13 +69,11 @@ struct {
 } emptcp_g_tab_pair SEC(".maps");
 
 struct emptcp_tab_subflow_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	/* sizes, not types: clang leaves a key type met only here as a
-	 * forward declaration, whose size libbpf cannot tell */
-	__uint(key_size, sizeof(struct emptcp_key_subflow));
-	__uint(value_size, sizeof(__u64));
+	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 8 * (5 + 2));
 };
 
 struct {
@@ -79,13 +83,12 @@ struct {
 	__array(values, struct emptcp_tab_subflow_inner);
 } emptcp_g_tab_subflow SEC(".maps");
 
+/* Port tables: one length, so the verifier inlines the lookup. */
 struct emptcp_tab_port_inner {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	/* sizes, not types: clang leaves a key type met only here as a
-	 * forward declaration, whose size libbpf cannot tell */
-	__uint(key_size, sizeof(struct emptcp_key_port));
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EMPTCP_TAB_PORTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u64));
 };
 
@@ -123,24 +126,16 @@ union emptcp_tab_key {
 	__u64 words[5];
 };
 
-/* An IPv4 address (network order) as IPv4-mapped IPv6. */
-static __always_inline void emptcp_tab_mapped(__u8 out[16], __u32 v4)
-{
-	__u32 *w = (__u32 *)out;
-
-	w[0] = 0;
-	w[1] = 0;
-	w[2] = bpf_htonl(0xffff);
-	w[3] = v4;
-}
-
 /*
- * The packet's source address (@which 0) or destination (1) as 16 bytes in
- * @out, an IPv4 address mapped. Returns 0, or -1 when the network header
- * cannot be read.
+ * The packet's source address (@which 0) or destination (1) as the two
+ * 8-byte words of its 16 bytes (native order, as emptcp_tab_probe()
+ * compares them), an IPv4 address mapped (::ffff:a.b.c.d). Returns 0, or
+ * -1 when the network header cannot be read. Built in registers and
+ * stored as two 8-byte words: four 4-byte stores read back as 8-byte
+ * words defeat the CPU's store forwarding (measured +6..+8 ns a lookup).
  */
 static __always_inline int emptcp_tab_addr(emptcp_ctx *ctx, const struct emptcp_run *r,
-					   int which, __u8 out[16])
+					   int which, __u64 out[2])
 {
 	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l3_off;
@@ -151,60 +146,170 @@ static __always_inline int emptcp_tab_addr(emptcp_ctx *ctx, const struct emptcp_
 	EMPTCP_OFF_BOUND(off);
 	if (r->p.flags & EMPTCP_PF_V6) {
 		struct ipv6hdr *ip6 = data + off;
+		const __u32 *a;
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
-		__builtin_memcpy(out, which ? &ip6->daddr : &ip6->saddr, 16);
+		a = which ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+		out[0] = (__u64)a[1] << 32 | a[0];
+		out[1] = (__u64)a[3] << 32 | a[2];
 	} else {
 		struct iphdr *ip = data + off;
 
 		if ((void *)(ip + 1) > data_end)
 			return -1;
-		emptcp_tab_mapped(out, which ? ip->daddr : ip->saddr);
+		out[0] = 0;
+		out[1] = (__u64)(which ? ip->daddr : ip->saddr) << 32 | bpf_htonl(0xffff);
 	}
 	return 0;
 }
 
 /*
- * The packet's source and destination as 16 bytes each, straight into
- * the key: @s and @d point into it. Returns 0, or -1 when the network
- * header cannot be read.
+ * The packet's source and destination, straight into the key: @s and @d
+ * are two words each. Returns 0, or -1 when the network header cannot be
+ * read.
  */
 static __always_inline int emptcp_tab_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
-					    __u8 s[16], __u8 d[16])
+					    __u64 s[2], __u64 d[2])
 {
 	if (emptcp_tab_addr(ctx, r, 0, s) < 0)
 		return -1;
 	return emptcp_tab_addr(ctx, r, 1, d);
 }
 
-/* The value of @key in table @id of @layout, or NULL. */
-static __always_inline __u64 *emptcp_tab_get(__u8 layout, __u32 id, const void *key)
+/* One key word's share of the hash: halves swapped, times @k, folded. */
+static __always_inline __u64 emptcp_tab_mix(__u64 x, __u64 k)
 {
+	__u64 p = (x << 32 | x >> 32) * k;
+
+	return p ^ p >> 32;
+}
+
+/*
+ * The slot a key hashes to in a table of 2^@bits slots: each key word,
+ * halves swapped, times its own odd constant and folded (independent
+ * products, no dependency chain), the words xor-ed, and a last multiply
+ * whose top bits are the slot (Fibonacci hashing). The swap puts the bytes
+ * that vary most (an address's last ones, the high half of a
+ * little-endian word) where a multiply spreads them over all bits; the
+ * fold before the xor keeps two related words (a pair of neighbouring
+ * addresses, x . x+1) from cancelling out: without the two, such pairs
+ * piled up in runs longer than EMPTCP_TAB_PROBES. emptcp computes the same
+ * (tables/slots.rs slot_of; its tests check the probe length of
+ * structured keys).
+ */
+static __always_inline __u32 emptcp_tab_hash(const __u64 *w, int words, __u32 bits)
+{
+	__u64 h = emptcp_tab_mix(w[0], 0x9e3779b97f4a7c15ULL) ^
+		  emptcp_tab_mix(w[1], 0xc2b2ae3d27d4eb4fULL);
+
+	if (words > 2)
+		h ^= emptcp_tab_mix(w[2], 0x165667b19e3779f9ULL) ^
+		     emptcp_tab_mix(w[3], 0xd6e8feb86659fd93ULL);
+	if (words > 4)
+		h ^= emptcp_tab_mix(w[4], 0xff51afd7ed558ccdULL);
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h >> (64 - bits);
+}
+
+/*
+ * The value of key @w (@words 8-byte words) in slot table @id of outer map
+ * @outer (2^@bits slots), or NULL. Linear probing from the key's slot, at
+ * most EMPTCP_TAB_PROBES slots (emptcp places no element further away): an
+ * empty slot ends the probe, a gone one is stepped over. The tag is read
+ * before the key words (emptcp stores it after them, a barrier keeps
+ * clang from reordering the loads; x86 keeps loads in order); a slot's key
+ * words never change once written, until the table is rebuilt whole.
+ * Each probe looks the table up in the outer map again (inlined: an array
+ * of a constant id): holding the table's pointer across the slot lookup,
+ * clang spilled it to a stack slot that a big stage (set_backup) reused for
+ * a scalar on another path, which the verifier refuses ("pointer
+ * arithmetic on map_ptr prohibited"). Measured as fast as holding it, and
+ * 0..3 ns faster than a BPF-to-BPF call of a probe function.
+ */
+static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u64 *w, int words,
+					       __u32 bits)
+{
+	__u32 mask = (1U << bits) - 1;
+	__u32 x = emptcp_tab_hash(w, words, bits);
+	__u32 j;
+
+#pragma clang loop unroll(full)
+	for (j = 0; j < EMPTCP_TAB_PROBES; j++) {
+		__u32 i = (x + j) & mask;
+		__u64 *s, tag;
+		void *t;
+
+		t = bpf_map_lookup_elem(outer, &id);
+		if (!t)
+			return NULL;
+		s = bpf_map_lookup_elem(t, &i);
+		if (!s)
+			return NULL;
+		tag = *(volatile __u64 *)s;
+		asm volatile("" ::: "memory");
+		if (tag == EMPTCP_TAB_EMPTY)
+			return NULL;
+		if (tag != EMPTCP_TAB_VALID || s[1] != w[0] || s[2] != w[1])
+			continue;
+		if (words > 2 && (s[3] != w[2] || s[4] != w[3]))
+			continue;
+		if (words > 4 && s[5] != w[4])
+			continue;
+		return &s[1 + words];
+	}
+	return NULL;
+}
+
+/*
+ * The value of @key in table @ref names (id and layout; a slot table's
+ * size in its flags) in *@out. Returns 1 when the key is there, else 0.
+ */
+static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union emptcp_tab_key *key,
+					  __u64 *out)
+{
+	__u32 id = ref.id, bits = ref.flags >> EMPTCP_TAB_BITS_SHIFT;
+	__u64 *v = NULL;
 	void *t;
 
-	switch (layout) {
+	switch (ref.layout) {
 	case EMPTCP_LAYOUT_ADDR:
-		t = bpf_map_lookup_elem(&emptcp_g_tab_addr, &id);
+		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits);
 		break;
 	case EMPTCP_LAYOUT_PAIR:
-		t = bpf_map_lookup_elem(&emptcp_g_tab_pair, &id);
+		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits);
 		break;
 	case EMPTCP_LAYOUT_SUBFLOW:
-		t = bpf_map_lookup_elem(&emptcp_g_tab_subflow, &id);
+		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits);
 		break;
-	case EMPTCP_LAYOUT_PORT:
+	case EMPTCP_LAYOUT_PORT: {
+		/* the port in host order is the index: no hash at all */
+		__u32 port = bpf_ntohs(key->port.port);
+		__u64 pv;
+
 		t = bpf_map_lookup_elem(&emptcp_g_tab_port, &id);
-		break;
+		if (!t)
+			return 0;
+		v = bpf_map_lookup_elem(t, &port);
+		if (!v)
+			return 0;
+		/* one load: presence and value from the same store */
+		pv = *(volatile __u64 *)v;
+		if (!(pv & EMPTCP_TAB_PORT_SET))
+			return 0;
+		*out = pv & ~EMPTCP_TAB_PORT_SET;
+		return 1;
+	}
 	case EMPTCP_LAYOUT_PREFIX:
 		t = bpf_map_lookup_elem(&emptcp_g_tab_prefix, &id);
+		if (t)
+			v = bpf_map_lookup_elem(t, key);
 		break;
-	default:
-		return NULL;
 	}
-	if (!t)
-		return NULL;
-	return bpf_map_lookup_elem(t, key);
+	if (!v)
+		return 0;
+	*out = *(volatile __u64 *)v;
+	return 1;
 }
 
 /*
@@ -220,21 +325,30 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 	/* each layout writes every byte of its key: no zeroing first */
 	switch (ref.layout) {
 	case EMPTCP_LAYOUT_ADDR:
-		return emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, k->addr.a);
-	case EMPTCP_LAYOUT_PREFIX:
+		return emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, &k->words[0]);
+	case EMPTCP_LAYOUT_PREFIX: {
+		__u64 a[2];
+
+		if (emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, a) < 0)
+			return -1;
 		k->prefix.prefixlen = 128;
-		return emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, k->prefix.a);
+		__builtin_memcpy(k->prefix.a, a, 16);
+		return 0;
+	}
 	case EMPTCP_LAYOUT_PAIR:
-		return emptcp_tab_addrs(ctx, r, rev ? k->pair.dst : k->pair.src,
-					rev ? k->pair.src : k->pair.dst);
+		return emptcp_tab_addrs(ctx, r, rev ? &k->words[2] : &k->words[0],
+					rev ? &k->words[0] : &k->words[2]);
 	case EMPTCP_LAYOUT_SUBFLOW:
 		th = emptcp_tcp(ctx, r);
 		if (!th)
 			return -1;
-		k->subflow.sport = rev ? th->dest : th->source;
-		k->subflow.dport = rev ? th->source : th->dest;
-		return emptcp_tab_addrs(ctx, r, rev ? k->subflow.daddr : k->subflow.saddr,
-					rev ? k->subflow.saddr : k->subflow.daddr);
+		/* word 4: sport, dport (network order), 4 bytes of zeros */
+		if (rev)
+			k->words[4] = (__u64)th->source << 16 | th->dest;
+		else
+			k->words[4] = (__u64)th->dest << 16 | th->source;
+		return emptcp_tab_addrs(ctx, r, rev ? &k->words[2] : &k->words[0],
+					rev ? &k->words[0] : &k->words[2]);
 	case EMPTCP_LAYOUT_PORT:
 		th = emptcp_tcp(ctx, r);
 		if (!th)
@@ -249,27 +363,23 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 /*
  * The value the table @ref names holds for this packet's key (with
  * EMPTCP_TAB_BIDIR, for the reverse direction when the forward one is not
- * there), or NULL: not there, or headers not readable (then *@err is set).
+ * there) in *@out. Returns 1 when found, 0 when not there, -1 when a
+ * header cannot be read.
  */
-static __always_inline __u64 *emptcp_tab_lookup(emptcp_ctx *ctx, const struct emptcp_run *r,
-						struct emptcp_tab_ref ref, int *err)
+static __always_inline int emptcp_tab_lookup(emptcp_ctx *ctx, const struct emptcp_run *r,
+					     struct emptcp_tab_ref ref, __u64 *out)
 {
 	union emptcp_tab_key k;
-	__u64 *v;
 
-	*err = 0;
-	if (emptcp_tab_key_of(ctx, r, ref, 0, &k) < 0) {
-		*err = 1;
-		return NULL;
-	}
-	v = emptcp_tab_get(ref.layout, ref.id, &k);
-	if (v || !(ref.flags & EMPTCP_TAB_BIDIR))
-		return v;
-	if (emptcp_tab_key_of(ctx, r, ref, 1, &k) < 0) {
-		*err = 1;
-		return NULL;
-	}
-	return emptcp_tab_get(ref.layout, ref.id, &k);
+	if (emptcp_tab_key_of(ctx, r, ref, 0, &k) < 0)
+		return -1;
+	if (emptcp_tab_get(ref, &k, out))
+		return 1;
+	if (!(ref.flags & EMPTCP_TAB_BIDIR))
+		return 0;
+	if (emptcp_tab_key_of(ctx, r, ref, 1, &k) < 0)
+		return -1;
+	return emptcp_tab_get(ref, &k, out);
 }
 
 /*
@@ -297,17 +407,15 @@ static __always_inline int emptcp_param_from_tab(emptcp_ctx *ctx, const struct e
 						 __u64 *out)
 {
 	struct emptcp_tab_ref ref = emptcp_param_tab(r);
-	__u64 *v;
-	int err;
+	int found;
 
 	if (ref.id == 0)
 		return 1;
-	v = emptcp_tab_lookup(ctx, r, ref, &err);
-	if (!v) {
-		emptcp_run_count(r, err ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NO_KEY);
+	found = emptcp_tab_lookup(ctx, r, ref, out);
+	if (found <= 0) {
+		emptcp_run_count(r, found < 0 ? EMPTCP_CNT_PARSE_ERR : EMPTCP_CNT_NO_KEY);
 		return -1;
 	}
-	*out = *v;
 	return 0;
 }
 

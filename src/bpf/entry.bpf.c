@@ -67,6 +67,8 @@ struct emptcp_abi_types {
 	enum emptcp_layout layout;
 	enum emptcp_keyof keyof;
 	enum emptcp_tab_flag tab_flag;
+	enum emptcp_tab_tag tab_tag;
+	enum emptcp_tab_limit tab_limit;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

@@ -191,7 +191,7 @@ impl Harness {
         for e in elements {
             elems.push(tables::parse_element(&t.def, e).map_err(anyhow::Error::msg)?);
         }
-        tables::add(&tables::open(sd, t)?, &t.def, &elems)
+        tables::add(sd, t, &elems)
     }
 
     /// Deletes elements (keys in text form) from a table in place.
@@ -201,7 +201,27 @@ impl Harness {
         for k in keys {
             ks.push(tables::parse_key(t.def.key, k).map_err(anyhow::Error::msg)?);
         }
-        tables::del(&tables::open(sd, t)?, &t.def, &ks)
+        tables::del(sd, t, &ks)
+    }
+
+    /// A table's elements (key bytes, value), in key order.
+    pub fn table_elements(&self, name: &str) -> Result<Vec<(Vec<u8>, u64)>> {
+        let (sd, t) = self.table(name)?;
+        Ok(tables::open(sd, t)?.elements())
+    }
+
+    /// The id of the map in a table's outer slot (a rebuild swaps in a
+    /// new one).
+    pub fn table_map_id(&self, name: &str) -> Result<u32> {
+        let (sd, t) = self.table(name)?;
+        let o = tables::outer(sd, t.def.key)?;
+        let v = libbpf_rs::MapCore::lookup(
+            &o,
+            &u32::from(t.id).to_ne_bytes(),
+            libbpf_rs::MapFlags::ANY,
+        )?
+        .context("no table in the slot")?;
+        Ok(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
     }
 
     /// Empties a table by swapping in an empty one, as `emptcp set flush`.

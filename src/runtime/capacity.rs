@@ -90,6 +90,13 @@ pub fn limits() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "kernel memory of a set or map, allocated when it is made",
+            format!(
+                "addr, pair, subflow: 4 x size slots rounded up to a power of two (32, 48, 56 bytes each); port: {} KiB; prefix: per element",
+                crate::tables::slots::PORTS as usize * 8 / 1024
+            ),
+        ),
+        (
             "state document (chains, stages, tables)",
             format!("{} bytes", STATE_VALUE_SIZE - 4),
         ),

@@ -400,9 +400,41 @@ impl Runtime {
             }
             let map = tables::build(&def, &elems)?;
             match ch.next.tables.iter_mut().find(|t| t.def.name == def.name) {
-                Some(t) if t.def.key == def.key && t.def.value == def.value => {
+                Some(t)
+                    if t.def.key == def.key
+                        && t.def.value == def.value
+                        && t.def.ref_flags() == def.ref_flags() =>
+                {
                     t.def = def;
                     ch.refills.push((t.clone(), map));
+                }
+                // a size that changes a slot table's slots: a new table
+                // under a new id, the chains that use it written anew
+                // (their stages hold the size as a constant)
+                Some(t) if t.def.key == def.key && t.def.value == def.value => {
+                    let old = t.clone();
+                    let id = free_table_id(ch, &def)?;
+                    let t = TableState { def, id };
+                    for x in ch
+                        .next
+                        .tables
+                        .iter_mut()
+                        .filter(|x| x.def.name == t.def.name)
+                    {
+                        *x = t.clone();
+                    }
+                    ch.dropped_tables.push(old);
+                    for p in ch.next.points.iter() {
+                        let uses = p.chains.iter().any(|c| {
+                            crate::policy::table_refs(&c.spec)
+                                .iter()
+                                .any(|(_, n, _, _)| *n == t.def.name)
+                        });
+                        if uses {
+                            ch.touched.insert(pid(p));
+                        }
+                    }
+                    ch.new_tables.push((t, map));
                 }
                 Some(t) => bail!(
                     "{} {}: exists with {} keys{}; `emptcp {} delete` it first",
@@ -416,28 +448,7 @@ impl Runtime {
                     t.def.what()
                 ),
                 None => {
-                    let layout = def.key.layout();
-                    // a dropped table's id stays taken: the old layouts
-                    // may still look it up until they are retired
-                    let used: BTreeSet<u8> = ch
-                        .next
-                        .tables
-                        .iter()
-                        .chain(&ch.dropped_tables)
-                        .filter(|t| t.def.key.layout() == layout)
-                        .map(|t| t.id)
-                        .collect();
-                    let id = (1..=(tables::MAX_TABLES - 1) as u8)
-                        .find(|i| !used.contains(i))
-                        .ok_or_else(|| {
-                            anyhow!(
-                                "{} {}: no free table id for {} keys ({} in all)",
-                                def.what(),
-                                quoted(&def.name),
-                                def.key,
-                                tables::MAX_TABLES - 1
-                            )
-                        })?;
+                    let id = free_table_id(ch, &def)?;
                     let t = TableState { def, id };
                     ch.next.tables.push(t.clone());
                     ch.new_tables.push((t, map));
@@ -832,6 +843,32 @@ fn prune_chains(ch: &mut Change, policy: &Policy) -> Vec<String> {
         }
     }
     removed
+}
+
+/// A free id for a new table of `def`'s layout. A dropped table's id
+/// stays taken: the old layouts may still look it up until they are
+/// retired.
+fn free_table_id(ch: &Change, def: &tables::TableDef) -> Result<u8> {
+    let layout = def.key.layout();
+    let used: BTreeSet<u8> = ch
+        .next
+        .tables
+        .iter()
+        .chain(&ch.dropped_tables)
+        .filter(|t| t.def.key.layout() == layout)
+        .map(|t| t.id)
+        .collect();
+    (1..=(tables::MAX_TABLES - 1) as u8)
+        .find(|i| !used.contains(i))
+        .ok_or_else(|| {
+            anyhow!(
+                "{} {}: no free table id for {} keys ({} in all)",
+                def.what(),
+                quoted(&def.name),
+                def.key,
+                tables::MAX_TABLES - 1
+            )
+        })
 }
 
 /// `--prune`: takes the tables `policy` does not name, or names with other

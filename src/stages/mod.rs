@@ -328,7 +328,7 @@ fn tab_ref(env: &Env, name: &str, keyof: KeyOf, bidir: bool) -> Result<[u8; 4]> 
         t.id,
         t.def.key.layout(),
         keyof.abi(),
-        if bidir { abi::TAB_BIDIR } else { 0 },
+        t.def.ref_flags() | if bidir { abi::TAB_BIDIR } else { 0 },
     ])
 }
 

@@ -1,15 +1,19 @@
 //! Named sets and maps (nftables-style): their key and value types, the
 //! text form of their elements, and the kernel objects that hold them.
 //!
-//! Each table is a BPF hash map (an LPM trie for prefixes) put at its id
-//! into the outer map (ARRAY_OF_MAPS) of its key layout, pinned in the state
-//! directory as `emptcp_g_tab_<layout>` (include/emptcp/tables.h). Stages
-//! name a table by (layout, id) in their .rodata; the table itself is not
-//! pinned: it lives as long as its outer slot holds it. Replacing a table's
-//! contents as a whole (apply, flush) builds a new map and swaps it into the
-//! slot in one update; `add`/`del` change elements in place, each atomically.
+//! Each table is a BPF map put at its id into the outer map
+//! (ARRAY_OF_MAPS) of its key layout, pinned in the state directory as
+//! `emptcp_g_tab_<layout>` (include/emptcp/tables.h): an array the BPF
+//! side probes itself for addr, pair, subflow and port keys (slots.rs), an
+//! LPM trie for prefixes. Stages name a table by (layout, id, and a slot
+//! table's size) in their .rodata; the table itself is not pinned: it
+//! lives as long as its outer slot holds it. Replacing a table's contents
+//! as a whole (apply, flush, a rebuild) builds a new map and swaps it into
+//! the slot in one update; `add`/`del` change elements in place, each
+//! atomically.
 
 pub mod sets;
+pub mod slots;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -136,13 +140,6 @@ impl KeyType {
         }
     }
 
-    fn map_type(self) -> MapType {
-        match self {
-            KeyType::Prefix => MapType::LpmTrie,
-            _ => MapType::Hash,
-        }
-    }
-
     /// The outer map's pin name (tables.h).
     pub fn outer_pin(self) -> String {
         format!("emptcp_g_tab_{self}")
@@ -175,6 +172,18 @@ impl TableDef {
             "map"
         } else {
             "set"
+        }
+    }
+}
+
+impl TableDef {
+    /// The flags of a reference to this table: a slot table's log2 size
+    /// (abi.h EMPTCP_TAB_BITS_SHIFT), which the BPF side needs as a
+    /// constant. A table whose size changes it is made anew under a new id.
+    pub fn ref_flags(&self) -> u8 {
+        match slots::key_words(self.key) {
+            Some(_) => (slots::slot_bits(self.size) as u8) << abi::TAB_BITS_SHIFT,
+            None => 0,
         }
     }
 }
@@ -389,10 +398,13 @@ fn no_prealloc_opts() -> libbpf_sys::bpf_map_create_opts {
     }
 }
 
-/// A fresh table of `kt` for `size` elements.
+/// A fresh, empty table of `kt` for `size` elements.
 fn new_inner(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
+    if kt != KeyType::Prefix {
+        return slots::create(kt, size, name);
+    }
     MapHandle::create(
-        kt.map_type(),
+        MapType::LpmTrie,
         Some(format!("emptcp_t_{}", &name[..name.len().min(6)])),
         kt.key_size(),
         8,
@@ -471,9 +483,37 @@ pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<MapHandle> {
         );
     }
     let m = new_inner(def.key, def.size, &def.name)?;
-    fill(&m, def.key, elems)
-        .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
-    Ok(m)
+    if def.key == KeyType::Prefix {
+        fill(&m, def.key, elems)
+            .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
+        return Ok(m);
+    }
+    let a = slots::ArrayTable::open(def.key, &m)?;
+    match a.add(elems, def.size as usize) {
+        Ok(()) => Ok(m),
+        Err(r) => Err(refused(def, r)),
+    }
+}
+
+/// The one line for elements an array table refused.
+fn refused(def: &TableDef, r: slots::Refused) -> anyhow::Error {
+    match r {
+        slots::Refused::Full(have, new) => anyhow!(
+            "{} {} is full: {have} elements and {new} new do not fit its size {}",
+            def.what(),
+            quoted(&def.name),
+            def.size
+        ),
+        slots::Refused::NoSlot(k) => anyhow!(
+            "{} {}: element {} cannot be placed: the {} slots from its hash are taken \
+             (give the {} a larger size)",
+            def.what(),
+            quoted(&def.name),
+            quoted(&format_key(def.key, &k)),
+            slots::PROBES,
+            def.what()
+        ),
+    }
 }
 
 /// Puts `m` into table `t`'s slot: packets see the whole old table or the
@@ -495,8 +535,8 @@ pub fn uninstall(sd: &StateDir, t: &TableState) {
     }
 }
 
-/// The table in `t`'s slot.
-pub fn open(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
+/// The map in table `t`'s slot.
+fn open_map(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
     let o = outer(sd, t.def.key)?;
     let id = o
         .lookup(&u32::from(t.id).to_ne_bytes(), MapFlags::ANY)?
@@ -515,29 +555,62 @@ pub fn open(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
         .with_context(|| format!("failed to open {} {}", t.def.what(), quoted(&t.def.name)))
 }
 
-/// Every element of a table: (key bytes, value).
-pub fn elements(m: &MapHandle) -> Vec<(Vec<u8>, u64)> {
-    let mut out: Vec<(Vec<u8>, u64)> = m
-        .keys()
-        .filter_map(|k| {
-            let v = m.lookup(&k, MapFlags::ANY).ok().flatten()?;
-            let v = u64::from_ne_bytes(v.get(..8)?.try_into().ok()?);
-            Some((k, v))
-        })
-        .collect();
-    out.sort();
-    out
+/// An applied table, opened.
+pub enum Table {
+    /// addr, pair, subflow, port: the array, mapped
+    Array(slots::ArrayTable),
+    /// prefix
+    Trie(MapHandle),
 }
 
-/// The value of exactly key `k` (`first`: the table's first key). A prefix
-/// table's lookup is a longest match (10.1.0.0/24 finds 10.0.0.0/8's
+/// The table in `t`'s slot.
+pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
+    let m = open_map(sd, t)?;
+    Ok(match t.def.key {
+        KeyType::Prefix => Table::Trie(m),
+        kt => Table::Array(slots::ArrayTable::open(kt, &m)?),
+    })
+}
+
+impl Table {
+    /// Every element: (key bytes, value), in key order.
+    pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
+        match self {
+            Table::Array(a) => a.elements(),
+            Table::Trie(m) => {
+                let mut out: Vec<(Vec<u8>, u64)> = m
+                    .keys()
+                    .filter_map(|k| {
+                        let v = m.lookup(&k, MapFlags::ANY).ok().flatten()?;
+                        let v = u64::from_ne_bytes(v.get(..8)?.try_into().ok()?);
+                        Some((k, v))
+                    })
+                    .collect();
+                out.sort();
+                out
+            }
+        }
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            Table::Array(a) => a.len(),
+            Table::Trie(m) => m.keys().count(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The value of exactly prefix `k` (`first`: the trie's first key). A
+/// trie's lookup is a longest match (10.1.0.0/24 finds 10.0.0.0/8's
 /// value); BPF_MAP_GET_NEXT_KEY tells whether the key itself is there: for
 /// a key not in the map it gives the first key (bpf(2)).
-fn exact(m: &MapHandle, kt: KeyType, k: &[u8], first: Option<&[u8]>) -> Option<Vec<u8>> {
+fn exact(m: &MapHandle, k: &[u8], first: Option<&[u8]>) -> Option<Vec<u8>> {
     let v = m.lookup(k, MapFlags::ANY).ok().flatten()?;
-    if kt != KeyType::Prefix {
-        return Some(v);
-    }
     let mut next = vec![0u8; k.len()];
     // SAFETY: k and next are key_size bytes (checked by the callers), alive
     // for the call.
@@ -552,16 +625,42 @@ fn exact(m: &MapHandle, kt: KeyType, k: &[u8], first: Option<&[u8]>) -> Option<V
     (r != 0 || Some(next.as_slice()) != first).then_some(v)
 }
 
-/// Adds (or, for a map, changes) elements, all or none: when the table
-/// cannot take them all (the kernel refuses an element past its size), the
-/// ones added are deleted again and the changed ones get their old values
-/// back. Costs one lookup per element given, not a walk of the table (a
-/// walk made adding one element to a set of 100,000 take 0.1 s).
-pub fn add(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+/// Adds (or, for a map, changes) elements of applied table `t`, all or
+/// none. An array table is written in place; when a key finds no free
+/// slot within PROBES (slots of deleted elements are free only for their
+/// own key), the table is rebuilt with its elements and the new ones and
+/// swapped in whole. A table that cannot take them all (its size) refuses
+/// them in one line and stays as it was.
+pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+    let def = &t.def;
+    match open(sd, t)? {
+        Table::Trie(m) => add_trie(&m, def, elems),
+        Table::Array(a) => match a.add(elems, def.size as usize) {
+            Ok(()) => Ok(()),
+            Err(slots::Refused::NoSlot(_)) => {
+                let mut all = a.elements();
+                all.extend_from_slice(elems);
+                let mut uniq: std::collections::BTreeMap<Vec<u8>, u64> = Default::default();
+                for (k, v) in all {
+                    uniq.insert(k, v);
+                }
+                let all: Vec<(Vec<u8>, u64)> = uniq.into_iter().collect();
+                install(sd, t, &build(def, &all)?)
+            }
+            Err(r) => Err(refused(def, r)),
+        },
+    }
+}
+
+/// `add` for a prefix trie: when the trie cannot take them all (the kernel
+/// refuses an element past its size), the ones added are deleted again
+/// and the changed ones get their old values back. Costs one lookup per
+/// element given, not a walk of the table.
+fn add_trie(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     let first = m.keys().next();
     let old: Vec<Option<Vec<u8>>> = elems
         .iter()
-        .map(|(k, _)| exact(m, def.key, k, first.as_deref()))
+        .map(|(k, _)| exact(m, k, first.as_deref()))
         .collect();
     let Err(e) = fill(m, def.key, elems) else {
         return Ok(());
@@ -591,10 +690,21 @@ pub fn add(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()
     Err(e).with_context(|| format!("failed to add to {} {}", def.what(), quoted(&def.name)))
 }
 
-/// Deletes elements; one that is not there refuses them all.
-pub fn del(m: &MapHandle, def: &TableDef, keys: &[Vec<u8>]) -> Result<()> {
+/// Deletes elements of applied table `t`; one that is not there refuses
+/// them all. An array table with many deleted slots (a quarter of its
+/// slots) is rebuilt and swapped in, so that probes stay short.
+pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
+    let def = &t.def;
+    let table = open(sd, t)?;
+    if let Table::Array(a) = &table {
+        a.will_touch(keys.len());
+    }
     for k in keys {
-        if m.lookup(k, MapFlags::ANY).ok().flatten().is_none() {
+        let there = match &table {
+            Table::Array(a) => a.get(k).is_some(),
+            Table::Trie(m) => m.lookup(k, MapFlags::ANY).ok().flatten().is_some(),
+        };
+        if !there {
             bail!(
                 "{} {}: element {} is not in it",
                 def.what(),
@@ -603,10 +713,22 @@ pub fn del(m: &MapHandle, def: &TableDef, keys: &[Vec<u8>]) -> Result<()> {
             );
         }
     }
-    for k in keys {
-        m.delete(k).with_context(|| {
-            format!("failed to delete from {} {}", def.what(), quoted(&def.name))
-        })?;
+    match &table {
+        Table::Array(a) => {
+            a.del(keys);
+            if slots::key_words(def.key).is_some()
+                && a.gone() > (1usize << slots::slot_bits(def.size)) / 4
+            {
+                install(sd, t, &build(def, &a.elements())?)?;
+            }
+        }
+        Table::Trie(m) => {
+            for k in keys {
+                m.delete(k).with_context(|| {
+                    format!("failed to delete from {} {}", def.what(), quoted(&def.name))
+                })?;
+            }
+        }
     }
     Ok(())
 }

@@ -6,8 +6,6 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use libbpf_rs::MapCore;
-
 use crate::cli::text::quoted;
 use crate::runtime::state::StateDir;
 use crate::runtime::Runtime;
@@ -112,8 +110,7 @@ impl Runtime {
         for e in elements {
             elems.push(tables::parse_element(&t.def, e).map_err(|e| anyhow!(e))?);
         }
-        let m = tables::open(&sd, &t)?;
-        tables::add(&m, &t.def, &elems)?;
+        tables::add(&sd, &t, &elems)?;
         Ok(elems.len())
     }
 
@@ -131,8 +128,7 @@ impl Runtime {
                 k.len()
             );
         }
-        let m = tables::open(&sd, &t)?;
-        tables::add(&m, &t.def, elements)
+        tables::add(&sd, &t, elements)
     }
 
     /// Deletes elements by key (text form; a map's `=VALUE` is ignored).
@@ -154,8 +150,7 @@ impl Runtime {
                 )
             })?);
         }
-        let m = tables::open(&sd, &t)?;
-        tables::del(&m, &t.def, &keys)?;
+        tables::del(&sd, &t, &keys)?;
         Ok(keys.len())
     }
 
@@ -165,8 +160,8 @@ impl Runtime {
             bail!("no set or map called {}", quoted(name));
         };
         let t = self.table_of(&sd, name, want)?;
-        let m = tables::open(&sd, &t)?;
-        Ok(tables::elements(&m)
+        Ok(tables::open(&sd, &t)?
+            .elements()
             .into_iter()
             .map(|(k, v)| ElementView {
                 key: tables::format_key(t.def.key, &k),
@@ -222,7 +217,7 @@ impl Runtime {
                 key: t.def.key.to_string(),
                 value: t.def.value.map(|v| v.to_string()),
                 size: t.def.size,
-                elements: tables::open(&sd, t).map(|m| m.keys().count()).unwrap_or(0),
+                elements: tables::open(&sd, t).map(|m| m.len()).unwrap_or(0),
                 used_by: users_of(&st, &t.def.name),
             })
             .collect())
