@@ -1262,3 +1262,85 @@ fn sets_outlive_the_chains_that_use_them() {
         .unwrap_or_default();
     assert!(left.is_empty(), "detach --all leaves {left:?}");
 }
+
+/// A state directory whose table maps an older emptcp made (the outer map
+/// of `addr` tables holding kernel hash maps, as before tables became
+/// arrays): apply, `set add` and `set list` refuse in one line naming the
+/// map and the way out, and after `detach --all` the same policy applies.
+#[test]
+fn tables_of_an_older_emptcp_are_refused_in_one_line() {
+    use libbpf_rs::{MapHandle, MapType};
+    use std::os::fd::{AsFd, AsRawFd};
+
+    if !root_or_skip("tables_of_an_older_emptcp_are_refused_in_one_line") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
+    let plain = chain_text("plain", &x1a, "tc-egress", &a, PASS);
+    let p = bed.policy("plain", &plain);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+
+    // the outer map as the older emptcp made it: a hash map template
+    let pin = bed.state_dir.join("emptcp_g_tab_addr");
+    let _ = std::fs::remove_file(&pin);
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: libbpf_sys::BPF_F_NO_PREALLOC,
+        ..Default::default()
+    };
+    let tmpl = MapHandle::create(MapType::Hash, Some("old_tmpl"), 16, 8, 1, &opts).unwrap();
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        inner_map_fd: tmpl.as_fd().as_raw_fd() as u32,
+        ..Default::default()
+    };
+    let mut outer = MapHandle::create(
+        MapType::ArrayOfMaps,
+        Some("emptcp_g_tab_addr"),
+        4,
+        4,
+        emptcp::tables::MAX_TABLES,
+        &opts,
+    )
+    .unwrap();
+    outer.pin(&pin).unwrap();
+
+    let with_set = format!(
+        "[[set]]\nname = \"hosts\"\ntype = \"addr\"\nelements = [\"10.1.0.1\"]\n{}",
+        chain_text(
+            "uses",
+            &x1a,
+            "tc-egress",
+            &a,
+            &format!("  [[chain.select]]\n  kind = \"src\"\n  set = \"hosts\"\n{PASS}"),
+        )
+    );
+    let p = bed.policy("with_set", &with_set);
+    let want = format!(
+        "emptcp: {} holds addr tables of an older emptcp (another table type): remove the old \
+         state with `emptcp detach --all`, then apply again",
+        pin.display()
+    );
+    for args in [
+        vec!["apply", p.to_str().unwrap()],
+        vec!["set", "add", "hosts", "10.1.0.2"],
+        vec!["set", "list", "hosts"],
+    ] {
+        let o = bed.emptcp(&args);
+        assert_eq!(o.code, Some(1), "{}: {}", o.cmdline, o.stderr);
+        let lines = o.stderr_lines();
+        assert!(
+            lines.len() == 1 && (lines[0] == want || args[0] == "set"),
+            "{}: {:?}",
+            o.cmdline,
+            lines
+        );
+    }
+    bed.emptcp(&["detach", "--all"]).expect_ok();
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    assert_eq!(
+        bed.emptcp(&["set", "list", "hosts"]).expect_ok().stdout,
+        "10.1.0.1\n"
+    );
+}

@@ -332,6 +332,7 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
                 theirs.3
             );
         }
+        crate::tables::check_pinned_outer(&name, &pinned, &path)?;
         map.reuse_fd(pinned.as_fd())
             .with_context(|| format!("failed to reuse {} for {what}", path.display()))?;
     }

@@ -18,6 +18,7 @@ pub mod slots;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -419,8 +420,10 @@ fn new_inner(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
 pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
     let path = sd.dir.join(kt.outer_pin());
     if std::fs::symlink_metadata(&path).is_ok() {
-        return MapHandle::from_pinned_path(&path)
-            .with_context(|| format!("failed to open {}", path.display()));
+        let m = MapHandle::from_pinned_path(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        check_outer(&m, kt, &path)?;
+        return Ok(m);
     }
     let template = new_inner(kt, 1, "tmpl")?;
     let opts = libbpf_sys::bpf_map_create_opts {
@@ -440,6 +443,34 @@ pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
     m.pin(&path)
         .with_context(|| format!("failed to pin {}", path.display()))?;
     Ok(m)
+}
+
+/// Whether the pinned outer map at `path` (named `name`) takes this
+/// emptcp's tables; Ok for any other map. See check_outer.
+pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result<()> {
+    match KeyType::ALL.into_iter().find(|kt| kt.outer_pin() == name) {
+        Some(kt) => check_outer(pinned, kt, path),
+        None => Ok(()),
+    }
+}
+
+/// An outer map keeps the inner map type it was made with: one made by an
+/// emptcp whose tables were kernel hash maps refuses today's arrays, and
+/// stages built against it would not load. Id 0 is never a table (it means
+/// "the literal parameter"), so a table of today's type put there and
+/// taken out again tells, without touching any table in use.
+fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
+    let probe = new_inner(kt, 1, "probe")?;
+    let fd = (probe.as_fd().as_raw_fd() as u32).to_ne_bytes();
+    if m.update(&0u32.to_ne_bytes(), &fd, MapFlags::ANY).is_err() {
+        bail!(
+            "{} holds {kt} tables of an older emptcp (another table type): \
+             remove the old state with `emptcp detach --all`, then apply again",
+            path.display()
+        );
+    }
+    let _ = m.delete(&0u32.to_ne_bytes());
+    Ok(())
 }
 
 /// Fills `m` with `elems` (batches of 4096).
