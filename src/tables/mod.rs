@@ -458,8 +458,20 @@ pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result
 /// emptcp whose tables were kernel hash maps refuses today's arrays, and
 /// stages built against it would not load. Id 0 is never a table (it means
 /// "the literal parameter"), so a table of today's type put there and
-/// taken out again tells, without touching any table in use.
+/// taken out again tells, without touching any table in use. Once per map
+/// and process: each update of a map of maps waits for an RCU grace
+/// period, which a controller placing subflows must not pay per element.
 fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
+    static CHECKED: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("failed to stat {}", path.display()))?;
+    let pin = (
+        std::os::unix::fs::MetadataExt::dev(&meta),
+        std::os::unix::fs::MetadataExt::ino(&meta),
+    );
+    if CHECKED.lock().map(|c| c.contains(&pin)).unwrap_or(false) {
+        return Ok(());
+    }
     let probe = new_inner(kt, 1, "probe")?;
     let fd = (probe.as_fd().as_raw_fd() as u32).to_ne_bytes();
     if m.update(&0u32.to_ne_bytes(), &fd, MapFlags::ANY).is_err() {
@@ -470,6 +482,9 @@ fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
         );
     }
     let _ = m.delete(&0u32.to_ne_bytes());
+    if let Ok(mut c) = CHECKED.lock() {
+        c.push(pin);
+    }
     Ok(())
 }
 
