@@ -198,9 +198,10 @@ enum emptcp_rec_metric {
 
 /*
  * Per-subflow record (map emptcp_g_flows, shared by both hooks so that an
- * ingress and an egress chain fill the same entry). Key: emptcp_flow_key
- * with the lower (address, port) end first and slot 0; direction 0 is
- * from that end.
+ * ingress and an egress chain fill the same entry): an ARRAY of slots
+ * {struct emptcp_flow_key key; struct emptcp_flow_rec rec;}, a slot in
+ * use when key.pad is 1. Key: the lower (address, port) end first and
+ * slot 0; direction 0 is from that end.
  */
 struct emptcp_flow_rec {
 	__u64 pkts[2];
@@ -220,8 +221,10 @@ struct emptcp_flow_rec {
 	__u8 wscale[2];		/* window shift from each end's SYN, +1 (0: unseen) */
 	__u8 v6;
 	__u8 seq_init;		/* bit d: seq_next[d] valid */
+	__u8 looked[2];		/* segments after the SYN whose options were read for keys */
+	__u8 pad[6];
 };
-_Static_assert(sizeof(struct emptcp_flow_rec) == 152, "emptcp_flow_rec is 152 bytes");
+_Static_assert(sizeof(struct emptcp_flow_rec) == 160, "emptcp_flow_rec is 160 bytes");
 
 /* Events (ring buffer emptcp_g_events, shared by every chain of both hooks). */
 enum emptcp_event_kind {

@@ -32,19 +32,20 @@
  *
  * The window field changes in place: one incremental checksum update
  * (bpf_l4_csum_replace on TC, so CHECKSUM_PARTIAL skbs stay right).
- * RST drops the subflow's state; otherwise LRU ages it out.
+ * RST frees the subflow's state; otherwise a new subflow of its set takes
+ * it over in time (flowtab.h).
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 #include <emptcp/tables.h>
+#include "flowtab.h"
 
 /* Per-subflow budget, both directions (abi.h struct emptcp_rl_flow). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct emptcp_flow_key);
-	__type(value, struct emptcp_rl_flow);
-} emptcp_g_rl_flows SEC(".maps");
+struct emptcp_rl_slot {
+	struct emptcp_flow_key key;
+	struct emptcp_rl_flow st;
+};
+FLOWTAB(emptcp_g_rl_flows, struct emptcp_rl_slot);
 
 #define NSEC		1000000000ULL
 
@@ -66,6 +67,26 @@ static __always_inline __u64 rl_ns(const struct emptcp_rate_limit *rl, __u64 byt
 	return bytes * NSEC / rl->rate_Bps;
 }
 
+/*
+ * The budget of the subflow @key, or a fresh one when @create (the first
+ * state of a new slot: no direction started, no window shift known).
+ */
+static __always_inline struct emptcp_rl_flow *rl_flow(const struct emptcp_flow_key *key,
+						      int create, int fresh_anyway)
+{
+	struct emptcp_rl_slot *s;
+	int fresh;
+
+	s = flowtab_find(&emptcp_g_rl_flows, key, create, &fresh);
+	if (!s)
+		return NULL;
+	if (fresh || fresh_anyway) {
+		__builtin_memset(&s->st, 0, sizeof(s->st));
+		s->key = *key;
+	}
+	return &s->st;
+}
+
 /* Start the budget of data direction @d at @base with a full burst of credit. */
 static __always_inline void rl_start(struct emptcp_rl_flow *st, int d, __u32 base, __u64 now)
 {
@@ -80,7 +101,7 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_rate_limit rl;
 	struct emptcp_flow_key key;
-	struct emptcp_rl_flow *st, init = {};
+	struct emptcp_rl_flow *st;
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 hlen, seq, ack, end, payload, allowed, shift, want;
@@ -131,9 +152,15 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		return EMPTCP_CONTINUE;
 	}
 	dir &= 1;
+	key.pad = FLOWTAB_LIVE;
 
 	if (fl & EMPTCP_TCP_RST) {
-		bpf_map_delete_elem(&emptcp_g_rl_flows, &key);
+		struct emptcp_rl_slot *s;
+		int fresh;
+
+		s = flowtab_find(&emptcp_g_rl_flows, &key, 0, &fresh);
+		if (s)
+			flowtab_free(&s->key);
 		emptcp_run_count(r, EMPTCP_CNT_SKIP);
 		return EMPTCP_CONTINUE;
 	}
@@ -149,11 +176,7 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 				ws = emptcp_tcpopt_byte(&w, w.ws_off - 1 + 2);
 		}
 		/* a SYN without ACK starts over (a reused 4-tuple) */
-		if (!(fl & EMPTCP_TCP_ACK))
-			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_ANY);
-		else
-			bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
+		st = rl_flow(&key, 1, !(fl & EMPTCP_TCP_ACK));
 		if (!st) {
 			emptcp_run_count(r, EMPTCP_CNT_ERROR);
 			return EMPTCP_CONTINUE;
@@ -169,19 +192,11 @@ EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		emptcp_run_count(r, EMPTCP_CNT_SKIP);
 		return EMPTCP_CONTINUE;
 	}
-	st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
+	/* no handshake seen: data can still be held to the budget */
+	st = rl_flow(&key, payload != 0, 0);
 	if (!st) {
-		/* no handshake seen: data can still be held to the budget */
-		if (!payload) {
-			emptcp_run_count(r, EMPTCP_CNT_SKIP);
-			return EMPTCP_CONTINUE;
-		}
-		bpf_map_update_elem(&emptcp_g_rl_flows, &key, &init, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&emptcp_g_rl_flows, &key);
-		if (!st) {
-			emptcp_run_count(r, EMPTCP_CNT_ERROR);
-			return EMPTCP_CONTINUE;
-		}
+		emptcp_run_count(r, payload ? EMPTCP_CNT_ERROR : EMPTCP_CNT_SKIP);
+		return EMPTCP_CONTINUE;
 	}
 
 	/*

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * record - actor: per-subflow metrics of the selected packets in the LRU
- * map emptcp_g_flows (read by `emptcp stats`): packets and payload bytes
- * each way, retransmissions (data seen before), last window (scaled by the
+ * record - actor: per-subflow metrics of the selected packets in the
+ * table emptcp_g_flows (flowtab.h; read by `emptcp stats`): packets and
+ * payload bytes each way, retransmissions (data seen before), last window (scaled by the
  * shift from the sender's SYN), RTT from TCP timestamps (a TSval seen one
  * way, its echo the other way: put record on both hooks of a host), and the
  * MPTCP keys / join token that tie the subflow to its connection.
@@ -10,14 +10,14 @@
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include "flowtab.h"
 
-/* Per-subflow records of every chain, both hooks. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct emptcp_flow_key);
-	__type(value, struct emptcp_flow_rec);
-} emptcp_g_flows SEC(".maps");
+/* Per-subflow records of every chain, both hooks (flowtab.h). */
+struct emptcp_rec_slot {
+	struct emptcp_flow_key key;
+	struct emptcp_flow_rec rec;
+};
+FLOWTAB(emptcp_g_flows, struct emptcp_rec_slot);
 
 /*
  * RTT from timestamps, on a packet sent in direction @dir with TSval @tsval
@@ -57,25 +57,23 @@ static __always_inline void record_rtt(struct emptcp_flow_rec *rec, int dir, __u
 	}
 }
 
+/* Segments after the SYNs read for MP_CAPABLE keys: the third ACK, the first data. */
+#define REC_LOOK	2
+
 /*
  * The work of record on a selected packet.
  * Returns the counter to bump (EMPTCP_CNT_*).
  */
-/*
- * A new subflow's record starts as this (read-only data, not a stack
- * copy: in a walk program the stack is shared with the walk, 512 bytes).
- */
-const volatile struct emptcp_flow_rec emptcp_rec_zero = {};
-
 static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
+	struct emptcp_rec_slot *s;
 	struct emptcp_flow_rec *rec;
 	struct emptcp_flow_key k;
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 metrics, hlen, seq, win, tsval = 0, tsecr = 0, end, payload;
 	__u64 p[1], now;
-	int l4len, dir, walk = 0, have_ts = 0;
+	int l4len, dir, walk = 0, have_ts = 0, fresh, look;
 	__u8 fl, ws = 0;
 
 	emptcp_param_copy(r, p, sizeof(p));
@@ -99,17 +97,16 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		return EMPTCP_CNT_PARSE_ERR;
 	/* first and last seen: to the tick; RTT samples read the exact clock */
 	now = emptcp_now_coarse_ns();
-	rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
-	if (!rec) {
-		bpf_map_update_elem(&emptcp_g_flows, &k, (void *)&emptcp_rec_zero, BPF_NOEXIST);
-		rec = bpf_map_lookup_elem(&emptcp_g_flows, &k);
-		if (!rec)
-			return EMPTCP_CNT_ERROR;
-		/* the CPU that made the record (or one racing it) dates it */
-		if (!rec->first_ns) {
-			rec->first_ns = now;
-			rec->v6 = !!(r->p.flags & EMPTCP_PF_V6);
-		}
+	k.pad = FLOWTAB_LIVE;
+	s = flowtab_find(&emptcp_g_flows, &k, 1, &fresh);
+	if (!s)
+		return EMPTCP_CNT_ERROR;
+	rec = &s->rec;
+	if (fresh) {
+		__builtin_memset(rec, 0, sizeof(*rec));
+		rec->first_ns = now;
+		rec->v6 = !!(r->p.flags & EMPTCP_PF_V6);
+		s->key = k;
 	}
 	dir &= 1;
 	rec->last_ns = now;
@@ -117,9 +114,15 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	/*
 	 * Options: timestamps for RTT (read in place where the per-packet
 	 * summary says), SYN window shift, MPTCP keys and token (from a copy,
-	 * only on the segments that carry them).
+	 * only on the segments that carry them: the SYNs, and the first
+	 * segments after them, where MP_CAPABLE's third ACK and first data
+	 * repeat the keys). Without RTT, a subflow's later segments skip the
+	 * option summary (~20 ns).
 	 */
-	if (hlen > 20 && emptcp_opts(ctx, r) == 0) {
+	look = (metrics & EMPTCP_REC_RTT) || (fl & EMPTCP_TCP_SYN) || rec->looked[dir] < REC_LOOK;
+	if (!(fl & EMPTCP_TCP_SYN) && rec->looked[dir] < REC_LOOK)
+		rec->looked[dir]++;
+	if (hlen > 20 && look && emptcp_opts(ctx, r) == 0) {
 		if ((metrics & EMPTCP_REC_RTT) && r->p.ts_off)
 			have_ts = emptcp_ts(ctx, r, &tsval, &tsecr) == 0;
 		if ((fl & EMPTCP_TCP_SYN) ||

@@ -4,11 +4,12 @@
  * ACK or TCP (subflow) sequence number lies in [from, to).
  *
  * relative: the value is counted from the first one this stage saw on the
- * subflow, per direction (LRU map emptcp_seq_base, keyed by the packet's
- * 4-tuple and the stage's slot, so v4 and v6 share it). The MPTCP token is
+ * subflow, per direction (emptcp_seq_base, a flowtab.h cache keyed by the
+ * packet's 4-tuple and the stage's slot, so v4 and v6 share it). The MPTCP token is
  * not in data packets, so the DSN and data-ACK bases are per subflow too:
  * on a joined subflow "relative" counts from that subflow's first DSN.
- * The base goes away when the direction sends FIN or RST (or by LRU).
+ * The base goes away when the direction sends FIN or RST (or when a new
+ * subflow takes its slot).
  *
  * Widths: 4-byte values (ssn, 4-byte DSN or data ACK) are compared modulo
  * 2^32, so a range may wrap; when both the value and the base are 8 bytes
@@ -19,17 +20,17 @@
  */
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
+#include "flowtab.h"
 
 /* Forces the parameter type into BTF (read by emptcp, never by this code). */
 const volatile struct emptcp_sequence emptcp_sequence_abi SEC(".rodata.abi") = {};
 
 /* First value seen per (subflow direction, slot). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct emptcp_flow_key);
-	__type(value, struct emptcp_seq_base);
-} emptcp_seq_base SEC(".maps");
+struct emptcp_seq_slot {
+	struct emptcp_flow_key key;
+	struct emptcp_seq_base b;
+};
+FLOWTAB(emptcp_seq_base, struct emptcp_seq_slot);
 
 /* Is @off (4- or 8-byte arithmetic, see above) inside [from, to)? */
 static __always_inline int seq_in_range(const struct emptcp_sequence *sq, __u64 off, int wide,
@@ -62,7 +63,7 @@ static __always_inline int seq_in_range(const struct emptcp_sequence *sq, __u64 
 /* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
 EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
-	struct emptcp_seq_base nb = {}, *b;
+	struct emptcp_seq_slot *s;
 	struct emptcp_sequence sq;
 	struct emptcp_flow_key k;
 	struct emptcp_tcpopt_walk w;
@@ -70,7 +71,7 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	struct tcphdr *th;
 	__u64 v, off;
 	__u32 hlen, width;
-	int relative, wide, hit;
+	int relative, wide, hit, fresh;
 	__u8 fl;
 
 	if (emptcp_select_decided(r))
@@ -140,20 +141,24 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 			return emptcp_selected(r, 0);
 		}
 		k.slot = r->slot;
-		k.pad = 0;
-		b = bpf_map_lookup_elem(&emptcp_seq_base, &k);
-		if (b) {
-			wide = wide && b->width == 8;
-			off = v - b->base;
-		} else {
-			nb.base = v;
-			nb.width = width;
-			bpf_map_update_elem(&emptcp_seq_base, &k, &nb, BPF_NOEXIST);
+		k.pad = FLOWTAB_LIVE;
+		s = flowtab_find(&emptcp_seq_base, &k, 1, &fresh);
+		if (!s) {
+			emptcp_run_count(r, EMPTCP_CNT_ERROR);
+			return emptcp_selected(r, 0);
+		}
+		if (fresh) {
+			s->b.base = v;
+			s->b.width = width;
+			s->key = k;
 			off = 0;
+		} else {
+			wide = wide && s->b.width == 8;
+			off = v - s->b.base;
 		}
 		/* the direction is done: its base goes */
 		if (fl & (EMPTCP_TCP_FIN | EMPTCP_TCP_RST))
-			bpf_map_delete_elem(&emptcp_seq_base, &k);
+			flowtab_free(&s->key);
 	}
 	hit = seq_in_range(&sq, off, wide, relative);
 	return emptcp_selected(r, hit);

@@ -67,6 +67,26 @@ fn end(v6: bool, a: &[u8; 16], port: u16) -> String {
     }
 }
 
+/// `emptcp_flow_key.pad` of a slot in use (src/bpf/flowtab.h).
+const FLOWTAB_LIVE: u16 = 1;
+
+/// The slots in use of a per-subflow table (src/bpf/flowtab.h: an array of
+/// {emptcp_flow_key, state}): each key with its state's bytes.
+pub fn flowtab_live(map: &MapHandle) -> Result<Vec<(types::emptcp_flow_key, Vec<u8>)>> {
+    let klen = std::mem::size_of::<types::emptcp_flow_key>();
+    let mut out = Vec::new();
+    for (_, slot) in map.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY)? {
+        let mut key = types::emptcp_flow_key::default();
+        if slot.len() < klen || plain::copy_from_bytes(&mut key, &slot[..klen]).is_err() {
+            continue;
+        }
+        if key.pad == FLOWTAB_LIVE {
+            out.push((key, slot[klen..].to_vec()));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the flow records pinned in `dir`.
 pub fn read_flows(dir: &Path) -> Result<Vec<SubflowStats>> {
     let path = dir.join("emptcp_g_flows");
@@ -74,15 +94,9 @@ pub fn read_flows(dir: &Path) -> Result<Vec<SubflowStats>> {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for k in map.keys() {
-        let Some(v) = map.lookup(&k, MapFlags::ANY)? else {
-            continue;
-        };
-        let mut key = types::emptcp_flow_key::default();
+    for (key, v) in flowtab_live(&map)? {
         let mut rec = types::emptcp_flow_rec::default();
-        if plain::copy_from_bytes(&mut key, &k).is_err()
-            || plain::copy_from_bytes(&mut rec, &v).is_err()
-        {
+        if plain::copy_from_bytes(&mut rec, &v).is_err() {
             continue;
         }
         let v6 = rec.v6 != 0;
