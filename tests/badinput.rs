@@ -1344,3 +1344,71 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
         "10.1.0.1\n"
     );
 }
+
+/// A state directory whose per-subflow records are the older LRU maps:
+/// `apply` of a chain with `record` and `stats` each say so in one line,
+/// nothing is applied, and `detach --all` clears the way.
+#[test]
+fn flow_records_of_an_older_emptcp_are_refused_in_one_line() {
+    use libbpf_rs::{MapCore, MapHandle, MapType};
+
+    if !root_or_skip("flow_records_of_an_older_emptcp_are_refused_in_one_line") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
+    let plain = chain_text("plain", &x1a, "tc-egress", &a, PASS);
+    let p = bed.policy("plain", &plain);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+
+    // the records as the older emptcp kept them: an LRU hash of 152-byte values
+    let pin = bed.state_dir.join("emptcp_g_flows");
+    let _ = std::fs::remove_file(&pin);
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
+    let mut old =
+        MapHandle::create(MapType::LruHash, Some("emptcp_g_flows"), 40, 152, 1024, &opts).unwrap();
+    old.pin(&pin).unwrap();
+    old.update(&[7u8; 40], &[1u8; 152], libbpf_rs::MapFlags::ANY).unwrap();
+
+    let rec = chain_text(
+        "oldrec",
+        &x1a,
+        "tc-egress",
+        &a,
+        "  [[chain.act]]\n  kind = \"record\"\n",
+    );
+    let p = bed.policy("rec", &rec);
+    let o = bed.emptcp(&["apply", p.to_str().unwrap()]);
+    assert_eq!(o.code, Some(1), "{}: {}", o.cmdline, o.stderr);
+    let lines = o.stderr_lines();
+    assert!(
+        lines.len() == 1
+            && lines[0].contains("emptcp_g_flows")
+            && lines[0].contains("emptcp detach --all"),
+        "{}: {:?}",
+        o.cmdline,
+        lines
+    );
+    let shown = bed.emptcp(&["show"]).expect_ok().stdout;
+    assert!(!shown.contains("oldrec"), "nothing of the refused apply is shown:\n{shown}");
+
+    let o = bed.emptcp(&["stats"]);
+    assert_eq!(o.code, Some(1), "{}: {}", o.cmdline, o.stderr);
+    assert_eq!(
+        o.stderr_lines(),
+        vec![
+            "emptcp: emptcp_g_flows holds the per-subflow records of an older emptcp (LruHash): \
+             `emptcp detach --all`"
+                .to_owned()
+        ],
+        "{}",
+        o.cmdline
+    );
+
+    bed.emptcp(&["detach", "--all"]).expect_ok();
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    bed.emptcp(&["stats"]).expect_ok();
+}

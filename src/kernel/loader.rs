@@ -276,6 +276,12 @@ fn check_stage_info(open: &OpenObject, program: &str, actor: bool, params: usize
     Ok(())
 }
 
+/// A pinned map that today's objects do not match: the state directory of
+/// an older emptcp. Not a verifier's refusal: nothing else loads either.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StaleMap(pub String);
+
 /// Where a shared map is pinned: `<family dir>/<name>`, except maps named
 /// `emptcp_g_*` (shared by the XDP and TC families, like the event ring
 /// buffer), which sit in the state directory itself.
@@ -317,7 +323,7 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
         );
         // PROG_ARRAY value size is the fd (4) on both sides; compare all four.
         if ours != theirs {
-            bail!(
+            return Err(StaleMap(format!(
                 "map {name} of {what} (type {:?}, key {}, value {}, entries {}) does not match \
                  the pinned {} (type {:?}, key {}, value {}, entries {}): remove the old state \
                  with `emptcp detach --all`",
@@ -330,7 +336,8 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
                 theirs.1,
                 theirs.2,
                 theirs.3
-            );
+            ))
+            .into());
         }
         crate::tables::check_pinned_outer(&name, &pinned, &path)?;
         map.reuse_fd(pinned.as_fd())

@@ -74,6 +74,13 @@ const FLOWTAB_LIVE: u16 = 1;
 /// {emptcp_flow_key, state}): each key with its state's bytes.
 pub fn flowtab_live(map: &MapHandle) -> Result<Vec<(types::emptcp_flow_key, Vec<u8>)>> {
     let klen = std::mem::size_of::<types::emptcp_flow_key>();
+    if map.map_type() != libbpf_rs::MapType::Array || (map.value_size() as usize) < klen {
+        anyhow::bail!(
+            "{} holds the per-subflow records of an older emptcp ({:?}): `emptcp detach --all`",
+            map.name().to_string_lossy(),
+            map.map_type()
+        );
+    }
     let mut out = Vec::new();
     for (_, slot) in map.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY)? {
         let mut key = types::emptcp_flow_key::default();

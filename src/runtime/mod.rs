@@ -796,7 +796,10 @@ impl Runtime {
                     n += 1;
                 }
                 Ok(None) => {}
-                Err(e) if stages <= crate::runtime::capacity::MAX_TAIL_CALLS => {
+                Err(e)
+                    if stages <= crate::runtime::capacity::MAX_TAIL_CALLS
+                        && e.downcast_ref::<loader::StaleMap>().is_none() =>
+                {
                     eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 }
                 Err(e) => return Err(e),

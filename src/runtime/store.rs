@@ -356,7 +356,11 @@ pub(crate) fn write_slots(
             // a walk the kernel refuses still runs one program per stage
             // when that fits the tail calls (on fresh slots: kept counter
             // slots belong to the running walk)
-            Err(e) if n <= crate::runtime::capacity::MAX_TAIL_CALLS && lay.kept.is_empty() => {
+            Err(e)
+                if n <= crate::runtime::capacity::MAX_TAIL_CALLS
+                    && lay.kept.is_empty()
+                    && e.downcast_ref::<loader::StaleMap>().is_none() =>
+            {
                 eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 walk = None;
             }

@@ -475,11 +475,12 @@ fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
     let probe = new_inner(kt, 1, "probe")?;
     let fd = (probe.as_fd().as_raw_fd() as u32).to_ne_bytes();
     if m.update(&0u32.to_ne_bytes(), &fd, MapFlags::ANY).is_err() {
-        bail!(
+        return Err(crate::kernel::loader::StaleMap(format!(
             "{} holds {kt} tables of an older emptcp (another table type): \
              remove the old state with `emptcp detach --all`, then apply again",
             path.display()
-        );
+        ))
+        .into());
     }
     let _ = m.delete(&0u32.to_ne_bytes());
     if let Ok(mut c) = CHECKED.lock() {
