@@ -182,6 +182,10 @@ fn check_existing(shown_dir: &Path, dir: &Path, m: &fs::Metadata) -> Result<()> 
 /// Makes `dir` (its parent must be a bpffs directory; /sys/fs/bpf is
 /// mounted when it is not).
 fn create(shown_dir: &Path, dir: &Path) -> Result<()> {
+    // one check-and-mount at a time in this process: a second mount would
+    // cover what the first thread already made under it
+    static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if !is_bpffs(parent) {
         if parent != Path::new("/sys/fs/bpf") {
