@@ -12,7 +12,7 @@
  * set is a hash of it. A new key takes a free way of its set, else a
  * random one, whose state starts over: with 65,536 slots in sets of 4 a
  * fifth subflow in one set is rare below ~10,000 subflows (Poisson: at
- * 10,000, ~6 of the 16,384 sets), where an LRU hash would hold 65,536
+ * 10,000, ~7 of the 16,384 sets), where an LRU hash would hold 65,536
  * and then drop the least recent anywhere.
  *
  * Concurrency: as with the LRU map's values, state is updated in place by

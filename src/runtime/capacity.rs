@@ -97,6 +97,10 @@ pub fn limits() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "subflows with state (record, rate_limit, sequence relative), each",
+            "65,536 slots in sets of 4: a fifth subflow in a set takes a slot over".to_owned(),
+        ),
+        (
             "state document (chains, stages, tables)",
             format!("{} bytes", STATE_VALUE_SIZE - 4),
         ),
