@@ -1368,10 +1368,18 @@ fn flow_records_of_an_older_emptcp_are_refused_in_one_line() {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         ..Default::default()
     };
-    let mut old =
-        MapHandle::create(MapType::LruHash, Some("emptcp_g_flows"), 40, 152, 1024, &opts).unwrap();
+    let mut old = MapHandle::create(
+        MapType::LruHash,
+        Some("emptcp_g_flows"),
+        40,
+        152,
+        1024,
+        &opts,
+    )
+    .unwrap();
     old.pin(&pin).unwrap();
-    old.update(&[7u8; 40], &[1u8; 152], libbpf_rs::MapFlags::ANY).unwrap();
+    old.update(&[7u8; 40], &[1u8; 152], libbpf_rs::MapFlags::ANY)
+        .unwrap();
 
     let rec = chain_text(
         "oldrec",
@@ -1393,7 +1401,10 @@ fn flow_records_of_an_older_emptcp_are_refused_in_one_line() {
         lines
     );
     let shown = bed.emptcp(&["show"]).expect_ok().stdout;
-    assert!(!shown.contains("oldrec"), "nothing of the refused apply is shown:\n{shown}");
+    assert!(
+        !shown.contains("oldrec"),
+        "nothing of the refused apply is shown:\n{shown}"
+    );
 
     let o = bed.emptcp(&["stats"]);
     assert_eq!(o.code, Some(1), "{}: {}", o.cmdline, o.stderr);

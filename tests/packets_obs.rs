@@ -293,3 +293,181 @@ fn record_counts_packets_bytes_retransmissions_and_rtt() {
         }
     }
 }
+
+/// The per-subflow table's set of a subflow, computed here from the
+/// layout src/bpf/flowtab.h documents (not from its code): the key is
+/// emptcp_flow_key with the lower (address, port) end first, slot 0 and
+/// pad 1; the set is the top 14 bits of the sum of its five little-endian
+/// 64-bit words times five odd constants.
+fn flowtab_set(a: IpAddr, ap: u16, b: IpAddr, bp: u16) -> u64 {
+    let (a16, b16) = (addr16(a), addr16(b));
+    let ((lo, lop), (hi, hip)) = if (b16, bp) < (a16, ap) {
+        ((b16, bp), (a16, ap))
+    } else {
+        ((a16, ap), (b16, bp))
+    };
+    let mut k = [0u8; 40];
+    k[..16].copy_from_slice(&lo);
+    k[16..32].copy_from_slice(&hi);
+    k[32..34].copy_from_slice(&lop.to_be_bytes());
+    k[34..36].copy_from_slice(&hip.to_be_bytes());
+    k[38..40].copy_from_slice(&1u16.to_le_bytes());
+    const K: [u64; 5] = [
+        0x9e3779b97f4a7c15,
+        0xc2b2ae3d27d4eb4f,
+        0x165667b19e3779f9,
+        0xd6e8feb86659fd93,
+        0xff51afd7ed558ccd,
+    ];
+    let h = k.chunks(8).zip(K).fold(0u64, |h, (w, c)| {
+        h.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()).wrapping_mul(c))
+    });
+    h >> 50
+}
+
+/// Client ports of `a` that share one set of the per-subflow table
+/// (towards `b`:5201): `n` of them, from the first set that has `n`.
+fn ports_in_one_set(a: IpAddr, b: IpAddr, n: usize) -> Vec<u16> {
+    let mut sets: std::collections::HashMap<u64, Vec<u16>> = Default::default();
+    for p in 1024..=u16::MAX {
+        let v = sets.entry(flowtab_set(a, p, b, 5201)).or_default();
+        v.push(p);
+        if v.len() == n {
+            return v.clone();
+        }
+    }
+    panic!("no {n} ports share a set");
+}
+
+/// `record` keeps one record per subflow for a thousand subflows (a set
+/// holds four: none of these 1,000 shares a set with four others), and
+/// `stats` finds every one with its own packet count.
+#[test]
+fn record_keeps_a_thousand_subflows_apart() {
+    if !root("record_keeps_a_thousand_subflows_apart") {
+        return;
+    }
+    for hook in HOOKS {
+        for (c, s) in families() {
+            let h = rig(hook, &[], &["kind = \"record\"\nmetrics = [\"packets\"]"]);
+            let ports: Vec<u16> = (20000..21000).collect();
+            let mut per_set: std::collections::HashMap<u64, usize> = Default::default();
+            for p in &ports {
+                *per_set.entry(flowtab_set(c, *p, s, 5201)).or_default() += 1;
+            }
+            assert!(
+                per_set.values().all(|n| *n <= 4),
+                "the test's ports fit the sets"
+            );
+            for (i, p) in ports.iter().enumerate() {
+                // subflow i sends i % 3 + 1 segments
+                for _ in 0..i % 3 + 1 {
+                    let pkt = Pkt::ip(c, s).ports(*p, 5201).flags(ACK).payload(10).build();
+                    h.run(&pkt).expect("test_run");
+                }
+            }
+            let flows = emptcp::stats::read_flows(h.dir()).expect("flows");
+            assert_eq!(flows.len(), 1000, "{hook} {c}: a record per subflow");
+            for (i, p) in ports.iter().enumerate() {
+                let end = if c.is_ipv6() {
+                    format!("[{c}]:{p}")
+                } else {
+                    format!("{c}:{p}")
+                };
+                let f = flows
+                    .iter()
+                    .find(|f| f.a == end || f.b == end)
+                    .unwrap_or_else(|| panic!("{hook} {c}: no record of port {p}"));
+                let up = if f.a == end { &f.a_to_b } else { &f.b_to_a };
+                assert_eq!(
+                    up.packets,
+                    (i % 3 + 1) as u64,
+                    "{hook} {c}: port {p}: {f:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Five subflows in one set of four: the fifth takes one of the four
+/// slots over (the table is a cache, flowtab.h), the others keep their
+/// records; the subflow that lost its slot starts over on its next packet.
+#[test]
+fn record_a_fifth_subflow_in_a_set_takes_one_slot_over() {
+    if !root("record_a_fifth_subflow_in_a_set_takes_one_slot_over") {
+        return;
+    }
+    for hook in HOOKS {
+        for (c, s) in families() {
+            let h = rig(hook, &[], &["kind = \"record\"\nmetrics = [\"packets\"]"]);
+            let ports = ports_in_one_set(c, s, 5);
+            let send = |p: u16, n: usize| {
+                for _ in 0..n {
+                    let pkt = Pkt::ip(c, s).ports(p, 5201).flags(ACK).payload(10).build();
+                    h.run(&pkt).expect("test_run");
+                }
+            };
+            let end = |p: u16| {
+                if c.is_ipv6() {
+                    format!("[{c}]:{p}")
+                } else {
+                    format!("{c}:{p}")
+                }
+            };
+            let counts = || -> Vec<Option<u64>> {
+                let flows = emptcp::stats::read_flows(h.dir()).expect("flows");
+                ports
+                    .iter()
+                    .map(|p| {
+                        let e = end(*p);
+                        flows.iter().find(|f| f.a == e || f.b == e).map(|f| {
+                            if f.a == e {
+                                f.a_to_b.packets
+                            } else {
+                                f.b_to_a.packets
+                            }
+                        })
+                    })
+                    .collect()
+            };
+            for (i, p) in ports[..4].iter().enumerate() {
+                send(*p, i + 2);
+            }
+            assert_eq!(
+                counts(),
+                vec![Some(2), Some(3), Some(4), Some(5), None],
+                "{hook} {c}"
+            );
+            send(ports[4], 1);
+            let after = counts();
+            assert_eq!(
+                after[4],
+                Some(1),
+                "{hook} {c}: the fifth has a slot: {after:?}"
+            );
+            let lost: Vec<usize> = (0..4).filter(|i| after[*i].is_none()).collect();
+            assert_eq!(
+                lost.len(),
+                1,
+                "{hook} {c}: one of four lost its slot: {after:?}"
+            );
+            for i in 0..4 {
+                if i != lost[0] {
+                    assert_eq!(after[i], Some(i as u64 + 2), "{hook} {c}: kept: {after:?}");
+                }
+            }
+            send(ports[lost[0]], 1);
+            let again = counts();
+            assert_eq!(
+                again[lost[0]],
+                Some(1),
+                "{hook} {c}: starts over: {again:?}"
+            );
+            assert_eq!(
+                again.iter().filter(|n| n.is_some()).count(),
+                4,
+                "{hook} {c}: {again:?}"
+            );
+        }
+    }
+}
