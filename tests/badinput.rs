@@ -1263,6 +1263,21 @@ fn sets_outlive_the_chains_that_use_them() {
     assert!(left.is_empty(), "detach --all leaves {left:?}");
 }
 
+/// A state directory made by applying one plain chain, with its pin of
+/// `map` taken away for the test to put an older emptcp's map there.
+fn state_with_an_older(test: &str, map: &str) -> Option<(Testbed, std::path::PathBuf)> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let bed = Testbed::new(Family::V4);
+    let plain = chain_text("plain", &bed.x1a, "tc-egress", &bed.a, PASS);
+    let p = bed.policy("plain", &plain);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let pin = bed.state_dir.join(map);
+    let _ = std::fs::remove_file(&pin);
+    Some((bed, pin))
+}
+
 /// A state directory whose table maps an older emptcp made (the outer map
 /// of `addr` tables holding kernel hash maps, as before tables became
 /// arrays): apply, `set add` and `set list` refuse in one line naming the
@@ -1272,18 +1287,15 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
     use libbpf_rs::{MapHandle, MapType};
     use std::os::fd::{AsFd, AsRawFd};
 
-    if !root_or_skip("tables_of_an_older_emptcp_are_refused_in_one_line") {
+    let Some((bed, pin)) = state_with_an_older(
+        "tables_of_an_older_emptcp_are_refused_in_one_line",
+        "emptcp_g_tab_addr",
+    ) else {
         return;
-    }
-    let bed = Testbed::new(Family::V4);
+    };
     let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
-    let plain = chain_text("plain", &x1a, "tc-egress", &a, PASS);
-    let p = bed.policy("plain", &plain);
-    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
 
     // the outer map as the older emptcp made it: a hash map template
-    let pin = bed.state_dir.join("emptcp_g_tab_addr");
-    let _ = std::fs::remove_file(&pin);
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         map_flags: libbpf_sys::BPF_F_NO_PREALLOC,
@@ -1352,18 +1364,15 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
 fn flow_records_of_an_older_emptcp_are_refused_in_one_line() {
     use libbpf_rs::{MapCore, MapHandle, MapType};
 
-    if !root_or_skip("flow_records_of_an_older_emptcp_are_refused_in_one_line") {
+    let Some((bed, pin)) = state_with_an_older(
+        "flow_records_of_an_older_emptcp_are_refused_in_one_line",
+        "emptcp_g_flows",
+    ) else {
         return;
-    }
-    let bed = Testbed::new(Family::V4);
+    };
     let (a, x1a) = (bed.a.clone(), bed.x1a.clone());
-    let plain = chain_text("plain", &x1a, "tc-egress", &a, PASS);
-    let p = bed.policy("plain", &plain);
-    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
 
     // the records as the older emptcp kept them: an LRU hash of 152-byte values
-    let pin = bed.state_dir.join("emptcp_g_flows");
-    let _ = std::fs::remove_file(&pin);
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         ..Default::default()

@@ -24,6 +24,7 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 #include <emptcp/tables.h>
+#include "flowtab.h"	/* flowtab_eq */
 
 #ifndef EMPTCP_ONCE_BITS
 #define EMPTCP_ONCE_BITS 12
@@ -92,17 +93,6 @@ static __always_inline __u32 flow_hash(const struct emptcp_flow_key *k)
 	for (int i = 0; i < (int)(sizeof(*k) / 4); i++)
 		h = (h ^ w[i]) * 0x9e3779b1;
 	return h >> (32 - EMPTCP_ONCE_BITS);
-}
-
-static __always_inline int flow_eq(const struct emptcp_flow_key *a, const struct emptcp_flow_key *b)
-{
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-	__u64 d = 0;
-
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*a) / 8); i++)
-		d |= x[i] ^ y[i];
-	return d == 0;
 }
 
 static __always_inline int flow_key(emptcp_ctx *ctx, const struct emptcp_run *r,
@@ -296,7 +286,7 @@ static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_
 	c = bpf_map_lookup_elem(&emptcp_bk_clone, &zero);
 	if (!c)
 		return EMPTCP_CNT_ERROR;
-	if (c->active && flow_eq(&c->key, key)) {
+	if (c->active && flowtab_eq(&c->key, key)) {
 		/* this is the clone: its options are rewritten from a copy */
 		c->active = 0;
 		if (emptcp_opts_load(skb, r, &c->w, hlen) < 0)
@@ -384,7 +374,7 @@ static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 	if (once) {
 		idx = flow_hash(&key);
 		done = bpf_map_lookup_elem(&emptcp_once, &idx);
-		if (done && flow_eq(done, &key))
+		if (done && flowtab_eq(done, &key))
 			return EMPTCP_CNT_SKIP;
 	}
 	/* the per-packet option summary (the header length was checked above) */
