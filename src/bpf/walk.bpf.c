@@ -40,6 +40,8 @@ const volatile __u32 emptcp_walk_len = 0;
 const volatile struct emptcp_stage emptcp_walk[EMPTCP_MAX_WALK] = {};
 /* Counter slot of each stage (emptcp_stats, show). */
 const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
+/* 1: a stage compares the packet's IPv4 addresses inline (ip_pair). */
+const volatile __u32 emptcp_walk_addrs = 0;
 
 /* Stages whose exits leave the run's state in one shape. */
 static __always_inline bool walk_light(__u32 kind)
@@ -186,7 +188,7 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 									\
 		if (walk_begin(ctx, &r) < 0)				\
 			return EMPTCP_PASS;				\
-		a4 = walk_addrs(ctx, &r, addrs);			\
+		a4 = emptcp_walk_addrs ? walk_addrs(ctx, &r, addrs) : NULL; \
 		_Pragma(unroll)						\
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\

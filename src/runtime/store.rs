@@ -286,6 +286,15 @@ fn load_walk(
     )?;
     loader::set_rodata(&mut open, "emptcp_walk", &descs)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
+    // the packet's IPv4 addresses are read once per packet only for ip_pair
+    let addrs = stages
+        .iter()
+        .any(|s| s.desc.kind == crate::abi::KIND_IP_PAIR);
+    loader::set_rodata(
+        &mut open,
+        "emptcp_walk_addrs",
+        &u32::from(addrs).to_ne_bytes(),
+    )?;
     let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
     let what = format!("the walk of chains {} ({family})", names.join(", "));
     let Some(sd) = sd else {
