@@ -796,10 +796,7 @@ impl Runtime {
                     n += 1;
                 }
                 Ok(None) => {}
-                Err(e)
-                    if stages <= crate::runtime::capacity::MAX_TAIL_CALLS
-                        && e.downcast_ref::<loader::StaleMap>().is_none() =>
-                {
+                Err(e) if store::may_fall_back(&e, stages) => {
                     eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 }
                 Err(e) => return Err(e),

@@ -251,6 +251,15 @@ pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
     walk_for(runs, stages.count(), insns)
 }
 
+/// Whether a walk of `stages` stages the kernel refused (`e`) may run as
+/// one program per stage instead: it fits the tail calls, and the refusal
+/// is the walk's own, not an older state's pinned map (which the stage
+/// programs share, so they would fail on it too).
+pub fn may_fall_back(e: &anyhow::Error, stages: usize) -> bool {
+    stages <= crate::runtime::capacity::MAX_TAIL_CALLS
+        && e.downcast_ref::<loader::StaleMap>().is_none()
+}
+
 /// Loads the walk program of a layout: every stage's description and
 /// counter slot in its .rodata (walk.bpf.c).
 /// `sd`: share and pin the family's maps there; None (`check`): private
@@ -365,11 +374,7 @@ pub(crate) fn write_slots(
             // a walk the kernel refuses still runs one program per stage
             // when that fits the tail calls (on fresh slots: kept counter
             // slots belong to the running walk)
-            Err(e)
-                if n <= crate::runtime::capacity::MAX_TAIL_CALLS
-                    && lay.kept.is_empty()
-                    && e.downcast_ref::<loader::StaleMap>().is_none() =>
-            {
+            Err(e) if lay.kept.is_empty() && may_fall_back(&e, n) => {
                 eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 walk = None;
             }
