@@ -33,7 +33,10 @@
 /* emptcp_flow_key.pad of a slot in use */
 #define FLOWTAB_LIVE	1
 
-/* An ARRAY map @name of slots {struct emptcp_flow_key key; @vtype v;}. */
+/*
+ * An ARRAY map @name of @slot_type: struct { struct emptcp_flow_key key;
+ * then the state } (the key is 40 bytes: the state starts 8-aligned).
+ */
 #define FLOWTAB(name, slot_type)					\
 	struct {							\
 		__uint(type, BPF_MAP_TYPE_ARRAY);			\
@@ -105,7 +108,18 @@ static __always_inline void *flowtab_find(void *map, const struct emptcp_flow_ke
 	return free;
 }
 
-/* Frees the slot @s (a key of @map): later lookups miss it. */
+/*
+ * Makes the fresh slot @s (flowtab_find() said so) @k's, its @state_size
+ * bytes of state after the key zeroed (a constant: the size of the state).
+ */
+static __always_inline void flowtab_claim(struct emptcp_flow_key *s,
+					  const struct emptcp_flow_key *k, __u32 state_size)
+{
+	__builtin_memset(s + 1, 0, state_size);
+	*s = *k;
+}
+
+/* Frees the slot whose key is @s: later lookups miss it. */
 static __always_inline void flowtab_free(struct emptcp_flow_key *s)
 {
 	s->pad = 0;

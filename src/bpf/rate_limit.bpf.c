@@ -80,10 +80,8 @@ static __always_inline struct emptcp_rl_flow *rl_flow(const struct emptcp_flow_k
 	s = flowtab_find(&emptcp_g_rl_flows, key, create, &fresh);
 	if (!s)
 		return NULL;
-	if (fresh || fresh_anyway) {
-		__builtin_memset(&s->st, 0, sizeof(s->st));
-		s->key = *key;
-	}
+	if (fresh || fresh_anyway)
+		flowtab_claim(&s->key, key, sizeof(s->st));
 	return &s->st;
 }
 

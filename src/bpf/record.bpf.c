@@ -103,10 +103,9 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 		return EMPTCP_CNT_ERROR;
 	rec = &s->rec;
 	if (fresh) {
-		__builtin_memset(rec, 0, sizeof(*rec));
+		flowtab_claim(&s->key, &k, sizeof(*rec));
 		rec->first_ns = now;
 		rec->v6 = !!(r->p.flags & EMPTCP_PF_V6);
-		s->key = k;
 	}
 	dir &= 1;
 	rec->last_ns = now;

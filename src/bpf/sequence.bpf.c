@@ -148,9 +148,9 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 			return emptcp_selected(r, 0);
 		}
 		if (fresh) {
+			flowtab_claim(&s->key, &k, sizeof(s->b));
 			s->b.base = v;
 			s->b.width = width;
-			s->key = k;
 			off = 0;
 		} else {
 			wide = wide && s->b.width == 8;
