@@ -409,14 +409,20 @@ static __always_inline __u32 emptcp_mptcp_classify_sum(const struct emptcp_tcpop
 /* Longest DSS: header, 64-bit data ACK, 64-bit DSN, SSN, length, checksum. */
 #define EMPTCP_TCPOLEN_MPTCP_DSS_MAX		28
 
+/*
+ * Big-endian words read in place from packet memory, one load each: the
+ * verifier allows unaligned packet reads where the CPU does them well
+ * (x86-64, arm64); never pass a pointer to the stack, whose accesses must
+ * be aligned.
+ */
 static __always_inline __u64 emptcp_mptcp_pkt_be32(const __u8 *p)
 {
-	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+	return bpf_ntohl(*(const __u32 *)p);
 }
 
 static __always_inline __u64 emptcp_mptcp_pkt_be64(const __u8 *p)
 {
-	return (emptcp_mptcp_pkt_be32(p) << 32) | emptcp_mptcp_pkt_be32(p + 4);
+	return bpf_be64_to_cpu(*(const __u64 *)p);
 }
 
 /*

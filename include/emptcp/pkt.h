@@ -117,8 +117,15 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
 }
 
 /*
+ * A stack buffer read or written a word at a time (emptcp_tuple(), a
+ * struct emptcp_flow_key): the verifier refuses unaligned stack access.
+ */
+#define EMPTCP_ALIGN8 __attribute__((aligned(8)))
+
+/*
  * The packet's addresses (IPv4: first 4 bytes, rest zero) and TCP ports
- * (network order), read directly from the packet. Returns the address
+ * (network order), read directly from the packet a word at a time: @saddr
+ * and @daddr must be 8-byte aligned (EMPTCP_ALIGN8). Returns the address
  * length (4 or 16), or -1 when the headers are not readable.
  */
 static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run *r,
@@ -126,8 +133,10 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 {
 	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 l3 = r->p.l3_off, l4 = r->p.l4_off;
+	__u64 *s = (__u64 *)saddr, *d = (__u64 *)daddr;
+	const __u64 *a6;
+	const __u32 *a4;
 	__u16 *ports;
-	__u8 *a;
 
 	if (l3 > EMPTCP_MAX_L4_OFF || l4 > EMPTCP_MAX_L4_OFF)
 		return -1;
@@ -138,21 +147,25 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 		return -1;
 	*sport = ports[0];
 	*dport = ports[1];
-	__builtin_memset(saddr, 0, 16);
-	__builtin_memset(daddr, 0, 16);
 	if (r->p.flags & EMPTCP_PF_V6) {
-		a = data + l3 + 8;	/* saddr, daddr */
-		if ((void *)(a + 32) > data_end)
+		a6 = data + l3 + 8;	/* saddr, daddr */
+		if ((void *)(a6 + 4) > data_end)
 			return -1;
-		__builtin_memcpy(saddr, a, 16);
-		__builtin_memcpy(daddr, a + 16, 16);
+		s[0] = a6[0];
+		s[1] = a6[1];
+		d[0] = a6[2];
+		d[1] = a6[3];
 		return 16;
 	}
-	a = data + l3 + 12;
-	if ((void *)(a + 8) > data_end)
+	a4 = data + l3 + 12;
+	if ((void *)(a4 + 2) > data_end)
 		return -1;
-	__builtin_memcpy(saddr, a, 4);
-	__builtin_memcpy(daddr, a + 4, 4);
+	((__u32 *)s)[0] = a4[0];
+	((__u32 *)s)[1] = 0;
+	s[1] = 0;
+	((__u32 *)d)[0] = a4[1];
+	((__u32 *)d)[1] = 0;
+	d[1] = 0;
 	return 4;
 }
 
@@ -176,7 +189,7 @@ static __always_inline int emptcp_addr_lt(const __u8 *a, const __u8 *b)
 static __always_inline int emptcp_flow_canon(emptcp_ctx *ctx, const struct emptcp_run *r,
 					     struct emptcp_flow_key *k)
 {
-	__u8 s[16], d[16];
+	__u8 s[16] EMPTCP_ALIGN8, d[16] EMPTCP_ALIGN8;
 	__u16 sp, dp;
 	int dir;
 
@@ -306,22 +319,21 @@ static __always_inline int emptcp_ptypes(emptcp_ctx *ctx, struct emptcp_run *r, 
 }
 
 /*
- * The packet's first DSS, parsed in place (emptcp_mptcp_parse_dss_at()), after
- * emptcp_opts() found one (r->p.dss_off). Returns 0, or -1 when it is
- * malformed or cannot be read. A DSS too close to the end of the linear
- * data for the one bounds check is parsed from a copy instead.
+ * The DSS at @doff bytes into the TCP header, parsed in place
+ * (emptcp_mptcp_parse_dss_at()). Returns 0, or -1 when it is malformed or
+ * cannot be read. A DSS too close to the end of the linear data for the
+ * one bounds check is parsed from a copy instead.
  */
-static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *r,
-				      struct emptcp_mptcp_dss *d)
+static __always_inline int emptcp_dss_at(emptcp_ctx *ctx, const struct emptcp_run *r, __u32 doff,
+					 struct emptcp_mptcp_dss *d)
 {
 	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
-	__u32 off = r->p.l4_off, doff = r->p.dss_off;
+	__u32 off = r->p.l4_off;
 	__u8 *o;
 
-	if (!(r->p.flags & EMPTCP_PF_OPTS) || doff < 20 || doff >= EMPTCP_TCP_MAX_HDR_LEN ||
-	    off > EMPTCP_MAX_L4_OFF)
+	if (doff < 20 || doff >= EMPTCP_TCP_MAX_HDR_LEN || off > EMPTCP_MAX_L4_OFF)
 		return -1;
 	EMPTCP_OFF_BOUND(off);
 	o = data + off + (doff & 63);
@@ -333,6 +345,58 @@ static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *
 	if (emptcp_opts_load(ctx, r, &w, th->doff * 4) < 0)
 		return -1;
 	return emptcp_mptcp_parse_dss(&w, d);
+}
+
+/* The packet's first DSS, after emptcp_opts() found one (r->p.dss_off). */
+static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *r,
+				      struct emptcp_mptcp_dss *d)
+{
+	if (!(r->p.flags & EMPTCP_PF_OPTS))
+		return -1;
+	return emptcp_dss_at(ctx, r, r->p.dss_off, d);
+}
+
+/*
+ * The packet's first DSS in @d, for a stage that keeps no option summary
+ * (a selector that leaves the context as it found it: a walk reloads
+ * nothing after it). It uses the summary when an earlier stage made one,
+ * else reads the options in place when they have the shape of data and
+ * ACK segments (emptcp_tcpopt_sum_fast()), else walks a copy. Unlike
+ * emptcp_opts(), the IP length is not checked: only the options decide.
+ * Returns 1, 0 when there is no DSS, or -1 when the options are malformed
+ * or cannot be read.
+ */
+static __always_inline int emptcp_dss_peek(emptcp_ctx *ctx, const struct emptcp_run *r,
+					   struct emptcp_mptcp_dss *d)
+{
+	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
+	struct emptcp_tcpopt_sum s;
+	struct emptcp_tcpopt_walk w;
+	struct tcphdr *th;
+	__u32 hlen, off = r->p.l4_off;
+
+	if (r->p.flags & EMPTCP_PF_OPTS) {
+		if (!(r->p.subtypes & (1U << EMPTCP_MPTCPOPT_DSS)))
+			return 0;
+		return emptcp_dss_at(ctx, r, r->p.dss_off, d) < 0 ? -1 : 1;
+	}
+	th = emptcp_tcp(ctx, r);
+	if (!th || off > EMPTCP_MAX_L4_OFF)
+		return -1;
+	hlen = th->doff * 4;
+	if (hlen < 20 || hlen > EMPTCP_TCP_MAX_HDR_LEN)
+		return -1;
+	EMPTCP_OFF_BOUND(off);
+	if (emptcp_tcpopt_sum_fast(data + off + 20, data_end, hlen - 20, &s) == 0) {
+		if (!(s.mptcp & (1U << EMPTCP_MPTCPOPT_DSS)))
+			return 0;
+		return emptcp_dss_at(ctx, r, s.dss_off - 1 + 20, d) < 0 ? -1 : 1;
+	}
+	if (emptcp_opts_load(ctx, r, &w, hlen) < 0)
+		return -1;
+	if (!(w.mptcp & (1U << EMPTCP_MPTCPOPT_DSS)))
+		return 0;
+	return emptcp_mptcp_parse_dss(&w, d) < 0 ? -1 : 1;
 }
 
 /*

@@ -218,7 +218,7 @@ static __always_inline int as_replace_dss(emptcp_ctx *ctx, struct emptcp_run *r,
  */
 static __always_inline int add_subflow_act(emptcp_ctx *ctx, struct emptcp_run *r, int *placed)
 {
-	struct emptcp_flow_key k;
+	struct emptcp_flow_key k EMPTCP_ALIGN8;
 	struct emptcp_kept *kept;
 	struct tcphdr *th;
 	__u32 hlen, len, n;

@@ -97,7 +97,7 @@ EMPTCP_HEAVY_STAGE int blk_subflow_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 	struct blk_scratch *sc;
 	__u32 zero = 0;
 	struct emptcp_blk_subflow bs;
-	struct emptcp_flow_key k;
+	struct emptcp_flow_key k EMPTCP_ALIGN8;
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u64 dack = EMPTCP_BLK_DACK;

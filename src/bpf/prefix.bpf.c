@@ -10,7 +10,7 @@
 static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	struct emptcp_prefix pf;
-	__u8 s[16], d[16];
+	__u8 s[16] EMPTCP_ALIGN8, d[16] EMPTCP_ALIGN8;
 	const __u64 *a, *m, *want;
 	__u16 sp, dp;
 	int n;

@@ -98,7 +98,7 @@ static __always_inline void rl_start(struct emptcp_rl_flow *st, int d, __u32 bas
 EMPTCP_HEAVY_STAGE int rate_limit_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_rate_limit rl;
-	struct emptcp_flow_key key;
+	struct emptcp_flow_key key EMPTCP_ALIGN8;
 	struct emptcp_rl_flow *st;
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;

@@ -68,7 +68,7 @@ static __always_inline int record_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_rec_slot *s;
 	struct emptcp_flow_rec *rec;
-	struct emptcp_flow_key k;
+	struct emptcp_flow_key k EMPTCP_ALIGN8;
 	struct emptcp_tcpopt_walk w;
 	struct tcphdr *th;
 	__u32 metrics, hlen, seq, win, tsval = 0, tsecr = 0, end, payload;

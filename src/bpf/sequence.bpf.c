@@ -65,12 +65,11 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_seq_slot *s;
 	struct emptcp_sequence sq;
-	struct emptcp_flow_key k;
-	struct emptcp_tcpopt_walk w;
+	struct emptcp_flow_key k EMPTCP_ALIGN8;
 	struct emptcp_mptcp_dss d;
 	struct tcphdr *th;
 	__u64 v, off;
-	__u32 hlen, width;
+	__u32 width;
 	int relative, wide, hit, fresh;
 	__u8 fl;
 
@@ -82,7 +81,6 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return emptcp_selected(r, 0);
 	}
-	hlen = th->doff * 4;
 	fl = ((__u8 *)th)[13];
 	v = bpf_ntohl(th->seq);
 	width = 4;
@@ -94,30 +92,15 @@ EMPTCP_HEAVY_STAGE int sequence_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 		if (r->p.flags & EMPTCP_PF_PM)
 			return emptcp_selected(r, 0);
 		/*
-		 * The option summary (cached per packet) says where the DSS
-		 * is; it is parsed in place. A TCP header longer than its IP
-		 * length has no summary: walk a copy, as the options alone
-		 * decide here.
+		 * The DSS, parsed in place; the option summary is not kept,
+		 * so the walk has no context to reload after this stage. No
+		 * DSS: nothing to compare; a malformed one: a parse error.
 		 */
-		if (emptcp_opts(ctx, r) == 0) {
-			/* no DSS: nothing to compare (a malformed DSS is a parse error) */
-			if (!(r->p.subtypes & (1U << EMPTCP_MPTCPOPT_DSS)))
-				return emptcp_selected(r, 0);
-			if (emptcp_dss(ctx, r, &d) < 0) {
+		hit = emptcp_dss_peek(ctx, r, &d);
+		if (hit <= 0) {
+			if (hit < 0)
 				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_selected(r, 0);
-			}
-		} else {
-			if (emptcp_opts_load(ctx, r, &w, hlen) < 0) {
-				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_selected(r, 0);
-			}
-			if (!(w.mptcp & (1U << EMPTCP_MPTCPOPT_DSS)))
-				return emptcp_selected(r, 0);
-			if (emptcp_mptcp_parse_dss(&w, &d) < 0) {
-				emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
-				return emptcp_selected(r, 0);
-			}
+			return emptcp_selected(r, 0);
 		}
 		if (sq.field == EMPTCP_SEQ_DSN) {
 			if (!(d.flags & EMPTCP_MPTCP_DSS_HAS_MAP))

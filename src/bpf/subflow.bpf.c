@@ -30,7 +30,7 @@ static __always_inline int tuple_eq(const struct emptcp_subflow *f, const __u8 *
 static __always_inline int subflow_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
 	struct emptcp_subflow f;
-	__u8 s[16], d[16];
+	__u8 s[16] EMPTCP_ALIGN8, d[16] EMPTCP_ALIGN8;
 	__u16 sp, dp;
 	int n, hit;
 

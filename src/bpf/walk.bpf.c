@@ -51,6 +51,7 @@ static __always_inline bool walk_light(__u32 kind)
 	case EMPTCP_KIND_SUBFLOW:
 	case EMPTCP_KIND_PREFIX:
 	case EMPTCP_KIND_PORT:
+	case EMPTCP_KIND_SEQUENCE:	/* keeps no option summary */
 	case EMPTCP_KIND_LOOKUP:
 	case EMPTCP_KIND_SET_MARK:
 	case EMPTCP_KIND_REDIRECT:
