@@ -122,6 +122,16 @@ static __always_inline int emptcp_opts_load(emptcp_ctx *ctx, const struct emptcp
  */
 #define EMPTCP_ALIGN8 __attribute__((aligned(8)))
 
+/* The 8-byte word whose first 4 bytes in memory are @a, the rest zero. */
+static __always_inline __u64 emptcp_addr4_word(__u32 a)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return a;
+#else
+	return (__u64)a << 32;
+#endif
+}
+
 /*
  * The packet's addresses (IPv4: first 4 bytes, rest zero) and TCP ports
  * (network order), read directly from the packet a word at a time: @saddr
@@ -160,11 +170,14 @@ static __always_inline int emptcp_tuple(emptcp_ctx *ctx, const struct emptcp_run
 	a4 = data + l3 + 12;
 	if ((void *)(a4 + 2) > data_end)
 		return -1;
-	((__u32 *)s)[0] = a4[0];
-	((__u32 *)s)[1] = 0;
+	/*
+	 * Whole words, built in registers: the flow table reads the key
+	 * back as 8-byte words, and two 4-byte stores read as one word
+	 * defeat the CPU's store forwarding (see tables.h emptcp_tab_addr).
+	 */
+	s[0] = emptcp_addr4_word(a4[0]);
 	s[1] = 0;
-	((__u32 *)d)[0] = a4[1];
-	((__u32 *)d)[1] = 0;
+	d[0] = emptcp_addr4_word(a4[1]);
 	d[1] = 0;
 	return 4;
 }

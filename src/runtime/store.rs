@@ -180,6 +180,12 @@ pub fn walk_allowed() -> bool {
 /// The most stages of the short walk.
 pub use crate::abi::MAX_SHORT_WALK;
 
+/// The most stages of a light walk that runs unrolled; a longer one runs
+/// in the loop, which is faster past this length: cost bench, 31
+/// `ip_pair` + `pass`, +233..+237 ns unrolled against +199..+202 in the
+/// loop (16 stages: +90..+92 against +94), docs/design.md.
+const SHORT_LIGHT_WALK: usize = 16;
+
 /// Which walk program runs a layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Walk {
@@ -206,8 +212,8 @@ pub fn walk_for(runs: Runs, n: usize, insns: u64) -> Option<Walk> {
     if n == 0 || runs == Runs::TailCalls || !walk_allowed() {
         None
     } else if runs == Runs::AnyWalk && n <= MAX_WALK {
-        // every stage light: the loop, whatever the length
-        Some(if n <= MAX_SHORT_WALK {
+        // every stage light: unrolled when short, else the loop
+        Some(if n <= SHORT_LIGHT_WALK {
             Walk::Short
         } else {
             Walk::Long
