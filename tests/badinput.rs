@@ -1152,6 +1152,64 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
     );
 }
 
+/// A set whose array emptcp cannot map (here: an address-space limit
+/// below the 64 MiB array of a set of size 400,000; in life, memory
+/// pressure) refuses `set add` in one line naming the set and adds none.
+#[test]
+fn a_table_that_cannot_be_mapped_is_one_line_nothing_changed() {
+    use std::os::unix::process::CommandExt as _;
+    if !root_or_skip("a_table_that_cannot_be_mapped_is_one_line_nothing_changed") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let base = bed.policy(
+        "big",
+        "[[set]]\nname = \"bigs\"\ntype = \"addr\"\nsize = 400000\nelements = [\"10.88.0.1\"]\n",
+    );
+    bed.emptcp(&["apply", base.to_str().unwrap()]).expect_ok();
+    // enough keys that `add` maps the whole array at once
+    let file = bed.tmp.join("many.txt");
+    let many: String = (0..2000u32)
+        .map(|i| format!("10.90.{}.{}\n", i / 250, i % 250))
+        .collect();
+    std::fs::write(&file, many).expect("write the element file");
+    let limit = 64u64 << 20;
+    let mut cmd = std::process::Command::new(EMPTCP);
+    cmd.arg("--state-dir")
+        .arg(&bed.state_dir)
+        .args(["set", "add", "-f"])
+        .arg(&file)
+        .arg("bigs")
+        .env("EMPTCP_STATE_DIR", &bed.state_dir)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe,
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd
+        .output()
+        .expect("run emptcp under an address-space limit");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {stderr}");
+    assert!(
+        stderr.starts_with("emptcp: set \"bigs\": failed to map the table's array")
+            && stderr.lines().count() == 1,
+        "one line naming the set: {stderr:?}"
+    );
+    let list = bed.emptcp(&["set", "list", "bigs"]).expect_ok();
+    assert_eq!(list.stdout.trim(), "10.88.0.1", "no element was added");
+}
+
 /// Sets and maps belong to the state directory, not to the chains that
 /// use them: detaching one user leaves them to the other, detaching the
 /// last leaves them in place (elements and all), until `set delete` or

@@ -207,7 +207,7 @@ impl Harness {
     /// A table's elements (key bytes, value), in key order.
     pub fn table_elements(&self, name: &str) -> Result<Vec<(Vec<u8>, u64)>> {
         let (sd, t) = self.table(name)?;
-        Ok(tables::open(sd, t)?.elements())
+        tables::open(sd, t)?.elements()
     }
 
     /// The id of the map in a table's outer slot (a rebuild swaps in a

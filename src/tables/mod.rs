@@ -560,6 +560,7 @@ fn refused(def: &TableDef, r: slots::Refused) -> anyhow::Error {
             slots::PROBES,
             def.what()
         ),
+        slots::Refused::Map(e) => e.context(format!("{} {}", def.what(), quoted(&def.name))),
     }
 }
 
@@ -621,9 +622,9 @@ pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
 
 impl Table {
     /// Every element: (key bytes, value), in key order.
-    pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
-        match self {
-            Table::Array(a) => a.elements(),
+    pub fn elements(&self) -> Result<Vec<(Vec<u8>, u64)>> {
+        Ok(match self {
+            Table::Array(a) => a.elements()?,
             Table::Trie(m) => {
                 let mut out: Vec<(Vec<u8>, u64)> = m
                     .keys()
@@ -636,19 +637,19 @@ impl Table {
                 out.sort();
                 out
             }
-        }
+        })
     }
 
     /// Elements held.
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> Result<usize> {
         match self {
             Table::Array(a) => a.len(),
-            Table::Trie(m) => m.keys().count(),
+            Table::Trie(m) => Ok(m.keys().count()),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 }
 
@@ -685,7 +686,7 @@ pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()
         Table::Array(a) => match a.add(elems, def.size as usize) {
             Ok(()) => Ok(()),
             Err(slots::Refused::NoSlot(_)) => {
-                let mut all = a.elements();
+                let mut all = a.elements()?;
                 all.extend_from_slice(elems);
                 let mut uniq: std::collections::BTreeMap<Vec<u8>, u64> = Default::default();
                 for (k, v) in all {
@@ -744,11 +745,11 @@ pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
     let def = &t.def;
     let table = open(sd, t)?;
     if let Table::Array(a) = &table {
-        a.will_touch(keys.len());
+        a.will_touch(keys.len())?;
     }
     for k in keys {
         let there = match &table {
-            Table::Array(a) => a.get(k).is_some(),
+            Table::Array(a) => a.get(k)?.is_some(),
             Table::Trie(m) => m.lookup(k, MapFlags::ANY).ok().flatten().is_some(),
         };
         if !there {
@@ -762,11 +763,11 @@ pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
     }
     match &table {
         Table::Array(a) => {
-            a.del(keys);
+            a.del(keys)?;
             if slots::key_words(def.key).is_some()
-                && a.gone() > (1usize << slots::slot_bits(def.size)) / 4
+                && a.gone()? > (1usize << slots::slot_bits(def.size)) / 4
             {
-                install(sd, t, &build(def, &a.elements())?)?;
+                install(sd, t, &build(def, &a.elements()?)?)?;
             }
         }
         Table::Trie(m) => {

@@ -161,7 +161,7 @@ impl Runtime {
         };
         let t = self.table_of(&sd, name, want)?;
         Ok(tables::open(&sd, &t)?
-            .elements()
+            .elements()?
             .into_iter()
             .map(|(k, v)| ElementView {
                 key: tables::format_key(t.def.key, &k),
@@ -217,7 +217,7 @@ impl Runtime {
                 key: t.def.key.to_string(),
                 value: t.def.value.map(|v| v.to_string()),
                 size: t.def.size,
-                elements: tables::open(&sd, t).map(|m| m.len()).unwrap_or(0),
+                elements: tables::open(&sd, t).and_then(|m| m.len()).unwrap_or(0),
                 used_by: users_of(&st, &t.def.name),
             })
             .collect())

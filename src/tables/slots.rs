@@ -158,11 +158,12 @@ impl Mapped {
 
     /// Maps the whole array at once, for work that touches much of it
     /// (a batch of keys about as many as the windows, a walk).
-    fn map_all(&self) {
-        let _ = self.word_in(0, ALL);
+    fn map_all(&self) -> Result<()> {
+        self.word_in(0, ALL)?;
         if let Some(p) = self.windows.borrow().get(&ALL) {
             self.all.set(*p);
         }
+        Ok(())
     }
 
     /// Whether `keys` keys are better served by one mapping of it all.
@@ -170,21 +171,22 @@ impl Mapped {
         keys * 2 >= self.len / WINDOW
     }
 
-    /// Word `i`, its window mapped when it is not yet.
-    fn word(&self, i: usize) -> &AtomicU64 {
+    /// Word `i`, its window mapped when it is not yet (the one error: the
+    /// kernel refused the mapping, e.g. out of memory).
+    fn word(&self, i: usize) -> Result<&AtomicU64> {
         let all = self.all.get();
         if !all.is_null() {
             assert!(i < self.words, "word {i} past the table's {}", self.words);
             // SAFETY: `all` maps the whole array until drop (map_all);
             // word i lies within it, 8-aligned; every access is atomic (see
             // word_in).
-            return unsafe { &*((all as *const u8).add(i * 8) as *const AtomicU64) };
+            return Ok(unsafe { &*((all as *const u8).add(i * 8) as *const AtomicU64) });
         }
         self.word_in(i, (i * 8) / WINDOW)
     }
 
     /// Word `i` through window `w` (ALL: the whole array).
-    fn word_in(&self, i: usize, w: usize) -> &AtomicU64 {
+    fn word_in(&self, i: usize, w: usize) -> Result<&AtomicU64> {
         assert!(i < self.words, "word {i} past the table's {}", self.words);
         let (start, len) = match w {
             ALL => (0, self.len),
@@ -192,40 +194,45 @@ impl Mapped {
         };
         let off = i * 8;
         let mut windows = self.windows.borrow_mut();
-        let base = *windows.entry(w).or_insert_with(|| {
-            // SAFETY: a shared mapping of part of an mmapable array map's
-            // fd, page-aligned offset and length within the map's
-            // page-rounded size (what the kernel allows); checked below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    self.fd.as_raw_fd(),
-                    start as libc::off_t,
-                )
-            };
-            assert!(
-                p != libc::MAP_FAILED,
-                "failed to map the table's array at {start}: {}",
-                std::io::Error::last_os_error()
-            );
-            p
-        });
+        let base = match windows.get(&w) {
+            Some(p) => *p,
+            None => {
+                // SAFETY: a shared mapping of part of an mmapable array
+                // map's fd, page-aligned offset and length within the map's
+                // page-rounded size (what the kernel allows); checked below.
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED,
+                        self.fd.as_raw_fd(),
+                        start as libc::off_t,
+                    )
+                };
+                if p == libc::MAP_FAILED {
+                    return Err(std::io::Error::last_os_error()).with_context(|| {
+                        format!("failed to map the table's array ({len} bytes at {start})")
+                    });
+                }
+                windows.insert(w, p);
+                p
+            }
+        };
         // SAFETY: base maps the window holding byte `off` until drop; the
         // word is 8-aligned (windows and the array start page-aligned).
         // AtomicU64 has u64's size; the kernel and BPF programs access the
         // array concurrently, which is why every access is atomic.
-        unsafe { &*((base as *const u8).add(off - start) as *const AtomicU64) }
+        Ok(unsafe { &*((base as *const u8).add(off - start) as *const AtomicU64) })
     }
 
-    fn load(&self, i: usize) -> u64 {
-        self.word(i).load(Ordering::Acquire)
+    fn load(&self, i: usize) -> Result<u64> {
+        Ok(self.word(i)?.load(Ordering::Acquire))
     }
 
-    fn store(&self, i: usize, v: u64) {
-        self.word(i).store(v, Ordering::Release)
+    fn store(&self, i: usize, v: u64) -> Result<()> {
+        self.word(i)?.store(v, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -248,6 +255,14 @@ pub enum Refused {
     Full(usize, usize),
     /// No free slot within PROBES of this key's slot (rebuild, then retry).
     NoSlot(Vec<u8>),
+    /// The table's array could not be mapped: nothing was written.
+    Map(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Refused {
+    fn from(e: anyhow::Error) -> Refused {
+        Refused::Map(e)
+    }
 }
 
 /// An open slot or port table.
@@ -291,63 +306,80 @@ impl ArrayTable {
     }
 
     /// Key `w` in slot `s`?
-    fn same(&self, s: usize, w: &[u64]) -> bool {
+    fn same(&self, s: usize, w: &[u64]) -> Result<bool> {
         let a = self.at(s);
-        w.iter()
-            .enumerate()
-            .all(|(i, x)| self.mm.load(a + 1 + i) == *x)
+        for (i, x) in w.iter().enumerate() {
+            if self.mm.load(a + 1 + i)? != *x {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Maps every word of slot `s` (a slot may straddle two windows), so
+    /// that writing it cannot fail half-way.
+    fn touch(&self, s: usize) -> Result<()> {
+        let a = self.at(s);
+        self.mm.load(a)?;
+        self.mm.load(a + 1 + self.words.unwrap_or(0))?;
+        Ok(())
     }
 
     /// The slot holding key `w`, VALID or GONE, and the first EMPTY slot
     /// of its probe (`taken`: slots planned for other keys).
-    fn probe(&self, w: &[u64], taken: &HashSet<usize>) -> (Option<usize>, Option<usize>) {
+    fn probe(&self, w: &[u64], taken: &HashSet<usize>) -> Result<(Option<usize>, Option<usize>)> {
         let mask = self.slots() - 1;
         let x = slot_of(w, self.bits);
         for j in 0..PROBES.min(self.slots()) {
             let s = (x + j) & mask;
-            match self.mm.load(self.at(s)) {
+            match self.mm.load(self.at(s))? {
                 EMPTY if taken.contains(&s) => continue,
-                EMPTY => return (None, Some(s)),
-                _ if self.same(s, w) => return (Some(s), None),
+                EMPTY => return Ok((None, Some(s))),
+                _ if self.same(s, w)? => return Ok((Some(s), None)),
                 _ => continue,
             }
         }
-        (None, None)
+        Ok((None, None))
     }
 
     /// Says that `keys` keys are about to be looked up or changed: maps
     /// the whole array when that is cheaper than window by window.
-    pub fn will_touch(&self, keys: usize) {
+    pub fn will_touch(&self, keys: usize) -> Result<()> {
         if self.mm.many(keys) {
-            self.mm.map_all();
+            self.mm.map_all()?;
         }
+        Ok(())
     }
 
     /// The value of key `k`, when there.
-    pub fn get(&self, k: &[u8]) -> Option<u64> {
+    pub fn get(&self, k: &[u8]) -> Result<Option<u64>> {
         match self.words {
             None => {
-                let v = self.mm.load(Self::port(k));
-                (v & PORT_SET != 0).then_some(v & !PORT_SET)
+                let v = self.mm.load(Self::port(k))?;
+                Ok((v & PORT_SET != 0).then_some(v & !PORT_SET))
             }
             Some(n) => {
                 let w = words_of(k, n);
-                let (s, _) = self.probe(&w, &HashSet::new());
-                let s = s?;
-                (self.mm.load(self.at(s)) == VALID).then(|| self.mm.load(self.at(s) + 1 + n))
+                let (Some(s), _) = self.probe(&w, &HashSet::new())? else {
+                    return Ok(None);
+                };
+                if self.mm.load(self.at(s))? != VALID {
+                    return Ok(None);
+                }
+                Ok(Some(self.mm.load(self.at(s) + 1 + n)?))
             }
         }
     }
 
     /// Every element: (key bytes, value), in key order.
-    pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
-        self.mm.map_all();
+    pub fn elements(&self) -> Result<Vec<(Vec<u8>, u64)>> {
+        self.mm.map_all()?;
         let ks = self.kt.key_size() as usize;
         let mut out = Vec::new();
         match self.words {
             None => {
                 for p in 1..PORTS as usize {
-                    let v = self.mm.load(p);
+                    let v = self.mm.load(p)?;
                     if v & PORT_SET != 0 {
                         let mut k = (p as u16).to_be_bytes().to_vec();
                         k.extend_from_slice(&[0, 0]);
@@ -358,74 +390,81 @@ impl ArrayTable {
             Some(n) => {
                 for s in 0..self.slots() {
                     let a = self.at(s);
-                    if self.mm.load(a) != VALID {
+                    if self.mm.load(a)? != VALID {
                         continue;
                     }
-                    let mut k: Vec<u8> = (0..n)
-                        .flat_map(|i| self.mm.load(a + 1 + i).to_ne_bytes())
-                        .collect();
+                    let mut k = Vec::with_capacity(n * 8);
+                    for i in 0..n {
+                        k.extend_from_slice(&self.mm.load(a + 1 + i)?.to_ne_bytes());
+                    }
                     k.truncate(ks);
-                    out.push((k, self.mm.load(a + 1 + n)));
+                    out.push((k, self.mm.load(a + 1 + n)?));
                 }
             }
         }
         out.sort();
-        out
+        Ok(out)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// Elements held.
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> Result<usize> {
         match self.words {
             None => {
-                self.mm.map_all();
-                (1..PORTS as usize)
-                    .filter(|p| self.mm.load(*p) & PORT_SET != 0)
-                    .count()
+                self.mm.map_all()?;
+                let mut n = 0;
+                for p in 1..PORTS as usize {
+                    if self.mm.load(p)? & PORT_SET != 0 {
+                        n += 1;
+                    }
+                }
+                Ok(n)
             }
-            Some(_) => self.mm.load(self.at(self.slots()) + 1) as usize,
+            Some(_) => Ok(self.mm.load(self.at(self.slots()) + 1)? as usize),
         }
     }
 
     /// Slots deleted since the table was built (a slot table's).
-    pub fn gone(&self) -> usize {
+    pub fn gone(&self) -> Result<usize> {
         match self.words {
-            None => 0,
-            Some(_) => self.mm.load(self.at(self.slots()) + 2) as usize,
+            None => Ok(0),
+            Some(_) => Ok(self.mm.load(self.at(self.slots()) + 2)? as usize),
         }
     }
 
     /// A fresh table's header: the slot after the 2^bits a probe reaches
     /// (GONE), its first two key words the counts of VALID and GONE slots,
     /// so that `show` and `add` need not walk the table.
-    fn header(&self) {
+    fn header(&self) -> Result<()> {
         let a = self.at(self.slots());
-        if self.mm.load(a) == EMPTY {
-            self.mm.store(a + 1, 0);
-            self.mm.store(a + 2, 0);
-            self.mm.store(a, GONE);
+        self.touch(self.slots())?;
+        if self.mm.load(a)? == EMPTY {
+            self.mm.store(a + 1, 0)?;
+            self.mm.store(a + 2, 0)?;
+            self.mm.store(a, GONE)?;
         }
+        Ok(())
     }
 
-    /// Adds `d_valid` and `d_gone` to the header's counts.
-    fn count(&self, d_valid: isize, d_gone: isize) {
+    /// Adds `d_valid` and `d_gone` to the header's counts (mapped by
+    /// header() or len()).
+    fn count(&self, d_valid: isize, d_gone: isize) -> Result<()> {
         let a = self.at(self.slots());
-        let v = self.mm.load(a + 1) as isize + d_valid;
-        let g = self.mm.load(a + 2) as isize + d_gone;
-        self.mm.store(a + 1, v.max(0) as u64);
-        self.mm.store(a + 2, g.max(0) as u64);
+        let v = self.mm.load(a + 1)? as isize + d_valid;
+        let g = self.mm.load(a + 2)? as isize + d_gone;
+        self.mm.store(a + 1, v.max(0) as u64)?;
+        self.mm.store(a + 2, g.max(0) as u64)?;
+        Ok(())
     }
 
     /// Adds or changes elements, all or none: every key is placed (in
     /// the plan) before any is written. `size`: the most elements the
     /// table may hold.
     pub fn add(&self, elems: &[(Vec<u8>, u64)], size: usize) -> Result<(), Refused> {
-        if self.mm.many(elems.len()) {
-            self.mm.map_all();
-        }
+        self.will_touch(elems.len())?;
         // the last value of a key given twice wins
         let mut uniq: Vec<(&[u8], u64)> = Vec::with_capacity(elems.len());
         let mut seen = HashMap::new();
@@ -439,38 +478,46 @@ impl ArrayTable {
             }
         }
         let Some(n) = self.words else {
-            let new = uniq.iter().filter(|(k, _)| self.get(k).is_none()).count();
-            let have = self.len();
+            // get() maps each key's word: the stores below cannot fail
+            let mut new = 0;
+            for (k, _) in &uniq {
+                if self.get(k)?.is_none() {
+                    new += 1;
+                }
+            }
+            let have = self.len()?;
             if have + new > size {
                 return Err(Refused::Full(have, new));
             }
             for (k, v) in uniq {
-                self.mm.store(Self::port(k), v | PORT_SET);
+                self.mm.store(Self::port(k), v | PORT_SET)?;
             }
             return Ok(());
         };
-        self.header();
+        self.header()?;
         // plan: (slot, key words, value, whether the slot is new)
         let mut plan: Vec<(usize, Vec<u64>, u64, bool)> = Vec::with_capacity(uniq.len());
         let mut taken: HashSet<usize> = HashSet::new();
         let (mut new, mut revived) = (0, 0);
         for (k, v) in &uniq {
             let w = words_of(k, n);
-            match self.probe(&w, &taken) {
+            match self.probe(&w, &taken)? {
                 (Some(s), _) => {
-                    if self.mm.load(self.at(s)) != VALID {
+                    self.touch(s)?;
+                    if self.mm.load(self.at(s))? != VALID {
                         new += 1;
                         revived += 1;
                     }
                     plan.push((s, w, *v, false));
                 }
                 (None, Some(s)) => {
+                    self.touch(s)?;
                     new += 1;
                     taken.insert(s);
                     plan.push((s, w, *v, true));
                 }
                 (None, None) => {
-                    let have = self.len();
+                    let have = self.len()?;
                     if have + new > size {
                         return Err(Refused::Full(have, new));
                     }
@@ -478,43 +525,54 @@ impl ArrayTable {
                 }
             }
         }
-        let have = self.len();
+        let have = self.len()?;
         if have + new > size {
             return Err(Refused::Full(have, new));
         }
+        // every slot of the plan and the header are mapped (touch,
+        // header): the stores below cannot fail half-way
         for (s, w, v, fresh) in plan {
             let a = self.at(s);
             if fresh {
                 for (i, x) in w.iter().enumerate() {
-                    self.mm.store(a + 1 + i, *x);
+                    self.mm.store(a + 1 + i, *x)?;
                 }
             }
-            self.mm.store(a + 1 + n, v);
+            self.mm.store(a + 1 + n, v)?;
             // the tag last: a reader that sees VALID sees key and value
-            self.mm.store(a, VALID);
+            self.mm.store(a, VALID)?;
         }
-        self.count(new as isize, -(revived as isize));
+        self.count(new as isize, -(revived as isize))?;
         Ok(())
     }
 
-    /// Deletes keys; the caller checked that each is there.
-    pub fn del(&self, keys: &[Vec<u8>]) {
-        if self.mm.many(keys.len()) {
-            self.mm.map_all();
-        }
+    /// Deletes keys; the caller checked that each is there. The slots are
+    /// found (and mapped) before any is changed: an error changes nothing.
+    pub fn del(&self, keys: &[Vec<u8>]) -> Result<()> {
+        self.will_touch(keys.len())?;
+        let Some(n) = self.words else {
+            for k in keys {
+                self.mm.load(Self::port(k))?;
+            }
+            for k in keys {
+                self.mm.store(Self::port(k), 0)?;
+            }
+            return Ok(());
+        };
+        self.len()?;
+        let mut found = Vec::with_capacity(keys.len());
         for k in keys {
-            match self.words {
-                None => self.mm.store(Self::port(k), 0),
-                Some(n) => {
-                    if let (Some(s), _) = self.probe(&words_of(k, n), &HashSet::new()) {
-                        if self.mm.load(self.at(s)) == VALID {
-                            self.mm.store(self.at(s), GONE);
-                            self.count(-1, 1);
-                        }
-                    }
-                }
+            if let (Some(s), _) = self.probe(&words_of(k, n), &HashSet::new())? {
+                found.push(s);
             }
         }
+        for s in found {
+            if self.mm.load(self.at(s))? == VALID {
+                self.mm.store(self.at(s), GONE)?;
+                self.count(-1, 1)?;
+            }
+        }
+        Ok(())
     }
 }
 
