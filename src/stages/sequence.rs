@@ -45,7 +45,7 @@ pub const ENTRY: Entry = Entry {
     ],
     abi_kind: abi::KIND_SEQUENCE,
     runs: Runs::ShortWalk,
-    walk_kinsns: [90, 90],
+    walk_kinsns: [45, 45],
     hooks_why: "",
     map_param: None,
     parse: Parse::Selector(parse),
