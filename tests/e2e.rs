@@ -578,6 +578,16 @@ fn detach_all_leaves_nothing() {
     let o = bed.emptcp(&["apply", &p.to_string_lossy()]).expect_ok();
     assert_eq!(o.stdout.matches("attached ").count(), 3, "{}", o.stdout);
     assert!(xdp_mode(&bed.b, &bed.x2b).is_some());
+    // `show` gives each point the longest walk its stages allow: with
+    // set_backup (a stage that keeps state) the short walk's, by tail
+    // calls past it, not the light walk's MAX_WALK
+    for c in show_json(&bed).as_array().expect("show --json: an array") {
+        assert_eq!(
+            c["walk_max"],
+            emptcp::capacity::MAX_TAIL_CALLS,
+            "the longest walk of a point with set_backup: {c}"
+        );
+    }
     assert_eq!(tcx_count(&bed.a, &bed.x2a, true), 1);
     assert_eq!(tcx_count(&bed.b, &bed.x1b, false), 1);
 

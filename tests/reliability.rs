@@ -1765,6 +1765,7 @@ mod long_walks {
         let first = &show.as_array().expect("array")[0];
         assert_eq!(first["runtime"], "walk", "{first}");
         assert_eq!(first["walk"], 400, "{first}");
+        assert_eq!(first["walk_max"], emptcp::capacity::MAX_WALK, "{first}");
         eprintln!("200 chains on one hook: all 200 ports dropped on the wire");
     }
 

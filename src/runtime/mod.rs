@@ -724,8 +724,9 @@ impl Runtime {
                     status: status.clone(),
                     walk,
                     runtime: if p.walk { "walk" } else { "tail-calls" },
+                    // the longest walk this point's mix of stages may have
                     walk_max: if p.walk {
-                        crate::runtime::capacity::MAX_WALK
+                        crate::runtime::store::walk_limit(point_runs(p), point_insns(p))
                     } else {
                         crate::runtime::capacity::MAX_TAIL_CALLS
                     },
