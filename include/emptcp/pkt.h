@@ -377,7 +377,9 @@ static __always_inline int emptcp_dss(emptcp_ctx *ctx, const struct emptcp_run *
  * ACK segments (emptcp_tcpopt_sum_fast()), else walks a copy. Unlike
  * emptcp_opts(), the IP length is not checked: only the options decide.
  * Returns 1, 0 when there is no DSS, or -1 when the options are malformed
- * or cannot be read.
+ * or cannot be read. (Its first lines repeat emptcp_opts()'s: one helper
+ * for both, its results through pointers, took get_subflow's walk on TC
+ * past the verifier's million instructions.)
  */
 static __always_inline int emptcp_dss_peek(emptcp_ctx *ctx, const struct emptcp_run *r,
 					   struct emptcp_mptcp_dss *d)

@@ -559,7 +559,8 @@ impl ArrayTable {
             }
             return Ok(());
         };
-        self.len()?;
+        // the header, which count() writes
+        self.touch(self.slots())?;
         let mut found = Vec::with_capacity(keys.len());
         for k in keys {
             if let (Some(s), _) = self.probe(&words_of(k, n), &HashSet::new())? {
