@@ -861,7 +861,7 @@ fn memory(js: &mut Json) -> String {
             let k0 = cg.as_ref().map(|c| c.kmem()).unwrap_or(0);
             let m = tables::build(&def, &elems).expect("build table");
             let k1 = cg.as_ref().map(|c| c.kmem()).unwrap_or(0);
-            let ml = memlock(m.as_fd().as_raw_fd());
+            let ml: u64 = m.maps().map(|m| memlock(m.as_fd().as_raw_fd())).sum();
             let kmem = k1.saturating_sub(k0);
             let _ = writeln!(
                 out,

@@ -682,6 +682,44 @@ fn prefix_sets_select_by_longest_match() {
                 &ALL_HOOKS,
                 dst,
             ),
+            // an IPv6 prefix matches IPv6 packets only, as the literal
+            // `src` does (each family has its own trie)
+            sel_group(
+                "src IPv6 /0 and IPv4 /0",
+                set_toml("all6", "prefix", &["::/0"]) + &set_toml("all4", "prefix", &["0.0.0.0/0"]),
+                in_set("src", "all6", ""),
+                &FAMILIES,
+                vec![
+                    (
+                        "v4 packet, ::/0".into(),
+                        ack_pkt(ip("10.9.9.9"), other("v4")),
+                        false,
+                    ),
+                    (
+                        "v6 packet, ::/0".into(),
+                        ack_pkt(ip("2001:db8::1"), other("v6")),
+                        true,
+                    ),
+                ],
+            ),
+            sel_group(
+                "src IPv4 /0",
+                set_toml("all4", "prefix", &["0.0.0.0/0"]),
+                in_set("src", "all4", ""),
+                &FAMILIES,
+                vec![
+                    (
+                        "v4 packet, 0.0.0.0/0".into(),
+                        ack_pkt(ip("10.9.9.9"), other("v4")),
+                        true,
+                    ),
+                    (
+                        "v6 packet, 0.0.0.0/0".into(),
+                        ack_pkt(ip("2001:db8::1"), other("v6")),
+                        false,
+                    ),
+                ],
+            ),
         ],
     );
 }

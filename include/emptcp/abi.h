@@ -508,7 +508,10 @@ _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes"
  *   EMPTCP_TAB_PROBES slots; bits sits in the table reference's flags.
  * - port: an ARRAY of EMPTCP_TAB_PORTS values indexed by the port, each
  *   with EMPTCP_TAB_PORT_SET when the port is in the table.
- * - prefix: an LPM trie.
+ * - prefix: two LPM tries, one per family, at the same id of two outer
+ *   maps: IPv4 (struct emptcp_key_prefix4, 4 address bytes: the kernel
+ *   compares a node in one step) and IPv6 (struct emptcp_key_prefix). An
+ *   IPv6 prefix matches IPv6 packets only, as the literal `src`/`dst`.
  * The arrays are mmapable: emptcp writes each element with single aligned
  * 8-byte stores (key words first, the tag last), so a packet sees an
  * element whole or not at all, and a value old or new, never torn.
@@ -525,7 +528,7 @@ enum emptcp_layout {
 	EMPTCP_LAYOUT_PAIR = 1,		/* slots, struct emptcp_key_pair */
 	EMPTCP_LAYOUT_SUBFLOW = 2,	/* slots, struct emptcp_key_subflow */
 	EMPTCP_LAYOUT_PORT = 3,		/* array indexed by port */
-	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM trie, struct emptcp_key_prefix */
+	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM tries, emptcp_key_prefix4 and emptcp_key_prefix */
 	EMPTCP_LAYOUT__MAX = 5,
 };
 
@@ -564,12 +567,19 @@ struct emptcp_key_port {
 };
 _Static_assert(sizeof(struct emptcp_key_port) == 4, "emptcp_key_port is 4 bytes");
 
-/* LPM trie key: prefixlen counts the bits of a (IPv4: 96 + the prefix). */
+/* IPv6 LPM trie key: prefixlen counts the bits of a. */
 struct emptcp_key_prefix {
 	__u32 prefixlen;
 	__u8 a[16];
 };
 _Static_assert(sizeof(struct emptcp_key_prefix) == 20, "emptcp_key_prefix is 20 bytes");
+
+/* IPv4 LPM trie key (a packet's key has prefixlen 32). */
+struct emptcp_key_prefix4 {
+	__u32 prefixlen;
+	__u8 a[4];
+};
+_Static_assert(sizeof(struct emptcp_key_prefix4) == 8, "emptcp_key_prefix4 is 8 bytes");
 
 /*
  * A reference to a table: the set a `lookup` selector tests, or the map an

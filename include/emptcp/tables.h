@@ -5,8 +5,8 @@
  * `emptcp map add`), whatever the table's size.
  *
  * Needs:      vmlinux.h; -DEMPTCP_XDP or -DEMPTCP_TC.
- * Guarantees: the five outer maps (ARRAY_OF_MAPS, one per key layout of
- *             abi.h) that hold the tables; like maps.h's maps they are
+ * Guarantees: the six outer maps (ARRAY_OF_MAPS, one per key layout of
+ *             abi.h, two for prefixes: IPv4, IPv6) that hold the tables; like maps.h's maps they are
  *             the ABI, declared identically by every object that looks
  *             tables up, created and pinned by emptcp before any stage is
  *             loaded. emptcp_tab_lookup() builds the key a struct
@@ -116,6 +116,21 @@ struct {
 	__array(values, struct emptcp_tab_prefix_inner);
 } emptcp_g_tab_prefix SEC(".maps");
 
+struct emptcp_tab_prefix4_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct emptcp_key_prefix4));
+	__uint(value_size, sizeof(__u64));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, EMPTCP_MAX_TABLES);
+	__type(key, __u32);
+	__array(values, struct emptcp_tab_prefix4_inner);
+} emptcp_g_tab_prefix4 SEC(".maps");
+
 /* Every key layout fits here; unused bytes stay zero. */
 union emptcp_tab_key {
 	struct emptcp_key_addr addr;
@@ -123,6 +138,7 @@ union emptcp_tab_key {
 	struct emptcp_key_subflow subflow;
 	struct emptcp_key_port port;
 	struct emptcp_key_prefix prefix;
+	struct emptcp_key_prefix4 prefix4;
 	__u64 words[5];
 };
 
@@ -301,7 +317,11 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 		return 1;
 	}
 	case EMPTCP_LAYOUT_PREFIX:
-		t = bpf_map_lookup_elem(&emptcp_g_tab_prefix, &id);
+		/* an IPv4 key is the only one of 32 bits (emptcp_tab_key_of) */
+		if (key->prefix4.prefixlen == 32)
+			t = bpf_map_lookup_elem(&emptcp_g_tab_prefix4, &id);
+		else
+			t = bpf_map_lookup_elem(&emptcp_g_tab_prefix, &id);
 		if (t)
 			v = bpf_map_lookup_elem(t, key);
 		break;
@@ -331,8 +351,20 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 
 		if (emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, a) < 0)
 			return -1;
-		k->prefix.prefixlen = 128;
-		__builtin_memcpy(k->prefix.a, a, 16);
+		/* an IPv4-mapped IPv6 address has its IPv4 key, as in every table */
+		if (a[0] != 0 || (__u32)a[1] != bpf_htonl(0xffff)) {
+			k->prefix.prefixlen = 128;
+			__builtin_memcpy(k->prefix.a, a, 16);
+			return 0;
+		}
+		/*
+		 * IPv4: prefixlen 32 and the address (a[1]'s high half) in
+		 * one word. The words an IPv6 key would use are zeroed: the
+		 * verifier checks both tries' lookups on either path.
+		 */
+		k->words[0] = (a[1] & 0xffffffff00000000ULL) | 32;
+		k->words[1] = 0;
+		k->words[2] = 0;
 		return 0;
 	}
 	case EMPTCP_LAYOUT_PAIR:

@@ -101,8 +101,8 @@ impl Harness {
         let family = hook.family();
         let mut objs = Objects::default();
         // the outer maps first, so that every stage object reuses them
-        for kt in tables::KeyType::ALL {
-            tables::outer(&sd, kt)?;
+        for part in tables::Part::ALL {
+            tables::outer(&sd, part)?;
         }
         let mut states: Vec<TableState> = Vec::new();
         for (def, elements) in defs {
@@ -214,14 +214,7 @@ impl Harness {
     /// new one).
     pub fn table_map_id(&self, name: &str) -> Result<u32> {
         let (sd, t) = self.table(name)?;
-        let o = tables::outer(sd, t.def.key)?;
-        let v = libbpf_rs::MapCore::lookup(
-            &o,
-            &u32::from(t.id).to_ne_bytes(),
-            libbpf_rs::MapFlags::ANY,
-        )?
-        .context("no table in the slot")?;
-        Ok(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+        tables::map_id(sd, t, tables::Part::of(t.def.key)[0])
     }
 
     /// Empties a table by swapping in an empty one, as `emptcp set flush`.

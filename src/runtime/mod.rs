@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::MapHandle;
 use serde::Serialize;
 
 use crate::abi::COUNTER_NAMES;
@@ -226,9 +225,9 @@ struct Change {
     removed: Vec<AttachPoint>,
     /// Tables new in `next.tables`, built, put into their slots before the
     /// switch.
-    new_tables: Vec<(TableState, MapHandle)>,
+    new_tables: Vec<(TableState, tables::Built)>,
     /// Tables whose contents the file replaces, swapped in after it.
-    refills: Vec<(TableState, MapHandle)>,
+    refills: Vec<(TableState, tables::Built)>,
     /// `--prune`: tables the file no longer names (or names with another
     /// type), emptied from their outer slots once the change is committed.
     dropped_tables: Vec<TableState>,

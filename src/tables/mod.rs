@@ -4,8 +4,9 @@
 //! Each table is a BPF map put at its id into the outer map
 //! (ARRAY_OF_MAPS) of its key layout, pinned in the state directory as
 //! `emptcp_g_tab_<layout>` (include/emptcp/tables.h): an array the BPF
-//! side probes itself for addr, pair, subflow and port keys (slots.rs), an
-//! LPM trie for prefixes. Stages name a table by (layout, id, and a slot
+//! side probes itself for addr, pair, subflow and port keys (slots.rs); a
+//! prefix table is two LPM tries, one per family, in two outer maps
+//! (tries.rs). Stages name a table by (layout, id, and a slot
 //! table's size) in their .rodata; the table itself is not pinned: it
 //! lives as long as its outer slot holds it. Replacing a table's contents
 //! as a whole (apply, flush, a rebuild) builds a new map and swaps it into
@@ -14,6 +15,7 @@
 
 pub mod sets;
 pub mod slots;
+pub mod tries;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -139,11 +141,6 @@ impl KeyType {
             KeyType::Port => 4,
             KeyType::Prefix => 20,
         }
-    }
-
-    /// The outer map's pin name (tables.h).
-    pub fn outer_pin(self) -> String {
-        format!("emptcp_g_tab_{self}")
     }
 
     pub const ALL: [KeyType; 5] = [
@@ -391,41 +388,70 @@ pub fn parse_element(def: &TableDef, s: &str) -> Result<(Vec<u8>, u64), String> 
     }
 }
 
-fn no_prealloc_opts() -> libbpf_sys::bpf_map_create_opts {
-    libbpf_sys::bpf_map_create_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-        map_flags: BPF_F_NO_PREALLOC,
-        ..Default::default()
+/// The kernel maps a table is made of, each at the table's id in an
+/// outer map of its own (ARRAY_OF_MAPS, pinned as `emptcp_g_tab_<part>`,
+/// tables.h): one for most key types, two tries for prefixes (tries.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// addr, pair, subflow, port: an array (slots.rs)
+    Slots(KeyType),
+    /// prefix: the IPv4 trie
+    Prefix4,
+    /// prefix: the IPv6 trie
+    Prefix6,
+}
+
+impl Part {
+    pub const ALL: [Part; 6] = [
+        Part::Slots(KeyType::Addr),
+        Part::Slots(KeyType::Pair),
+        Part::Slots(KeyType::Subflow),
+        Part::Slots(KeyType::Port),
+        Part::Prefix4,
+        Part::Prefix6,
+    ];
+
+    /// The parts of a table of `kt`.
+    pub fn of(kt: KeyType) -> &'static [Part] {
+        match kt {
+            KeyType::Addr => &[Part::Slots(KeyType::Addr)],
+            KeyType::Pair => &[Part::Slots(KeyType::Pair)],
+            KeyType::Subflow => &[Part::Slots(KeyType::Subflow)],
+            KeyType::Port => &[Part::Slots(KeyType::Port)],
+            KeyType::Prefix => &[Part::Prefix4, Part::Prefix6],
+        }
+    }
+
+    /// The outer map's pin name (tables.h).
+    pub fn outer_pin(self) -> String {
+        match self {
+            Part::Slots(kt) => format!("emptcp_g_tab_{kt}"),
+            Part::Prefix4 => "emptcp_g_tab_prefix4".into(),
+            Part::Prefix6 => "emptcp_g_tab_prefix".into(),
+        }
+    }
+
+    /// A fresh, empty map of this part for `size` elements.
+    fn create(self, size: u32, name: &str) -> Result<MapHandle> {
+        match self {
+            Part::Slots(kt) => slots::create(kt, size, name),
+            Part::Prefix4 => tries::create(true, size, name),
+            Part::Prefix6 => tries::create(false, size, name),
+        }
     }
 }
 
-/// A fresh, empty table of `kt` for `size` elements.
-fn new_inner(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
-    if kt != KeyType::Prefix {
-        return slots::create(kt, size, name);
-    }
-    MapHandle::create(
-        MapType::LpmTrie,
-        Some(format!("emptcp_t_{}", &name[..name.len().min(6)])),
-        kt.key_size(),
-        8,
-        size.max(1),
-        &no_prealloc_opts(),
-    )
-    .with_context(|| format!("failed to create the table of {}", quoted(name)))
-}
-
-/// The outer map of `kt`, created and pinned when missing. Its definition
-/// is tables.h's, so that stage objects reuse it.
-pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
-    let path = sd.dir.join(kt.outer_pin());
+/// The outer map of `part`, created and pinned when missing. Its
+/// definition is tables.h's, so that stage objects reuse it.
+pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
+    let path = sd.dir.join(part.outer_pin());
     if std::fs::symlink_metadata(&path).is_ok() {
         let m = MapHandle::from_pinned_path(&path)
             .with_context(|| format!("failed to open {}", path.display()))?;
-        check_outer(&m, kt, &path)?;
+        check_outer(&m, part, &path)?;
         return Ok(m);
     }
-    let template = new_inner(kt, 1, "tmpl")?;
+    let template = part.create(1, "tmpl")?;
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         inner_map_fd: template.as_fd().as_raw_fd() as u32,
@@ -433,13 +459,13 @@ pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
     };
     let mut m = MapHandle::create(
         MapType::ArrayOfMaps,
-        Some(kt.outer_pin()),
+        Some(part.outer_pin()),
         4,
         4,
         MAX_TABLES,
         &opts,
     )
-    .with_context(|| format!("failed to create the {kt} tables map"))?;
+    .with_context(|| format!("failed to create the {} tables map", part.outer_pin()))?;
     m.pin(&path)
         .with_context(|| format!("failed to pin {}", path.display()))?;
     Ok(m)
@@ -448,8 +474,8 @@ pub fn outer(sd: &StateDir, kt: KeyType) -> Result<MapHandle> {
 /// Whether the pinned outer map at `path` (named `name`) takes this
 /// emptcp's tables; Ok for any other map. See check_outer.
 pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result<()> {
-    match KeyType::ALL.into_iter().find(|kt| kt.outer_pin() == name) {
-        Some(kt) => check_outer(pinned, kt, path),
+    match Part::ALL.into_iter().find(|p| p.outer_pin() == name) {
+        Some(p) => check_outer(pinned, p, path),
         None => Ok(()),
     }
 }
@@ -461,7 +487,7 @@ pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result
 /// taken out again tells, without touching any table in use. Once per map
 /// and process: each update of a map of maps waits for an RCU grace
 /// period, which a controller placing subflows must not pay per element.
-fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
+fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
     static CHECKED: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
     let meta =
         std::fs::metadata(path).with_context(|| format!("failed to stat {}", path.display()))?;
@@ -472,11 +498,11 @@ fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
     if CHECKED.lock().map(|c| c.contains(&pin)).unwrap_or(false) {
         return Ok(());
     }
-    let probe = new_inner(kt, 1, "probe")?;
+    let probe = part.create(1, "probe")?;
     let fd = (probe.as_fd().as_raw_fd() as u32).to_ne_bytes();
     if m.update(&0u32.to_ne_bytes(), &fd, MapFlags::ANY).is_err() {
         return Err(crate::kernel::loader::StaleMap(format!(
-            "{} holds {kt} tables of an older emptcp (another table type): \
+            "{} holds tables of an older emptcp (another table type): \
              remove the old state with `emptcp detach --all`, then apply again",
             path.display()
         ))
@@ -489,9 +515,8 @@ fn check_outer(m: &MapHandle, kt: KeyType, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fills `m` with `elems` (batches of 4096).
-fn fill(m: &MapHandle, kt: KeyType, elems: &[(Vec<u8>, u64)]) -> Result<()> {
-    let ks = kt.key_size() as usize;
+/// Fills `m` (keys of `ks` bytes) with `elems` (batches of 4096).
+fn fill(m: &MapHandle, ks: usize, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     for chunk in elems.chunks(4096) {
         let mut keys = Vec::with_capacity(chunk.len() * ks);
         let mut vals = Vec::with_capacity(chunk.len() * 8);
@@ -518,8 +543,18 @@ fn fill(m: &MapHandle, kt: KeyType, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     Ok(())
 }
 
+/// A table made and filled, not yet in its slot: one map per part.
+pub struct Built(Vec<(Part, MapHandle)>);
+
+impl Built {
+    /// The kernel maps, one per part of the table.
+    pub fn maps(&self) -> impl Iterator<Item = &MapHandle> {
+        self.0.iter().map(|(_, m)| m)
+    }
+}
+
 /// A new table holding exactly `elems`, not yet in any slot.
-pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<MapHandle> {
+pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<Built> {
     if elems.len() > def.size as usize {
         bail!(
             "{} {}: {} elements do not fit its size {}",
@@ -529,15 +564,16 @@ pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<MapHandle> {
             def.size
         );
     }
-    let m = new_inner(def.key, def.size, &def.name)?;
     if def.key == KeyType::Prefix {
-        fill(&m, def.key, elems)
+        let t = tries::Tries::new(def.size, &def.name)?;
+        t.fill(elems)
             .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
-        return Ok(m);
+        return Ok(Built(vec![(Part::Prefix4, t.v4), (Part::Prefix6, t.v6)]));
     }
+    let m = slots::create(def.key, def.size, &def.name)?;
     let a = slots::ArrayTable::open(def.key, &m)?;
     match a.add(elems, def.size as usize) {
-        Ok(()) => Ok(m),
+        Ok(()) => Ok(Built(vec![(Part::Slots(def.key), m)])),
         Err(r) => Err(refused(def, r)),
     }
 }
@@ -564,29 +600,35 @@ fn refused(def: &TableDef, r: slots::Refused) -> anyhow::Error {
     }
 }
 
-/// Puts `m` into table `t`'s slot: packets see the whole old table or the
-/// whole new one.
-pub fn install(sd: &StateDir, t: &TableState, m: &MapHandle) -> Result<()> {
-    let o = outer(sd, t.def.key)?;
-    o.update(
-        &u32::from(t.id).to_ne_bytes(),
-        &(m.as_fd().as_raw_fd() as u32).to_ne_bytes(),
-        MapFlags::ANY,
-    )
-    .with_context(|| format!("failed to install {} {}", t.def.what(), quoted(&t.def.name)))
+/// Puts `b` into table `t`'s slot: packets see the whole old table or the
+/// whole new one (a prefix table: per family; the IPv4 trie goes first).
+pub fn install(sd: &StateDir, t: &TableState, b: &Built) -> Result<()> {
+    for (part, m) in &b.0 {
+        outer(sd, *part)?
+            .update(
+                &u32::from(t.id).to_ne_bytes(),
+                &(m.as_fd().as_raw_fd() as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .with_context(|| {
+                format!("failed to install {} {}", t.def.what(), quoted(&t.def.name))
+            })?;
+    }
+    Ok(())
 }
 
 /// Empties table `t`'s slot.
 pub fn uninstall(sd: &StateDir, t: &TableState) {
-    if let Ok(o) = outer(sd, t.def.key) {
-        let _ = o.delete(&u32::from(t.id).to_ne_bytes());
+    for part in Part::of(t.def.key) {
+        if let Ok(o) = outer(sd, *part) {
+            let _ = o.delete(&u32::from(t.id).to_ne_bytes());
+        }
     }
 }
 
-/// The map in table `t`'s slot.
-fn open_map(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
-    let o = outer(sd, t.def.key)?;
-    let id = o
+/// The id of the kernel map of `part` in table `t`'s slot.
+pub fn map_id(sd: &StateDir, t: &TableState, part: Part) -> Result<u32> {
+    outer(sd, part)?
         .lookup(&u32::from(t.id).to_ne_bytes(), MapFlags::ANY)?
         .and_then(|v| {
             v.get(..4)
@@ -598,8 +640,12 @@ fn open_map(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
                 t.def.what(),
                 quoted(&t.def.name)
             )
-        })?;
-    MapHandle::from_map_id(id)
+        })
+}
+
+/// The map of `part` in table `t`'s slot.
+fn open_map(sd: &StateDir, t: &TableState, part: Part) -> Result<MapHandle> {
+    MapHandle::from_map_id(map_id(sd, t, part)?)
         .with_context(|| format!("failed to open {} {}", t.def.what(), quoted(&t.def.name)))
 }
 
@@ -607,16 +653,21 @@ fn open_map(sd: &StateDir, t: &TableState) -> Result<MapHandle> {
 pub enum Table {
     /// addr, pair, subflow, port: the array, mapped
     Array(slots::ArrayTable),
-    /// prefix
-    Trie(MapHandle),
+    /// prefix: a trie per family
+    Tries(tries::Tries),
 }
 
 /// The table in `t`'s slot.
 pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
-    let m = open_map(sd, t)?;
     Ok(match t.def.key {
-        KeyType::Prefix => Table::Trie(m),
-        kt => Table::Array(slots::ArrayTable::open(kt, &m)?),
+        KeyType::Prefix => Table::Tries(tries::Tries {
+            v4: open_map(sd, t, Part::Prefix4)?,
+            v6: open_map(sd, t, Part::Prefix6)?,
+        }),
+        kt => Table::Array(slots::ArrayTable::open(
+            kt,
+            &open_map(sd, t, Part::Slots(kt))?,
+        )?),
     })
 }
 
@@ -625,18 +676,7 @@ impl Table {
     pub fn elements(&self) -> Result<Vec<(Vec<u8>, u64)>> {
         Ok(match self {
             Table::Array(a) => a.elements()?,
-            Table::Trie(m) => {
-                let mut out: Vec<(Vec<u8>, u64)> = m
-                    .keys()
-                    .filter_map(|k| {
-                        let v = m.lookup(&k, MapFlags::ANY).ok().flatten()?;
-                        let v = u64::from_ne_bytes(v.get(..8)?.try_into().ok()?);
-                        Some((k, v))
-                    })
-                    .collect();
-                out.sort();
-                out
-            }
+            Table::Tries(t) => t.elements(),
         })
     }
 
@@ -644,33 +684,13 @@ impl Table {
     pub fn len(&self) -> Result<usize> {
         match self {
             Table::Array(a) => a.len(),
-            Table::Trie(m) => Ok(m.keys().count()),
+            Table::Tries(t) => Ok(t.len()),
         }
     }
 
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
-}
-
-/// The value of exactly prefix `k` (`first`: the trie's first key). A
-/// trie's lookup is a longest match (10.1.0.0/24 finds 10.0.0.0/8's
-/// value); BPF_MAP_GET_NEXT_KEY tells whether the key itself is there: for
-/// a key not in the map it gives the first key (bpf(2)).
-fn exact(m: &MapHandle, k: &[u8], first: Option<&[u8]>) -> Option<Vec<u8>> {
-    let v = m.lookup(k, MapFlags::ANY).ok().flatten()?;
-    let mut next = vec![0u8; k.len()];
-    // SAFETY: k and next are key_size bytes (checked by the callers), alive
-    // for the call.
-    let r = unsafe {
-        libbpf_sys::bpf_map_get_next_key(
-            m.as_fd().as_raw_fd(),
-            k.as_ptr().cast(),
-            next.as_mut_ptr().cast(),
-        )
-    };
-    // no next key: k is the last one, so it is there
-    (r != 0 || Some(next.as_slice()) != first).then_some(v)
 }
 
 /// Adds (or, for a map, changes) elements of applied table `t`, all or
@@ -682,7 +702,7 @@ fn exact(m: &MapHandle, k: &[u8], first: Option<&[u8]>) -> Option<Vec<u8>> {
 pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     let def = &t.def;
     match open(sd, t)? {
-        Table::Trie(m) => add_trie(&m, def, elems),
+        Table::Tries(tr) => tr.add(def, elems),
         Table::Array(a) => match a.add(elems, def.size as usize) {
             Ok(()) => Ok(()),
             Err(slots::Refused::NoSlot(_)) => {
@@ -700,59 +720,18 @@ pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()
     }
 }
 
-/// `add` for a prefix trie: when the trie cannot take them all (the kernel
-/// refuses an element past its size), the ones added are deleted again
-/// and the changed ones get their old values back. Costs one lookup per
-/// element given, not a walk of the table.
-fn add_trie(m: &MapHandle, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
-    let first = m.keys().next();
-    let old: Vec<Option<Vec<u8>>> = elems
-        .iter()
-        .map(|(k, _)| exact(m, k, first.as_deref()))
-        .collect();
-    let Err(e) = fill(m, def.key, elems) else {
-        return Ok(());
-    };
-    for ((k, _), o) in elems.iter().zip(&old) {
-        let _ = match o {
-            None => m.delete(k),
-            Some(v) => m.update(k, v, MapFlags::ANY),
-        };
-    }
-    let new: std::collections::HashSet<&[u8]> = elems
-        .iter()
-        .zip(&old)
-        .filter(|(_, o)| o.is_none())
-        .map(|((k, _), _)| k.as_slice())
-        .collect();
-    let have = m.keys().count();
-    if have + new.len() > def.size as usize {
-        bail!(
-            "{} {} is full: {have} elements and {} new do not fit its size {}",
-            def.what(),
-            quoted(&def.name),
-            new.len(),
-            def.size
-        );
-    }
-    Err(e).with_context(|| format!("failed to add to {} {}", def.what(), quoted(&def.name)))
-}
-
 /// Deletes elements of applied table `t`; one that is not there refuses
 /// them all. An array table with many deleted slots (a quarter of its
 /// slots) is rebuilt and swapped in, so that probes stay short.
 pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
     let def = &t.def;
-    let table = open(sd, t)?;
-    if let Table::Array(a) = &table {
-        a.will_touch(keys.len())?;
-    }
+    let a = match open(sd, t)? {
+        Table::Tries(tr) => return tr.del(def, keys),
+        Table::Array(a) => a,
+    };
+    a.will_touch(keys.len())?;
     for k in keys {
-        let there = match &table {
-            Table::Array(a) => a.get(k)?.is_some(),
-            Table::Trie(m) => m.lookup(k, MapFlags::ANY).ok().flatten().is_some(),
-        };
-        if !there {
+        if a.get(k)?.is_none() {
             bail!(
                 "{} {}: element {} is not in it",
                 def.what(),
@@ -761,22 +740,10 @@ pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
             );
         }
     }
-    match &table {
-        Table::Array(a) => {
-            a.del(keys)?;
-            if slots::key_words(def.key).is_some()
-                && a.gone()? > (1usize << slots::slot_bits(def.size)) / 4
-            {
-                install(sd, t, &build(def, &a.elements()?)?)?;
-            }
-        }
-        Table::Trie(m) => {
-            for k in keys {
-                m.delete(k).with_context(|| {
-                    format!("failed to delete from {} {}", def.what(), quoted(&def.name))
-                })?;
-            }
-        }
+    a.del(keys)?;
+    if slots::key_words(def.key).is_some() && a.gone()? > (1usize << slots::slot_bits(def.size)) / 4
+    {
+        install(sd, t, &build(def, &a.elements()?)?)?;
     }
     Ok(())
 }
