@@ -956,7 +956,8 @@ const TABLES: &str = "[[set]]\nname = \"hosts\"\ntype = \"addr\"\n\
     [[set]]\nname = \"small\"\ntype = \"addr\"\nsize = 2\nelements = [\"10.0.0.1\"]\n\
     [[set]]\nname = \"ports\"\ntype = \"port\"\nelements = [\"80\"]\n\
     [[map]]\nname = \"marks\"\nkey = \"addr\"\nvalue = \"u32\"\nelements = { \"10.1.0.1\" = 1 }\n\
-    [[map]]\nname = \"flags\"\nkey = \"addr\"\nvalue = \"bool\"\nelements = { \"10.1.0.1\" = true }\n";
+    [[map]]\nname = \"flags\"\nkey = \"addr\"\nvalue = \"bool\"\nelements = { \"10.1.0.1\" = true }\n\
+    [[set]]\nname = \"nets\"\ntype = \"prefix\"\nsize = 3\nelements = [\"10.0.0.0/8\", \"fd00::/16\"]\n";
 
 /// `emptcp set|map …` and `[[set]]`/`[[map]]` mistakes: exactly one line,
 /// exit status 1, no chain, pin, set or element changed (a `del` naming one
@@ -1028,6 +1029,17 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         cli(
             &["set", "del", "hosts", "10.1.0.1", "10.9.9.9"],
             "set \"hosts\": element \"10.9.9.9\" is not in it",
+        ),
+        // a prefix inside one that is there is not there (a trie's
+        // lookup is a longest match)
+        cli(
+            &["set", "del", "nets", "10.0.0.0/8", "10.1.0.0/24"],
+            "set \"nets\": element \"10.1.0.0/24\" is not in it",
+        ),
+        // the size counts both families' tries
+        cli(
+            &["set", "add", "nets", "10.2.0.0/16", "fd01::/16"],
+            "set \"nets\" is full: 2 elements and 2 new do not fit its size 3",
         ),
         cli(
             &["set", "delete", "hosts"],
