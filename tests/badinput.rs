@@ -1502,3 +1502,42 @@ fn flow_records_of_an_older_emptcp_are_refused_in_one_line() {
     bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
     bed.emptcp(&["stats"]).expect_ok();
 }
+
+/// A state directory an emptcp of another state version wrote (version
+/// 1: one prefix trie for both families, which today's stages would miss
+/// IPv4 in): `apply` refuses in one line, and the `detach --all` the line
+/// asks for removes it, so that the same policy applies again.
+#[test]
+fn a_state_of_another_version_is_refused_and_detach_all_clears_it() {
+    let test = "a_state_of_another_version_is_refused_and_detach_all_clears_it";
+    if !root_or_skip(test) {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let plain = chain_text("plain", &bed.x1a, "tc-egress", &bed.a, PASS);
+    let p = bed.policy("plain", &plain);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let sd = emptcp::state::StateDir::open(&bed.state_dir, false)
+        .unwrap()
+        .expect("the state dir");
+    let mut st = sd.load().unwrap();
+    st.version = 1;
+    sd.save(&st).unwrap();
+    drop(sd);
+
+    let o = bed.emptcp(&["apply", p.to_str().unwrap()]);
+    assert_eq!(o.code, Some(1), "{}: {}", o.cmdline, o.stderr);
+    assert_eq!(
+        o.stderr_lines(),
+        ["emptcp: state written by another emptcp version (1); `emptcp detach --all` first"],
+        "{}",
+        o.cmdline
+    );
+    bed.emptcp(&["detach", "--all"]).expect_ok();
+    assert!(
+        !bed.state_dir.exists(),
+        "detach --all left {}",
+        bed.state_dir.display()
+    );
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+}

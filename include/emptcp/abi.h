@@ -18,7 +18,11 @@
 #define __EMPTCP_ABI_H
 
 enum emptcp_abi_version {
-	EMPTCP_ABI_VERSION = 2,	/* 2: tables are arrays the stage probes (tables.h) */
+	/*
+	 * 2: tables are arrays the stage probes (tables.h);
+	 * 3: a prefix table is a trie per family (emptcp_g_tab_prefix4)
+	 */
+	EMPTCP_ABI_VERSION = 3,
 };
 
 enum emptcp_limits {

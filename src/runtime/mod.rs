@@ -599,7 +599,9 @@ impl Runtime {
         if held.is_none() {
             sd.refuse_if_served()?;
         }
-        let mut st = sd.load()?;
+        // any version: the message for a state of another one says
+        // `detach --all` first
+        let mut st = sd.load_any()?;
         crate::runtime::txn::recover(&sd, &mut st)?;
         let mut first_err = None;
         for p in &st.points {

@@ -21,7 +21,9 @@ use crate::kernel::attach::{Attachment, XdpMode};
 use crate::policy::model::{Chain, Hook};
 use crate::tables::TableState;
 
-const STATE_VERSION: u32 = 1;
+/// 2: a prefix table is a trie per family; the stages of a state of 1
+/// look IPv4 prefixes up in the IPv6 trie.
+const STATE_VERSION: u32 = 2;
 
 /// One chain as applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +197,19 @@ impl State {
 
 impl StateDir {
     pub fn load(&self) -> Result<State> {
+        let s = self.load_any()?;
+        if s.version != STATE_VERSION {
+            bail!(
+                "state written by another emptcp version ({}); `emptcp detach --all` first",
+                s.version
+            );
+        }
+        Ok(s)
+    }
+
+    /// The state whatever version wrote it, for `detach --all`: the
+    /// points and chains it names are to be removed, not run.
+    pub fn load_any(&self) -> Result<State> {
         let Some(m) = self.state_map(false)? else {
             return Ok(State {
                 version: STATE_VERSION,
@@ -214,15 +229,7 @@ impl StateDir {
         if len > v.len() - 4 {
             bail!("state map is corrupt (length {len}); remove it with `emptcp detach --all`");
         }
-        let s: State =
-            serde_json::from_slice(&v[4..4 + len]).context("state map does not parse")?;
-        if s.version != STATE_VERSION {
-            bail!(
-                "state written by another emptcp version ({}); `emptcp detach --all` first",
-                s.version
-            );
-        }
-        Ok(s)
+        serde_json::from_slice(&v[4..4 + len]).context("state map does not parse")
     }
 
     pub fn save(&self, s: &State) -> Result<()> {

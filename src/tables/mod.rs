@@ -431,6 +431,15 @@ impl Part {
         }
     }
 
+    /// What its tables hold, for messages.
+    fn what(self) -> String {
+        match self {
+            Part::Slots(kt) => kt.to_string(),
+            Part::Prefix4 => "IPv4 prefix".into(),
+            Part::Prefix6 => "IPv6 prefix".into(),
+        }
+    }
+
     /// A fresh, empty map of this part for `size` elements.
     fn create(self, size: u32, name: &str) -> Result<MapHandle> {
         match self {
@@ -465,7 +474,7 @@ pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
         MAX_TABLES,
         &opts,
     )
-    .with_context(|| format!("failed to create the {} tables map", part.outer_pin()))?;
+    .with_context(|| format!("failed to create the {} tables map", part.what()))?;
     m.pin(&path)
         .with_context(|| format!("failed to pin {}", path.display()))?;
     Ok(m)
@@ -502,9 +511,10 @@ fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
     let fd = (probe.as_fd().as_raw_fd() as u32).to_ne_bytes();
     if m.update(&0u32.to_ne_bytes(), &fd, MapFlags::ANY).is_err() {
         return Err(crate::kernel::loader::StaleMap(format!(
-            "{} holds tables of an older emptcp (another table type): \
+            "{} holds {} tables of an older emptcp (another table type): \
              remove the old state with `emptcp detach --all`, then apply again",
-            path.display()
+            path.display(),
+            part.what()
         ))
         .into());
     }
