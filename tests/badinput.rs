@@ -146,6 +146,16 @@ fn bad_input_one_line_nothing_changed() {
             "this is [ not toml\n".into(),
             &["line 1", "not valid TOML"],
         ),
+        case(
+            "a key given twice: the line of the second",
+            "[[chain]]\nname = \"a\"\nname = \"b\"\n".into(),
+            &["line 3: not valid TOML", "duplicate key"],
+        ),
+        case(
+            "an unquoted string",
+            "[[chain]]\nname = \"a\"\ndev = lo\n".into(),
+            &["line 3: not valid TOML"],
+        ),
         case("empty file", String::new(), &["no [[chain]]"]),
         case(
             "unknown key in a chain",

@@ -84,9 +84,15 @@ impl Policy {
             // keep the error to one line; they may quote the file (a key)
             let m = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             let m = bare(&m);
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            // the line the span starts on (lines() of the text before it
+            // misses one when the span starts a line)
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
             match line {
                 Some(l) => err(format!("line {l}: not valid TOML: {m}")),
                 None => err(format!("not valid TOML: {m}")),
