@@ -43,22 +43,24 @@ const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
 /* 1: a stage compares the packet's IPv4 addresses inline (ip_pair). */
 const volatile __u32 emptcp_walk_addrs = 0;
 
-/* Stages whose exits leave the run's state in one shape. */
-static __always_inline bool walk_light(__u32 kind)
+/*
+ * After a stage that parses options or keeps state (@ret its result): it
+ * leaves the packet's context in many shapes (which options it found,
+ * which it cached), and the verifier would verify every later stage once
+ * per shape, a product that passes its million instructions with three or
+ * four such stages. Through the per-packet context and back, the shapes
+ * become one, as between two tail-called stages. The other stages (ip_pair,
+ * subflow, prefix, port, sequence, lookup, set_mark, redirect, verdict)
+ * leave it in one shape and go on directly: each arm of walk_stage() knows
+ * which it is, so a position reads its kind once.
+ */
+static __always_inline int walk_heavy(emptcp_ctx *ctx, struct emptcp_run *r, int ret)
 {
-	switch (kind) {
-	case EMPTCP_KIND_IP_PAIR:
-	case EMPTCP_KIND_SUBFLOW:
-	case EMPTCP_KIND_PREFIX:
-	case EMPTCP_KIND_PORT:
-	case EMPTCP_KIND_SEQUENCE:	/* keeps no option summary */
-	case EMPTCP_KIND_LOOKUP:
-	case EMPTCP_KIND_SET_MARK:
-	case EMPTCP_KIND_REDIRECT:
-	case EMPTCP_KIND_VERDICT:
-		return true;
-	}
-	return false;
+	if (ret != EMPTCP_CONTINUE)
+		return ret;
+	if (emptcp_pctx_store(ctx, &r->p) < 0 || emptcp_pctx_load(ctx, &r->p) < 0)
+		return EMPTCP_PASS;
+	return EMPTCP_CONTINUE;
 }
 
 /* One stage of the walk: its kind is a constant to the verifier. */
@@ -68,9 +70,9 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_IP_PAIR:
 		return ip_pair_walk(ctx, r, a4);
 	case EMPTCP_KIND_PACKET_TYPE:
-		return packet_type_stage(ctx, r);
+		return walk_heavy(ctx, r, packet_type_stage(ctx, r));
 	case EMPTCP_KIND_SET_BACKUP:
-		return set_backup_stage(ctx, r);
+		return walk_heavy(ctx, r, set_backup_stage(ctx, r));
 	case EMPTCP_KIND_VERDICT:
 		return verdict_stage(ctx, r);
 	case EMPTCP_KIND_SUBFLOW:
@@ -84,17 +86,17 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
-		return observe_stage(ctx, r);
+		return walk_heavy(ctx, r, observe_stage(ctx, r));
 	case EMPTCP_KIND_RECORD:
-		return record_stage(ctx, r);
-	case EMPTCP_KIND_SEQUENCE:
+		return walk_heavy(ctx, r, record_stage(ctx, r));
+	case EMPTCP_KIND_SEQUENCE:	/* keeps no option summary */
 		return sequence_stage(ctx, r);
 	case EMPTCP_KIND_BLK_SUBFLOW:
-		return blk_subflow_stage(ctx, r);
+		return walk_heavy(ctx, r, blk_subflow_stage(ctx, r));
 	case EMPTCP_KIND_ADD_SUBFLOW:
-		return add_subflow_stage(ctx, r);
+		return walk_heavy(ctx, r, add_subflow_stage(ctx, r));
 	case EMPTCP_KIND_RATE_LIMIT:
-		return rate_limit_stage(ctx, r);
+		return walk_heavy(ctx, r, rate_limit_stage(ctx, r));
 	case EMPTCP_KIND_LOOKUP:
 		return lookup_stage(ctx, r);
 	}
@@ -115,8 +117,6 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
 				   __u32 i)
 {
-	int ret;
-
 	r->st = &emptcp_walk[i];
 	r->slot = emptcp_walk_slot[i];
 	r->p.slot = r->slot;
@@ -124,20 +124,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->cnt = bpf_map_lookup_elem(&emptcp_stats, &r->slot);
 	emptcp_run_count(r, EMPTCP_CNT_RUN);
-	ret = walk_stage(ctx, r, a4);
-	if (ret != EMPTCP_CONTINUE || walk_light(r->st->kind))
-		return ret;
-	/*
-	 * A stage that parses options or keeps state leaves the packet's
-	 * context in many shapes (which options it found, which it cached):
-	 * the verifier would verify every later stage once per shape, a
-	 * product that passes its million instructions with three or four
-	 * such stages. Through the per-packet context and back, the shapes
-	 * become one, as between two tail-called stages.
-	 */
-	if (emptcp_pctx_store(ctx, &r->p) < 0 || emptcp_pctx_load(ctx, &r->p) < 0)
-		return EMPTCP_PASS;
-	return EMPTCP_CONTINUE;
+	return walk_stage(ctx, r, a4);
 }
 
 /*
