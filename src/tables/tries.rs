@@ -11,6 +11,7 @@
 //! prefix matches IPv6 packets only, as the literal `src`/`dst` does.
 
 use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
@@ -110,11 +111,10 @@ impl Tries {
             .v4
             .keys()
             .filter_map(|k| Some((mapped(&k), value(&self.v4, &k)?)))
-            .chain(
-                self.v6
-                    .keys()
-                    .filter_map(|k| Some((k.clone(), value(&self.v6, &k)?))),
-            )
+            .chain(self.v6.keys().filter_map(|k| {
+                let v = value(&self.v6, &k)?;
+                Some((k, v))
+            }))
             .collect();
         out.sort();
         out
@@ -132,8 +132,8 @@ impl Tries {
     /// The value of exactly prefix `k`, if it is there. A trie's lookup
     /// is a longest match (10.1.0.0/24 finds 10.0.0.0/8's value);
     /// BPF_MAP_GET_NEXT_KEY tells whether the key itself is there: for a
-    /// key not in the map it gives the first key (bpf(2)).
-    /// `first`: each trie's first key (Tries::firsts).
+    /// key not in the map it gives the first key (bpf(2)). `first`: each
+    /// trie's first key (Tries::firsts).
     fn exact(&self, k: &[u8], first: &[Option<Vec<u8>>; 2]) -> Option<Vec<u8>> {
         let (m, k) = self.trie_of(k);
         let v = m.lookup(&k, MapFlags::ANY).ok().flatten()?;
@@ -142,7 +142,7 @@ impl Tries {
         // SAFETY: k and next are the trie's key size, alive for the call.
         let r = unsafe {
             libbpf_sys::bpf_map_get_next_key(
-                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(m)),
+                m.as_fd().as_raw_fd(),
                 k.as_ptr().cast(),
                 next.as_mut_ptr().cast(),
             )
