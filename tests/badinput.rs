@@ -1527,6 +1527,11 @@ fn a_state_of_another_version_is_refused_and_detach_all_clears_it() {
     let plain = chain_text("plain", &bed.x1a, "tc-egress", &bed.a, PASS);
     let p = bed.policy("plain", &plain);
     bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    assert_eq!(
+        tcx_count(&bed.a, &bed.x1a, true),
+        1,
+        "the chain is attached"
+    );
     let sd = emptcp::state::StateDir::open(&bed.state_dir, false)
         .unwrap()
         .expect("the state dir");
@@ -1543,11 +1548,24 @@ fn a_state_of_another_version_is_refused_and_detach_all_clears_it() {
         "{}",
         o.cmdline
     );
+    // the refused apply changed nothing in the kernel
+    assert_eq!(
+        tcx_count(&bed.a, &bed.x1a, true),
+        1,
+        "after the refused apply"
+    );
     bed.emptcp(&["detach", "--all"]).expect_ok();
     assert!(
         !bed.state_dir.exists(),
         "detach --all left {}",
         bed.state_dir.display()
     );
+    // the kernel's tcx list of the device, not emptcp's word
+    assert_eq!(
+        tcx_count(&bed.a, &bed.x1a, true),
+        0,
+        "detach --all left a program"
+    );
     bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    assert_eq!(tcx_count(&bed.a, &bed.x1a, true), 1, "applied again");
 }

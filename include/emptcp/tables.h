@@ -6,11 +6,12 @@
  *
  * Needs:      vmlinux.h; -DEMPTCP_XDP or -DEMPTCP_TC.
  * Guarantees: the six outer maps (ARRAY_OF_MAPS, one per key layout of
- *             abi.h, two for prefixes: IPv4, IPv6) that hold the tables; like maps.h's maps they are
- *             the ABI, declared identically by every object that looks
- *             tables up, created and pinned by emptcp before any stage is
- *             loaded. emptcp_tab_lookup() builds the key a struct
- *             emptcp_tab_ref names from the packet and returns the
+ *             abi.h, two for prefixes: IPv4, IPv6) that hold the tables;
+ *             like maps.h's maps they are the ABI, declared
+ *             identically by every object that looks tables up, created
+ *             and pinned by emptcp before any stage is loaded.
+ *             emptcp_tab_lookup() builds the key a struct emptcp_tab_ref
+ *             names from the packet and returns the
  *             table's value for it, or NULL. A table reference in .rodata
  *             makes the layout a constant: the verifier keeps one branch
  *             of the switch and inlines the outer lookup (an array); a
