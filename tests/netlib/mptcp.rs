@@ -170,6 +170,8 @@ pub struct Transfer {
     close_tx: Option<mpsc::Sender<()>>,
     client: Option<thread::JoinHandle<Result<u64, String>>>,
     server: Option<thread::JoinHandle<Result<(), String>>>,
+    /// The client's and the server's namespaces, for `wire_state`.
+    netns: [String; 2],
 }
 
 /// What a transfer moved.
@@ -315,6 +317,7 @@ impl Transfer {
             close_tx: Some(close_tx),
             client: Some(client),
             server: Some(server),
+            netns: [bed.a.clone(), bed.b.clone()],
         }
     }
 
@@ -328,7 +331,7 @@ impl Transfer {
                 self.sent = Some(n);
                 true
             }
-            Ok(Err(e)) => panic!("transfer failed: {e}"),
+            Ok(Err(e)) => panic!("transfer failed: {e}\n{}", wire_state(&self.netns)),
             Err(_) => false,
         }
     }
@@ -353,8 +356,11 @@ impl Transfer {
                 self.sent = Some(n);
                 n
             }
-            Ok(Err(e)) => panic!("transfer failed: {e}"),
-            Err(e) => panic!("transfer did not finish sending: {e}"),
+            Ok(Err(e)) => panic!("transfer failed: {e}\n{}", wire_state(&self.netns)),
+            Err(e) => panic!(
+                "transfer did not finish sending: {e}\n{}",
+                wire_state(&self.netns)
+            ),
         }
     }
 
@@ -400,6 +406,8 @@ pub struct Upload {
     close_tx: Option<mpsc::Sender<()>>,
     client: Option<thread::JoinHandle<Result<(), String>>>,
     server: Option<thread::JoinHandle<Result<u64, String>>>,
+    /// The client's and the server's namespaces, for `wire_state`.
+    netns: [String; 2],
 }
 
 impl Upload {
@@ -515,6 +523,7 @@ impl Upload {
             close_tx: Some(close_tx),
             client: Some(client),
             server: Some(server),
+            netns: [bed.a.clone(), bed.b.clone()],
         }
     }
 
@@ -537,8 +546,11 @@ impl Upload {
                 self.sent = Some(n);
                 n
             }
-            Ok(Err(e)) => panic!("upload failed: {e}"),
-            Err(e) => panic!("upload did not finish sending: {e}"),
+            Ok(Err(e)) => panic!("upload failed: {e}\n{}", wire_state(&self.netns)),
+            Err(e) => panic!(
+                "upload did not finish sending: {e}\n{}",
+                wire_state(&self.netns)
+            ),
         }
     }
 
@@ -659,6 +671,23 @@ pub fn nstat(ns: &str) -> BTreeMap<String, u64> {
 /// One counter (0 when the kernel does not list it).
 pub fn counter(ns: &str, name: &str) -> u64 {
     nstat(ns).get(name).copied().unwrap_or(0)
+}
+
+/// What the kernel says of both ends when a transfer fails: their
+/// sockets (`ss -tniM`) and every non-zero TCP and MPTCP counter.
+pub fn wire_state(netns: &[String]) -> String {
+    let mut out = String::new();
+    for ns in netns {
+        let ss = ns_run(ns, "ss", &["-tniM"]);
+        out.push_str(&format!("--- {ns}: ss -tniM\n{}", ss.stdout));
+        let counters: Vec<String> = nstat(ns)
+            .into_iter()
+            .filter(|(k, v)| *v != 0 && (k.starts_with("Tcp") || k.starts_with("MPTcp")))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!("--- {ns}: nstat {}\n", counters.join(" ")));
+    }
+    out
 }
 
 /// The MPTCP fallback counters (`MPTcpExt*Fallback*`).
