@@ -69,6 +69,10 @@ from_btf! {
     PARAM_TAB_OFF: usize = emptcp_param_size::EMPTCP_PARAM_TAB_OFF;
     /// Counters per slot.
     CNT_MAX: u32 = emptcp_counter::EMPTCP_CNT__MAX;
+    /// Packets that entered a stage (a slot's counter 0).
+    CNT_RUN: u32 = emptcp_counter::EMPTCP_CNT_RUN;
+    /// Selector matched / actor changed the packet.
+    CNT_HIT: u32 = emptcp_counter::EMPTCP_CNT_HIT;
 
     SF_OR: u8 = emptcp_stage_flag::EMPTCP_SF_OR;
     SF_NOT: u8 = emptcp_stage_flag::EMPTCP_SF_NOT;

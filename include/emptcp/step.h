@@ -63,6 +63,10 @@ struct emptcp_run {
 	struct emptcp_pctx *scratch;
 	/* private: this stage's counters on this CPU (NULL: not found) */
 	struct emptcp_counters *cnt;
+#ifdef EMPTCP_WALK
+	/* private: this position's run and hit in the walk's block */
+	__u64 *pos;
+#endif
 };
 
 /*
@@ -188,8 +192,19 @@ static __always_inline int emptcp_goto(emptcp_ctx *ctx, struct emptcp_pctx *p, _
  */
 static __always_inline void emptcp_run_count(const struct emptcp_run *r, __u32 reason)
 {
+#ifdef EMPTCP_WALK
+	/*
+	 * In a walk program, run and hit go to the position's pair in the
+	 * walk's counter block (walk.bpf.c); the rare reasons to the slot.
+	 */
+	if (reason == EMPTCP_CNT_RUN || reason == EMPTCP_CNT_HIT)
+		r->pos[reason] += 1;
+	else
+		emptcp_count(r->slot, reason);
+#else
 	if (r->cnt && reason < EMPTCP_CNT__MAX)
 		r->cnt->c[reason] += 1;
+#endif
 }
 
 /* Load the context and this stage's description; count the run. */

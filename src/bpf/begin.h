@@ -3,7 +3,8 @@
  * begin.h - what every packet meets first at an attach point, in the
  * program attached there: the entry program (one program per stage,
  * linked by tail calls) or a walk program (every chain in one program).
- * Counts the packet on the entry's counters (slot 0), parses Ethernet,
+ * Counts the packet on the entry's counters (slot 0; a walk counts its
+ * packets in its own block, walk.bpf.c), parses Ethernet,
  * VLAN, IPv4/IPv6 and TCP once and fills the per-packet context.
  */
 #ifndef __EMPTCP_BEGIN_H
@@ -18,7 +19,9 @@ static __always_inline int emptcp_begin(emptcp_ctx *ctx, struct emptcp_pctx *p)
 	struct emptcp_l34 l = {};
 	int ret;
 
+#ifndef EMPTCP_WALK
 	emptcp_count(0, EMPTCP_CNT_RUN);
+#endif
 	ret = emptcp_parse_l34(emptcp_ctx_data(ctx), emptcp_ctx_data_end(ctx), &l);
 	/*
 	 * TC: headers may sit in frags; only then make them linear.

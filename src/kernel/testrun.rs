@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use libbpf_rs::{Object, ProgramInput};
+use libbpf_rs::{MapCore, Object, ProgramInput};
 
 use crate::abi::COUNTER_NAMES;
 use crate::policy::model::{Chain, Hook};
 use crate::runtime::chain;
 use crate::runtime::state::StateDir;
+use crate::runtime::walkcount;
 use crate::runtime::{load_entry, pinned_map, set_attach, slot_counters, write_slots, Objects};
 use crate::tables::{self, TableDef, TableState};
 
@@ -308,7 +309,30 @@ impl Harness {
         let Ok(m) = pinned_map(sd, self.family, "emptcp_stats") else {
             return 0;
         };
-        slot_counters(&m, slot)[r]
+        let mut c = slot_counters(&m, slot);
+        // a walk counts runs and hits in its own block (walkcount.rs)
+        if let Some(b) = self.walk_block() {
+            match chain {
+                Some((ci, si)) => {
+                    let at = self.slots[..ci].iter().map(Vec::len).sum::<usize>() + si;
+                    b.add_to(at, &mut c);
+                }
+                None => c[crate::abi::CNT_RUN as usize] += b.seen(),
+            }
+        }
+        c[r]
+    }
+
+    /// The counter block of the walk program, when the chains walk.
+    fn walk_block(&self) -> Option<walkcount::Block> {
+        for name in ["emptcp_walk_short", "emptcp_walk_prog"] {
+            if let Some(o) = self._objs.with_prog(name) {
+                let m = o.maps().find(|m| m.name() == walkcount::MAP)?;
+                let h = libbpf_rs::MapHandle::try_from(&m).ok()?;
+                return walkcount::Block::read(&h).ok();
+            }
+        }
+        None
     }
 }
 

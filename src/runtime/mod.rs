@@ -16,6 +16,7 @@ pub mod state;
 pub mod statedir;
 pub mod store;
 pub mod txn;
+pub mod walkcount;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -685,10 +686,9 @@ impl Runtime {
         let st = sd.load()?;
         let mut out = Vec::new();
         for p in &st.points {
-            let family = p.hook.family();
             let status = health::check(&sd, p).to_string();
             let walk = walk_length(p);
-            let stats = pinned_map(&sd, family, "emptcp_stats").ok();
+            let counts = walkcount::PointCounters::of(&sd, p);
             for c in &p.chains {
                 if name.is_some_and(|n| n != c.spec.name) {
                     continue;
@@ -696,8 +696,7 @@ impl Runtime {
                 let mut stages = Vec::new();
                 for (slot, kind) in c.slots.iter().zip(&c.kinds) {
                     let mut counters = BTreeMap::new();
-                    if let Some(m) = &stats {
-                        let vals = slot_counters(m, *slot as u32);
+                    if let Some(vals) = counts.slot(*slot) {
                         for (r, (cname, v)) in COUNTER_NAMES.iter().zip(vals).enumerate() {
                             if v > 0 || r < 2 {
                                 counters.insert(cname.to_string(), v);
@@ -813,10 +812,20 @@ impl Runtime {
         let Some(sd) = StateDir::open_shared(&self.dir, true)? else {
             return Ok(out);
         };
+        let st = sd.load()?;
         for family in ["xdp", "tc"] {
             if let Ok(m) = pinned_map(&sd, family, "emptcp_stats") {
+                let mut vals = slot_counters(&m, 0);
+                // a walk counts the packets it sees in its own block
+                vals[crate::abi::CNT_RUN as usize] += st
+                    .points
+                    .iter()
+                    .filter(|p| p.hook.family() == family)
+                    .filter_map(|p| walkcount::of_point(&sd, p))
+                    .map(|b| b.seen())
+                    .sum::<u64>();
                 let mut c = BTreeMap::new();
-                for (cname, v) in COUNTER_NAMES.iter().zip(slot_counters(&m, 0)) {
+                for (cname, v) in COUNTER_NAMES.iter().zip(vals) {
                     c.insert(cname.to_string(), v);
                 }
                 out.insert(family.to_owned(), c);
@@ -952,6 +961,19 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
                 .extend(b.slots().filter(|s| !kept.contains(&(family, *s))));
         }
     }
+    // the old walks whose counts go into the slots the new layouts keep
+    let folds: Vec<(AttachPoint, BTreeSet<u16>)> = txn
+        .base
+        .points
+        .iter()
+        .filter(|b| b.walk)
+        .filter(|b| ch.touched.contains(&pid(b)) || ch.removed.iter().any(|r| pid(r) == pid(b)))
+        .map(|b| {
+            let family = b.hook.family();
+            let keep = b.slots().filter(|s| kept.contains(&(family, *s))).collect();
+            (b.clone(), keep)
+        })
+        .collect();
     let retire: Vec<Retired> = retire
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -988,6 +1010,16 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
             let dropped = std::mem::take(&mut ch.dropped_tables);
             for n in txn.commit(ch.next, retire, ch.removed)? {
                 eprintln!("emptcp: {n}");
+            }
+            // the replaced walks are off their hooks and still in their
+            // (retired) slots: their counts go on in the kept slots
+            for (old, keep) in &folds {
+                if let Err(e) = walkcount::fold(sd, old, |s| keep.contains(&s)) {
+                    eprintln!(
+                        "emptcp: warning: the counters of {} {}'s old walk were not carried over: {e:#}",
+                        old.dev, old.hook
+                    );
+                }
             }
             // after the commit: no recorded chain names them any more (a
             // stop right before this leaves an unnamed table in a slot,

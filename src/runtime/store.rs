@@ -126,7 +126,7 @@ pub(crate) fn set_attach(sd: &StateDir, family: &str, id: u32, first: u16, gen: 
 }
 
 /// A new fd of the program in `slot` of a prog array.
-fn slot_prog(progs: &MapHandle, slot: u32) -> Result<OwnedFd> {
+pub(crate) fn slot_prog(progs: &MapHandle, slot: u32) -> Result<OwnedFd> {
     // a PROG_ARRAY lookup from user space gives the program's id
     let id = slot_prog_id(progs, slot).context("the slot holds no program")?;
     // SAFETY: plain syscall wrapper; a non-negative result is a new fd we own.
@@ -300,6 +300,11 @@ fn load_walk(
         &(stages.len() as u32).to_ne_bytes(),
     )?;
     loader::set_rodata(&mut open, "emptcp_walk", &descs)?;
+    let size = crate::runtime::walkcount::value_size(stages.len());
+    open.maps_mut()
+        .find(|m| m.name() == crate::runtime::walkcount::MAP)
+        .context("walk object has no counter block")?
+        .set_value_size(size)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
     // the packet's IPv4 addresses are read once per packet only for ip_pair
     let addrs = stages
