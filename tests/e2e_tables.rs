@@ -15,6 +15,9 @@
 //!   follows get_connect/get_subflow events on the router and maps each
 //!   subflow's 4-tuple to a mark: a two-subflow connection's subflows leave
 //!   by two different links.
+//! - A prefix set and a prefix-keyed map (a /16 and a /24 inside it): each
+//!   tenant's connection leaves by the link of its longest match, and
+//!   `map del` / `set del` of a prefix move the next connections.
 //!
 //! The walk limits (a chain of more than 33 stages, too many chains on one
 //! attach point, refused by `check` and `apply` in one line) are in
@@ -668,4 +671,99 @@ fn resized_set_keeps_selecting_v4() {
     bed.emptcp(&["set", "del", "blocked", &me.to_string()])
         .expect_ok();
     wire("after set del", wire::Verdict::Passed);
+}
+
+/// Prefix sets and a prefix-keyed map on the wire, by longest match: the
+/// set holds 10.20.0.0/16, the map gives the /16 mark 2 and 10.20.1.0/24
+/// mark 3. A tenant in 10.20.0.0/24 leaves by r2b, one in 10.20.1.0/24 by
+/// r3b; after `map del` of the /24 both leave by r2b, after `set del` of
+/// the /16 both by r1b (unmarked). Short MPTCP connections, every byte
+/// checked, no reset, no fallback.
+#[test]
+fn prefix_set_and_map_steer_by_longest_match_v4() {
+    if !root_or_skip("prefix_set_and_map_steer_by_longest_match_v4") {
+        return;
+    }
+    let bed = Testbed::routed(Family::V4);
+    let links = Links::add(&bed);
+    sh("ip", &["-n", &bed.a, "mptcp", "endpoint", "flush"]);
+    let tenants: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 20, 0, 5), Ipv4Addr::new(10, 20, 1, 5)];
+    for t in tenants {
+        sh(
+            "ip",
+            &[
+                "-n",
+                &bed.a,
+                "addr",
+                "add",
+                &format!("{t}/32"),
+                "dev",
+                &bed.x1a,
+            ],
+        );
+    }
+    sh(
+        "ip",
+        &[
+            "-n",
+            &bed.r,
+            "route",
+            "add",
+            "10.20.0.0/16",
+            "via",
+            "10.1.0.1",
+            "dev",
+            &bed.r1a,
+        ],
+    );
+    let pol = format!(
+        "[[set]]\nname = \"nets\"\ntype = \"prefix\"\nelements = [\"10.20.0.0/16\", \"fd20::/48\"]\n\n\
+         [[map]]\nname = \"net_link\"\nkey = \"prefix\"\nvalue = \"u32\"\n\
+         elements = {{ \"10.20.0.0/16\" = 2, \"10.20.1.0/24\" = 3 }}\n\n\
+         [[chain]]\nname = \"net-steer\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{}\"\n\
+         [[chain.select]]\nkind = \"src\"\nset = \"nets\"\n\
+         [[chain.act]]\nkind = \"set_mark\"\nmark = {{ map = \"net_link\", key = \"src\" }}\n",
+        bed.r1a, bed.r
+    );
+    let p = bed.policy("nets", &pol);
+    bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
+    let rs0 = (resets(&bed.a), resets(&bed.b));
+    let dst = SocketAddr::new(SERVER.parse().unwrap(), SHORT_PORT);
+    let srv = SinkServer::start(&bed.b, SHORT_PORT);
+    let check = |phase: &str, marks: [Option<u32>; 2]| {
+        for (t, mark) in tenants.iter().zip(marks) {
+            let src = IpAddr::V4(*t);
+            let before = links.sample();
+            short_connection(&bed.a, src, dst);
+            let (peer, got) = srv.next();
+            let after = links.sample();
+            assert_eq!(peer, src, "{phase}: the server saw {src}");
+            assert_eq!(got, SHORT_BYTES as u64, "{phase}: every byte from {src}");
+            assert_link(
+                &format!("{phase}: {src} (mark {mark:?})"),
+                Links::bytes(&before, &after),
+                link_of(mark),
+                SHORT_BYTES as u64,
+            );
+        }
+    };
+    check("as applied", [Some(2), Some(3)]);
+    bed.emptcp(&["map", "del", "net_link", "10.20.1.0/24"])
+        .expect_ok();
+    check("after `map del` of the /24", [Some(2), Some(2)]);
+    bed.emptcp(&["set", "del", "nets", "10.20.0.0/16"])
+        .expect_ok();
+    check("after `set del` of the /16", [None, None]);
+    drop(srv);
+    assert_eq!(
+        (resets(&bed.a), resets(&bed.b)),
+        rs0,
+        "no connection was reset"
+    );
+    assert_eq!(
+        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
+        fb0,
+        "no MPTCP fallback"
+    );
 }
