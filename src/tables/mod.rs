@@ -627,10 +627,18 @@ pub fn install(sd: &StateDir, t: &TableState, b: &Built) -> Result<()> {
     Ok(())
 }
 
+/// The pinned outer map of `part`, opened only: reading a slot or emptying
+/// it needs no check of the inner map type (check_outer, which costs two
+/// RCU grace periods, ~35 ms, once per process: a `set add` paid it).
+fn pinned_outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
+    let path = sd.dir.join(part.outer_pin());
+    MapHandle::from_pinned_path(&path).with_context(|| format!("failed to open {}", path.display()))
+}
+
 /// Empties table `t`'s slot.
 pub fn uninstall(sd: &StateDir, t: &TableState) {
     for part in Part::of(t.def.key) {
-        if let Ok(o) = outer(sd, *part) {
+        if let Ok(o) = pinned_outer(sd, *part) {
             let _ = o.delete(&u32::from(t.id).to_ne_bytes());
         }
     }
@@ -638,7 +646,7 @@ pub fn uninstall(sd: &StateDir, t: &TableState) {
 
 /// The id of the kernel map of `part` in table `t`'s slot.
 pub fn map_id(sd: &StateDir, t: &TableState, part: Part) -> Result<u32> {
-    outer(sd, part)?
+    pinned_outer(sd, part)?
         .lookup(&u32::from(t.id).to_ne_bytes(), MapFlags::ANY)?
         .and_then(|v| {
             v.get(..4)
