@@ -9,6 +9,15 @@
 //! offload, TSO and GSO on (veth hands CHECKSUM_PARTIAL over unverified,
 //! so there the kernel's own counters and an intact transfer are the check).
 //! Needs root and tshark; otherwise prints "SKIPPED" and passes.
+//!
+//! A bulk MPTCP transfer here sometimes stalls in the kernel's receive path
+//! (Linux 6.18; about 1 run of this binary in 16, and as often with no BPF
+//! program at all: 1 in 16 with the chain left out): the server's write
+//! blocks for 10 s while the client's MPTCP socket holds MBs out of order
+//! (3.4-8 MB) and its rcv_nxt does not move, every segment acknowledged at
+//! the TCP level. A scenario whose transfer stalls so, with no checksum
+//! error counted on either end, runs once more on a fresh testbed; the
+//! stall's `ss` and counters are printed. Any other failure fails it.
 
 mod netlib;
 
@@ -18,7 +27,22 @@ use std::time::Duration;
 use netlib::wire::have_tshark;
 use netlib::*;
 
+/// Bytes held in the client's MPTCP receive queue that mark the kernel's
+/// receive stall (see the module comment).
+const STALLED_QUEUE: u64 = 1 << 20;
+
 fn csum_scenario(fam: Family, offload: bool) {
+    if let Err(stall) = csum_attempt(fam, offload) {
+        eprintln!("{stall}\nthe kernel's MPTCP receive stall: once more on a fresh testbed");
+        if let Err(stall) = csum_attempt(fam, offload) {
+            panic!("stalled twice: {stall}");
+        }
+    }
+}
+
+/// One scenario; Err only when its transfer stalled in the kernel's
+/// receive path (module comment), with what the kernel said.
+fn csum_attempt(fam: Family, offload: bool) -> Result<(), String> {
     let bed = Testbed::new(fam);
     let onoff = if offload { "on" } else { "off" };
     for (ns, dev) in [
@@ -73,7 +97,16 @@ fn csum_scenario(fam: Family, offload: bool) {
     std::thread::sleep(Duration::from_millis(500));
     let prio0 = counter(&bed.b, "MPTcpExtMPPrioRx");
     let mut t = Transfer::start_bulk(&bed, Duration::from_secs(2));
-    t.wait_sent();
+    if let Err(e) = t.try_wait_sent() {
+        let queued = mptcp_recv_queued(t.client_netns());
+        let csum_errors = counter(&bed.a, "TcpInCsumErrors") + counter(&bed.b, "TcpInCsumErrors");
+        let _ = cap.kill();
+        let _ = cap.wait();
+        if queued >= STALLED_QUEUE && csum_errors == 0 {
+            return Err(format!("{e}\nclient's MPTCP receive queue: {queued} bytes"));
+        }
+        panic!("{e}\nclient's MPTCP receive queue: {queued} bytes, checksum errors {csum_errors}");
+    }
     let r = t.finish();
     assert!(cap.wait().expect("tshark ends").success(), "tshark failed");
     assert!(r.sent > 0 && r.received == r.sent, "transfer intact");
@@ -148,6 +181,7 @@ fn csum_scenario(fam: Family, offload: bool) {
     if !offload {
         assert_eq!(bad, 0, "no bad IPv4/TCP checksum on the wire");
     }
+    Ok(())
 }
 
 #[test]

@@ -345,8 +345,13 @@ impl Transfer {
 
     /// Waits until the server has written everything (connection still open).
     pub fn wait_sent(&mut self) -> u64 {
+        self.try_wait_sent().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like `wait_sent`; a failure is the error, with both ends' state.
+    pub fn try_wait_sent(&mut self) -> Result<u64, String> {
         if let Some(n) = self.sent {
-            return n;
+            return Ok(n);
         }
         match self
             .sent_rx
@@ -354,14 +359,19 @@ impl Transfer {
         {
             Ok(Ok(n)) => {
                 self.sent = Some(n);
-                n
+                Ok(n)
             }
-            Ok(Err(e)) => panic!("transfer failed: {e}\n{}", wire_state(&self.netns)),
-            Err(e) => panic!(
+            Ok(Err(e)) => Err(format!("transfer failed: {e}\n{}", wire_state(&self.netns))),
+            Err(e) => Err(format!(
                 "transfer did not finish sending: {e}\n{}",
                 wire_state(&self.netns)
-            ),
+            )),
         }
+    }
+
+    /// The client's namespace.
+    pub fn client_netns(&self) -> &str {
+        &self.netns[0]
     }
 
     /// Closes the connection and waits for both ends.
@@ -688,6 +698,18 @@ pub fn wire_state(netns: &[String]) -> String {
         out.push_str(&format!("--- {ns}: nstat {}\n", counters.join(" ")));
     }
     out
+}
+
+/// The most bytes queued for reading on an established MPTCP socket of
+/// `ns` (`ss -M`'s Recv-Q).
+pub fn mptcp_recv_queued(ns: &str) -> u64 {
+    let text = ns_run(ns, "ss", &["-HMn", "state", "established"])
+        .expect_ok()
+        .stdout;
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The MPTCP fallback counters (`MPTcpExt*Fallback*`).
