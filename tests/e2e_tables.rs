@@ -158,6 +158,53 @@ fn resets(ns: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The router's route back to the tenants' 10.20.0.0/16 (via the client).
+fn route_tenants(bed: &Testbed) {
+    sh(
+        "ip",
+        &[
+            "-n",
+            &bed.r,
+            "route",
+            "add",
+            "10.20.0.0/16",
+            "via",
+            "10.1.0.1",
+            "dev",
+            &bed.r1a,
+        ],
+    );
+}
+
+/// Both ends' reset and fallback counters when a test starts: `check`
+/// asserts no connection was reset and none fell back since.
+struct Calm {
+    resets: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    fallbacks: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+}
+
+impl Calm {
+    fn now(bed: &Testbed) -> Calm {
+        Calm {
+            resets: (resets(&bed.a), resets(&bed.b)),
+            fallbacks: (fallback_counters(&bed.a), fallback_counters(&bed.b)),
+        }
+    }
+
+    fn check(&self, bed: &Testbed) {
+        assert_eq!(
+            (resets(&bed.a), resets(&bed.b)),
+            self.resets,
+            "no connection was reset"
+        );
+        assert_eq!(
+            (fallback_counters(&bed.a), fallback_counters(&bed.b)),
+            self.fallbacks,
+            "no MPTCP fallback"
+        );
+    }
+}
+
 /// Tenant k (0..1000): 10.20.(k / 250).(k % 250 + 1).
 fn tenant(k: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 20, (k / 250) as u8, (k % 250 + 1) as u8)
@@ -314,20 +361,7 @@ fn tenant_set_and_map_steer_1000_tenants_v4() {
     let bf = bed.tmp.join("tenants.ip");
     std::fs::write(&bf, batch).expect("write the ip batch");
     sh("ip", &["-n", &bed.a, "-batch", bf.to_str().unwrap()]);
-    sh(
-        "ip",
-        &[
-            "-n",
-            &bed.r,
-            "route",
-            "add",
-            "10.20.0.0/16",
-            "via",
-            "10.1.0.1",
-            "dev",
-            &bed.r1a,
-        ],
-    );
+    route_tenants(&bed);
     let set: Vec<String> = (0..1000).map(|k| format!("\"{}\"", tenant(k))).collect();
     let map: Vec<String> = (0..1000)
         .map(|k| format!("\"{}\" = {}", tenant(k), tenant_mark(k)))
@@ -354,8 +388,7 @@ fn tenant_set_and_map_steer_1000_tenants_v4() {
         "1,000 map elements:\n{}",
         list.stdout
     );
-    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
-    let rs0 = (resets(&bed.a), resets(&bed.b));
+    let calm = Calm::now(&bed);
     let capable0 = counter(&bed.b, "MPTcpExtMPCapableSYNRX");
 
     // 1. 50 tenants (k = 3, 22, 41, … 934: marks alternate), one short
@@ -432,16 +465,7 @@ fn tenant_set_and_map_steer_1000_tenants_v4() {
     }
     assert!(res.sent > 0, "nothing was sent");
     assert_eq!(res.received, res.sent, "the server received every byte");
-    assert_eq!(
-        (resets(&bed.a), resets(&bed.b)),
-        rs0,
-        "no connection was reset"
-    );
-    assert_eq!(
-        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
-        fb0,
-        "no MPTCP fallback"
-    );
+    calm.check(&bed);
     eprintln!(
         "1,000 tenants: apply {apply_s:.2} s, 50 short connections {short_s:.1} s, \
          upload {} bytes; test {:.1} s",
@@ -505,8 +529,7 @@ fn controller_puts_each_subflow_on_its_own_link_v4() {
         .expect("the controller started following events");
     assert!(first.starts_with("following events"), "{first}");
 
-    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
-    let rs0 = (resets(&bed.a), resets(&bed.b));
+    let calm = Calm::now(&bed);
     let before = links.sample();
     // bulk, as e2e_steer.rs: both subflows carry the server's data, so the
     // client's ACKs use both. 1 s, not 2: a bulk download through the
@@ -595,16 +618,7 @@ fn controller_puts_each_subflow_on_its_own_link_v4() {
         "few packets before the controller placed them: r1b {}",
         pkts[0]
     );
-    assert_eq!(
-        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
-        fb0,
-        "no MPTCP fallback"
-    );
-    assert_eq!(
-        (resets(&bed.a), resets(&bed.b)),
-        rs0,
-        "no connection was reset"
-    );
+    calm.check(&bed);
 }
 
 /// A set whose `size` changes on a re-apply gets a table of the new size
@@ -702,20 +716,7 @@ fn prefix_set_and_map_steer_by_longest_match_v4() {
             ],
         );
     }
-    sh(
-        "ip",
-        &[
-            "-n",
-            &bed.r,
-            "route",
-            "add",
-            "10.20.0.0/16",
-            "via",
-            "10.1.0.1",
-            "dev",
-            &bed.r1a,
-        ],
-    );
+    route_tenants(&bed);
     let pol = format!(
         "[[set]]\nname = \"nets\"\ntype = \"prefix\"\nelements = [\"10.20.0.0/16\", \"fd20::/48\"]\n\n\
          [[map]]\nname = \"net_link\"\nkey = \"prefix\"\nvalue = \"u32\"\n\
@@ -727,8 +728,7 @@ fn prefix_set_and_map_steer_by_longest_match_v4() {
     );
     let p = bed.policy("nets", &pol);
     bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
-    let fb0 = (fallback_counters(&bed.a), fallback_counters(&bed.b));
-    let rs0 = (resets(&bed.a), resets(&bed.b));
+    let calm = Calm::now(&bed);
     let dst = SocketAddr::new(SERVER.parse().unwrap(), SHORT_PORT);
     let srv = SinkServer::start(&bed.b, SHORT_PORT);
     let check = |phase: &str, marks: [Option<u32>; 2]| {
@@ -756,14 +756,5 @@ fn prefix_set_and_map_steer_by_longest_match_v4() {
         .expect_ok();
     check("after `set del` of the /16", [None, None]);
     drop(srv);
-    assert_eq!(
-        (resets(&bed.a), resets(&bed.b)),
-        rs0,
-        "no connection was reset"
-    );
-    assert_eq!(
-        (fallback_counters(&bed.a), fallback_counters(&bed.b)),
-        fb0,
-        "no MPTCP fallback"
-    );
+    calm.check(&bed);
 }
