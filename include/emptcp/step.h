@@ -194,11 +194,12 @@ static __always_inline void emptcp_run_count(const struct emptcp_run *r, __u32 r
 {
 #ifdef EMPTCP_WALK
 	/*
-	 * In a walk program, run and hit go to the position's pair in the
-	 * walk's counter block (walk.bpf.c); the rare reasons to the slot.
+	 * In a walk program, a hit goes to the position's pair in the walk's
+	 * counter block (walk.bpf.c, which counts runs itself); the other
+	 * reasons to the slot.
 	 */
-	if (reason == EMPTCP_CNT_RUN || reason == EMPTCP_CNT_HIT)
-		r->pos[reason] += 1;
+	if (reason == EMPTCP_CNT_HIT)
+		r->pos[1] += 1;
 	else
 		emptcp_count(r->slot, reason);
 #else

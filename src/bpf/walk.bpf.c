@@ -44,9 +44,11 @@ const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
 const volatile __u32 emptcp_walk_addrs = 0;
 
 /*
- * The walk's counter block: the packets it saw and each position's run and
- * hit, side by side in one per-CPU element looked up once per packet (a
- * position counts with two adds at a constant offset). The rare reasons
+ * The walk's counter block: the packets it saw and, for each position, the
+ * walks that ended there and its hits, side by side in one per-CPU element
+ * looked up once per packet. A position's run is the walks that ended at
+ * it or later (walkcount.rs), so a packet counts one end, not a run per
+ * position; a hit is one add at a constant offset. The rare reasons
  * (skip, parse_err, no_room, ...) stay in the slots' emptcp_stats
  * elements. The map is this walk program's own (no emptcp_ prefix: not
  * shared, not pinned); emptcp reads it through the program
@@ -56,7 +58,7 @@ const volatile __u32 emptcp_walk_addrs = 0;
 struct walk_counts {
 	__u64 seen;
 	__u64 pad;
-	__u64 pos[EMPTCP_MAX_WALK][2];
+	__u64 pos[EMPTCP_MAX_WALK][2];	/* ended here, hit */
 };
 
 /*
@@ -135,8 +137,8 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 
 /*
  * Position i of the walk: EMPTCP_CONTINUE or the verdict that ends it.
- * It counts its run in @wc, the walk's block, at a constant offset: no
- * map lookup per position (per further ip_pair hit in BPF_PROG_TEST_RUN,
+ * Its hits go to @wc, the walk's block, at a constant offset (its runs
+ * follow from where walks end): no map lookup per position (per further ip_pair hit in BPF_PROG_TEST_RUN,
  * 5.4 ns with a lookup of the slot's element, docs/design.md).
  */
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
@@ -148,7 +150,6 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->pos = wc->pos[i];
-	r->pos[EMPTCP_CNT_RUN] += 1;
 	return walk_stage(ctx, r, a4);
 }
 
@@ -214,9 +215,13 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 			if (i >= emptcp_walk_len)			\
 				break;					\
 			ret = walk_at(ctx, &r, a4, wc, i);		\
-			if (ret != EMPTCP_CONTINUE)			\
+			if (ret != EMPTCP_CONTINUE) {			\
+				wc->pos[i][0] += 1;			\
 				return ret;				\
+			}						\
 		}							\
+		if (emptcp_walk_len > 0 && emptcp_walk_len <= (max))	\
+			wc->pos[emptcp_walk_len - 1][0] += 1;		\
 		return EMPTCP_PASS;					\
 	}
 

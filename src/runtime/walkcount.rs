@@ -1,8 +1,10 @@
 //! A walk program's counter block (walk.bpf.c `walk_counts`): the packets
-//! the walk saw and each position's run and hit, in one per-CPU element of
-//! a map of the walk program's own. A position counts with two adds at a
-//! constant offset instead of a lookup of its slot's `emptcp_stats`
-//! element; the rare reasons stay in the slots.
+//! the walk saw and, per position, the walks that ended there and its hits,
+//! in one per-CPU element of a map of the walk program's own. A packet
+//! counts where its walk ended, and a position its hits, with one add at a
+//! constant offset each, instead of a lookup of the slot's `emptcp_stats`
+//! element per position; a position's run is the walks that ended at it or
+//! later. The rare reasons stay in the slots.
 //!
 //! So a stage's run and hit are its slot's counters plus its position's
 //! pair in the block of the walk that runs it (`Block::add_to`), and the
@@ -24,7 +26,7 @@ use crate::runtime::store::{pinned_map, slot_prog, u32_key};
 pub const MAP: &str = "walk_counts";
 
 /// The block's size for a walk of `n` positions: `seen`, a pad word, and
-/// a run and a hit per position.
+/// per position the walks that ended there and its hits.
 pub fn value_size(n: usize) -> u32 {
     (16 + 16 * n) as u32
 }
@@ -60,13 +62,13 @@ impl Block {
             .sum()
     }
 
-    /// Run and hit of position `i` on one CPU's words.
+    /// Run and hit of position `i` on one CPU's words. The block holds,
+    /// per position, the walks that ended there and the hits: a position
+    /// ran for every walk that ended at it or after it.
     fn pos(words: &[u64], i: usize) -> [u64; 2] {
         let at = 2 + 2 * i;
-        [
-            words.get(at).copied().unwrap_or(0),
-            words.get(at + 1).copied().unwrap_or(0),
-        ]
+        let run = words.iter().skip(at).step_by(2).sum();
+        [run, words.get(at + 1).copied().unwrap_or(0)]
     }
 
     /// Adds position `i`'s run and hit, over all CPUs, into `c` (a slot's
