@@ -64,7 +64,7 @@ struct emptcp_run {
 	/* private: this stage's counters on this CPU (NULL: not found) */
 	struct emptcp_counters *cnt;
 #ifdef EMPTCP_WALK
-	/* private: this position's run and hit in the walk's block */
+	/* private: this position's (walks ended here, hits) in the walk's block */
 	__u64 *pos;
 #endif
 };

@@ -138,8 +138,9 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 /*
  * Position i of the walk: EMPTCP_CONTINUE or the verdict that ends it.
  * Its hits go to @wc, the walk's block, at a constant offset (its runs
- * follow from where walks end): no map lookup per position (per further ip_pair hit in BPF_PROG_TEST_RUN,
- * 5.4 ns with a lookup of the slot's element, docs/design.md).
+ * follow from where walks end): no map lookup per position (per further
+ * ip_pair hit in BPF_PROG_TEST_RUN, 5.4 ns with a lookup of the slot's
+ * element, docs/design.md).
  */
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
 				   struct walk_counts *wc, __u32 i)

@@ -952,28 +952,19 @@ fn run_change(sd: &StateDir, mut txn: Txn, mut ch: Change) -> Result<()> {
         .flat_map(|(id, _, lay)| lay.kept.iter().map(move |s| (id.0, *s)))
         .collect();
     let mut retire: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
+    // and the old walks, whose counts go into the slots the new layouts keep
+    let mut folds: Vec<(AttachPoint, Vec<u16>)> = Vec::new();
     for b in &txn.base.points {
         if ch.touched.contains(&pid(b)) || ch.removed.iter().any(|r| pid(r) == pid(b)) {
             let family = b.hook.family();
-            retire
-                .entry(family)
-                .or_default()
-                .extend(b.slots().filter(|s| !kept.contains(&(family, *s))));
+            let (keep, go): (Vec<u16>, Vec<u16>) =
+                b.slots().partition(|s| kept.contains(&(family, *s)));
+            retire.entry(family).or_default().extend(go);
+            if b.walk {
+                folds.push((b.clone(), keep));
+            }
         }
     }
-    // the old walks whose counts go into the slots the new layouts keep
-    let folds: Vec<(AttachPoint, BTreeSet<u16>)> = txn
-        .base
-        .points
-        .iter()
-        .filter(|b| b.walk)
-        .filter(|b| ch.touched.contains(&pid(b)) || ch.removed.iter().any(|r| pid(r) == pid(b)))
-        .map(|b| {
-            let family = b.hook.family();
-            let keep = b.slots().filter(|s| kept.contains(&(family, *s))).collect();
-            (b.clone(), keep)
-        })
-        .collect();
     let retire: Vec<Retired> = retire
         .into_iter()
         .filter(|(_, v)| !v.is_empty())

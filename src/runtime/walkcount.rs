@@ -43,15 +43,9 @@ impl Block {
         let vals = m
             .lookup_percpu(&u32_key(0), MapFlags::ANY)?
             .context("walk counter block has no element")?;
-        let cpus = vals
-            .iter()
-            .map(|v| {
-                v.chunks_exact(8)
-                    .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect()
-            })
-            .collect();
-        Ok(Block { cpus })
+        Ok(Block {
+            cpus: vals.iter().map(|v| words(v)).collect(),
+        })
     }
 
     /// Packets the walk saw, over all CPUs.
@@ -147,35 +141,43 @@ pub fn fold(sd: &StateDir, old: &AttachPoint, keep: impl Fn(u16) -> bool) -> Res
         return Ok(());
     };
     let stats = pinned_map(sd, old.hook.family(), "emptcp_stats")?;
-    let add = |slot: u16, f: &dyn Fn(&[u64], &mut [u64])| -> Result<()> {
-        let key = u32_key(slot as u32);
-        let Some(mut vals) = stats.lookup_percpu(&key, MapFlags::ANY)? else {
-            return Ok(());
-        };
-        for (v, w) in vals.iter_mut().zip(&b.cpus) {
-            let mut c: Vec<u64> = v
-                .chunks_exact(8)
-                .map(|x| u64::from_ne_bytes(x.try_into().unwrap_or([0; 8])))
-                .collect();
-            f(w, &mut c);
-            *v = c.iter().flat_map(|x| x.to_ne_bytes()).collect();
-        }
-        stats.update_percpu(&key, &vals, MapFlags::ANY)?;
-        Ok(())
-    };
-    add(0, &|w, c| {
-        c[CNT_RUN as usize] += w.first().copied().unwrap_or(0)
-    })?;
+    let seen: Vec<[u64; 2]> = b
+        .cpus
+        .iter()
+        .map(|w| [w.first().copied().unwrap_or(0), 0])
+        .collect();
+    add_percpu(&stats, 0, &seen)?;
     for (i, slot) in positions(old).enumerate() {
         if keep(slot) {
-            add(slot, &|w, c| {
-                let [run, hit] = Block::pos(w, i);
-                c[CNT_RUN as usize] += run;
-                c[CNT_HIT as usize] += hit;
-            })?;
+            let counts: Vec<[u64; 2]> = b.cpus.iter().map(|w| Block::pos(w, i)).collect();
+            add_percpu(&stats, slot, &counts)?;
         }
     }
     Ok(())
+}
+
+/// Adds a run and a hit per CPU (`add`, in CPU order) to `slot`'s
+/// `emptcp_stats` element.
+fn add_percpu(stats: &MapHandle, slot: u16, add: &[[u64; 2]]) -> Result<()> {
+    let key = u32_key(slot as u32);
+    let Some(mut vals) = stats.lookup_percpu(&key, MapFlags::ANY)? else {
+        return Ok(());
+    };
+    for (v, [run, hit]) in vals.iter_mut().zip(add) {
+        let mut c = words(v);
+        c[CNT_RUN as usize] += run;
+        c[CNT_HIT as usize] += hit;
+        *v = c.iter().flat_map(|x| x.to_ne_bytes()).collect();
+    }
+    stats.update_percpu(&key, &vals, MapFlags::ANY)?;
+    Ok(())
+}
+
+/// A per-CPU value's bytes as native 8-byte words.
+fn words(v: &[u8]) -> Vec<u64> {
+    v.chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
 }
 
 /// The counters of one attach point's stages: their slots' elements plus,

@@ -455,8 +455,7 @@ impl Part {
 pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
     let path = sd.dir.join(part.outer_pin());
     if std::fs::symlink_metadata(&path).is_ok() {
-        let m = MapHandle::from_pinned_path(&path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
+        let m = pinned_outer(sd, part)?;
         check_outer(&m, part, &path)?;
         return Ok(m);
     }
