@@ -7,8 +7,12 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
-/* The stage's work on one packet: EMPTCP_CONTINUE or a verdict. */
-EMPTCP_STAGE int verdict_stage(emptcp_ctx *ctx, struct emptcp_run *r)
+/*
+ * The stage's work on one packet: EMPTCP_CONTINUE or a verdict. Inlined in
+ * a walk too (not EMPTCP_STAGE): a position that ends chains with pass or
+ * drop makes no call.
+ */
+static __always_inline int verdict_stage(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	__u64 p[1];
 

@@ -42,6 +42,8 @@ const volatile struct emptcp_stage emptcp_walk[EMPTCP_MAX_WALK] = {};
 const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
 /* 1: a stage compares the packet's IPv4 addresses inline (ip_pair). */
 const volatile __u32 emptcp_walk_addrs = 0;
+/* 1: a stage compares the packet's TCP ports inline (port). */
+const volatile __u32 emptcp_walk_ports = 0;
 
 /*
  * The walk's counter block: the packets it saw and, for each position, the
@@ -94,7 +96,8 @@ static __always_inline int walk_heavy(emptcp_ctx *ctx, struct emptcp_run *r, int
 }
 
 /* One stage of the walk: its kind is a constant to the verifier. */
-static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4)
+static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
+				      const __u16 *pw)
 {
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
@@ -110,7 +113,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PREFIX:
 		return prefix_stage(ctx, r);
 	case EMPTCP_KIND_PORT:
-		return port_stage(ctx, r);
+		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
 		return set_mark_stage(ctx, r);
 	case EMPTCP_KIND_REDIRECT:
@@ -143,7 +146,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
  * element, docs/design.md).
  */
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
-				   struct walk_counts *wc, __u32 i)
+				   const __u16 *pw, struct walk_counts *wc, __u32 i)
 {
 	r->st = &emptcp_walk[i];
 	r->slot = emptcp_walk_slot[i];
@@ -151,7 +154,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->pos = wc->pos[i];
-	return walk_stage(ctx, r, a4);
+	return walk_stage(ctx, r, a4, pw);
 }
 
 /*
@@ -177,6 +180,22 @@ static __always_inline const __u32 *walk_addrs(emptcp_ctx *ctx, const struct emp
 	return a4;
 }
 
+/*
+ * The packet's TCP ports (source, destination, network order) in @pw, for
+ * the port selectors; returns @pw, or NULL when they cannot be read.
+ */
+static __always_inline const __u16 *walk_ports(emptcp_ctx *ctx, const struct emptcp_run *r,
+					       __u16 *pw)
+{
+	struct tcphdr *th = emptcp_tcp(ctx, r);
+
+	if (!th)
+		return NULL;
+	pw[0] = th->source;
+	pw[1] = th->dest;
+	return pw;
+}
+
 static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	if (emptcp_begin(ctx, &r->p) < 0)
@@ -198,7 +217,9 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		struct emptcp_run r = {};				\
 		struct walk_counts *wc;					\
 		const __u32 *a4;					\
+		const __u16 *pw;					\
 		__u32 addrs[2];						\
+		__u16 ports[2];						\
 		__u32 zero = 0;						\
 		__u32 i;						\
 		int ret;						\
@@ -211,11 +232,12 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		if (walk_begin(ctx, &r) < 0)				\
 			return EMPTCP_PASS;				\
 		a4 = emptcp_walk_addrs ? walk_addrs(ctx, &r, addrs) : NULL; \
+		pw = emptcp_walk_ports ? walk_ports(ctx, &r, ports) : NULL; \
 		_Pragma(unroll)						\
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\
 				break;					\
-			ret = walk_at(ctx, &r, a4, wc, i);		\
+			ret = walk_at(ctx, &r, a4, pw, wc, i);		\
 			if (ret != EMPTCP_CONTINUE) {			\
 				wc->pos[i][0] += 1;			\
 				return ret;				\

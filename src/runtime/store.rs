@@ -306,15 +306,15 @@ fn load_walk(
         .context("walk object has no counter block")?
         .set_value_size(size)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
-    // the packet's IPv4 addresses are read once per packet only for ip_pair
-    let addrs = stages
-        .iter()
-        .any(|s| s.desc.kind == crate::abi::KIND_IP_PAIR);
-    loader::set_rodata(
-        &mut open,
-        "emptcp_walk_addrs",
-        &u32::from(addrs).to_ne_bytes(),
-    )?;
+    // the packet's IPv4 addresses and its ports are read once per packet
+    // only for the selectors that compare them inline (ip_pair, port)
+    for (var, kind) in [
+        ("emptcp_walk_addrs", crate::abi::KIND_IP_PAIR),
+        ("emptcp_walk_ports", crate::abi::KIND_PORT),
+    ] {
+        let any = stages.iter().any(|s| s.desc.kind == kind);
+        loader::set_rodata(&mut open, var, &u32::from(any).to_ne_bytes())?;
+    }
     let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
     let what = format!("the walk of chains {} ({family})", names.join(", "));
     let Some(sd) = sd else {
