@@ -267,6 +267,10 @@ fn main() {
                 // past 33 stages a tail-call walk never reaches its end
                 .filter(|c| *walk || c.stages <= 33)
                 .collect();
+            if cs.is_empty() {
+                // --only matched no chain of this hook (set_mark is TC only)
+                continue;
+            }
             let hs: Vec<Harness> = cs
                 .iter()
                 .map(|c| {

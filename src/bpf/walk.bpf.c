@@ -115,7 +115,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
-		return set_mark_stage(ctx, r);
+		return set_mark_walk(ctx, r);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
