@@ -23,9 +23,10 @@ def wire_bed(tag, emptcp):
     return b
 
 
-def wire_policy(b):
+def wire_policy(b, acts=({"kind": "pass"},)):
     """Every packet of the transfer passes one 3-stage chain: ip_pair (hit),
-    port (hit), pass — data at the client's tc-egress, ACKs at the server's."""
+    port (hit), pass — data at the client's tc-egress, ACKs at the server's.
+    `acts`: the chain's actors (default: pass alone)."""
     n, d = b.names, b.d
     t = ""
     for dev, ns, src, dst, port in ((d["x1a"], n["c"], "10.1.0.1", "10.1.0.2", {"dport": 5201}),
@@ -34,7 +35,7 @@ def wire_policy(b):
                                     (d["x2b"], n["s"], "10.1.0.2", "10.2.0.1", {"sport": 5201})):
         t += chain(f"w-{dev}".lower(), dev, "tc-egress", ns,
                    [{"kind": "ip_pair", "src": src, "dst": dst}, {"kind": "port", **port}],
-                   [{"kind": "pass"}])
+                   list(acts))
     return t
 
 

@@ -49,7 +49,9 @@ def run(rep, emptcp, quick):
     bs = net.Net("wps", emptcp)   # a second state dir: the server ends' entries
     n, d = b.names, b.d
     ends = {"data": (n["c"], (d["x1a"], d["x2a"]), b), "ack": (n["s"], (d["x1b"], d["x2b"]), bs)}
-    full = wire_policy(b)
+    # WIRE_MARK=1: chain3 sets a literal mark before its pass (4 stages)
+    acts = ([{"kind": "set_mark", "mark": 7}] if os.environ.get("WIRE_MARK") else []) + [{"kind": "pass"}]
+    full = wire_policy(b, acts)
     blocks = ["[[chain]]" + x for x in full.split("[[chain]]")[1:]]
     pol3 = {"data": "".join(blocks[:2]), "ack": "".join(blocks[2:])}
     pol1 = {side: "".join(chain(f"p-{dev}".lower(), dev, "tc-egress", ns, [], [{"kind": "pass"}])
