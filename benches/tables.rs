@@ -472,21 +472,25 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                     .copied()
                     .collect();
                 order.extend(mine.iter().filter(|(_, c)| c.size.is_some()));
-                let progs: Vec<(Prog, u16, &str)> =
-                    order.iter().map(|(i, _)| entry(h * nc + i)).collect();
+                let devs: Vec<usize> = order.iter().map(|(i, _)| h * nc + i).collect();
+                let progs: Vec<(Prog, u16, &str)> = devs.iter().map(|d| entry(*d)).collect();
                 let order: Vec<&LCase> = order.into_iter().map(|(_, c)| c).collect();
-                // the selector must hit: its stage counts a hit per run
-                let stats =
-                    libbpf_rs::MapHandle::from_pinned_path(sd.family_dir(fam).join("emptcp_stats"))
-                        .expect("stats map");
+                // the selector must hit: its stage counts a hit per run (in
+                // the walk's counter block, read with the slot's counters)
                 let hit = emptcp::chain::COUNTER_NAMES
                     .iter()
                     .position(|n| *n == "hit")
                     .expect("hit counter");
-                for ((p, slot, _), c) in progs.iter().zip(&order) {
-                    let before = emptcp::runtime::slot_counters(&stats, u32::from(*slot))[hit];
+                let hits = |d: usize, slot: u16| -> u64 {
+                    let pt = st.points.iter().find(|p| p.dev == format!("d{d}")).expect("point");
+                    emptcp::runtime::walkcount::PointCounters::of(&sd, pt)
+                        .slot(slot)
+                        .expect("the stage's counters")[hit]
+                };
+                for (((p, slot, _), c), d) in progs.iter().zip(&order).zip(&devs) {
+                    let before = hits(*d, *slot);
                     p.run(pkt, 1);
-                    let after = emptcp::runtime::slot_counters(&stats, u32::from(*slot))[hit];
+                    let after = hits(*d, *slot);
                     assert_eq!(
                         after,
                         before + 1,

@@ -32,5 +32,30 @@ static __always_inline int prefix_hit(emptcp_ctx *ctx, const struct emptcp_run *
 /* The selector: prefix_stage() in a walk, the program `prefix` alone. */
 EMPTCP_SELECTOR(prefix, prefix_hit, sizeof(struct emptcp_prefix));
 
+#ifdef EMPTCP_WALK
+/*
+ * The stage at one position of a walk (walk.bpf.c), inlined there as
+ * ip_pair_walk() is: an IPv4 prefix against the IPv4 addresses the walk
+ * read once per packet (@a: source, destination; NULL: not read), its
+ * address and mask read in place from its description (the first 4 bytes
+ * of each for IPv4). An IPv6 packet or prefix goes through prefix_stage().
+ */
+static __always_inline int prefix_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a)
+{
+	const volatile struct emptcp_prefix *pf = (const volatile void *)r->st->param;
+	__u8 flags = pf->flags;
+	__u32 x;
+
+	if (!a || (r->p.flags & EMPTCP_PF_V6) || (flags & EMPTCP_PFX_V6))
+		return prefix_stage(ctx, r);
+	if (emptcp_select_decided(r))
+		return EMPTCP_CONTINUE;
+	x = (flags & EMPTCP_PFX_DST) ? a[1] : a[0];
+	emptcp_select_combine(r, (x & *(const volatile __u32 *)pf->mask) ==
+				     *(const volatile __u32 *)pf->addr);
+	return EMPTCP_CONTINUE;
+}
+#endif
+
 EMPTCP_LICENSE("Dual BSD/GPL");
 

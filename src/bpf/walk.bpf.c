@@ -40,7 +40,7 @@ const volatile __u32 emptcp_walk_len = 0;
 const volatile struct emptcp_stage emptcp_walk[EMPTCP_MAX_WALK] = {};
 /* Counter slot of each stage (emptcp_stats, show). */
 const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
-/* 1: a stage compares the packet's IPv4 addresses inline (ip_pair). */
+/* 1: a stage compares the packet's IPv4 addresses inline (ip_pair, src, dst). */
 const volatile __u32 emptcp_walk_addrs = 0;
 /* 1: a stage compares the packet's TCP ports inline (port). */
 const volatile __u32 emptcp_walk_ports = 0;
@@ -111,7 +111,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_SUBFLOW:
 		return subflow_stage(ctx, r);
 	case EMPTCP_KIND_PREFIX:
-		return prefix_stage(ctx, r);
+		return prefix_walk(ctx, r, a4);
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:

@@ -307,12 +307,13 @@ fn load_walk(
         .set_value_size(size)?;
     loader::set_rodata(&mut open, "emptcp_walk_slot", &slots)?;
     // the packet's IPv4 addresses and its ports are read once per packet
-    // only for the selectors that compare them inline (ip_pair, port)
-    for (var, kind) in [
-        ("emptcp_walk_addrs", crate::abi::KIND_IP_PAIR),
-        ("emptcp_walk_ports", crate::abi::KIND_PORT),
+    // only for the selectors that compare them inline (ip_pair, src/dst, port)
+    use crate::abi::{KIND_IP_PAIR, KIND_PORT, KIND_PREFIX};
+    for (var, kinds) in [
+        ("emptcp_walk_addrs", &[KIND_IP_PAIR, KIND_PREFIX][..]),
+        ("emptcp_walk_ports", &[KIND_PORT][..]),
     ] {
-        let any = stages.iter().any(|s| s.desc.kind == kind);
+        let any = stages.iter().any(|s| kinds.contains(&s.desc.kind));
         loader::set_rodata(&mut open, var, &u32::from(any).to_ne_bytes())?;
     }
     let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
