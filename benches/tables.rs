@@ -482,7 +482,11 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                     .position(|n| *n == "hit")
                     .expect("hit counter");
                 let hits = |d: usize, slot: u16| -> u64 {
-                    let pt = st.points.iter().find(|p| p.dev == format!("d{d}")).expect("point");
+                    let pt = st
+                        .points
+                        .iter()
+                        .find(|p| p.dev == format!("d{d}"))
+                        .expect("point");
                     emptcp::runtime::walkcount::PointCounters::of(&sd, pt)
                         .slot(slot)
                         .expect("the stage's counters")[hit]
