@@ -5,23 +5,32 @@
 #include "vmlinux.h"
 #include <emptcp/emptcp.h>
 
+/*
+ * 1 when the packet's ports (network order) are the stage's: @pt read in
+ * place from its description (volatile: see emptcp_stage_desc).
+ */
+static __always_inline int port_eq(const volatile struct emptcp_port *pt, __u16 sport,
+				   __u16 dport)
+{
+	__u8 flags = pt->flags;
+
+	if ((flags & EMPTCP_PORT_HAS_SPORT) && sport != pt->sport)
+		return 0;
+	if ((flags & EMPTCP_PORT_HAS_DPORT) && dport != pt->dport)
+		return 0;
+	return 1;
+}
+
 /* The selector's result: 1 when the configured ports match. */
 static __always_inline int port_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
 {
-	struct emptcp_port pt;
-	struct tcphdr *th;
+	struct tcphdr *th = emptcp_tcp(ctx, r);
 
-	emptcp_param_copy(r, &pt, sizeof(pt));
-	th = emptcp_tcp(ctx, r);
 	if (!th) {
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 		return 0;
 	}
-	if ((pt.flags & EMPTCP_PORT_HAS_SPORT) && th->source != pt.sport)
-		return 0;
-	if ((pt.flags & EMPTCP_PORT_HAS_DPORT) && th->dest != pt.dport)
-		return 0;
-	return 1;
+	return port_eq((const volatile void *)r->st->param, th->source, th->dest);
 }
 
 /* The selector: port_stage() in a walk, the program `port` alone. */
@@ -37,19 +46,11 @@ EMPTCP_SELECTOR(port, port_hit, sizeof(struct emptcp_port));
  */
 static __always_inline int port_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u16 *ports)
 {
-	const volatile struct emptcp_port *pt = (const volatile void *)r->st->param;
-	__u8 flags = pt->flags;
-	int hit = 1;
-
 	if (!ports)
 		return port_stage(ctx, r);
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	if ((flags & EMPTCP_PORT_HAS_SPORT) && ports[0] != pt->sport)
-		hit = 0;
-	if ((flags & EMPTCP_PORT_HAS_DPORT) && ports[1] != pt->dport)
-		hit = 0;
-	emptcp_select_combine(r, hit);
+	emptcp_select_combine(r, port_eq((const volatile void *)r->st->param, ports[0], ports[1]));
 	return EMPTCP_CONTINUE;
 }
 #endif
