@@ -34,6 +34,9 @@ enum Steer {
     Control,
     Redirect,
     Mark,
+    /// set_mark, selected by a literal IPv4 prefix (`src`) instead of
+    /// ip_pair: the walk compares it inline
+    MarkByPrefix,
 }
 
 fn steer_scenario(fam: Family, how: Steer) {
@@ -80,14 +83,19 @@ fn steer_scenario(fam: Family, how: Steer) {
             bed.r2b
         )),
         Steer::Redirect => Some(format!("kind = \"redirect\"\ndev = \"{}\"\n", bed.r2b)),
-        Steer::Mark => Some("kind = \"set_mark\"\nmark = 2\n".to_string()),
+        Steer::Mark | Steer::MarkByPrefix => Some("kind = \"set_mark\"\nmark = 2\n".to_string()),
+    };
+    // the client's second address, or (IPv4) its /24, which the first
+    // address (10.1.0.1) is not in
+    let sel = match how {
+        Steer::MarkByPrefix => "kind = \"src\"\naddr = \"10.2.0.0/24\"".to_string(),
+        _ => format!("kind = \"ip_pair\"\nsrc = \"{}\"", bed.client_addr2()),
     };
     if let Some(act) = &act {
         let pol = format!(
             "[[chain]]\nname = \"steer\"\ndev = \"{}\"\nhook = \"tc-ingress\"\nnetns = \"{r}\"\n\
-             [[chain.select]]\nkind = \"ip_pair\"\nsrc = \"{}\"\n[[chain.act]]\n{act}",
-            bed.r2a,
-            bed.client_addr2()
+             [[chain.select]]\n{sel}\n[[chain.act]]\n{act}",
+            bed.r2a
         );
         let p = bed.policy("steer", &pol);
         bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
@@ -173,6 +181,13 @@ fn redirect_steers_a_subflow_on_a_router_v6() {
 fn set_mark_steers_a_subflow_on_a_router_v4() {
     if root_or_skip("set_mark_steers_a_subflow_on_a_router_v4") {
         steer_scenario(Family::V4, Steer::Mark);
+    }
+}
+
+#[test]
+fn set_mark_by_a_src_prefix_steers_a_subflow_on_a_router_v4() {
+    if root_or_skip("set_mark_by_a_src_prefix_steers_a_subflow_on_a_router_v4") {
+        steer_scenario(Family::V4, Steer::MarkByPrefix);
     }
 }
 
