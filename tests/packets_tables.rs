@@ -612,6 +612,110 @@ fn addr_sets_select_by_source_and_destination() {
     );
 }
 
+/// Addresses of `fam` whose keys hash to one slot of a set of `size`:
+/// the first `n` found (walking fd00:9::x or 10.9.x.y).
+fn same_slot(fam: &str, size: u32, n: usize) -> Vec<IpAddr> {
+    use emptcp::tables::slots::{slot_bits, slot_of};
+    let bits = slot_bits(size);
+    let words = |a: IpAddr| {
+        let b = match a {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        };
+        [0, 8].map(|i| u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes")))
+    };
+    let cand = |i: u32| match fam {
+        "v4" => v4(std::net::Ipv4Addr::from(0x0a09_0000 + i)),
+        _ => v6(std::net::Ipv6Addr::from(
+            0xfd00_0009_u128 << 96 | u128::from(i),
+        )),
+    };
+    let want = slot_of(&words(cand(1)), bits);
+    let found: Vec<IpAddr> = (1..10_000)
+        .map(cand)
+        .filter(|&a| slot_of(&words(a), bits) == want)
+        .take(n)
+        .collect();
+    assert_eq!(found.len(), n, "{fam}: {n} addresses on one slot");
+    found
+}
+
+/// A walk runs a set's lookup inline at its first positions, on the key's
+/// own slot, and calls the full lookup when that slot does not tell: a key
+/// stored one slot further (its slot held another first), a key not in
+/// the set whose slot holds another, and a lookup late in a long walk.
+#[test]
+fn set_lookups_past_their_own_slot_and_late_in_the_walk() {
+    if !root("set_lookups_past_their_own_slot_and_late_in_the_walk") {
+        return;
+    }
+    let mut elements = Vec::new();
+    let mut cases = Vec::new();
+    for fam in FAMS {
+        let [a, b, c]: [IpAddr; 3] = same_slot(fam, 4, 3).try_into().expect("three");
+        elements.extend([a.to_string(), b.to_string()]);
+        let dst = quad(fam)[1];
+        for (what, src, hit) in [
+            ("first", a, true),
+            ("second", b, true),
+            ("not in", c, false),
+        ] {
+            cases.push((format!("{fam} {what} on one slot"), ack_pkt(src, dst), hit));
+        }
+        cases.push((
+            format!("{fam} elsewhere"),
+            ack_pkt(quad(fam)[0], dst),
+            false,
+        ));
+    }
+    let elements: Vec<&str> = elements.iter().map(String::as_str).collect();
+    let tables = format!("{}size = 4\n", set_toml("crowd", "addr", &elements));
+    let early = sel_group(
+        "lookup at position 0",
+        tables.clone(),
+        in_set("src", "crowd", ""),
+        &FAMILIES,
+        cases.clone(),
+    );
+    // nine `port` selectors that hit every case's packet, then the lookup
+    let late = 9;
+    let mut sel: Vec<Stage> = (0..late)
+        .map(|_| "kind = \"port\"\ndport = 5201".into())
+        .collect();
+    sel.push(in_set("src", "crowd", ""));
+    let hits: Vec<(Ctr, u64)> = (0..late).map(|s| st(s, "hit")).collect();
+    let late_group = Group {
+        name: "lookup at position 9",
+        tables,
+        sel,
+        act: vec![drop_()],
+        hooks: &FAMILIES,
+        cases: cases
+            .into_iter()
+            .map(|(n, p, hit)| {
+                let mut counts = hits.clone();
+                let verdict = if hit {
+                    counts.extend([st(late, "hit"), st(late + 1, "hit")]);
+                    Verdict::Drop
+                } else {
+                    Verdict::Pass
+                };
+                let exp = Exp {
+                    verdict,
+                    out: Out::Same,
+                    counts,
+                    mark: None,
+                };
+                case(n, &p, exp)
+            })
+            .collect(),
+    };
+    run_groups(
+        "set_lookups_past_their_own_slot_and_late_in_the_walk",
+        &[early, late_group],
+    );
+}
+
 /// `src` and `dst` with a prefix set (LPM trie): a /16 and a /24 inside
 /// it, and IPv6 /32 and /64 inside it, both present.
 #[test]

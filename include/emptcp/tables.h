@@ -229,10 +229,18 @@ static __always_inline __u32 emptcp_tab_hash(const __u64 *w, int words, __u32 bi
 	return h >> (64 - bits);
 }
 
+/* What a lookup found: emptcp_tab_get(), emptcp_tab_lookup_first(). */
+enum emptcp_tab_found {
+	EMPTCP_TAB_NOT = 0,	/* the key is not in the table */
+	EMPTCP_TAB_HIT = 1,	/* it is: its value was read */
+	EMPTCP_TAB_MORE = 2,	/* only more probes can tell */
+};
+
 /*
  * The value of key @w (@words 8-byte words) in slot table @id of outer map
  * @outer (2^@bits slots), or NULL. Linear probing from the key's slot, at
- * most EMPTCP_TAB_PROBES slots (emptcp places no element further away): an
+ * most @probes slots (EMPTCP_TAB_PROBES: emptcp places no element further
+ * away; *@more is set when the probes ran out before the table told): an
  * empty slot ends the probe, a gone one is stepped over. The tag is read
  * before the key words (emptcp stores it after them, a barrier keeps
  * clang from reordering the loads; x86 keeps loads in order); a slot's key
@@ -244,60 +252,79 @@ static __always_inline __u32 emptcp_tab_hash(const __u64 *w, int words, __u32 bi
  * arithmetic on map_ptr prohibited"). Measured as fast as holding it, and
  * 0..3 ns faster than a BPF-to-BPF call of a probe function.
  */
+static __always_inline int emptcp_tab_slot(void *outer, __u32 id, const __u64 *w, int words,
+					   __u32 i, __u64 **v)
+{
+	__u64 *s, tag;
+	void *t;
+
+	t = bpf_map_lookup_elem(outer, &id);
+	if (!t)
+		return EMPTCP_TAB_NOT;
+	s = bpf_map_lookup_elem(t, &i);
+	if (!s)
+		return EMPTCP_TAB_NOT;
+	tag = *(volatile __u64 *)s;
+	asm volatile("" ::: "memory");
+	if (tag == EMPTCP_TAB_EMPTY)
+		return EMPTCP_TAB_NOT;
+	if (tag != EMPTCP_TAB_VALID || s[1] != w[0] || s[2] != w[1])
+		return EMPTCP_TAB_MORE;
+	if (words > 2 && (s[3] != w[2] || s[4] != w[3]))
+		return EMPTCP_TAB_MORE;
+	if (words > 4 && s[5] != w[4])
+		return EMPTCP_TAB_MORE;
+	*v = &s[1 + words];
+	return EMPTCP_TAB_HIT;
+}
+
 static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u64 *w, int words,
-					       __u32 bits)
+					       __u32 bits, int probes, int *more)
 {
 	__u32 mask = (1U << bits) - 1;
 	__u32 x = emptcp_tab_hash(w, words, bits);
+	__u64 *v = NULL;
 	__u32 j;
+	int st;
 
+	if (probes == 1) {
+		st = emptcp_tab_slot(outer, id, w, words, x & mask, &v);
+		*more = st == EMPTCP_TAB_MORE;
+		return st == EMPTCP_TAB_HIT ? v : NULL;
+	}
 #pragma clang loop unroll(full)
 	for (j = 0; j < EMPTCP_TAB_PROBES; j++) {
-		__u32 i = (x + j) & mask;
-		__u64 *s, tag;
-		void *t;
-
-		t = bpf_map_lookup_elem(outer, &id);
-		if (!t)
+		st = emptcp_tab_slot(outer, id, w, words, (x + j) & mask, &v);
+		if (st == EMPTCP_TAB_HIT)
+			return v;
+		if (st == EMPTCP_TAB_NOT)
 			return NULL;
-		s = bpf_map_lookup_elem(t, &i);
-		if (!s)
-			return NULL;
-		tag = *(volatile __u64 *)s;
-		asm volatile("" ::: "memory");
-		if (tag == EMPTCP_TAB_EMPTY)
-			return NULL;
-		if (tag != EMPTCP_TAB_VALID || s[1] != w[0] || s[2] != w[1])
-			continue;
-		if (words > 2 && (s[3] != w[2] || s[4] != w[3]))
-			continue;
-		if (words > 4 && s[5] != w[4])
-			continue;
-		return &s[1 + words];
 	}
 	return NULL;
 }
 
 /*
  * The value of @key in table @ref names (id and layout; a slot table's
- * size in its flags) in *@out. Returns 1 when the key is there, else 0.
+ * size in its flags) in *@out, probing at most @probes slots of a slot
+ * table. Returns an enum emptcp_tab_found.
  */
 static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union emptcp_tab_key *key,
-					  __u64 *out)
+					  __u64 *out, int probes)
 {
 	__u32 id = ref.id, bits = ref.flags >> EMPTCP_TAB_BITS_SHIFT;
 	__u64 *v = NULL;
+	int more = 0;
 	void *t;
 
 	switch (ref.layout) {
 	case EMPTCP_LAYOUT_ADDR:
-		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits);
+		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits, probes, &more);
 		break;
 	case EMPTCP_LAYOUT_PAIR:
-		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits);
+		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits, probes, &more);
 		break;
 	case EMPTCP_LAYOUT_SUBFLOW:
-		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits);
+		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits, probes, &more);
 		break;
 	case EMPTCP_LAYOUT_PORT: {
 		/* the port in host order is the index: no hash at all */
@@ -318,19 +345,51 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 		return 1;
 	}
 	case EMPTCP_LAYOUT_PREFIX:
-		/* an IPv4 key is the only one of 32 bits (emptcp_tab_key_of) */
-		if (key->prefix4.prefixlen == 32)
+		/*
+		 * An IPv4 key is the only one of 32 bits (emptcp_tab_key_of).
+		 * Each trie has its own lookup call: a call that the verifier
+		 * sees with both tries' maps becomes the generic helper, an
+		 * indirect call (+30 ns where that is a retpoline). The empty
+		 * asm after each keeps clang from merging the two into one.
+		 */
+		if (key->prefix4.prefixlen == 32) {
 			t = bpf_map_lookup_elem(&emptcp_g_tab_prefix4, &id);
-		else
+			if (t)
+				v = bpf_map_lookup_elem(t, key);
+			asm volatile("");
+		} else {
 			t = bpf_map_lookup_elem(&emptcp_g_tab_prefix, &id);
-		if (t)
-			v = bpf_map_lookup_elem(t, key);
+			if (t)
+				v = bpf_map_lookup_elem(t, key);
+			asm volatile("");
+		}
 		break;
 	}
 	if (!v)
-		return 0;
+		return more ? EMPTCP_TAB_MORE : EMPTCP_TAB_NOT;
 	*out = *(volatile __u64 *)v;
-	return 1;
+	return EMPTCP_TAB_HIT;
+}
+
+/*
+ * The trie key of address @a (two words, as emptcp_tab_addr() reads it):
+ * an IPv4-mapped IPv6 address has its IPv4 key, as in every table.
+ */
+static __always_inline void emptcp_tab_prefix_key(const __u64 a[2], union emptcp_tab_key *k)
+{
+	if (a[0] != 0 || (__u32)a[1] != bpf_htonl(0xffff)) {
+		k->prefix.prefixlen = 128;
+		__builtin_memcpy(k->prefix.a, a, 16);
+		return;
+	}
+	/*
+	 * IPv4: prefixlen 32 and the address (a[1]'s high half) in one word.
+	 * The words an IPv6 key would use are zeroed: the verifier checks
+	 * both tries' lookups on either path.
+	 */
+	k->words[0] = (a[1] & 0xffffffff00000000ULL) | 32;
+	k->words[1] = 0;
+	k->words[2] = 0;
 }
 
 /*
@@ -352,20 +411,7 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 
 		if (emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, a) < 0)
 			return -1;
-		/* an IPv4-mapped IPv6 address has its IPv4 key, as in every table */
-		if (a[0] != 0 || (__u32)a[1] != bpf_htonl(0xffff)) {
-			k->prefix.prefixlen = 128;
-			__builtin_memcpy(k->prefix.a, a, 16);
-			return 0;
-		}
-		/*
-		 * IPv4: prefixlen 32 and the address (a[1]'s high half) in
-		 * one word. The words an IPv6 key would use are zeroed: the
-		 * verifier checks both tries' lookups on either path.
-		 */
-		k->words[0] = (a[1] & 0xffffffff00000000ULL) | 32;
-		k->words[1] = 0;
-		k->words[2] = 0;
+		emptcp_tab_prefix_key(a, k);
 		return 0;
 	}
 	case EMPTCP_LAYOUT_PAIR:
@@ -406,13 +452,31 @@ static __always_inline int emptcp_tab_lookup(emptcp_ctx *ctx, const struct emptc
 
 	if (emptcp_tab_key_of(ctx, r, ref, 0, &k) < 0)
 		return -1;
-	if (emptcp_tab_get(ref, &k, out))
+	if (emptcp_tab_get(ref, &k, out, EMPTCP_TAB_PROBES) == EMPTCP_TAB_HIT)
 		return 1;
 	if (!(ref.flags & EMPTCP_TAB_BIDIR))
 		return 0;
 	if (emptcp_tab_key_of(ctx, r, ref, 1, &k) < 0)
 		return -1;
-	return emptcp_tab_get(ref, &k, out);
+	return emptcp_tab_get(ref, &k, out, EMPTCP_TAB_PROBES) == EMPTCP_TAB_HIT;
+}
+
+/*
+ * emptcp_tab_lookup()'s common case in a few instructions, for code that
+ * runs it inline at many places (a walk's positions), on the forward key
+ * @k (emptcp_tab_key_of()): one probe of a slot table, the key's own
+ * slot. Returns 1 or 0 as emptcp_tab_lookup(), or EMPTCP_TAB_MORE when
+ * only emptcp_tab_lookup() can tell (the slot holds another key, or a
+ * miss may hit the other way).
+ */
+static __always_inline int emptcp_tab_lookup_first(struct emptcp_tab_ref ref,
+						   const union emptcp_tab_key *k, __u64 *out)
+{
+	int found = emptcp_tab_get(ref, k, out, 1);
+
+	if (found == EMPTCP_TAB_NOT && (ref.flags & EMPTCP_TAB_BIDIR))
+		return EMPTCP_TAB_MORE;
+	return found;
 }
 
 /*

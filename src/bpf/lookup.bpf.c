@@ -10,18 +10,25 @@
 #include <emptcp/emptcp.h>
 #include <emptcp/tables.h>
 
-/* The selector's result: 1 when the packet's key is in the set. */
-static __always_inline int lookup_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
+/* The selector's table, from its parameters. */
+static __always_inline struct emptcp_tab_ref lookup_ref(const struct emptcp_run *r)
 {
 	struct emptcp_tab_ref ref;
-	__u64 v;
-	int found;
 
 	ref.id = r->st->param[0];
 	ref.layout = r->st->param[1];
 	ref.keyof = r->st->param[2];
 	ref.flags = r->st->param[3];
-	found = emptcp_tab_lookup(ctx, r, ref, &v);
+	return ref;
+}
+
+/* The selector's result: 1 when the packet's key is in the set. */
+static __always_inline int lookup_hit(emptcp_ctx *ctx, const struct emptcp_run *r)
+{
+	__u64 v;
+	int found;
+
+	found = emptcp_tab_lookup(ctx, r, lookup_ref(r), &v);
 	if (found < 0)
 		emptcp_run_count(r, EMPTCP_CNT_PARSE_ERR);
 	return found > 0;
@@ -29,6 +36,38 @@ static __always_inline int lookup_hit(emptcp_ctx *ctx, const struct emptcp_run *
 
 /* The selector: lookup_stage() in a walk, the program `lookup` alone. */
 EMPTCP_SELECTOR(lookup, lookup_hit, 4);
+
+#ifdef EMPTCP_WALK
+/*
+ * The selector at a walk position, inline: the forward key into @k (the
+ * walk's one key for all its positions), one probe of the key's own
+ * slot, and a call of lookup_stage() only when that does not tell (the
+ * slot holds another key, the reverse direction may hit). A call and its
+ * return cost more than the probe on a CPU that returns through a thunk
+ * (docs/design.md, "Tables").
+ */
+static __always_inline int lookup_walk(emptcp_ctx *ctx, struct emptcp_run *r,
+				       union emptcp_tab_key *k)
+{
+	struct emptcp_tab_ref ref = lookup_ref(r);
+	__u64 v;
+	int found;
+
+	if (emptcp_select_decided(r))
+		return EMPTCP_CONTINUE;
+	/* one call site: the verifier checks lookup_stage() once here */
+	found = EMPTCP_TAB_MORE;
+	if (emptcp_tab_key_of(ctx, r, ref, 0, k) == 0)
+		found = emptcp_tab_lookup_first(ref, k, &v);
+	if (found == EMPTCP_TAB_MORE) {
+		/* one state of the key for the verifier to check the call in */
+		__builtin_memset(k, 0, sizeof(*k));
+		return lookup_stage(ctx, r);
+	}
+	emptcp_select_combine(r, found == EMPTCP_TAB_HIT);
+	return EMPTCP_CONTINUE;
+}
+#endif
 
 EMPTCP_LICENSE("Dual BSD/GPL");
 

@@ -46,6 +46,15 @@ const volatile __u32 emptcp_walk_addrs = 0;
 const volatile __u32 emptcp_walk_ports = 0;
 
 /*
+ * The walk positions at which a `lookup` runs inline (lookup_walk());
+ * later ones call lookup_stage(). Each inline lookup is ~330 instructions
+ * (every layout's probe: clang does not know the position's), and the
+ * unrolled walk must stay within the 32,767 instructions a BPF jump
+ * reaches.
+ */
+#define WALK_INLINE_LOOKUPS 8
+
+/*
  * The walk's counter block: the packets it saw and, for each position, the
  * walks that ended there and its hits, side by side in one per-CPU element
  * looked up once per packet. A position's run is the walks that ended at
@@ -97,7 +106,7 @@ static __always_inline int walk_heavy(emptcp_ctx *ctx, struct emptcp_run *r, int
 
 /* One stage of the walk: its kind is a constant to the verifier. */
 static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
-				      const __u16 *pw)
+				      const __u16 *pw, union emptcp_tab_key *tk, int inl)
 {
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
@@ -131,6 +140,8 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_RATE_LIMIT:
 		return walk_heavy(ctx, r, rate_limit_stage(ctx, r));
 	case EMPTCP_KIND_LOOKUP:
+		if (inl)
+			return lookup_walk(ctx, r, tk);
 		return lookup_stage(ctx, r);
 	}
 	/* a kind this walk does not know: emptcp never writes one */
@@ -146,7 +157,8 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
  * element, docs/design.md).
  */
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
-				   const __u16 *pw, struct walk_counts *wc, __u32 i)
+				   const __u16 *pw, union emptcp_tab_key *tk, struct walk_counts *wc,
+				   __u32 i, int inl)
 {
 	r->st = &emptcp_walk[i];
 	r->slot = emptcp_walk_slot[i];
@@ -154,7 +166,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->pos = wc->pos[i];
-	return walk_stage(ctx, r, a4, pw);
+	return walk_stage(ctx, r, a4, pw, tk, inl && i < WALK_INLINE_LOOKUPS);
 }
 
 /*
@@ -208,9 +220,11 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 
 /*
  * A walk program: positions 0 .. emptcp_walk_len - 1 (at most @max), with
- * the clang loop pragma @unroll.
+ * the clang loop pragma @unroll; @inl: lookups run inline at the first
+ * positions (in a loop, the one copy of the code would verify every
+ * layout's probe at every position).
  */
-#define EMPTCP_WALK_PROGRAM(name, max, unroll)				\
+#define EMPTCP_WALK_PROGRAM(name, max, unroll, inl)			\
 	SEC(EMPTCP_SEC)							\
 	int name(emptcp_ctx *ctx)					\
 	{								\
@@ -219,6 +233,7 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		const __u32 *a4;					\
 		const __u16 *pw;					\
 		__u32 addrs[2];						\
+		union emptcp_tab_key tk;				\
 		__u16 ports[2];						\
 		__u32 zero = 0;						\
 		__u32 i;						\
@@ -237,7 +252,7 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\
 				break;					\
-			ret = walk_at(ctx, &r, a4, pw, wc, i);		\
+			ret = walk_at(ctx, &r, a4, pw, &tk, wc, i, inl);	\
 			if (ret != EMPTCP_CONTINUE) {			\
 				wc->pos[i][0] += 1;			\
 				return ret;				\
@@ -255,13 +270,13 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
  * programs of their own (in a loop or unrolled alike), so they run only
  * in the short walk below, where their count is bounded.
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disable)")
+EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disable)", 0)
 
 /*
  * A walk of at most EMPTCP_MAX_SHORT_WALK stages, unrolled by clang: no
  * back edge; positions past emptcp_walk_len are dead code to the
  * verifier. Every built-in stage runs here.
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)")
+EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 1)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
