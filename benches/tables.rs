@@ -5,7 +5,8 @@
 //!
 //! - lookup: per-packet cost of a set-lookup selector against the literal
 //!   selector it replaces, BPF_PROG_TEST_RUN, IPv4 and IPv6 packets, sets of
-//!   1, 1,000 and 100,000 elements (ports: 65,535, all there are).
+//!   1, 1,000 and 100,000 elements (ports: 65,535, all there are); and of a
+//!   `set_mark` whose mark comes from an addr map against a literal one (TC).
 //! - apply: wall time of `emptcp apply` of a file with a 100,000-element set
 //!   and a 100,000-element map (one chain uses both), fresh and re-applied,
 //!   against the same file with empty tables.
@@ -283,7 +284,48 @@ struct LCase {
     size: Option<u32>,
     /// None: both families
     v6: Option<bool>,
-    selector: String,
+    /// The stages before the chain's `pass` (TOML tables).
+    stages: String,
+    /// `set_mark` with its mark from an addr map (TC), not a selector.
+    mark: bool,
+}
+
+/// A `set_mark` from an addr map keyed by the source against a literal
+/// `set_mark`, for every size of `sizes(Addr)`: the map's lookup in an
+/// actor; the maps' TOML into `policy`.
+fn mark_cases(quick: bool, policy: &mut String, cases: &mut Vec<LCase>) {
+    let act = |mark: &str| format!("[[chain.act]]\nkind = \"set_mark\"\nmark = {mark}\n");
+    cases.push(LCase {
+        kind: KeyType::Addr,
+        size: None,
+        v6: None,
+        stages: act("7"),
+        mark: true,
+    });
+    // both families' keys in one map: at least 2 elements
+    for n in sizes(KeyType::Addr, quick).into_iter().map(|n| n.max(2)) {
+        let keys = [
+            packet_key(KeyType::Addr, false),
+            packet_key(KeyType::Addr, true),
+        ];
+        let els: Vec<String> = elements(KeyType::Addr, n, &keys)
+            .iter()
+            .map(|k| format!("{k:?} = 7"))
+            .collect();
+        let name = format!("mark{n}");
+        let _ = writeln!(
+            policy,
+            "[[map]]\nname = \"{name}\"\nkey = \"addr\"\nvalue = \"u32\"\nsize = {n}\nelements = {{ {} }}\n",
+            els.join(", ")
+        );
+        cases.push(LCase {
+            kind: KeyType::Addr,
+            size: Some(n),
+            v6: None,
+            stages: act(&format!("{{ map = \"{name}\", key = \"src\" }}")),
+            mark: true,
+        });
+    }
 }
 
 const KINDS: [KeyType; 4] = [
@@ -361,7 +403,8 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                     kind: kt,
                     size: Some(n),
                     v6: f,
-                    selector: format!("kind = \"{field}\"\nset = \"{name}\"\n"),
+                    stages: format!("[[chain.select]]\nkind = \"{field}\"\nset = \"{name}\"\n"),
+                    mark: false,
                 });
             }
         }
@@ -373,10 +416,12 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                 kind: kt,
                 size: None,
                 v6: if kt == KeyType::Port { None } else { Some(v6) },
-                selector: literal(kt, v6),
+                stages: format!("[[chain.select]]\n{}", literal(kt, v6)),
+                mark: false,
             });
         }
     }
+    mark_cases(quick, &mut policy, &mut cases);
     let hooks = [("xdp", "xdp"), ("tc-egress", "tc")];
     // device h * cases + i: case i on hook h; 2 * cases + h: `pass` alone
     let nc = cases.len();
@@ -390,11 +435,9 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
     };
     for (h, (hook, _)) in hooks.iter().enumerate() {
         for (i, c) in cases.iter().enumerate() {
-            chain(
-                h * nc + i,
-                hook,
-                &format!("[[chain.select]]\n{}", c.selector),
-            );
+            // XDP has no mark: `pass` alone stands in, never timed
+            let xdp_mark = c.mark && *hook == "xdp";
+            chain(h * nc + i, hook, if xdp_mark { "" } else { &c.stages });
         }
         chain(2 * nc + h, hook, "");
     }
@@ -459,12 +502,17 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
         let (pass, _, _) = entry(2 * nc + h);
         for (pi, pkt) in pkts.iter().enumerate() {
             let v6 = pi == 1;
-            for kt in KINDS {
+            // the selectors of each key type, then set_mark (TC: XDP has no mark)
+            let groups = KINDS
+                .map(|k| (k, false))
+                .into_iter()
+                .chain([(KeyType::Addr, true)]);
+            for (kt, mark) in groups.filter(|&(_, m)| !m || *fam == "tc") {
                 // this packet's cases of kind kt: the literal first
                 let mine: Vec<(usize, &LCase)> = cases
                     .iter()
                     .enumerate()
-                    .filter(|(_, c)| c.kind == kt && c.v6.is_none_or(|f| f == v6))
+                    .filter(|(_, c)| c.kind == kt && c.mark == mark && c.v6.is_none_or(|f| f == v6))
                     .collect();
                 let mut order: Vec<(usize, &LCase)> = mine
                     .iter()
@@ -516,16 +564,22 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                 let lit = &t[0];
                 for (i, c) in order.iter().enumerate() {
                     let d: Vec<f64> = t[i].iter().zip(lit).map(|(x, y)| x - y).collect();
-                    let what = match c.size {
-                        None => "literal".to_string(),
-                        Some(n) => format!("set of {n}"),
+                    let what = match (c.size, mark) {
+                        (None, _) => "literal".to_string(),
+                        (Some(n), false) => format!("set of {n}"),
+                        (Some(n), true) => format!("map of {n}"),
+                    };
+                    let kind = if mark {
+                        "set_mark".to_string()
+                    } else {
+                        kt.to_string()
                     };
                     js["lookup"]
                         .as_array_mut()
                         .expect("array")
                         .push(serde_json::json!({
                             "hook": fam, "pkt": if v6 { "v6" } else { "v4" },
-                            "kind": kt.to_string(), "size": c.size, "ns_min": min(&t[i]),
+                            "kind": kind, "size": c.size, "ns_min": min(&t[i]),
                             "over_base": min(&t[i]) - min(&b), "over_pass": min(&t[i]) - min(&ps),
                             "vs_literal_min": min(&t[i]) - min(lit), "vs_literal_median": median(&d),
                         }));
@@ -534,7 +588,7 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                         "{:<4} {:<4} {:<8} {:<22} {:>8.1} {:>+10.1} {:>+10.1} {:>+10.1} {:>+10.1}",
                         fam,
                         if v6 { "v6" } else { "v4" },
-                        kt.to_string(),
+                        kind,
                         what,
                         min(&t[i]),
                         min(&t[i]) - min(&b),

@@ -640,21 +640,36 @@ fn same_slot(fam: &str, size: u32, n: usize) -> Vec<IpAddr> {
     found
 }
 
-/// A walk runs a set's lookup inline at its first positions, on the key's
-/// own slot, and calls the full lookup when that slot does not tell: a key
-/// stored one slot further (its slot held another first), a key not in
-/// the set whose slot holds another, and a lookup late in a long walk.
+/// A walk runs a set's lookup (and a mark map's) inline at its first
+/// positions, on the key's own slot, and calls the full lookup when that
+/// slot does not tell: a key stored one slot further (its slot held
+/// another first), a key not in the set whose slot holds another, and a
+/// lookup late in a long walk.
 #[test]
 fn set_lookups_past_their_own_slot_and_late_in_the_walk() {
     if !root("set_lookups_past_their_own_slot_and_late_in_the_walk") {
         return;
     }
     let mut elements = Vec::new();
+    let mut marks = Vec::new();
     let mut cases = Vec::new();
+    let mut mark_cases = Vec::new();
     for fam in FAMS {
         let [a, b, c]: [IpAddr; 3] = same_slot(fam, 4, 3).try_into().expect("three");
         elements.extend([a.to_string(), b.to_string()]);
+        marks.extend([(a.to_string(), "11"), (b.to_string(), "12")]);
         let dst = quad(fam)[1];
+        for (what, src, exp) in [
+            ("first", a, mark_exp(11)),
+            ("second", b, mark_exp(12)),
+            ("not in", c, no_key(0)),
+        ] {
+            mark_cases.push(case(
+                format!("{fam} {what} on one slot"),
+                &ack_pkt(src, dst),
+                exp,
+            ));
+        }
         for (what, src, hit) in [
             ("first", a, true),
             ("second", b, true),
@@ -668,6 +683,15 @@ fn set_lookups_past_their_own_slot_and_late_in_the_walk() {
             false,
         ));
     }
+    let marks: Vec<(&str, &str)> = marks.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let by_map = Group {
+        name: "set_mark from a map at position 0",
+        tables: format!("{}size = 4\n", map_toml("crowdm", "addr", "u32", &marks)),
+        sel: vec![],
+        act: vec!["kind = \"set_mark\"\nmark = { map = \"crowdm\", key = \"src\" }".into()],
+        hooks: &TC_HOOKS,
+        cases: mark_cases,
+    };
     let elements: Vec<&str> = elements.iter().map(String::as_str).collect();
     let tables = format!("{}size = 4\n", set_toml("crowd", "addr", &elements));
     let early = sel_group(
@@ -712,7 +736,7 @@ fn set_lookups_past_their_own_slot_and_late_in_the_walk() {
     };
     run_groups(
         "set_lookups_past_their_own_slot_and_late_in_the_walk",
-        &[early, late_group],
+        &[early, late_group, by_map],
     );
 }
 

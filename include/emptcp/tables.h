@@ -480,6 +480,26 @@ static __always_inline int emptcp_tab_lookup_first(struct emptcp_tab_ref ref,
 }
 
 /*
+ * emptcp_tab_lookup_first() on the packet's forward key, built into @k:
+ * EMPTCP_TAB_MORE too when the key cannot be built (emptcp_tab_lookup()
+ * then counts why). On EMPTCP_TAB_MORE @k is zeroed, so that the verifier
+ * checks the full lookup the caller makes next in one state of it, not in
+ * one per key layout and family.
+ */
+static __always_inline int emptcp_tab_lookup_inline(emptcp_ctx *ctx, const struct emptcp_run *r,
+						    struct emptcp_tab_ref ref,
+						    union emptcp_tab_key *k, __u64 *out)
+{
+	int found = EMPTCP_TAB_MORE;
+
+	if (emptcp_tab_key_of(ctx, r, ref, 0, k) == 0)
+		found = emptcp_tab_lookup_first(ref, k, out);
+	if (found == EMPTCP_TAB_MORE)
+		__builtin_memset(k, 0, sizeof(*k));
+	return found;
+}
+
+/*
  * An actor's table reference: the last 4 bytes of its parameters (id 0:
  * the parameter is the literal one).
  */

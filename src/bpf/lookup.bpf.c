@@ -55,15 +55,9 @@ static __always_inline int lookup_walk(emptcp_ctx *ctx, struct emptcp_run *r,
 
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	/* one call site: the verifier checks lookup_stage() once here */
-	found = EMPTCP_TAB_MORE;
-	if (emptcp_tab_key_of(ctx, r, ref, 0, k) == 0)
-		found = emptcp_tab_lookup_first(ref, k, &v);
-	if (found == EMPTCP_TAB_MORE) {
-		/* one state of the key for the verifier to check the call in */
-		__builtin_memset(k, 0, sizeof(*k));
+	found = emptcp_tab_lookup_inline(ctx, r, ref, k, &v);
+	if (found == EMPTCP_TAB_MORE)
 		return lookup_stage(ctx, r);
-	}
 	emptcp_select_combine(r, found == EMPTCP_TAB_HIT);
 	return EMPTCP_CONTINUE;
 }

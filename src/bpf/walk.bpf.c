@@ -46,11 +46,11 @@ const volatile __u32 emptcp_walk_addrs = 0;
 const volatile __u32 emptcp_walk_ports = 0;
 
 /*
- * The walk positions at which a `lookup` runs inline (lookup_walk());
- * later ones call lookup_stage(). Each inline lookup is ~330 instructions
- * (every layout's probe: clang does not know the position's), and the
- * unrolled walk must stay within the 32,767 instructions a BPF jump
- * reaches.
+ * The walk positions at which a table lookup runs inline (a set's:
+ * lookup_walk(), a mark's map: set_mark_walk()); later ones call their
+ * stage. Each inline lookup is ~330 instructions (every layout's probe:
+ * clang does not know the position's), and the unrolled walk must stay
+ * within the 32,767 instructions a BPF jump reaches.
  */
 #define WALK_INLINE_LOOKUPS 8
 
@@ -124,7 +124,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
-		return set_mark_walk(ctx, r);
+		return set_mark_walk(ctx, r, tk, inl);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
