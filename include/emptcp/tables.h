@@ -480,22 +480,33 @@ static __always_inline int emptcp_tab_lookup_first(struct emptcp_tab_ref ref,
 }
 
 /*
- * emptcp_tab_lookup_first() on the packet's forward key, built into @k:
- * EMPTCP_TAB_MORE too when the key cannot be built (emptcp_tab_lookup()
- * then counts why). On EMPTCP_TAB_MORE @k is zeroed, so that the verifier
- * checks the full lookup the caller makes next in one state of it, not in
- * one per key layout and family.
+ * Room for emptcp_tab_lookup_inline(): the key and the value found. A
+ * caller whose callees need most of the 512-byte stack keeps it elsewhere
+ * (the walk: in its per-CPU counter block, beside set_backup's 400-byte
+ * frame).
+ */
+struct emptcp_tab_scratch {
+	union emptcp_tab_key key;
+	__u64 val;
+};
+
+/*
+ * emptcp_tab_lookup_first() on the packet's forward key, built into
+ * @s->key, the value into @s->val: EMPTCP_TAB_MORE too when the key cannot
+ * be built (emptcp_tab_lookup() then counts why). On EMPTCP_TAB_MORE the
+ * key is zeroed, so that the verifier checks the full lookup the caller
+ * makes next in one state of it, not in one per key layout and family.
  */
 static __always_inline int emptcp_tab_lookup_inline(emptcp_ctx *ctx, const struct emptcp_run *r,
 						    struct emptcp_tab_ref ref,
-						    union emptcp_tab_key *k, __u64 *out)
+						    struct emptcp_tab_scratch *s)
 {
 	int found = EMPTCP_TAB_MORE;
 
-	if (emptcp_tab_key_of(ctx, r, ref, 0, k) == 0)
-		found = emptcp_tab_lookup_first(ref, k, out);
+	if (emptcp_tab_key_of(ctx, r, ref, 0, &s->key) == 0)
+		found = emptcp_tab_lookup_first(ref, &s->key, &s->val);
 	if (found == EMPTCP_TAB_MORE)
-		__builtin_memset(k, 0, sizeof(*k));
+		__builtin_memset(&s->key, 0, sizeof(s->key));
 	return found;
 }
 

@@ -39,23 +39,22 @@ EMPTCP_SELECTOR(lookup, lookup_hit, 4);
 
 #ifdef EMPTCP_WALK
 /*
- * The selector at a walk position, inline: the forward key into @k (the
- * walk's one key for all its positions), one probe of the key's own
+ * The selector at a walk position, inline: the forward key into @s (the
+ * walk's one room for all its positions), one probe of the key's own
  * slot, and a call of lookup_stage() only when that does not tell (the
  * slot holds another key, the reverse direction may hit). A call and its
  * return cost more than the probe on a CPU that returns through a thunk
  * (docs/design.md, "Tables").
  */
 static __always_inline int lookup_walk(emptcp_ctx *ctx, struct emptcp_run *r,
-				       union emptcp_tab_key *k)
+				       struct emptcp_tab_scratch *s)
 {
 	struct emptcp_tab_ref ref = lookup_ref(r);
-	__u64 v;
 	int found;
 
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	found = emptcp_tab_lookup_inline(ctx, r, ref, k, &v);
+	found = emptcp_tab_lookup_inline(ctx, r, ref, s);
 	if (found == EMPTCP_TAB_MORE)
 		return lookup_stage(ctx, r);
 	emptcp_select_combine(r, found == EMPTCP_TAB_HIT);

@@ -47,15 +47,14 @@ EMPTCP_ACTOR(set_mark, set_mark_stage, sizeof(struct emptcp_set_mark));
  * The stage at one position of a walk (walk.bpf.c), inlined there: a
  * literal mark (a constant of that position: the other branch is pruned)
  * read in place from its description; a mark from a map looked up as
- * lookup_walk() looks a set up when @inl (the key into @k, one probe of
+ * lookup_walk() looks a set up when @inl (the key into @s, one probe of
  * its own slot), else, or when that does not tell, by set_mark_stage().
  */
 static __always_inline int set_mark_walk(emptcp_ctx *ctx, struct emptcp_run *r,
-					 union emptcp_tab_key *k, int inl)
+					 struct emptcp_tab_scratch *s, int inl)
 {
 	const volatile struct emptcp_set_mark *m = (const volatile void *)r->st->param;
 	struct emptcp_tab_ref ref = emptcp_param_tab(r);
-	__u64 v;
 	int found;
 
 	/* XDP has no mark: the stage counts a skip, no code here for it */
@@ -65,14 +64,14 @@ static __always_inline int set_mark_walk(emptcp_ctx *ctx, struct emptcp_run *r,
 		return EMPTCP_CONTINUE;
 	if (ref.id == 0)
 		return set_mark_apply(ctx, r, m->value, m->mask);
-	found = emptcp_tab_lookup_inline(ctx, r, ref, k, &v);
+	found = emptcp_tab_lookup_inline(ctx, r, ref, s);
 	if (found == EMPTCP_TAB_MORE)
 		return set_mark_stage(ctx, r);
 	if (found == EMPTCP_TAB_NOT) {
 		emptcp_run_count(r, EMPTCP_CNT_NO_KEY);
 		return EMPTCP_CONTINUE;
 	}
-	return set_mark_apply(ctx, r, v, m->mask);
+	return set_mark_apply(ctx, r, s->val, m->mask);
 }
 #endif
 

@@ -66,15 +66,18 @@ const volatile __u32 emptcp_walk_ports = 0;
  * (src/runtime/walkcount.rs) and adds it into the slots when the walk
  * is replaced, so that show and stats count per stage across walks.
  */
+_Static_assert(sizeof(struct emptcp_tab_scratch) == 48, "walkcount.rs HEAD_WORDS");
 struct walk_counts {
 	__u64 seen;
 	__u64 pad;
+	/* not counters: the inline lookups' key and value, off the stack */
+	struct emptcp_tab_scratch tab;
 	__u64 pos[EMPTCP_MAX_WALK][2];	/* ended here, hit */
 };
 
 /*
  * Sized by emptcp to the walk's length before load (walkcount.rs
- * value_size): 16 bytes and 16 a position, not 8 KiB per CPU for every
+ * value_size): 64 bytes and 16 a position, not 8 KiB per CPU for every
  * walk. No BTF value type, so that the size can change.
  */
 struct {
@@ -104,9 +107,21 @@ static __always_inline int walk_heavy(emptcp_ctx *ctx, struct emptcp_run *r, int
 	return EMPTCP_CONTINUE;
 }
 
+/*
+ * The walk's room for its inline lookups, computed where a position uses
+ * it: the pointers into it that clang hoisted into the walk's prologue
+ * took stack slots every walk touches, which pushed a walk with
+ * set_backup (a 400-byte frame) past the 512 bytes of stack.
+ */
+static __always_inline struct emptcp_tab_scratch *walk_tab(struct walk_counts *wc)
+{
+	asm volatile("" : "+r"(wc));
+	return &wc->tab;
+}
+
 /* One stage of the walk: its kind is a constant to the verifier. */
 static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
-				      const __u16 *pw, union emptcp_tab_key *tk, int inl)
+				      const __u16 *pw, struct walk_counts *wc, int inl)
 {
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
@@ -124,7 +139,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
-		return set_mark_walk(ctx, r, tk, inl);
+		return set_mark_walk(ctx, r, walk_tab(wc), inl);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
@@ -141,7 +156,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 		return walk_heavy(ctx, r, rate_limit_stage(ctx, r));
 	case EMPTCP_KIND_LOOKUP:
 		if (inl)
-			return lookup_walk(ctx, r, tk);
+			return lookup_walk(ctx, r, walk_tab(wc));
 		return lookup_stage(ctx, r);
 	}
 	/* a kind this walk does not know: emptcp never writes one */
@@ -157,8 +172,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
  * element, docs/design.md).
  */
 static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
-				   const __u16 *pw, union emptcp_tab_key *tk, struct walk_counts *wc,
-				   __u32 i, int inl)
+				   const __u16 *pw, struct walk_counts *wc, __u32 i, int inl)
 {
 	r->st = &emptcp_walk[i];
 	r->slot = emptcp_walk_slot[i];
@@ -166,7 +180,7 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->pos = wc->pos[i];
-	return walk_stage(ctx, r, a4, pw, tk, inl && i < WALK_INLINE_LOOKUPS);
+	return walk_stage(ctx, r, a4, pw, wc, inl && i < WALK_INLINE_LOOKUPS);
 }
 
 /*
@@ -233,7 +247,6 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		const __u32 *a4;					\
 		const __u16 *pw;					\
 		__u32 addrs[2];						\
-		union emptcp_tab_key tk;				\
 		__u16 ports[2];						\
 		__u32 zero = 0;						\
 		__u32 i;						\
@@ -252,7 +265,7 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\
 				break;					\
-			ret = walk_at(ctx, &r, a4, pw, &tk, wc, i, inl);	\
+			ret = walk_at(ctx, &r, a4, pw, wc, i, inl);		\
 			if (ret != EMPTCP_CONTINUE) {			\
 				wc->pos[i][0] += 1;			\
 				return ret;				\
@@ -277,6 +290,16 @@ EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disabl
  * back edge; positions past emptcp_walk_len are dead code to the
  * verifier. Every built-in stage runs here.
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 1)
+EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 0)
+
+/*
+ * emptcp_walk_short with a set's lookup and a mark's map looked up inline
+ * at the first WALK_INLINE_LOOKUPS positions (lookup_walk(),
+ * set_mark_walk()), for walks of light stages only: that code's spills
+ * take stack slots every walk touches, which do not fit the 512 bytes
+ * beside a heavy stage's frame (set_backup's 400). emptcp picks it
+ * (store.rs Walk::ShortTab).
+ */
+EMPTCP_WALK_PROGRAM(emptcp_walk_tab, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 1)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

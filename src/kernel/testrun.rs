@@ -227,7 +227,7 @@ impl Harness {
     /// The program the attach point's hook would run: the walk program
     /// when the chains walk, else the entry program (store::hook_prog).
     fn hook_prog(&self) -> Result<libbpf_rs::ProgramMut<'_>> {
-        for name in ["emptcp_walk_short", "emptcp_walk_prog"] {
+        for name in crate::runtime::store::Walk::ALL.map(|w| w.prog()) {
             if let Some(o) = self._objs.with_prog(name) {
                 return o
                     .progs_mut()
@@ -325,7 +325,7 @@ impl Harness {
 
     /// The counter block of the walk program, when the chains walk.
     fn walk_block(&self) -> Option<walkcount::Block> {
-        for name in ["emptcp_walk_short", "emptcp_walk_prog"] {
+        for name in crate::runtime::store::Walk::ALL.map(|w| w.prog()) {
             if let Some(o) = self._objs.with_prog(name) {
                 let m = o.maps().find(|m| m.name() == walkcount::MAP)?;
                 let h = libbpf_rs::MapHandle::try_from(&m).ok()?;

@@ -194,13 +194,23 @@ pub enum Walk {
     Long,
     /// `emptcp_walk_short`: unrolled, up to MAX_SHORT_WALK built-in stages.
     Short,
+    /// `emptcp_walk_tab`: `emptcp_walk_short` with a set's lookup and a
+    /// mark's map looked up inline at its first positions, for a short
+    /// walk of light stages only: the spills of that code do not fit the
+    /// 512-byte stack beside a heavy stage's frame (set_backup: 400).
+    ShortTab,
 }
 
 impl Walk {
-    fn prog(self) -> &'static str {
+    /// Every walk program of the walk object.
+    pub const ALL: [Walk; 3] = [Walk::Long, Walk::Short, Walk::ShortTab];
+
+    /// The walk program's name in the walk object.
+    pub fn prog(self) -> &'static str {
         match self {
             Walk::Long => "emptcp_walk_prog",
             Walk::Short => "emptcp_walk_short",
+            Walk::ShortTab => "emptcp_walk_tab",
         }
     }
 }
@@ -254,7 +264,18 @@ pub fn walkable(plan: &[chain::PlannedChain], family: &str) -> Option<Walk> {
         .clone()
         .map(|s| crate::runtime::capacity::walk_insns(family, &s.kind))
         .sum();
-    walk_for(runs, stages.count(), insns)
+    let tables = stages.clone().any(|s| looks_up_inline(&s.desc));
+    match walk_for(runs, stages.count(), insns) {
+        Some(Walk::Short) if runs == Runs::AnyWalk && tables => Some(Walk::ShortTab),
+        w => w,
+    }
+}
+
+/// Whether a stage looks a table up inline in `emptcp_walk_tab`: a set's
+/// selector, or `set_mark` with its mark from a map.
+fn looks_up_inline(d: &types::emptcp_stage) -> bool {
+    use crate::abi::{KIND_LOOKUP, KIND_SET_MARK, PARAM_TAB_OFF};
+    d.kind == KIND_LOOKUP || (d.kind == KIND_SET_MARK && d.param[PARAM_TAB_OFF] != 0)
 }
 
 /// Whether a walk of `stages` stages the kernel refused (`e`) may run as

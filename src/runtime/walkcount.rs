@@ -25,10 +25,15 @@ use crate::runtime::store::{pinned_map, slot_prog, u32_key};
 /// The map's name in walk.bpf.c (no `emptcp_` prefix: not shared).
 pub const MAP: &str = "walk_counts";
 
-/// The block's size for a walk of `n` positions: `seen`, a pad word, and
-/// per position the walks that ended there and its hits.
+/// Words before the positions: `seen`, a pad word, and the walk's room for
+/// its inline lookups (tables.h struct emptcp_tab_scratch: a key and a
+/// value, kept off the stack; not counters).
+const HEAD_WORDS: usize = 2 + 6;
+
+/// The block's size for a walk of `n` positions: its head, and per
+/// position the walks that ended there and its hits.
 pub fn value_size(n: usize) -> u32 {
-    (16 + 16 * n) as u32
+    (8 * HEAD_WORDS + 16 * n) as u32
 }
 
 /// One walk's block on each CPU: words in walk.bpf.c's layout.
@@ -60,7 +65,7 @@ impl Block {
     /// per position, the walks that ended there and the hits: a position
     /// ran for every walk that ended at it or after it.
     fn pos(words: &[u64], i: usize) -> [u64; 2] {
-        let at = 2 + 2 * i;
+        let at = HEAD_WORDS + 2 * i;
         let run = words.iter().skip(at).step_by(2).sum();
         [run, words.get(at + 1).copied().unwrap_or(0)]
     }
