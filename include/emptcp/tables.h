@@ -34,8 +34,11 @@
 /*
  * The slot tables: arrays of any length (BPF_F_INNER_MAP: each table has
  * its own; a lookup is then a call of array_map_lookup_elem, not inlined,
- * measured as cheap as the inlined one), mmapable so that emptcp writes
- * elements with plain 8-byte stores. Value sizes: 8 * (key words + 2).
+ * measured as cheap as the inlined one where a return costs nothing extra;
+ * where returns go through a thunk, this call is what is left between an
+ * IPv4 addr set and the literal selector, docs/design.md "Tables"),
+ * mmapable so that emptcp writes elements with plain 8-byte stores. Value
+ * sizes: 8 * (key words + 2).
  */
 #define EMPTCP_TAB_SLOTS_FLAGS (BPF_F_INNER_MAP | BPF_F_MMAPABLE)
 
