@@ -325,12 +325,10 @@ static __always_inline int emptcp_select(emptcp_ctx *ctx, struct emptcp_run *r, 
  * for each of its stages. Heavy stages are separate BPF functions in a
  * walk, so that the verifier checks each call once per walk position
  * without inlining its body into the loop (docs/design.md, the walk).
- * A walk may run a light stage inline at its positions instead (the
- * `lookup` selector), leaving its function unused.
  */
 #define EMPTCP_CONTINUE		0x7ffe
 #ifdef EMPTCP_WALK
-#define EMPTCP_STAGE		static __noinline __attribute__((unused))
+#define EMPTCP_STAGE		static __noinline
 #define EMPTCP_HEAVY_STAGE	static __noinline
 #else
 #define EMPTCP_STAGE		static __always_inline

@@ -232,7 +232,7 @@ static __always_inline __u32 emptcp_tab_hash(const __u64 *w, int words, __u32 bi
 	return h >> (64 - bits);
 }
 
-/* What a lookup found: emptcp_tab_get(), emptcp_tab_lookup_first(). */
+/* What a lookup found: emptcp_tab_get(), emptcp_tab_lookup_inline(). */
 enum emptcp_tab_found {
 	EMPTCP_TAB_NOT = 0,	/* the key is not in the table */
 	EMPTCP_TAB_HIT = 1,	/* it is: its value was read */
@@ -242,8 +242,9 @@ enum emptcp_tab_found {
 /*
  * The value of key @w (@words 8-byte words) in slot table @id of outer map
  * @outer (2^@bits slots), or NULL. Linear probing from the key's slot, at
- * most @probes slots (EMPTCP_TAB_PROBES: emptcp places no element further
- * away; *@more is set when the probes ran out before the table told): an
+ * most EMPTCP_TAB_PROBES slots (emptcp places no element further away),
+ * or with @first the key's own slot only (*@more is set when that slot
+ * does not tell): an
  * empty slot ends the probe, a gone one is stepped over. The tag is read
  * before the key words (emptcp stores it after them, a barrier keeps
  * clang from reordering the loads; x86 keeps loads in order); a slot's key
@@ -255,6 +256,7 @@ enum emptcp_tab_found {
  * arithmetic on map_ptr prohibited"). Measured as fast as holding it, and
  * 0..3 ns faster than a BPF-to-BPF call of a probe function.
  */
+/* Slot @i of emptcp_tab_probe()'s table: key @w's value (*@v), or not. */
 static __always_inline int emptcp_tab_slot(void *outer, __u32 id, const __u64 *w, int words,
 					   __u32 i, __u64 **v)
 {
@@ -282,7 +284,7 @@ static __always_inline int emptcp_tab_slot(void *outer, __u32 id, const __u64 *w
 }
 
 static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u64 *w, int words,
-					       __u32 bits, int probes, int *more)
+					       __u32 bits, int first, int *more)
 {
 	__u32 mask = (1U << bits) - 1;
 	__u32 x = emptcp_tab_hash(w, words, bits);
@@ -290,7 +292,7 @@ static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u6
 	__u32 j;
 	int st;
 
-	if (probes == 1) {
+	if (first) {
 		st = emptcp_tab_slot(outer, id, w, words, x & mask, &v);
 		*more = st == EMPTCP_TAB_MORE;
 		return st == EMPTCP_TAB_HIT ? v : NULL;
@@ -308,11 +310,11 @@ static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u6
 
 /*
  * The value of @key in table @ref names (id and layout; a slot table's
- * size in its flags) in *@out, probing at most @probes slots of a slot
- * table. Returns an enum emptcp_tab_found.
+ * size in its flags) in *@out; with @first a slot table's key's own slot
+ * only (emptcp_tab_probe()). Returns an enum emptcp_tab_found.
  */
 static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union emptcp_tab_key *key,
-					  __u64 *out, int probes)
+					  __u64 *out, int first)
 {
 	__u32 id = ref.id, bits = ref.flags >> EMPTCP_TAB_BITS_SHIFT;
 	__u64 *v = NULL;
@@ -321,13 +323,13 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 
 	switch (ref.layout) {
 	case EMPTCP_LAYOUT_ADDR:
-		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits, probes, &more);
+		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits, first, &more);
 		break;
 	case EMPTCP_LAYOUT_PAIR:
-		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits, probes, &more);
+		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits, first, &more);
 		break;
 	case EMPTCP_LAYOUT_SUBFLOW:
-		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits, probes, &more);
+		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits, first, &more);
 		break;
 	case EMPTCP_LAYOUT_PORT: {
 		/* the port in host order is the index: no hash at all */
@@ -375,27 +377,6 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 }
 
 /*
- * The trie key of address @a (two words, as emptcp_tab_addr() reads it):
- * an IPv4-mapped IPv6 address has its IPv4 key, as in every table.
- */
-static __always_inline void emptcp_tab_prefix_key(const __u64 a[2], union emptcp_tab_key *k)
-{
-	if (a[0] != 0 || (__u32)a[1] != bpf_htonl(0xffff)) {
-		k->prefix.prefixlen = 128;
-		__builtin_memcpy(k->prefix.a, a, 16);
-		return;
-	}
-	/*
-	 * IPv4: prefixlen 32 and the address (a[1]'s high half) in one word.
-	 * The words an IPv6 key would use are zeroed: the verifier checks
-	 * both tries' lookups on either path.
-	 */
-	k->words[0] = (a[1] & 0xffffffff00000000ULL) | 32;
-	k->words[1] = 0;
-	k->words[2] = 0;
-}
-
-/*
  * Builds @k for @ref from the packet, the reverse direction with @rev
  * (pair, subflow). Returns 0, or -1 when a header cannot be read.
  */
@@ -414,7 +395,20 @@ static __always_inline int emptcp_tab_key_of(emptcp_ctx *ctx, const struct emptc
 
 		if (emptcp_tab_addr(ctx, r, ref.keyof == EMPTCP_KEYOF_DST, a) < 0)
 			return -1;
-		emptcp_tab_prefix_key(a, k);
+		/* an IPv4-mapped IPv6 address has its IPv4 key, as in every table */
+		if (a[0] != 0 || (__u32)a[1] != bpf_htonl(0xffff)) {
+			k->prefix.prefixlen = 128;
+			__builtin_memcpy(k->prefix.a, a, 16);
+			return 0;
+		}
+		/*
+		 * IPv4: prefixlen 32 and the address (a[1]'s high half) in
+		 * one word. The words an IPv6 key would use are zeroed: the
+		 * verifier checks both tries' lookups on either path.
+		 */
+		k->words[0] = (a[1] & 0xffffffff00000000ULL) | 32;
+		k->words[1] = 0;
+		k->words[2] = 0;
 		return 0;
 	}
 	case EMPTCP_LAYOUT_PAIR:
@@ -455,31 +449,13 @@ static __always_inline int emptcp_tab_lookup(emptcp_ctx *ctx, const struct emptc
 
 	if (emptcp_tab_key_of(ctx, r, ref, 0, &k) < 0)
 		return -1;
-	if (emptcp_tab_get(ref, &k, out, EMPTCP_TAB_PROBES) == EMPTCP_TAB_HIT)
+	if (emptcp_tab_get(ref, &k, out, 0) == EMPTCP_TAB_HIT)
 		return 1;
 	if (!(ref.flags & EMPTCP_TAB_BIDIR))
 		return 0;
 	if (emptcp_tab_key_of(ctx, r, ref, 1, &k) < 0)
 		return -1;
-	return emptcp_tab_get(ref, &k, out, EMPTCP_TAB_PROBES) == EMPTCP_TAB_HIT;
-}
-
-/*
- * emptcp_tab_lookup()'s common case in a few instructions, for code that
- * runs it inline at many places (a walk's positions), on the forward key
- * @k (emptcp_tab_key_of()): one probe of a slot table, the key's own
- * slot. Returns 1 or 0 as emptcp_tab_lookup(), or EMPTCP_TAB_MORE when
- * only emptcp_tab_lookup() can tell (the slot holds another key, or a
- * miss may hit the other way).
- */
-static __always_inline int emptcp_tab_lookup_first(struct emptcp_tab_ref ref,
-						   const union emptcp_tab_key *k, __u64 *out)
-{
-	int found = emptcp_tab_get(ref, k, out, 1);
-
-	if (found == EMPTCP_TAB_NOT && (ref.flags & EMPTCP_TAB_BIDIR))
-		return EMPTCP_TAB_MORE;
-	return found;
+	return emptcp_tab_get(ref, &k, out, 0) == EMPTCP_TAB_HIT;
 }
 
 /*
@@ -494,11 +470,16 @@ struct emptcp_tab_scratch {
 };
 
 /*
- * emptcp_tab_lookup_first() on the packet's forward key, built into
- * @s->key, the value into @s->val: EMPTCP_TAB_MORE too when the key cannot
- * be built (emptcp_tab_lookup() then counts why). On EMPTCP_TAB_MORE the
- * key is zeroed, so that the verifier checks the full lookup the caller
- * makes next in one state of it, not in one per key layout and family.
+ * emptcp_tab_lookup()'s common case in a few instructions, for code that
+ * runs it inline at many places (a walk's positions): the packet's
+ * forward key built into @s->key, one probe of a slot table (the key's
+ * own slot), the port array or the family's trie, the value into
+ * @s->val. Returns 1 or 0 as emptcp_tab_lookup(), or EMPTCP_TAB_MORE when
+ * only emptcp_tab_lookup() can tell: the slot holds another key, a miss
+ * may hit the other way, or the key cannot be built (emptcp_tab_lookup()
+ * then counts why). On EMPTCP_TAB_MORE the key is zeroed, so that the
+ * verifier checks the full lookup the caller makes next in one state of
+ * it, not in one per key layout and family.
  */
 static __always_inline int emptcp_tab_lookup_inline(emptcp_ctx *ctx, const struct emptcp_run *r,
 						    struct emptcp_tab_ref ref,
@@ -507,7 +488,9 @@ static __always_inline int emptcp_tab_lookup_inline(emptcp_ctx *ctx, const struc
 	int found = EMPTCP_TAB_MORE;
 
 	if (emptcp_tab_key_of(ctx, r, ref, 0, &s->key) == 0)
-		found = emptcp_tab_lookup_first(ref, &s->key, &s->val);
+		found = emptcp_tab_get(ref, &s->key, &s->val, 1);
+	if (found == EMPTCP_TAB_NOT && (ref.flags & EMPTCP_TAB_BIDIR))
+		found = EMPTCP_TAB_MORE;
 	if (found == EMPTCP_TAB_MORE)
 		__builtin_memset(&s->key, 0, sizeof(s->key));
 	return found;
