@@ -1364,7 +1364,7 @@ fn state_with_an_older(test: &str, map: &str) -> Option<(Testbed, std::path::Pat
 /// map and the way out, and after `detach --all` the same policy applies.
 #[test]
 fn tables_of_an_older_emptcp_are_refused_in_one_line() {
-    use libbpf_rs::{MapHandle, MapType};
+    use libbpf_rs::{MapCore, MapHandle, MapType};
     use std::os::fd::{AsFd, AsRawFd};
 
     let Some((bed, pin)) = state_with_an_older(
@@ -1435,6 +1435,10 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
         bed.emptcp(&["set", "list", "hosts"]).expect_ok().stdout,
         "10.1.0.1\n"
     );
+    // made by today's emptcp, the outer map carries a name of its own, so
+    // that later commands take it without the probe (two RCU waits)
+    let made = MapHandle::from_pinned_path(&pin).unwrap();
+    assert_eq!(made.info().unwrap().name().unwrap(), "emptcp_t2_addr");
 }
 
 /// A state directory whose per-subflow records are the older LRU maps:

@@ -304,7 +304,15 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
         }
         let path = pin_path(dir, &name);
         if !path.exists() {
-            to_pin.push(name);
+            // a table's outer map is made by tables.rs, named so that
+            // later commands need not probe it (check_outer)
+            if let Some(part) = crate::tables::Part::by_outer_pin(&name) {
+                let made = crate::tables::outer_at(&path, part)?;
+                map.reuse_fd(made.as_fd())
+                    .with_context(|| format!("failed to reuse {} for {what}", path.display()))?;
+            } else {
+                to_pin.push(name);
+            }
             continue;
         }
         let pinned = MapHandle::from_pinned_path(&path)

@@ -431,6 +431,21 @@ impl Part {
         }
     }
 
+    /// The part whose outer map is pinned as `name`.
+    pub fn by_outer_pin(name: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.outer_pin() == name)
+    }
+
+    /// The outer map's kernel name (15 characters at most): made by an
+    /// emptcp whose tables are today's, so that check_outer needs no probe.
+    fn kernel_name(self) -> String {
+        match self {
+            Part::Slots(kt) => format!("emptcp_t2_{}", &kt.to_string()[..4]),
+            Part::Prefix4 => "emptcp_t2_pfx4".into(),
+            Part::Prefix6 => "emptcp_t2_pfx6".into(),
+        }
+    }
+
     /// What its tables hold, for messages.
     fn what(self) -> String {
         match self {
@@ -453,10 +468,16 @@ impl Part {
 /// The outer map of `part`, created and pinned when missing. Its
 /// definition is tables.h's, so that stage objects reuse it.
 pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
-    let path = sd.dir.join(part.outer_pin());
-    if std::fs::symlink_metadata(&path).is_ok() {
-        let m = pinned_outer(sd, part)?;
-        check_outer(&m, part, &path)?;
+    outer_at(&sd.dir.join(part.outer_pin()), part)
+}
+
+/// The outer map pinned at `path`, created and pinned there when missing
+/// (by this emptcp, with its kernel name: see check_outer).
+pub fn outer_at(path: &Path, part: Part) -> Result<MapHandle> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        let m = MapHandle::from_pinned_path(path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        check_outer(&m, part, path)?;
         return Ok(m);
     }
     let template = part.create(1, "tmpl")?;
@@ -467,14 +488,14 @@ pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
     };
     let mut m = MapHandle::create(
         MapType::ArrayOfMaps,
-        Some(part.outer_pin()),
+        Some(part.kernel_name()),
         4,
         4,
         MAX_TABLES,
         &opts,
     )
     .with_context(|| format!("failed to create the {} tables map", part.what()))?;
-    m.pin(&path)
+    m.pin(path)
         .with_context(|| format!("failed to pin {}", path.display()))?;
     Ok(m)
 }
@@ -482,7 +503,7 @@ pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
 /// Whether the pinned outer map at `path` (named `name`) takes this
 /// emptcp's tables; Ok for any other map. See check_outer.
 pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result<()> {
-    match Part::ALL.into_iter().find(|p| p.outer_pin() == name) {
+    match Part::by_outer_pin(name) {
         Some(p) => check_outer(pinned, p, path),
         None => Ok(()),
     }
@@ -492,9 +513,11 @@ pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result
 /// emptcp whose tables were kernel hash maps refuses today's arrays, and
 /// stages built against it would not load. Id 0 is never a table (it means
 /// "the literal parameter"), so a table of today's type put there and
-/// taken out again tells, without touching any table in use. Once per map
-/// and process: each update of a map of maps waits for an RCU grace
-/// period, which a controller placing subflows must not pay per element.
+/// taken out again tells, without touching any table in use. Each update
+/// of a map of maps waits for an RCU grace period (two per probe, 16–24 ms
+/// here, ~140 ms for the six outer maps of every `apply`), so an outer map
+/// named by this emptcp (Part::kernel_name) is taken as it is, and any
+/// other is probed once per process.
 fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
     static CHECKED: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
     let meta =
@@ -504,6 +527,11 @@ fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
         std::os::unix::fs::MetadataExt::ino(&meta),
     );
     if CHECKED.lock().map(|c| c.contains(&pin)).unwrap_or(false) {
+        return Ok(());
+    }
+    if m.info()
+        .is_ok_and(|i| i.name().ok() == Some(part.kernel_name().as_str()))
+    {
         return Ok(());
     }
     let probe = part.create(1, "probe")?;
