@@ -1868,4 +1868,42 @@ mod long_walks {
             after[0].1
         );
     }
+
+    /// Applying the same file again, as a controller or `emptcp run`'s
+    /// reload does, loads and swaps nothing: the point keeps its
+    /// generation and its program on the hook. One chain changed in the
+    /// file rewrites its point once, and acts.
+    #[test]
+    fn applying_the_same_file_again_loads_nothing() {
+        if !root_or_skip("applying_the_same_file_again_loads_nothing") {
+            return;
+        }
+        let bed = Testbed::new(Family::V4);
+        let base = BASE + 1400;
+        let mut chains: Vec<(String, Point, u16)> =
+            (0..20u16).map(|i| (format!("s{i}"), P, base + i)).collect();
+        let p = policy_of(&bed, "twenty", &chains);
+        bed.emptcp(&["apply", &p]).expect_ok();
+        let gen = |bed: &Testbed| show_json(bed)[0]["generation"].as_u64();
+        // the programs the state holds: links' and pinned ones, slots'
+        let progs = |bed: &Testbed| owned_ids(&bed.state_dir).progs;
+        let (g1, h1) = (gen(&bed), progs(&bed));
+        assert!(!h1.is_empty(), "no programs in the state");
+        for _ in 0..2 {
+            let o = bed.emptcp(&["apply", &p]).expect_ok();
+            assert!(o.stdout.contains("applied s0, s1"), "{}", o.stdout);
+        }
+        assert_eq!(gen(&bed), g1, "the same file again rewrote the point");
+        assert_eq!(progs(&bed), h1, "the same file again loaded programs");
+        chains[7].2 = base + 100;
+        let p2 = policy_of(&bed, "changed", &chains);
+        bed.emptcp(&["apply", &p2]).expect_ok();
+        assert_eq!(gen(&bed), g1.map(|g| g + 1), "one chain changed");
+        assert_ne!(progs(&bed), h1, "one chain changed: the same programs");
+        assert_wire(
+            &bed,
+            "s7 changed among 20",
+            &[acts(base, 1), acts(base + 100, 1), passes(base + 7, 1)],
+        );
+    }
 }

@@ -508,9 +508,14 @@ impl Runtime {
         });
         let id = match found {
             Some((pi, ci)) if at(&ch.next.points[pi]) => {
+                // the same chain in the same place: its point keeps its
+                // programs (an unchanged file loads nothing); a table it
+                // names under a new id touches it in plan_tables
                 let p = &mut ch.next.points[pi];
-                p.chains[ci].spec = spec;
-                ch.touched.insert(pid(p));
+                if p.chains[ci].spec != spec {
+                    p.chains[ci].spec = spec;
+                    ch.touched.insert(pid(p));
+                }
                 return Ok(());
             }
             Some((pi, ci)) => {
