@@ -80,24 +80,26 @@ EMPTCP_SELECTOR(ip_pair, ip_pair_hit, sizeof(struct emptcp_ip_pair));
 #ifdef EMPTCP_WALK
 /*
  * The stage at one position of a walk (walk.bpf.c), inlined there so that
- * its flags are constants in the code of that position: an IPv4 packet is
- * compared on the addresses the walk read once per packet (@a: source,
- * destination; NULL: not read), an IPv6 one in ip_pair_stage().
+ * its flags are constants in the code of that position: the packet is
+ * compared on the addresses the walk read once per packet (@a: source
+ * then destination, 1 word each for IPv4, 4 for IPv6; NULL: not read,
+ * which a walk with an ip_pair never leaves).
  */
 static __always_inline int ip_pair_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a)
 {
 	const volatile struct emptcp_ip_pair *pp = (const volatile void *)r->st->param;
 	__u8 flags = pp->flags;
-	int hit = 0;
+	int hit = 0, w;
 
-	if (!a || (r->p.flags & EMPTCP_PF_V6))
+	if (!a)
 		return ip_pair_stage(ctx, r);
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	if (!(flags & EMPTCP_IPP_V6)) {
-		hit = pair_eq(pp, flags, (const __u8 *)&a[0], (const __u8 *)&a[1], 4);
+	if (!(r->p.flags & EMPTCP_PF_V6) == !(flags & EMPTCP_IPP_V6)) {
+		w = (flags & EMPTCP_IPP_V6) ? 4 : 1;
+		hit = pair_eq(pp, flags, (const __u8 *)a, (const __u8 *)(a + w), 4 * w);
 		if (!hit && (flags & EMPTCP_IPP_BIDIR))
-			hit = pair_eq(pp, flags, (const __u8 *)&a[1], (const __u8 *)&a[0], 4);
+			hit = pair_eq(pp, flags, (const __u8 *)(a + w), (const __u8 *)a, 4 * w);
 	}
 	emptcp_select_combine(r, hit);
 	return EMPTCP_CONTINUE;

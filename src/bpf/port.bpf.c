@@ -46,7 +46,7 @@ EMPTCP_SELECTOR(port, port_hit, sizeof(struct emptcp_port));
  */
 static __always_inline int port_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u16 *ports)
 {
-	if (!ports)
+	if (!ports)	/* a walk with a port never leaves them unread */
 		return port_stage(ctx, r);
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;

@@ -34,25 +34,42 @@ EMPTCP_SELECTOR(prefix, prefix_hit, sizeof(struct emptcp_prefix));
 
 #ifdef EMPTCP_WALK
 /*
+ * Whether the packet's address in @a (the walk's: ip_pair_walk()) lies in
+ * the prefix @pf, its address and mask read in place from its description
+ * (the first word of each for IPv4).
+ */
+static __always_inline int prefix_in(const volatile struct emptcp_prefix *pf, __u8 flags,
+				     const __u32 *a)
+{
+	const volatile __u32 *m = (const volatile void *)pf->mask;
+	const volatile __u32 *want = (const volatile void *)pf->addr;
+
+	if (!(flags & EMPTCP_PFX_V6))
+		return (a[(flags & EMPTCP_PFX_DST) ? 1 : 0] & m[0]) == want[0];
+	if (flags & EMPTCP_PFX_DST)
+		a += 4;
+	return (a[0] & m[0]) == want[0] && (a[1] & m[1]) == want[1] &&
+	       (a[2] & m[2]) == want[2] && (a[3] & m[3]) == want[3];
+}
+
+/*
  * The stage at one position of a walk (walk.bpf.c), inlined there as
- * ip_pair_walk() is: an IPv4 prefix against the IPv4 addresses the walk
- * read once per packet (@a: source, destination; NULL: not read), its
- * address and mask read in place from its description (the first 4 bytes
- * of each for IPv4). An IPv6 packet or prefix goes through prefix_stage().
+ * ip_pair_walk() is: the prefix against the addresses the walk read once
+ * per packet (@a: as for ip_pair_walk()).
  */
 static __always_inline int prefix_walk(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a)
 {
 	const volatile struct emptcp_prefix *pf = (const volatile void *)r->st->param;
 	__u8 flags = pf->flags;
-	__u32 x;
+	int hit = 0;
 
-	if (!a || (r->p.flags & EMPTCP_PF_V6) || (flags & EMPTCP_PFX_V6))
+	if (!a)
 		return prefix_stage(ctx, r);
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	x = (flags & EMPTCP_PFX_DST) ? a[1] : a[0];
-	emptcp_select_combine(r, (x & *(const volatile __u32 *)pf->mask) ==
-				     *(const volatile __u32 *)pf->addr);
+	if (!(r->p.flags & EMPTCP_PF_V6) == !(flags & EMPTCP_PFX_V6))
+		hit = prefix_in(pf, flags, a);
+	emptcp_select_combine(r, hit);
 	return EMPTCP_CONTINUE;
 }
 #endif

@@ -40,7 +40,7 @@ const volatile __u32 emptcp_walk_len = 0;
 const volatile struct emptcp_stage emptcp_walk[EMPTCP_MAX_WALK] = {};
 /* Counter slot of each stage (emptcp_stats, show). */
 const volatile __u16 emptcp_walk_slot[EMPTCP_MAX_WALK] = {};
-/* 1: a stage compares the packet's IPv4 addresses inline (ip_pair, src, dst). */
+/* 1: a stage compares the packet's addresses inline (ip_pair, src, dst). */
 const volatile __u32 emptcp_walk_addrs = 0;
 /* 1: a stage compares the packet's TCP ports inline (port). */
 const volatile __u32 emptcp_walk_ports = 0;
@@ -72,12 +72,14 @@ struct walk_counts {
 	__u64 pad;
 	/* not counters: the inline lookups' key and value, off the stack */
 	struct emptcp_tab_scratch tab;
+	/* not counters: the packet's addresses (walk_addrs()) */
+	__u32 addrs[8];
 	__u64 pos[EMPTCP_MAX_WALK][2];	/* ended here, hit */
 };
 
 /*
  * Sized by emptcp to the walk's length before load (walkcount.rs
- * value_size): 64 bytes and 16 a position, not 8 KiB per CPU for every
+ * value_size): 96 bytes and 16 a position, not 8 KiB per CPU for every
  * walk. No BTF value type, so that the size can change.
  */
 struct {
@@ -120,12 +122,12 @@ static __always_inline struct emptcp_tab_scratch *walk_tab(struct walk_counts *w
 }
 
 /* One stage of the walk: its kind is a constant to the verifier. */
-static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
+static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *ad,
 				      const __u16 *pw, struct walk_counts *wc, int inl)
 {
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
-		return ip_pair_walk(ctx, r, a4);
+		return ip_pair_walk(ctx, r, ad);
 	case EMPTCP_KIND_PACKET_TYPE:
 		return walk_heavy(ctx, r, packet_type_stage(ctx, r));
 	case EMPTCP_KIND_SET_BACKUP:
@@ -135,7 +137,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_SUBFLOW:
 		return subflow_stage(ctx, r);
 	case EMPTCP_KIND_PREFIX:
-		return prefix_walk(ctx, r, a4);
+		return prefix_walk(ctx, r, ad);
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
@@ -171,7 +173,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
  * ip_pair hit in BPF_PROG_TEST_RUN, 5.4 ns with a lookup of the slot's
  * element, docs/design.md).
  */
-static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *a4,
+static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *ad,
 				   const __u16 *pw, struct walk_counts *wc, __u32 i, int inl)
 {
 	r->st = &emptcp_walk[i];
@@ -180,35 +182,49 @@ static __always_inline int walk_at(emptcp_ctx *ctx, struct emptcp_run *r, const 
 	if (r->st->flags & EMPTCP_SF_FIRST)
 		r->p.match = EMPTCP_PM_TRUE | EMPTCP_PM_FRESH;
 	r->pos = wc->pos[i];
-	return walk_stage(ctx, r, a4, pw, wc, inl && i < WALK_INLINE_LOOKUPS);
+	return walk_stage(ctx, r, ad, pw, wc, inl && i < WALK_INLINE_LOOKUPS);
 }
 
 /*
- * The packet's IPv4 addresses (source, destination, as in the packet) in
- * @a4, for the selectors that compare them; returns @a4, or NULL when the
- * packet is IPv6 or they cannot be read.
+ * The packet's addresses, as in the packet, in @ad, for the selectors
+ * that compare them: IPv4 source and destination in ad[0] and ad[1], IPv6
+ * (only with @v6) in ad[0..3] and ad[4..7]. Returns @ad, or NULL when
+ * they cannot be read (emptcp_begin() has ruled that out) or the packet is
+ * IPv6 and @v6 is 0: the selectors then call their stage function.
  */
 static __always_inline const __u32 *walk_addrs(emptcp_ctx *ctx, const struct emptcp_run *r,
-					       __u32 *a4)
+					       __u32 *ad, int v6)
 {
 	void *data = emptcp_ctx_data(ctx), *data_end = emptcp_ctx_data_end(ctx);
 	__u32 off = r->p.l3_off;
-	__u32 *ip;
 
-	if ((r->p.flags & EMPTCP_PF_V6) || off > EMPTCP_MAX_L4_OFF)
+	if (off > EMPTCP_MAX_L4_OFF)
 		return NULL;
 	EMPTCP_OFF_BOUND(off);
-	ip = data + off + 12;
-	if ((void *)(ip + 2) > data_end)
-		return NULL;
-	a4[0] = ip[0];
-	a4[1] = ip[1];
-	return a4;
+	if (r->p.flags & EMPTCP_PF_V6) {
+		__u64 *ip6 = data + off + 8, *a = (__u64 *)ad;
+
+		if (!v6 || (void *)(ip6 + 4) > data_end)
+			return NULL;
+		a[0] = ip6[0];
+		a[1] = ip6[1];
+		a[2] = ip6[2];
+		a[3] = ip6[3];
+	} else {
+		__u32 *ip = data + off + 12;
+
+		if ((void *)(ip + 2) > data_end)
+			return NULL;
+		ad[0] = ip[0];
+		ad[1] = ip[1];
+	}
+	return ad;
 }
 
 /*
  * The packet's TCP ports (source, destination, network order) in @pw, for
- * the port selectors; returns @pw, or NULL when they cannot be read.
+ * the port selectors; returns @pw, or NULL when they cannot be read
+ * (ruled out by emptcp_begin()).
  */
 static __always_inline const __u16 *walk_ports(emptcp_ctx *ctx, const struct emptcp_run *r,
 					       __u16 *pw)
@@ -236,17 +252,19 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
  * A walk program: positions 0 .. emptcp_walk_len - 1 (at most @max), with
  * the clang loop pragma @unroll; @inl: lookups run inline at the first
  * positions (in a loop, the one copy of the code would verify every
- * layout's probe at every position).
+ * layout's probe at every position); @all: the selectors compare IPv6
+ * addresses inline too, and a packet whose addresses or ports cannot be
+ * read (which emptcp_begin() rules out) is passed, so that no position
+ * has a path through a stage function (see below).
  */
-#define EMPTCP_WALK_PROGRAM(name, max, unroll, inl)			\
+#define EMPTCP_WALK_PROGRAM(name, max, unroll, inl, all)		\
 	SEC(EMPTCP_SEC)							\
 	int name(emptcp_ctx *ctx)					\
 	{								\
 		struct emptcp_run r = {};				\
 		struct walk_counts *wc;					\
-		const __u32 *a4;					\
+		const __u32 *ad;					\
 		const __u16 *pw;					\
-		__u32 addrs[2];						\
 		__u16 ports[2];						\
 		__u32 zero = 0;						\
 		__u32 i;						\
@@ -259,13 +277,15 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		wc->seen += 1;						\
 		if (walk_begin(ctx, &r) < 0)				\
 			return EMPTCP_PASS;				\
-		a4 = emptcp_walk_addrs ? walk_addrs(ctx, &r, addrs) : NULL; \
+		ad = emptcp_walk_addrs ? walk_addrs(ctx, &r, wc->addrs, all) : NULL; \
 		pw = emptcp_walk_ports ? walk_ports(ctx, &r, ports) : NULL; \
+		if ((all) && ((emptcp_walk_addrs && !ad) || (emptcp_walk_ports && !pw))) \
+			return EMPTCP_PASS;				\
 		_Pragma(unroll)						\
 		for (i = 0; i < (max); i++) {				\
 			if (i >= emptcp_walk_len)			\
 				break;					\
-			ret = walk_at(ctx, &r, a4, pw, wc, i, inl);		\
+			ret = walk_at(ctx, &r, ad, pw, wc, i, inl);		\
 			if (ret != EMPTCP_CONTINUE) {			\
 				wc->pos[i][0] += 1;			\
 				return ret;				\
@@ -281,16 +301,23 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
  * unrolled, so the verifier walks each position once. Stages that parse
  * options or keep state cost the verifier ~5x more per position than as
  * programs of their own (in a loop or unrolled alike), so they run only
- * in the short walk below, where their count is bounded.
+ * in the short walk below, where their count is bounded. In the loop,
+ * each path out of a stage function goes on as a state of its own (the
+ * log shows states that differ only in a dead register walking the rest
+ * of the loop again), so an IPv6 packet's call of ip_pair_stage() at each
+ * ip_pair cost every later position: @all = 1 took a tc walk of 100
+ * chains (ip_pair + set_mark) from 127k instructions to 44k, docs/design.md.
+ * Unrolled, the calls verify cheaper than the inline IPv6 compare (16
+ * positions: 11k against 30k), so the short walks keep them.
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disable)", 0)
+EMPTCP_WALK_PROGRAM(emptcp_walk_prog, EMPTCP_MAX_WALK, "clang loop unroll(disable)", 0, 1)
 
 /*
  * A walk of at most EMPTCP_MAX_SHORT_WALK stages, unrolled by clang: no
  * back edge; positions past emptcp_walk_len are dead code to the
  * verifier. Every built-in stage runs here.
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 0)
+EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 0, 0)
 
 /*
  * emptcp_walk_short with a set's lookup and a mark's map looked up inline
@@ -300,6 +327,6 @@ EMPTCP_WALK_PROGRAM(emptcp_walk_short, EMPTCP_MAX_SHORT_WALK, "clang loop unroll
  * beside a heavy stage's frame (set_backup's 400). emptcp picks it
  * (store.rs Walk::ShortTab).
  */
-EMPTCP_WALK_PROGRAM(emptcp_walk_tab, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 1)
+EMPTCP_WALK_PROGRAM(emptcp_walk_tab, EMPTCP_MAX_SHORT_WALK, "clang loop unroll(full)", 1, 0)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

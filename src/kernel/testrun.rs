@@ -224,6 +224,15 @@ impl Harness {
         tables::install(sd, t, &tables::build(&t.def, &[])?)
     }
 
+    /// The name of the walk program the chains run in (store::Walk), or
+    /// None when they run by tail calls.
+    pub fn walk_prog(&self) -> Option<&'static str> {
+        crate::runtime::store::Walk::ALL
+            .map(|w| w.prog())
+            .into_iter()
+            .find(|n| self._objs.with_prog(n).is_some())
+    }
+
     /// The program the attach point's hook would run: the walk program
     /// when the chains walk, else the entry program (store::hook_prog).
     fn hook_prog(&self) -> Result<libbpf_rs::ProgramMut<'_>> {

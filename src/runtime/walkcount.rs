@@ -25,10 +25,11 @@ use crate::runtime::store::{pinned_map, slot_prog, u32_key};
 /// The map's name in walk.bpf.c (no `emptcp_` prefix: not shared).
 pub const MAP: &str = "walk_counts";
 
-/// Words before the positions: `seen`, a pad word, and the walk's room for
+/// Words before the positions: `seen`, a pad word, the walk's room for
 /// its inline lookups (tables.h struct emptcp_tab_scratch: a key and a
-/// value, kept off the stack; not counters).
-const HEAD_WORDS: usize = 2 + 6;
+/// value, kept off the stack) and the packet's addresses (32 bytes); only
+/// `seen` is a counter.
+const HEAD_WORDS: usize = 2 + 6 + 4;
 
 /// The block's size for a walk of `n` positions: its head, and per
 /// position the walks that ended there and its hits.

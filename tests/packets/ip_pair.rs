@@ -131,5 +131,12 @@ fn ip_pair_selects_by_address() {
             (n.to_string(), if *neg { not(sel) } else { sel })
         })
         .collect();
-    run_probe("ip_pair", &selectors, &packets, &model);
+    let walks = run_probe("ip_pair", &selectors, &packets, &model);
+    // both the unrolled walk and the loop (which compares IPv6 inline)
+    for w in ["emptcp_walk_short", "emptcp_walk_prog"] {
+        assert!(
+            walks.contains(&Some(w)),
+            "ip_pair never ran in {w}: {walks:?}"
+        );
+    }
 }

@@ -388,7 +388,7 @@ fn packet_type_classifies_every_kind() {
         .iter()
         .map(|(n, p, _)| (n.to_string(), p.clone()))
         .collect();
-    run_probe(
+    let _ = run_probe(
         "packet_type classification",
         &selectors,
         &packets,

@@ -16,18 +16,29 @@ use crate::pktlib::{self, build::*, decode};
 /// The always-false AND after each selector resets the result, so the next
 /// (OR) selector is always evaluated and its hit counter is its own result;
 /// the actor never acts, so the packet must come out unchanged. At most 15
-/// selectors a rig (31 stages, under the kernel's 33 tail calls).
+/// selectors a rig (31 stages, under the kernel's 33 tail calls). Each rig
+/// runs twice: with set_backup, a heavy stage, which keeps the walk short
+/// (unrolled); with `pass`, which lets 8 or more light selectors walk in the
+/// loop (walk.bpf.c). Returns the walk programs the rigs ran in.
 pub fn run_probe(
     group: &str,
     selectors: &[(String, Stage)],
     packets: &[(String, Pkt)],
     want: &dyn Fn(usize, usize) -> bool,
-) {
+) -> std::collections::BTreeSet<Option<&'static str>> {
     let t0 = Instant::now();
     let mut failures = Vec::new();
     let mut runs = 0;
     let mut checks = 0;
-    for hook in FAMILIES {
+    // set_backup keeps the walk short and unrolled (a heavy stage); with
+    // `pass`, a group of more than 8 selectors walks in the loop, whose
+    // selectors compare IPv6 addresses inline (walk.bpf.c)
+    let actors = [set_backup(true, false), "kind = \"pass\"".to_string()];
+    let mut walks = std::collections::BTreeSet::new();
+    for (hook, act) in FAMILIES
+        .into_iter()
+        .flat_map(|h| actors.iter().map(move |a| (h, a)))
+    {
         for (k, group_sel) in selectors.chunks(15).enumerate() {
             let base = k * 15;
             let mut sel = Vec::new();
@@ -36,7 +47,8 @@ pub fn run_probe(
                 sel.push(never());
             }
             let actor = sel.len();
-            let rig = Rig::new(hook, &[chain(sel, vec![set_backup(true, false)])]);
+            let rig = Rig::new(hook, &[chain(sel, vec![act.clone()])]);
+            walks.insert(rig.h.walk_prog());
             for (pi, (pname, p)) in packets.iter().enumerate() {
                 let input = p.build();
                 let mut watch = vec![entry("run"), entry("parse_err"), entry("not_tcp")];
@@ -99,8 +111,9 @@ pub fn run_probe(
                 }
                 if !errs.is_empty() {
                     failures.push(format!(
-                        "packet \"{pname}\" ({}) on {hook}:\n  {}\n{}",
+                        "packet \"{pname}\" ({}) on {hook}, walk {:?}:\n  {}\n{}",
                         decode::summary(&input),
+                        rig.h.walk_prog(),
                         errs.join("\n  "),
                         pktlib::diff::hexdump(&input, None)
                     ));
@@ -109,7 +122,7 @@ pub fn run_probe(
         }
     }
     eprintln!(
-        "{group}: {} selectors x {} packets, {runs} runs, {checks} checks, {} failed ({:.2?})",
+        "{group}: {} selectors x {} packets, {runs} runs, {checks} checks, {} failed ({:.2?}; walks {walks:?})",
         selectors.len(),
         packets.len(),
         failures.len(),
@@ -122,6 +135,7 @@ pub fn run_probe(
             failures.join("\n\n")
         );
     }
+    walks
 }
 
 /// A chain of a selector matrix: description and selectors (the actor is

@@ -281,5 +281,11 @@ pub fn tuple_selectors_match_addresses_and_ports() {
         .iter()
         .map(|(n, s)| (n.to_string(), s.stage()))
         .collect();
-    run_probe("tuple selectors", &selectors, &packets, &model);
+    let walks = run_probe("tuple selectors", &selectors, &packets, &model);
+    for w in ["emptcp_walk_short", "emptcp_walk_prog"] {
+        assert!(
+            walks.contains(&Some(w)),
+            "tuple selectors never ran in {w}: {walks:?}"
+        );
+    }
 }
