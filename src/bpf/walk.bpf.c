@@ -66,21 +66,18 @@ const volatile __u32 emptcp_walk_ports = 0;
  * (src/runtime/walkcount.rs) and adds it into the slots when the walk
  * is replaced, so that show and stats count per stage across walks.
  */
-_Static_assert(sizeof(struct emptcp_tab_scratch) == 48, "walkcount.rs HEAD_WORDS");
+_Static_assert(sizeof(struct emptcp_tab_scratch) == 48, "walkcount.rs TAB_WORDS; 32 for addresses");
 struct walk_counts {
 	__u64 seen;
 	__u64 pad;
-	/* not counters: the inline lookups' key and value, off the stack */
-	struct emptcp_tab_scratch tab;
-	/* not counters: the packet's addresses (walk_addrs()) */
-	__u32 addrs[8];
 	__u64 pos[EMPTCP_MAX_WALK][2];	/* ended here, hit */
+	/* then the walk's scratch (walk_scratch()) */
 };
 
 /*
  * Sized by emptcp to the walk's length before load (walkcount.rs
- * value_size): 96 bytes and 16 a position, not 8 KiB per CPU for every
- * walk. No BTF value type, so that the size can change.
+ * value_size): 16 bytes, 16 a position and 48 for the lookups, not 8 KiB
+ * per CPU for every walk. No BTF value type, so that the size can change.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -110,15 +107,25 @@ static __always_inline int walk_heavy(emptcp_ctx *ctx, struct emptcp_run *r, int
 }
 
 /*
- * The walk's room for its inline lookups, computed where a position uses
- * it: the pointers into it that clang hoisted into the walk's prologue
- * took stack slots every walk touches, which pushed a walk with
- * set_backup (a 400-byte frame) past the 512 bytes of stack.
+ * The walk's scratch, 48 bytes after its positions' counters (so that a
+ * short walk's counters share the cache line of `seen`), not counters:
+ * the inline lookups' key and value (emptcp_walk_tab), or the packet's
+ * addresses (the loop walk). Off the stack: the lookups' spills there
+ * pushed a walk with set_backup (a 400-byte frame) past the 512 bytes; and
+ * the loop verifies its positions in 44k instructions with the addresses
+ * here, 77k with them on its stack (100 chains of ip_pair + set_mark, tc).
+ * Computed where it is used: pointers that clang hoisted into the walk's
+ * prologue took stack slots every walk touches.
  */
-static __always_inline struct emptcp_tab_scratch *walk_tab(struct walk_counts *wc)
+static __always_inline void *walk_scratch(struct walk_counts *wc)
 {
 	asm volatile("" : "+r"(wc));
-	return &wc->tab;
+	return &wc->pos[emptcp_walk_len];
+}
+
+static __always_inline struct emptcp_tab_scratch *walk_tab(struct walk_counts *wc)
+{
+	return walk_scratch(wc);
 }
 
 /* One stage of the walk: its kind is a constant to the verifier. */
@@ -265,6 +272,7 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		struct walk_counts *wc;					\
 		const __u32 *ad;					\
 		const __u16 *pw;					\
+		__u32 addrs[2];						\
 		__u16 ports[2];						\
 		__u32 zero = 0;						\
 		__u32 i;						\
@@ -277,7 +285,8 @@ static __always_inline int walk_begin(emptcp_ctx *ctx, struct emptcp_run *r)
 		wc->seen += 1;						\
 		if (walk_begin(ctx, &r) < 0)				\
 			return EMPTCP_PASS;				\
-		ad = emptcp_walk_addrs ? walk_addrs(ctx, &r, wc->addrs, all) : NULL; \
+		ad = !emptcp_walk_addrs ? NULL :			\
+		     walk_addrs(ctx, &r, (all) ? walk_scratch(wc) : addrs, all); \
 		pw = emptcp_walk_ports ? walk_ports(ctx, &r, ports) : NULL; \
 		if ((all) && ((emptcp_walk_addrs && !ad) || (emptcp_walk_ports && !pw))) \
 			return EMPTCP_PASS;				\

@@ -25,16 +25,18 @@ use crate::runtime::store::{pinned_map, slot_prog, u32_key};
 /// The map's name in walk.bpf.c (no `emptcp_` prefix: not shared).
 pub const MAP: &str = "walk_counts";
 
-/// Words before the positions: `seen`, a pad word, the walk's room for
-/// its inline lookups (tables.h struct emptcp_tab_scratch: a key and a
-/// value, kept off the stack) and the packet's addresses (32 bytes); only
-/// `seen` is a counter.
-const HEAD_WORDS: usize = 2 + 6 + 4;
+/// Words before the positions: `seen` and a pad word.
+const HEAD_WORDS: usize = 2;
 
-/// The block's size for a walk of `n` positions: its head, and per
-/// position the walks that ended there and its hits.
+/// Words after the positions: the walk's room for its inline lookups
+/// (tables.h struct emptcp_tab_scratch: a key and a value, kept off the
+/// stack; not counters).
+const TAB_WORDS: usize = 6;
+
+/// The block's size for a walk of `n` positions: its head, per position
+/// the walks that ended there and its hits, and the lookups' room.
 pub fn value_size(n: usize) -> u32 {
-    (8 * HEAD_WORDS + 16 * n) as u32
+    (8 * (HEAD_WORDS + 2 * n + TAB_WORDS)) as u32
 }
 
 /// One walk's block on each CPU: words in walk.bpf.c's layout.
@@ -67,8 +69,12 @@ impl Block {
     /// ran for every walk that ended at it or after it.
     fn pos(words: &[u64], i: usize) -> [u64; 2] {
         let at = HEAD_WORDS + 2 * i;
-        let run = words.iter().skip(at).step_by(2).sum();
-        [run, words.get(at + 1).copied().unwrap_or(0)]
+        let end = words.len().saturating_sub(TAB_WORDS);
+        let ours = words.get(at..end).unwrap_or(&[]);
+        [
+            ours.iter().step_by(2).sum(),
+            ours.get(1).copied().unwrap_or(0),
+        ]
     }
 
     /// Adds position `i`'s run and hit, over all CPUs, into `c` (a slot's
