@@ -23,12 +23,52 @@ pub enum XdpMode {
     Generic,
 }
 
+/// How a BPF link holds its program (`show`'s "attach"; the state keeps
+/// the same words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkHow {
+    #[serde(rename = "tcx")]
+    Tcx,
+    #[serde(rename = "xdp-auto")]
+    XdpAuto,
+    #[serde(rename = "xdp-native")]
+    XdpNative,
+    #[serde(rename = "xdp-generic")]
+    XdpGeneric,
+    /// Planned: the journal names the link before it exists.
+    #[serde(rename = "pending")]
+    Pending,
+}
+
+impl LinkHow {
+    /// The XDP link of `mode`.
+    pub fn xdp(mode: XdpMode) -> LinkHow {
+        match mode {
+            XdpMode::Auto => LinkHow::XdpAuto,
+            XdpMode::Native => LinkHow::XdpNative,
+            XdpMode::Generic => LinkHow::XdpGeneric,
+        }
+    }
+}
+
+impl std::fmt::Display for LinkHow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkHow::Tcx => "tcx",
+            LinkHow::XdpAuto => "xdp-auto",
+            LinkHow::XdpNative => "xdp-native",
+            LinkHow::XdpGeneric => "xdp-generic",
+            LinkHow::Pending => "pending",
+        })
+    }
+}
+
 /// What holds an entry program on its device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Attachment {
     /// A BPF link (XDP or tcx), pinned at `pin`.
-    Link { pin: String, how: String },
+    Link { pin: String, how: LinkHow },
     /// A clsact filter (kernels without tcx).
     Clsact { handle: u32, priority: u32 },
 }
@@ -106,14 +146,7 @@ pub fn attach(
             pin_fd(&fd, pin)?;
             Ok(Attachment::Link {
                 pin: pin.display().to_string(),
-                how: format!(
-                    "xdp-{}",
-                    match xdp_mode {
-                        XdpMode::Auto => "auto",
-                        XdpMode::Native => "native",
-                        XdpMode::Generic => "generic",
-                    }
-                ),
+                how: LinkHow::xdp(xdp_mode),
             })
         }
         Hook::TcIngress | Hook::TcEgress => {
@@ -133,7 +166,7 @@ pub fn attach(
                     pin_fd(&fd, pin)?;
                     Ok(Attachment::Link {
                         pin: pin.display().to_string(),
-                        how: "tcx".into(),
+                        how: LinkHow::Tcx,
                     })
                 }
                 // no tcx (Linux < 6.6): a clsact filter instead
@@ -234,5 +267,43 @@ pub fn detach(
             h.detach().context("failed to detach clsact filter")?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state keeps a link's `how` as the words emptcp wrote before it
+    /// was an enum: a state directory of then still reads, and `show`
+    /// prints the same.
+    #[test]
+    fn link_how_keeps_its_words() {
+        for (how, word) in [
+            (LinkHow::Tcx, "tcx"),
+            (LinkHow::XdpAuto, "xdp-auto"),
+            (LinkHow::XdpNative, "xdp-native"),
+            (LinkHow::XdpGeneric, "xdp-generic"),
+            (LinkHow::Pending, "pending"),
+        ] {
+            let a = Attachment::Link {
+                pin: "/sys/fs/bpf/x/tc/link-1".into(),
+                how,
+            };
+            let json = serde_json::to_string(&a).unwrap();
+            assert!(json.contains(&format!("\"how\":\"{word}\"")), "{json}");
+            let old = format!(r#"{{"kind":"link","pin":"p","how":"{word}"}}"#);
+            let back: Attachment = serde_json::from_str(&old).unwrap();
+            assert_eq!(
+                back,
+                Attachment::Link {
+                    pin: "p".into(),
+                    how
+                }
+            );
+            assert_eq!(how.to_string(), word);
+        }
+        let unknown = r#"{"kind":"link","pin":"p","how":"tc-magic"}"#;
+        assert!(serde_json::from_str::<Attachment>(unknown).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::abi::{MAX_ATTACH, MAX_SLOTS, STAGE_SLOTS};
 use crate::cli::text::bare;
-use crate::kernel::attach::{Attachment, XdpMode};
+use crate::kernel::attach::{Attachment, LinkHow, XdpMode};
 use crate::policy::model::{Chain, Hook, Policy};
 use crate::runtime::chain::stage_count;
 use crate::runtime::state::{AttachPoint, ChainState, State, STATE_VALUE_SIZE};
@@ -311,7 +311,7 @@ fn policy_state(policy: &Policy, points: &[PointLoad<'_>], dir: &Path) -> State 
                         .join(format!("link-{}", MAX_ATTACH - 1))
                         .display()
                         .to_string(),
-                    how: "xdp-generic".to_owned(),
+                    how: LinkHow::XdpGeneric,
                 },
                 gen: u32::MAX,
                 walk: true,

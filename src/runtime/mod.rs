@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::abi::COUNTER_NAMES;
 use crate::cli::text::quoted;
-use crate::kernel::attach::{Attachment, XdpMode};
+use crate::kernel::attach::{Attachment, LinkHow, XdpMode};
 use crate::kernel::loader;
 use crate::kernel::netns;
 use crate::observe::health::{self, Health};
@@ -556,7 +556,7 @@ impl Runtime {
             xdp_mode: self.xdp_mode,
             attachment: Attachment::Link {
                 pin: String::new(),
-                how: "pending".into(),
+                how: LinkHow::Pending,
             },
             gen: 0,
             walk: false,
@@ -715,7 +715,7 @@ impl Runtime {
                     });
                 }
                 let how = match &p.attachment {
-                    Attachment::Link { how, .. } => how.clone(),
+                    Attachment::Link { how, .. } => how.to_string(),
                     Attachment::Clsact { .. } => "clsact".into(),
                 };
                 out.push(ChainView {

@@ -183,16 +183,6 @@ impl State {
         self.next_chain_id = self.next_chain_id.wrapping_add(1).max(1);
         self.next_chain_id
     }
-
-    /// A free attach-table index of a family.
-    pub fn free_attach_id(&self, family: &str) -> Option<u32> {
-        (1..crate::abi::MAX_ATTACH).find(|id| {
-            !self
-                .points
-                .iter()
-                .any(|p| p.hook.family() == family && p.id == *id)
-        })
-    }
 }
 
 impl StateDir {

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use crate::abi::{types, CNT_MAX};
-use crate::kernel::attach::{self, Attachment};
+use crate::kernel::attach::{self, Attachment, LinkHow};
 use crate::kernel::loader;
 use crate::kernel::netns;
 use crate::policy::model::Hook;
@@ -475,7 +475,7 @@ pub(crate) fn planned_attachment(sd: &StateDir, p: &AttachPoint) -> Attachment {
     }
     Attachment::Link {
         pin: link_pin(sd, family, p.id).display().to_string(),
-        how: "pending".into(),
+        how: LinkHow::Pending,
     }
 }
 
