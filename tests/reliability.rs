@@ -1797,6 +1797,77 @@ mod long_walks {
         eprintln!("a chain of 64 stages: its drop acts on the wire");
     }
 
+    /// IPv6 through the loop walk, which compares IPv6 addresses inline
+    /// (walk.bpf.c): 12 chains of ip_pair or dst (prefix) + port + drop,
+    /// 36 stages on one hook. The chains whose addresses are the probes'
+    /// drop them; one whose source differs from the client's only in the
+    /// last word, one of IPv4 addresses and one whose prefix is another
+    /// network let theirs pass.
+    #[test]
+    fn ipv6_selectors_act_in_a_long_walk() {
+        if !root_or_skip("ipv6_selectors_act_in_a_long_walk") {
+            return;
+        }
+        let bed = Testbed::new(Family::V6);
+        let base = BASE + 2000;
+        let (client, server) = (bed.client_addr1(), server_addr_on(&bed, 1));
+        // (selector, selects the probes)
+        let mut sels: Vec<(String, bool)> = Vec::new();
+        for _ in 0..3 {
+            sels.push((
+                format!("kind = \"ip_pair\"\nsrc = \"{client}\"\ndst = \"{server}\""),
+                true,
+            ));
+            sels.push((
+                format!("kind = \"ip_pair\"\nsrc = \"{server}\"\nbidir = true"),
+                true,
+            ));
+            sels.push(("kind = \"dst\"\naddr = \"fd00:1::/64\"".into(), true));
+        }
+        sels.push(("kind = \"ip_pair\"\nsrc = \"fd00:1::99\"".into(), false));
+        sels.push((
+            "kind = \"ip_pair\"\nsrc = \"10.1.0.1\"\ndst = \"10.1.0.2\"".into(),
+            false,
+        ));
+        sels.push(("kind = \"dst\"\naddr = \"fd00:2::/64\"".into(), false));
+        let text: String = sels
+            .iter()
+            .enumerate()
+            .map(|(i, (sel, _))| {
+                format!(
+                    "[[chain]]\nname = \"v6-{i}\"\ndev = \"{}\"\nhook = \"{}\"\nnetns = \"{}\"\n  \
+                     [[chain.select]]\n  {}\n  [[chain.select]]\n  kind = \"port\"\n  {} = {}\n  \
+                     [[chain.act]]\n  kind = \"drop\"\n",
+                    P.dev(&bed),
+                    P.hook,
+                    P.ns(&bed),
+                    sel.replace('\n', "\n  "),
+                    P.port_key(),
+                    base + i as u16
+                )
+            })
+            .collect();
+        let p = bed.policy("v6-long", &text);
+        bed.emptcp(&["apply", &p.to_string_lossy()]).expect_ok();
+        let show = show_json(&bed);
+        let first = &show.as_array().expect("array")[0];
+        assert_eq!(first["runtime"], "walk", "{first}");
+        assert_eq!(first["walk"], 36, "{first}");
+        let want: Vec<Expect> = sels
+            .iter()
+            .enumerate()
+            .map(|(i, (_, hit))| {
+                let port = base + i as u16;
+                if *hit {
+                    acts(port, 1)
+                } else {
+                    passes(port, 1)
+                }
+            })
+            .collect();
+        assert_wire(&bed, "12 IPv6 chains in one loop walk", &want);
+    }
+
     /// The stages of chain `name` in `show --json`: (slot, hit counter).
     fn stages_of(show: &Value, name: &str) -> Vec<(u64, u64)> {
         let c = show

@@ -191,7 +191,33 @@ impl Testbed {
         } else {
             bed.setup();
         }
+        bed.wait_links_up();
         bed
+    }
+
+    /// Waits (5 s at most) until every link end of the bed has carrier: a
+    /// veth end that is up still reports NO-CARRIER for a moment, and an
+    /// IPv6 probe sent then found no neighbour and timed out (seen with
+    /// the direct IPv6 bed, before any program was attached).
+    fn wait_links_up(&self) {
+        let mut ends = vec![
+            (&self.a, &self.x1a),
+            (&self.a, &self.x2a),
+            (&self.b, &self.x1b),
+            (&self.b, &self.x2b),
+        ];
+        if !self.r1a.is_empty() {
+            for d in [&self.r1a, &self.r2a, &self.r1b, &self.r2b] {
+                ends.push((&self.r, d));
+            }
+        }
+        for (ns, dev) in ends {
+            let up = wait_for(std::time::Duration::from_secs(5), || {
+                let o = run("ip", &["-n", ns, "-o", "link", "show", "dev", dev]).stdout;
+                o.contains("state UP").then_some(())
+            });
+            assert!(up.is_some(), "{dev} in {ns}: no carrier after 5 s");
+        }
     }
 
     pub(super) fn add_ns(&mut self, ns: &str) {
