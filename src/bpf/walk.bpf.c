@@ -123,11 +123,6 @@ static __always_inline void *walk_scratch(struct walk_counts *wc)
 	return &wc->pos[emptcp_walk_len];
 }
 
-static __always_inline struct emptcp_tab_scratch *walk_tab(struct walk_counts *wc)
-{
-	return walk_scratch(wc);
-}
-
 /* One stage of the walk: its kind is a constant to the verifier. */
 static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *ad,
 				      const __u16 *pw, struct walk_counts *wc, int inl)
@@ -148,7 +143,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
-		return set_mark_walk(ctx, r, walk_tab(wc), inl);
+		return set_mark_walk(ctx, r, walk_scratch(wc), inl);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
@@ -165,7 +160,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 		return walk_heavy(ctx, r, rate_limit_stage(ctx, r));
 	case EMPTCP_KIND_LOOKUP:
 		if (inl)
-			return lookup_walk(ctx, r, walk_tab(wc));
+			return lookup_walk(ctx, r, walk_scratch(wc));
 		return lookup_stage(ctx, r);
 	}
 	/* a kind this walk does not know: emptcp never writes one */

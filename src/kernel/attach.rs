@@ -26,17 +26,13 @@ pub enum XdpMode {
 /// How a BPF link holds its program (`show`'s "attach"; the state keeps
 /// the same words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LinkHow {
-    #[serde(rename = "tcx")]
     Tcx,
-    #[serde(rename = "xdp-auto")]
     XdpAuto,
-    #[serde(rename = "xdp-native")]
     XdpNative,
-    #[serde(rename = "xdp-generic")]
     XdpGeneric,
     /// Planned: the journal names the link before it exists.
-    #[serde(rename = "pending")]
     Pending,
 }
 

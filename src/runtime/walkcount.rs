@@ -28,13 +28,13 @@ pub const MAP: &str = "walk_counts";
 /// Words before the positions: `seen` and a pad word.
 const HEAD_WORDS: usize = 2;
 
-/// Words after the positions: the walk's room for its inline lookups
-/// (tables.h struct emptcp_tab_scratch: a key and a value, kept off the
-/// stack; not counters).
+/// Words after the positions: the walk's scratch (walk.bpf.c
+/// walk_scratch(): the inline lookups' key and value, or the loop walk's
+/// copy of the packet's addresses; not counters).
 const TAB_WORDS: usize = 6;
 
 /// The block's size for a walk of `n` positions: its head, per position
-/// the walks that ended there and its hits, and the lookups' room.
+/// the walks that ended there and its hits, and the scratch.
 pub fn value_size(n: usize) -> u32 {
     (8 * (HEAD_WORDS + 2 * n + TAB_WORDS)) as u32
 }

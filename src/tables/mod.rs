@@ -475,8 +475,7 @@ pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
 /// (by this emptcp, with its kernel name: see check_outer).
 pub fn outer_at(path: &Path, part: Part) -> Result<MapHandle> {
     if std::fs::symlink_metadata(path).is_ok() {
-        let m = MapHandle::from_pinned_path(path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
+        let m = open_outer(path)?;
         check_outer(&m, part, path)?;
         return Ok(m);
     }
@@ -520,6 +519,11 @@ pub fn check_pinned_outer(name: &str, pinned: &MapHandle, path: &Path) -> Result
 /// other is probed once per process.
 fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
     static CHECKED: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+    if m.info()
+        .is_ok_and(|i| i.name().ok() == Some(part.kernel_name().as_str()))
+    {
+        return Ok(());
+    }
     let meta =
         std::fs::metadata(path).with_context(|| format!("failed to stat {}", path.display()))?;
     let pin = (
@@ -527,11 +531,6 @@ fn check_outer(m: &MapHandle, part: Part, path: &Path) -> Result<()> {
         std::os::unix::fs::MetadataExt::ino(&meta),
     );
     if CHECKED.lock().map(|c| c.contains(&pin)).unwrap_or(false) {
-        return Ok(());
-    }
-    if m.info()
-        .is_ok_and(|i| i.name().ok() == Some(part.kernel_name().as_str()))
-    {
         return Ok(());
     }
     let probe = part.create(1, "probe")?;
@@ -658,8 +657,11 @@ pub fn install(sd: &StateDir, t: &TableState, b: &Built) -> Result<()> {
 /// it needs no check of the inner map type (check_outer, which costs two
 /// RCU grace periods, ~35 ms, once per process: a `set add` paid it).
 fn pinned_outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
-    let path = sd.dir.join(part.outer_pin());
-    MapHandle::from_pinned_path(&path).with_context(|| format!("failed to open {}", path.display()))
+    open_outer(&sd.dir.join(part.outer_pin()))
+}
+
+fn open_outer(path: &Path) -> Result<MapHandle> {
+    MapHandle::from_pinned_path(path).with_context(|| format!("failed to open {}", path.display()))
 }
 
 /// Empties table `t`'s slot.
