@@ -164,6 +164,9 @@ from_btf! {
     KEYOF_DPORT: u8 = emptcp_keyof::EMPTCP_KEYOF_DPORT;
     TAB_BIDIR: u8 = emptcp_tab_flag::EMPTCP_TAB_BIDIR;
     TAB_BITS_SHIFT: u8 = emptcp_tab_flag::EMPTCP_TAB_BITS_SHIFT;
+    TAB_BIND_SHIFT: u8 = emptcp_tab_flag::EMPTCP_TAB_BIND_SHIFT;
+    TAB_BIND_MASK: u8 = emptcp_tab_flag::EMPTCP_TAB_BIND_MASK;
+    TAB_BINDS: usize = emptcp_tab_flag::EMPTCP_TAB_BINDS;
     TAB_EMPTY: u8 = emptcp_tab_tag::EMPTCP_TAB_EMPTY;
     TAB_VALID: u8 = emptcp_tab_tag::EMPTCP_TAB_VALID;
     TAB_GONE: u8 = emptcp_tab_tag::EMPTCP_TAB_GONE;

@@ -1369,7 +1369,9 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
 
     let Some((bed, pin)) = state_with_an_older(
         "tables_of_an_older_emptcp_are_refused_in_one_line",
-        "emptcp_g_tab_addr",
+        // the outer map of addr tables of the default size (65,536
+        // elements: 2^18 slots)
+        "emptcp_g_tab_addr_18",
     ) else {
         return;
     };
@@ -1389,7 +1391,7 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
     };
     let mut outer = MapHandle::create(
         MapType::ArrayOfMaps,
-        Some("emptcp_g_tab_addr"),
+        Some("emptcp_g_tab_addr_18"),
         4,
         4,
         emptcp::tables::MAX_TABLES,
@@ -1410,7 +1412,7 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
     );
     let p = bed.policy("with_set", &with_set);
     let want = format!(
-        "emptcp: {} holds addr tables of an older emptcp (another table type): remove the old \
+        "emptcp: {} holds addr (2^18 slots) tables of an older emptcp (another table type): remove the old \
          state with `emptcp detach --all`, then apply again",
         pin.display()
     );
@@ -1438,7 +1440,7 @@ fn tables_of_an_older_emptcp_are_refused_in_one_line() {
     // made by today's emptcp, the outer map carries a name of its own, so
     // that later commands take it without the probe (two RCU waits)
     let made = MapHandle::from_pinned_path(&pin).unwrap();
-    assert_eq!(made.info().unwrap().name().unwrap(), "emptcp_t2_addr");
+    assert_eq!(made.info().unwrap().name().unwrap(), "emptcp_t3_a18");
 }
 
 /// A state directory whose per-subflow records are the older LRU maps:

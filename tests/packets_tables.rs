@@ -740,6 +740,112 @@ fn set_lookups_past_their_own_slot_and_late_in_the_walk() {
     );
 }
 
+/// One chain looking up sets of four sizes (2^4, 2^12, 2^19 and 2^6
+/// slots: each size is an outer map of its own, bound to the walk by
+/// emptcp) at the walk's first positions (inline), after 9 `port`
+/// selectors (each lookup its stage's call) and after 13 (the loop walk):
+/// each set answers for its own elements.
+#[test]
+fn sets_of_several_sizes_in_one_walk() {
+    if !root("sets_of_several_sizes_in_one_walk") {
+        return;
+    }
+    let (q4, q6) = (quad("v4"), quad("v6"));
+    let (s0, s1) = (
+        [q4[0].to_string(), q6[0].to_string()],
+        [q4[1].to_string(), q6[1].to_string()],
+    );
+    let pairs = [
+        format!("{} . {}", q4[0], q4[1]),
+        format!("{} . {}", q6[0], q6[1]),
+    ];
+    let set = |name: &str, ty: &str, size: u32, e: &[String]| {
+        let e: Vec<&str> = e.iter().map(String::as_str).collect();
+        format!("{}size = {size}\n", set_toml(name, ty, &e))
+    };
+    let tables = [
+        set("small", "addr", 2, &s0),
+        set("mid", "addr", 1000, &s1),
+        set("big", "addr", 100_000, &s0),
+        set("pairs", "pair", 16, &pairs),
+        set("huge", "addr", 300_000, &s1),
+    ]
+    .concat();
+    let five = [
+        in_set("src", "small", ""),
+        in_set("dst", "mid", ""),
+        in_set("src", "big", ""),
+        in_set("ip_pair", "pairs", ""),
+        in_set("dst", "huge", ""),
+    ];
+    // a program binds four sizes (abi.h EMPTCP_TAB_BINDS)
+    let four = &five[..4];
+    let group = |name: &'static str, ports: usize, lookups: &[Stage]| {
+        let mut sel: Vec<Stage> = (0..ports)
+            .map(|_| "kind = \"port\"\ndport = 5201".into())
+            .collect();
+        sel.extend(lookups.iter().cloned());
+        let hits = |n: usize| -> Vec<(Ctr, u64)> { (0..ports + n).map(|s| st(s, "hit")).collect() };
+        let mut cases = Vec::new();
+        for fam in FAMS {
+            let [a, b, c, d] = quad(fam);
+            let mut all = hits(lookups.len() + 1);
+            all.truncate(ports + lookups.len());
+            all.push(st(ports + lookups.len(), "hit"));
+            cases.push(case(
+                format!("{fam} in every set"),
+                &ack_pkt(a, b),
+                Exp {
+                    verdict: Verdict::Drop,
+                    out: Out::Same,
+                    counts: all,
+                    mark: None,
+                },
+            ));
+            // the source in no set: the first lookup misses
+            cases.push(case(
+                format!("{fam} source in none"),
+                &ack_pkt(c, b),
+                pass(&hits(0)),
+            ));
+            // the destination not in `mid`: the second misses
+            cases.push(case(
+                format!("{fam} destination in none"),
+                &ack_pkt(a, d),
+                pass(&hits(1)),
+            ));
+        }
+        Group {
+            name,
+            tables: tables.clone(),
+            sel,
+            act: vec![drop_()],
+            hooks: &FAMILIES,
+            cases,
+        }
+    };
+    run_groups(
+        "sets_of_several_sizes_in_one_walk",
+        &[
+            group("lookups at positions 0..3", 0, four),
+            group("lookups at positions 9..12", 9, four),
+            group("lookups at positions 13..16 (the loop walk)", 13, four),
+            group("five sizes: a program per stage", 0, &five),
+        ],
+    );
+    // four sizes walk; five are more than a walk binds, and the chain
+    // runs as a program per stage, each binding its one size
+    for (lookups, walks) in [(four, true), (&five[..], false)] {
+        let rig = Rig::new(Hook::TcEgress, &tables, lookups, &[drop_()]);
+        assert_eq!(
+            rig.h.walk_prog().is_some(),
+            walks,
+            "{} lookups",
+            lookups.len()
+        );
+    }
+}
+
 /// `src` and `dst` with a prefix set (LPM trie): a /16 and a /24 inside
 /// it, and IPv6 /32 and /64 inside it, both present.
 #[test]

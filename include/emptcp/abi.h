@@ -20,9 +20,11 @@
 enum emptcp_abi_version {
 	/*
 	 * 2: tables are arrays the stage probes (tables.h);
-	 * 3: a prefix table is a trie per family (emptcp_g_tab_prefix4)
+	 * 3: a prefix table is a trie per family (emptcp_g_tab_prefix4);
+	 * 4: a slot table sits in the outer map of its size
+	 *    (emptcp_g_tab_<layout>_<bits>)
 	 */
-	EMPTCP_ABI_VERSION = 3,
+	EMPTCP_ABI_VERSION = 4,
 };
 
 enum emptcp_limits {
@@ -510,6 +512,11 @@ _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes"
  *   ARRAY (struct emptcp_tab_slot: tag, key words, value), probed by the
  *   stage itself from the key's emptcp_tab_hash() on, at most
  *   EMPTCP_TAB_PROBES slots; bits sits in the table reference's flags.
+ *   Each size has its outer map (emptcp_g_tab_<layout>_<bits>), whose
+ *   tables all have 2^bits + 1 slots, so that the verifier inlines the
+ *   slot's lookup too; a program reaches them through EMPTCP_TAB_BINDS
+ *   bindings, which emptcp points at load at the outer maps of the sizes
+ *   its stages use, and writes each reference's binding into its flags.
  * - port: an ARRAY of EMPTCP_TAB_PORTS values indexed by the port, each
  *   with EMPTCP_TAB_PORT_SET when the port is in the table.
  * - prefix: two LPM tries, one per family, at the same id of two outer
@@ -593,6 +600,9 @@ _Static_assert(sizeof(struct emptcp_key_prefix4) == 8, "emptcp_key_prefix4 is 8 
  */
 enum emptcp_tab_flag {
 	EMPTCP_TAB_BIDIR = 0x01,	/* pair/subflow: the reverse direction matches too */
+	EMPTCP_TAB_BIND_SHIFT = 1,	/* (flags >> 1) & 3: the program's binding (tables.h) */
+	EMPTCP_TAB_BIND_MASK = 3,
+	EMPTCP_TAB_BINDS = 4,		/* slot-table outer maps one program binds */
 	EMPTCP_TAB_BITS_SHIFT = 3,	/* flags >> 3: log2 of a slot table's slots */
 };
 struct emptcp_tab_ref {
@@ -613,7 +623,7 @@ enum emptcp_tab_tag {
 enum emptcp_tab_limit {
 	EMPTCP_TAB_PROBES = 32,		/* slots a lookup probes at most */
 	EMPTCP_TAB_MIN_BITS = 4,	/* the smallest slot table: 16 slots */
-	EMPTCP_TAB_MAX_BITS = 31,	/* what the flags' 5 bits hold */
+	EMPTCP_TAB_MAX_BITS = 26,	/* the largest: 2^24 elements at load 1/4 */
 	EMPTCP_TAB_PORTS = 65536,	/* a port table's values */
 	EMPTCP_TAB_MAX_WORDS = 5,	/* key words of the widest key (subflow) */
 	EMPTCP_TAB_PORT_SET_BIT = 63,	/* a port value's presence bit */

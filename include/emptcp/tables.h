@@ -5,8 +5,9 @@
  * `emptcp map add`), whatever the table's size.
  *
  * Needs:      vmlinux.h; -DEMPTCP_XDP or -DEMPTCP_TC.
- * Guarantees: the six outer maps (ARRAY_OF_MAPS, one per key layout of
- *             abi.h, two for prefixes: IPv4, IPv6) that hold the tables;
+ * Guarantees: the outer maps (ARRAY_OF_MAPS) that hold the tables: one
+ *             per slot layout and size, one for ports, two for prefixes
+ *             (IPv4, IPv6);
  *             like maps.h's maps they are the ABI, declared
  *             identically by every object that looks tables up, created
  *             and pinned by emptcp before any stage is loaded.
@@ -32,60 +33,71 @@
 #include "pkt.h"
 
 /*
- * The slot tables: arrays of any length (BPF_F_INNER_MAP: each table has
- * its own; a lookup is then a call of array_map_lookup_elem, not inlined,
- * measured as cheap as the inlined one where a return costs nothing extra;
- * where returns go through a thunk, this call is what is left between an
- * IPv4 addr set and the literal selector, docs/design.md "Tables"),
- * mmapable so that emptcp writes elements with plain 8-byte stores. Value
- * sizes: 8 * (key words + 2).
+ * The slot tables: arrays of 2^bits + 1 slots, mmapable so that emptcp
+ * writes elements with plain 8-byte stores. Value sizes: 8 * (key words
+ * + 2). A table sits in the outer map of its layout and size,
+ * emptcp_g_tab_<layout>_<bits>, whose inner maps all have that length:
+ * the verifier then inlines the slot's lookup (an array of a known
+ * length), where one outer map for every size (BPF_F_INNER_MAP) made it a
+ * call of array_map_lookup_elem, and on a CPU whose returns go through a
+ * thunk that call was most of a lookup's cost (docs/design.md "Tables").
+ * A program reaches those outer maps through EMPTCP_TAB_BINDS bindings,
+ * tab_bind0..3: at load emptcp points each at the outer map of one size
+ * its stages use, leaves the others out (libbpf's autocreate off) and
+ * writes each table reference's binding into its flags. A map definition
+ * per size would do without bindings, but libbpf holds a descriptor per
+ * definition of every object it opens: 69 a stage, past the 1,024 a
+ * process gets when a walk falls back to a program per stage.
+ * The inner definition is a placeholder: the outer maps emptcp binds
+ * have their own.
  */
-#define EMPTCP_TAB_SLOTS_FLAGS (BPF_F_INNER_MAP | BPF_F_MMAPABLE)
-
-struct emptcp_tab_addr_inner {
+struct emptcp_tab_slots_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, 8 * (2 + 2));
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, EMPTCP_MAX_TABLES);
-	__type(key, __u32);
-	__array(values, struct emptcp_tab_addr_inner);
-} emptcp_g_tab_addr SEC(".maps");
+#define EMPTCP_TAB_BIND(j)							\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);			\
+		__uint(max_entries, EMPTCP_MAX_TABLES);				\
+		__type(key, __u32);						\
+		__array(values, struct emptcp_tab_slots_inner);			\
+	} tab_bind##j SEC(".maps");
 
-struct emptcp_tab_pair_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, 8 * (4 + 2));
-};
+EMPTCP_TAB_BIND(0)
+EMPTCP_TAB_BIND(1)
+EMPTCP_TAB_BIND(2)
+EMPTCP_TAB_BIND(3)
+_Static_assert(EMPTCP_TAB_BINDS == 4, "tab_bind0..3");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, EMPTCP_MAX_TABLES);
-	__type(key, __u32);
-	__array(values, struct emptcp_tab_pair_inner);
-} emptcp_g_tab_pair SEC(".maps");
+/*
+ * The empty asm keeps each map's address in its own case: clang would load
+ * it ahead of the compare that picks it, and a binding the program does
+ * not use is left out of its object, a map reference that the verifier
+ * refuses wherever it reaches it.
+ */
+#define EMPTCP_TAB_PICK(j)							\
+	case j:									\
+		o = &tab_bind##j;						\
+		asm volatile("" : "+r"(o));					\
+		return o;
 
-struct emptcp_tab_subflow_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, EMPTCP_TAB_SLOTS_FLAGS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, 8 * (5 + 2));
-};
+/* The outer map of a slot table's reference @flags (a constant). */
+static __always_inline void *emptcp_tab_outer(__u8 flags)
+{
+	void *o;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, EMPTCP_MAX_TABLES);
-	__type(key, __u32);
-	__array(values, struct emptcp_tab_subflow_inner);
-} emptcp_g_tab_subflow SEC(".maps");
+	switch ((flags >> EMPTCP_TAB_BIND_SHIFT) & EMPTCP_TAB_BIND_MASK) {
+	EMPTCP_TAB_PICK(0)
+	EMPTCP_TAB_PICK(1)
+	EMPTCP_TAB_PICK(2)
+	EMPTCP_TAB_PICK(3)
+	}
+	return NULL;
+}
 
 /* Port tables: one length, so the verifier inlines the lookup. */
 struct emptcp_tab_port_inner {
@@ -292,6 +304,9 @@ static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u6
 	__u32 j;
 	int st;
 
+	/* not reached: every binding has its map (emptcp_tab_outer()) */
+	if (!outer)
+		return NULL;
 	if (first) {
 		st = emptcp_tab_slot(outer, id, w, words, x & mask, &v);
 		*more = st == EMPTCP_TAB_MORE;
@@ -321,15 +336,21 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 	int more = 0;
 	void *t;
 
+	/* no table (a stage loaded without its description: `check`) */
+	if (ref.id == 0)
+		return EMPTCP_TAB_NOT;
 	switch (ref.layout) {
 	case EMPTCP_LAYOUT_ADDR:
-		v = emptcp_tab_probe(&emptcp_g_tab_addr, id, key->words, 2, bits, first, &more);
+		v = emptcp_tab_probe(emptcp_tab_outer(ref.flags), id, key->words, 2, bits,
+				     first, &more);
 		break;
 	case EMPTCP_LAYOUT_PAIR:
-		v = emptcp_tab_probe(&emptcp_g_tab_pair, id, key->words, 4, bits, first, &more);
+		v = emptcp_tab_probe(emptcp_tab_outer(ref.flags), id, key->words, 4, bits,
+				     first, &more);
 		break;
 	case EMPTCP_LAYOUT_SUBFLOW:
-		v = emptcp_tab_probe(&emptcp_g_tab_subflow, id, key->words, 5, bits, first, &more);
+		v = emptcp_tab_probe(emptcp_tab_outer(ref.flags), id, key->words, 5, bits,
+				     first, &more);
 		break;
 	case EMPTCP_LAYOUT_PORT: {
 		/* the port in host order is the index: no hash at all */

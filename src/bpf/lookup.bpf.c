@@ -39,22 +39,17 @@ EMPTCP_SELECTOR(lookup, lookup_hit, 4);
 
 #ifdef EMPTCP_WALK
 /*
- * The selector at a walk position, inline: the forward key into @s (the
- * walk's one room for all its positions), one probe of the key's own
- * slot, and a call of lookup_stage() only when that does not tell (the
- * slot holds another key, the reverse direction may hit). A call and its
- * return cost more than the probe on a CPU that returns through a thunk
- * (docs/design.md, "Tables").
+ * The selector at a walk position, given what the walk's inline lookup
+ * found (@found, walk.bpf.c walk_tab_inline(): the key's own slot only), and
+ * a call of lookup_stage() only when that does not tell (the slot holds
+ * another key, the reverse direction may hit, or the lookup did not run
+ * inline: EMPTCP_TAB_MORE). A call and its return cost more than the
+ * probe on a CPU that returns through a thunk (docs/design.md, "Tables").
  */
-static __always_inline int lookup_walk(emptcp_ctx *ctx, struct emptcp_run *r,
-				       struct emptcp_tab_scratch *s)
+static __always_inline int lookup_walk(emptcp_ctx *ctx, struct emptcp_run *r, int found)
 {
-	struct emptcp_tab_ref ref = lookup_ref(r);
-	int found;
-
 	if (emptcp_select_decided(r))
 		return EMPTCP_CONTINUE;
-	found = emptcp_tab_lookup_inline(ctx, r, ref, s);
 	if (found == EMPTCP_TAB_MORE)
 		return lookup_stage(ctx, r);
 	emptcp_select_combine(r, found == EMPTCP_TAB_HIT);

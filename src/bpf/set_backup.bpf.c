@@ -329,7 +329,7 @@ static __always_inline int bk_data_segment(struct __sk_buff *skb, struct emptcp_
 static __always_inline int set_backup_act(emptcp_ctx *ctx, struct emptcp_run *r)
 {
 	struct emptcp_set_backup sb;
-	struct emptcp_flow_key key EMPTCP_ALIGN8, *done = NULL;
+	struct emptcp_flow_key key EMPTCP_ALIGN8 = {}, *done = NULL;
 	struct tcphdr *th;
 	__u8 opt[4];
 	__u32 hlen, room, idx;

@@ -46,25 +46,24 @@ EMPTCP_ACTOR(set_mark, set_mark_stage, sizeof(struct emptcp_set_mark));
 /*
  * The stage at one position of a walk (walk.bpf.c), inlined there: a
  * literal mark (a constant of that position: the other branch is pruned)
- * read in place from its description; a mark from a map looked up as
- * lookup_walk() looks a set up when @inl (the key into @s, one probe of
- * its own slot), else, or when that does not tell, by set_mark_stage().
+ * read in place from its description; a mark from a map as the walk's
+ * inline lookup found it (@found and the value in @s, walk_tab_inline()),
+ * or by set_mark_stage() when that does not tell or did not run
+ * (EMPTCP_TAB_MORE).
  */
 static __always_inline int set_mark_walk(emptcp_ctx *ctx, struct emptcp_run *r,
-					 struct emptcp_tab_scratch *s, int inl)
+					 const struct emptcp_tab_scratch *s, int found)
 {
 	const volatile struct emptcp_set_mark *m = (const volatile void *)r->st->param;
 	struct emptcp_tab_ref ref = emptcp_param_tab(r);
-	int found;
 
 	/* XDP has no mark: the stage counts a skip, no code here for it */
-	if (ref.id != 0 && (!inl || EMPTCP_IS_XDP))
+	if (ref.id != 0 && EMPTCP_IS_XDP)
 		return set_mark_stage(ctx, r);
 	if (!emptcp_matched(r))
 		return EMPTCP_CONTINUE;
 	if (ref.id == 0)
 		return set_mark_apply(ctx, r, m->value, m->mask);
-	found = emptcp_tab_lookup_inline(ctx, r, ref, s);
 	if (found == EMPTCP_TAB_MORE)
 		return set_mark_stage(ctx, r);
 	if (found == EMPTCP_TAB_NOT) {

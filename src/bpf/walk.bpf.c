@@ -123,10 +123,43 @@ static __always_inline void *walk_scratch(struct walk_counts *wc)
 	return &wc->pos[emptcp_walk_len];
 }
 
+/*
+ * The table lookup of the stage at this position, inline: a set's
+ * selector or a mark's map (emptcp_tab_lookup_inline(): the key into @s,
+ * one probe of its own slot). One copy for both kinds, so that a
+ * position holds its code (every layout's probe) once. Returns what it
+ * found, or EMPTCP_TAB_MORE when the stage looks up nothing here, or need
+ * not (the selectors before decided, the chain did not match, XDP has no
+ * mark): the stage function then does what is left.
+ */
+static __always_inline int walk_tab_inline(emptcp_ctx *ctx, struct emptcp_run *r,
+					   struct emptcp_tab_scratch *s)
+{
+	struct emptcp_tab_ref ref;
+
+	switch (r->st->kind) {
+	case EMPTCP_KIND_LOOKUP:
+		if (emptcp_select_decided(r))
+			return EMPTCP_TAB_MORE;
+		ref = lookup_ref(r);
+		break;
+	case EMPTCP_KIND_SET_MARK:
+		ref = emptcp_param_tab(r);
+		if (EMPTCP_IS_XDP || ref.id == 0 || !emptcp_matched(r))
+			return EMPTCP_TAB_MORE;
+		break;
+	default:
+		return EMPTCP_TAB_MORE;
+	}
+	return emptcp_tab_lookup_inline(ctx, r, ref, s);
+}
+
 /* One stage of the walk: its kind is a constant to the verifier. */
 static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, const __u32 *ad,
 				      const __u16 *pw, struct walk_counts *wc, int inl)
 {
+	int found = inl ? walk_tab_inline(ctx, r, walk_scratch(wc)) : EMPTCP_TAB_MORE;
+
 	switch (r->st->kind) {
 	case EMPTCP_KIND_IP_PAIR:
 		return ip_pair_walk(ctx, r, ad);
@@ -143,7 +176,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_PORT:
 		return port_walk(ctx, r, pw);
 	case EMPTCP_KIND_SET_MARK:
-		return set_mark_walk(ctx, r, walk_scratch(wc), inl);
+		return set_mark_walk(ctx, r, walk_scratch(wc), found);
 	case EMPTCP_KIND_REDIRECT:
 		return redirect_stage(ctx, r);
 	case EMPTCP_KIND_OBSERVE:	/* get_connect and get_subflow */
@@ -159,9 +192,7 @@ static __always_inline int walk_stage(emptcp_ctx *ctx, struct emptcp_run *r, con
 	case EMPTCP_KIND_RATE_LIMIT:
 		return walk_heavy(ctx, r, rate_limit_stage(ctx, r));
 	case EMPTCP_KIND_LOOKUP:
-		if (inl)
-			return lookup_walk(ctx, r, walk_scratch(wc));
-		return lookup_stage(ctx, r);
+		return lookup_walk(ctx, r, found);
 	}
 	/* a kind this walk does not know: emptcp never writes one */
 	emptcp_run_count(r, EMPTCP_CNT_ERROR);

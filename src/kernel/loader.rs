@@ -307,7 +307,7 @@ pub fn share_maps(open: &mut OpenObject, dir: &Path, what: &str) -> Result<Vec<S
             // a table's outer map is made by tables.rs, named so that
             // later commands need not probe it (check_outer)
             if let Some(part) = crate::tables::Part::by_outer_pin(&name) {
-                let made = crate::tables::outer_at(&path, part)?;
+                let made = crate::tables::outer_at(&path, part, None)?;
                 map.reuse_fd(made.as_fd())
                     .with_context(|| format!("failed to reuse {} for {what}", path.display()))?;
             } else {

@@ -102,7 +102,7 @@ impl Harness {
         let family = hook.family();
         let mut objs = Objects::default();
         // the outer maps first, so that every stage object reuses them
-        for part in tables::Part::ALL {
+        for part in tables::Part::FIXED {
             tables::outer(&sd, part)?;
         }
         let mut states: Vec<TableState> = Vec::new();
@@ -215,7 +215,7 @@ impl Harness {
     /// new one).
     pub fn table_map_id(&self, name: &str) -> Result<u32> {
         let (sd, t) = self.table(name)?;
-        tables::map_id(sd, t, tables::Part::of(t.def.key)[0])
+        tables::map_id(sd, t, tables::Part::of(&t.def)[0])
     }
 
     /// Empties a table by swapping in an empty one, as `emptcp set flush`.

@@ -82,6 +82,10 @@ pub fn limits() -> Vec<(&'static str, String)> {
             (crate::tables::MAX_TABLES - 1).to_string(),
         ),
         (
+            "sizes of addr, pair and subflow tables one walk looks up (more: a program per stage)",
+            crate::abi::TAB_BINDS.to_string(),
+        ),
+        (
             "elements per set or map (default size)",
             format!(
                 "{} ({})",

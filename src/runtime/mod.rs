@@ -60,23 +60,39 @@ impl Default for Runtime {
 }
 
 /// The objects of a chain's stages.
-/// A layout of `chains` on slots 1.., without devices or tables: for
-/// loading its programs through the verifier (`check`).
-fn plan_unplaced(chains: &[&Chain]) -> Vec<chain::PlannedChain> {
+/// A layout of `chains` on slots 1.., without devices, its tables those
+/// of `specs` under ids in file order (a name not there: a one-element
+/// addr set): for loading its programs through the verifier (`check`),
+/// each lookup on its table's key type and size.
+fn plan_unplaced(
+    chains: &[&Chain],
+    specs: &[crate::policy::model::TableSpec],
+) -> Vec<chain::PlannedChain> {
     let n: usize = chains.iter().map(|c| chain::stage_count(c)).sum();
     let slots: Vec<u16> = (1..=n as u16).collect();
     let env = chain::Env {
         ifindex: &|_| Ok(0),
         table: &|name| {
-            Ok(TableState {
-                def: tables::TableDef {
+            let at = specs.iter().position(|s| s.def.name == name);
+            let def = at.map_or_else(
+                || tables::TableDef {
                     name: name.to_owned(),
                     key: tables::KeyType::Addr,
                     value: None,
                     size: 1,
                     netns: None,
                 },
-                id: 0,
+                |i| specs[i].def.clone(),
+            );
+            let id = at.map_or(1, |i| {
+                1 + specs[..i]
+                    .iter()
+                    .filter(|s| s.def.key.layout() == def.key.layout())
+                    .count()
+            });
+            Ok(TableState {
+                def,
+                id: u8::try_from(id).unwrap_or(1),
             })
         },
     };
@@ -85,7 +101,7 @@ fn plan_unplaced(chains: &[&Chain]) -> Vec<chain::PlannedChain> {
 }
 
 fn chain_objects(c: &Chain) -> Vec<StageObject> {
-    plan_unplaced(&[c])
+    plan_unplaced(&[c], &[])
         .into_iter()
         .flat_map(|pc| pc.stages.into_iter().map(|s| s.object))
         .collect()
@@ -762,12 +778,14 @@ impl Runtime {
                     continue;
                 }
                 let what = format!("chain \"{}\" stage {} ({family})", c.name, o.label());
-                let open = match &o {
+                let mut open = match &o {
                     StageObject::Builtin(k) => {
                         loader::open(loader::object_bytes(k, family)?, &format!("{k}_{family}"))?
                     }
                     StageObject::File { .. } => loader::open_custom(&o, family, &what)?,
                 };
+                // no description: its table references name no table
+                tables::bind_outers(&mut open, &[], None)?;
                 loader::load(open, &what)?;
                 done.push((o, family));
                 n += 1;
@@ -789,7 +807,7 @@ impl Runtime {
                 .iter()
                 .filter_map(|(name, _)| policy.chains.iter().find(|c| c.name == *name))
                 .collect();
-            let plan = plan_unplaced(&chains);
+            let plan = plan_unplaced(&chains, &policy.tables);
             let stages: usize = plan.iter().map(|c| c.stages.len()).sum();
             match store::verify_walk(p.hook.family(), &plan) {
                 Ok(Some((w, insns))) => {

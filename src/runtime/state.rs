@@ -23,7 +23,9 @@ use crate::tables::TableState;
 
 /// 2: a prefix table is a trie per family; the stages of a state of 1
 /// look IPv4 prefixes up in the IPv6 trie.
-const STATE_VERSION: u32 = 2;
+/// 3: a slot table sits in the outer map of its size; the stages of a
+/// state of 2 look it up in one outer map for every size.
+const STATE_VERSION: u32 = 3;
 
 /// One chain as applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -52,9 +52,11 @@ pub(crate) fn load_stage(
         )?,
         StageObject::File { .. } => loader::open_custom(&stage.object, family, what)?,
     };
+    let mut desc = stage.desc;
+    let used = crate::tables::assign_binds(std::slice::from_mut(&mut desc), what)?;
     // SAFETY: emptcp_stage is Plain (abi.rs).
     loader::set_rodata(&mut open, "emptcp_stage_desc", unsafe {
-        plain::as_bytes(&stage.desc)
+        plain::as_bytes(&desc)
     })
     .with_context(|| format!("{what}: not built with <emptcp/chain.h>"))?;
     loader::set_rodata(
@@ -68,6 +70,8 @@ pub(crate) fn load_stage(
         &dir,
         &format!("{} ({family})", stage.object.label()),
     )?;
+    // after share_maps: a map libbpf reuses takes the kernel map's name
+    crate::tables::bind_outers(&mut open, &used, Some(sd.dir.as_path()))?;
     let mut obj = loader::load(open, what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
     Ok(obj)
@@ -306,12 +310,16 @@ fn load_walk(
         let on = p.name() == walk.prog();
         p.set_autoload(on);
     }
+    let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
+    let what = format!("the walk of chains {} ({family})", names.join(", "));
+    let mut ds: Vec<types::emptcp_stage> = stages.iter().map(|s| s.desc).collect();
+    let used = crate::tables::assign_binds(&mut ds, &what)?;
     let desc_size = std::mem::size_of::<types::emptcp_stage>();
     let mut descs = vec![0u8; desc_size * MAX_WALK];
     let mut slots = vec![0u8; 2 * MAX_WALK];
-    for (i, s) in stages.iter().enumerate() {
+    for (i, (s, d)) in stages.iter().zip(&ds).enumerate() {
         // SAFETY: emptcp_stage is Plain (abi.rs).
-        let b = unsafe { plain::as_bytes(&s.desc) };
+        let b = unsafe { plain::as_bytes(d) };
         descs[i * desc_size..(i + 1) * desc_size].copy_from_slice(b);
         slots[i * 2..i * 2 + 2].copy_from_slice(&s.slot.to_ne_bytes());
     }
@@ -337,13 +345,14 @@ fn load_walk(
         let any = stages.iter().any(|s| kinds.contains(&s.desc.kind));
         loader::set_rodata(&mut open, var, &u32::from(any).to_ne_bytes())?;
     }
-    let names: Vec<&str> = plan.iter().map(|c| c.name.as_str()).collect();
-    let what = format!("the walk of chains {} ({family})", names.join(", "));
     let Some(sd) = sd else {
+        crate::tables::bind_outers(&mut open, &used, None)?;
         return loader::load(open, &what);
     };
     let dir = sd.family_dir(family);
     let to_pin = loader::share_maps(&mut open, &dir, &format!("walk ({family})"))?;
+    // after share_maps: a map libbpf reuses takes the kernel map's name
+    crate::tables::bind_outers(&mut open, &used, Some(sd.dir.as_path()))?;
     let mut obj = loader::load(open, &what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
     Ok(obj)
@@ -511,6 +520,7 @@ pub(crate) fn load_entry(sd: &StateDir, family: &str, id: u32, what: &str) -> Re
     )?;
     loader::set_rodata(&mut open, "attach_id", &id.to_ne_bytes())?;
     let to_pin = loader::share_maps(&mut open, &dir, &format!("entry ({family})"))?;
+    crate::tables::bind_outers(&mut open, &[], None)?;
     let mut obj = loader::load(open, what)?;
     loader::pin_new_maps(&mut obj, &dir, &to_pin)?;
     Ok(obj)

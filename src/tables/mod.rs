@@ -393,8 +393,11 @@ pub fn parse_element(def: &TableDef, s: &str) -> Result<(Vec<u8>, u64), String> 
 /// tables.h): one for most key types, two tries for prefixes (tries.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
-    /// addr, pair, subflow, port: an array (slots.rs)
-    Slots(KeyType),
+    /// addr, pair, subflow: an array of 2^bits + 1 slots (slots.rs), in
+    /// the outer map of its key type and size
+    Slots(KeyType, u32),
+    /// port: an array indexed by the port
+    Port,
     /// prefix: the IPv4 trie
     Prefix4,
     /// prefix: the IPv6 trie
@@ -402,30 +405,24 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 6] = [
-        Part::Slots(KeyType::Addr),
-        Part::Slots(KeyType::Pair),
-        Part::Slots(KeyType::Subflow),
-        Part::Slots(KeyType::Port),
-        Part::Prefix4,
-        Part::Prefix6,
-    ];
+    /// The parts whose outer map is one whatever the tables' sizes.
+    pub const FIXED: [Part; 3] = [Part::Port, Part::Prefix4, Part::Prefix6];
 
-    /// The parts of a table of `kt`.
-    pub fn of(kt: KeyType) -> &'static [Part] {
-        match kt {
-            KeyType::Addr => &[Part::Slots(KeyType::Addr)],
-            KeyType::Pair => &[Part::Slots(KeyType::Pair)],
-            KeyType::Subflow => &[Part::Slots(KeyType::Subflow)],
-            KeyType::Port => &[Part::Slots(KeyType::Port)],
-            KeyType::Prefix => &[Part::Prefix4, Part::Prefix6],
+    /// The parts of table `def`.
+    pub fn of(def: &TableDef) -> Vec<Part> {
+        match def.key {
+            KeyType::Port => vec![Part::Port],
+            KeyType::Prefix => vec![Part::Prefix4, Part::Prefix6],
+            kt => vec![Part::Slots(kt, slots::slot_bits(def.size))],
         }
     }
 
-    /// The outer map's pin name (tables.h).
+    /// The outer map's pin name, also its name in the BPF objects
+    /// (tables.h).
     pub fn outer_pin(self) -> String {
         match self {
-            Part::Slots(kt) => format!("emptcp_g_tab_{kt}"),
+            Part::Slots(kt, bits) => format!("emptcp_g_tab_{kt}_{bits}"),
+            Part::Port => "emptcp_g_tab_port".into(),
             Part::Prefix4 => "emptcp_g_tab_prefix4".into(),
             Part::Prefix6 => "emptcp_g_tab_prefix".into(),
         }
@@ -433,14 +430,22 @@ impl Part {
 
     /// The part whose outer map is pinned as `name`.
     pub fn by_outer_pin(name: &str) -> Option<Part> {
-        Part::ALL.into_iter().find(|p| p.outer_pin() == name)
+        if let Some(p) = Part::FIXED.into_iter().find(|p| p.outer_pin() == name) {
+            return Some(p);
+        }
+        let (kt, bits) = name.strip_prefix("emptcp_g_tab_")?.rsplit_once('_')?;
+        let kt: KeyType = kt.parse().ok()?;
+        let bits: u32 = bits.parse().ok()?;
+        (slots::key_words(kt).is_some() && (abi::TAB_MIN_BITS..=abi::TAB_MAX_BITS).contains(&bits))
+            .then_some(Part::Slots(kt, bits))
     }
 
     /// The outer map's kernel name (15 characters at most): made by an
     /// emptcp whose tables are today's, so that check_outer needs no probe.
     fn kernel_name(self) -> String {
         match self {
-            Part::Slots(kt) => format!("emptcp_t2_{}", &kt.to_string()[..4]),
+            Part::Slots(kt, bits) => format!("emptcp_t3_{}{bits}", &kt.to_string()[..1]),
+            Part::Port => "emptcp_t2_port".into(),
             Part::Prefix4 => "emptcp_t2_pfx4".into(),
             Part::Prefix6 => "emptcp_t2_pfx6".into(),
         }
@@ -449,54 +454,153 @@ impl Part {
     /// What its tables hold, for messages.
     fn what(self) -> String {
         match self {
-            Part::Slots(kt) => kt.to_string(),
+            Part::Slots(kt, bits) => format!("{kt} (2^{bits} slots)"),
+            Part::Port => "port".into(),
             Part::Prefix4 => "IPv4 prefix".into(),
             Part::Prefix6 => "IPv6 prefix".into(),
         }
     }
 
-    /// A fresh, empty map of this part for `size` elements.
+    /// A fresh, empty map of this part for `size` elements (a slot
+    /// table: of this part's size whatever `size`).
     fn create(self, size: u32, name: &str) -> Result<MapHandle> {
         match self {
-            Part::Slots(kt) => slots::create(kt, size, name),
+            Part::Slots(kt, bits) => slots::create_bits(kt, bits, name),
+            Part::Port => slots::create(KeyType::Port, size, name),
             Part::Prefix4 => tries::create(true, size, name),
             Part::Prefix6 => tries::create(false, size, name),
         }
     }
 }
 
+/// Binds the slot tables that the stages `descs` of one program look up:
+/// the outer maps of the sizes their references name (abi.h
+/// emptcp_tab_ref: a `lookup` selector's first 4 parameter bytes, an
+/// actor's last 4 when its parameter comes from a map), in the order
+/// first named, each reference's binding written into its flags. Returns
+/// the outer map of each binding (tables.h tab_bind0..); one line when
+/// the program names more sizes than it has bindings.
+pub fn assign_binds(descs: &mut [abi::types::emptcp_stage], what: &str) -> Result<Vec<Part>> {
+    use abi::{KIND_LOOKUP, KIND_RATE_LIMIT, KIND_REDIRECT, KIND_SET_BACKUP, KIND_SET_MARK};
+    let mut used: Vec<Part> = Vec::new();
+    for d in descs.iter_mut() {
+        let r = match d.kind {
+            KIND_LOOKUP => &mut d.param[..4],
+            KIND_SET_MARK | KIND_RATE_LIMIT | KIND_SET_BACKUP | KIND_REDIRECT => {
+                &mut d.param[abi::PARAM_TAB_OFF..]
+            }
+            _ => continue,
+        };
+        let kt = [KeyType::Addr, KeyType::Pair, KeyType::Subflow]
+            .into_iter()
+            .find(|kt| kt.layout() == r[1]);
+        let (Some(kt), true) = (kt, r[0] != 0) else {
+            continue;
+        };
+        let p = Part::Slots(kt, u32::from(r[3] >> abi::TAB_BITS_SHIFT));
+        let j = match used.iter().position(|u| *u == p) {
+            Some(j) => j,
+            None => {
+                used.push(p);
+                used.len() - 1
+            }
+        };
+        r[3] = (r[3] & !(abi::TAB_BIND_MASK << abi::TAB_BIND_SHIFT))
+            | ((j as u8) << abi::TAB_BIND_SHIFT);
+    }
+    if used.len() > abi::TAB_BINDS {
+        bail!(
+            "{what} looks up addr, pair and subflow tables of {} sizes; one program holds {}: \
+             give the sets and maps it uses fewer sizes",
+            used.len(),
+            abi::TAB_BINDS
+        );
+    }
+    Ok(used)
+}
+
+/// Binds `open`'s tab_bind0.. (tables.h) to the outer maps `used` names
+/// (assign_binds): the pinned ones under `dir` (made when missing), or,
+/// without `dir` (`check`), an empty one of the same layout made for this
+/// load. A binding `used` does not fill is left out of the object
+/// (libbpf's autocreate off): no reference names it.
+pub fn bind_outers(
+    open: &mut libbpf_rs::OpenObject,
+    used: &[Part],
+    dir: Option<&Path>,
+) -> Result<()> {
+    for mut m in open.maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        let Some(j) = name
+            .strip_prefix("tab_bind")
+            .and_then(|j| j.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let Some(&p) = used.get(j) else {
+            m.set_autocreate(false)?;
+            continue;
+        };
+        let fd = match (dir, p) {
+            (Some(dir), _) => outer_at(&dir.join(p.outer_pin()), p, None)?,
+            (None, Part::Slots(kt, _)) => {
+                outer_of(Part::Slots(kt, abi::TAB_MIN_BITS), None, "emptcp_t3_check")?
+            }
+            (None, _) => continue,
+        };
+        m.reuse_fd(fd.as_fd())
+            .with_context(|| format!("failed to reuse the {} tables map", p.what()))?;
+    }
+    Ok(())
+}
+
 /// The outer map of `part`, created and pinned when missing. Its
 /// definition is tables.h's, so that stage objects reuse it.
 pub fn outer(sd: &StateDir, part: Part) -> Result<MapHandle> {
-    outer_at(&sd.dir.join(part.outer_pin()), part)
+    outer_at(&sd.dir.join(part.outer_pin()), part, None)
 }
 
 /// The outer map pinned at `path`, created and pinned there when missing
-/// (by this emptcp, with its kernel name: see check_outer).
-pub fn outer_at(path: &Path, part: Part) -> Result<MapHandle> {
+/// (by this emptcp, with its kernel name: see check_outer), with `like`
+/// as its tables' template when given (a table of this part: a slot
+/// table of a large size is not made twice).
+pub fn outer_at(path: &Path, part: Part, like: Option<&MapHandle>) -> Result<MapHandle> {
     if std::fs::symlink_metadata(path).is_ok() {
         let m = open_outer(path)?;
         check_outer(&m, part, path)?;
         return Ok(m);
     }
-    let template = part.create(1, "tmpl")?;
+    let mut m = outer_of(part, like, &part.kernel_name())?;
+    m.pin(path)
+        .with_context(|| format!("failed to pin {}", path.display()))?;
+    Ok(m)
+}
+
+/// A new, empty outer map of `part` called `name`, with `like` as its
+/// tables' template when given.
+fn outer_of(part: Part, like: Option<&MapHandle>, name: &str) -> Result<MapHandle> {
+    let made;
+    let template = match like {
+        Some(t) => t,
+        None => {
+            made = part.create(1, "tmpl")?;
+            &made
+        }
+    };
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
         inner_map_fd: template.as_fd().as_raw_fd() as u32,
         ..Default::default()
     };
-    let mut m = MapHandle::create(
+    MapHandle::create(
         MapType::ArrayOfMaps,
-        Some(part.kernel_name()),
+        Some(name.to_string()),
         4,
         4,
         MAX_TABLES,
         &opts,
     )
-    .with_context(|| format!("failed to create the {} tables map", part.what()))?;
-    m.pin(path)
-        .with_context(|| format!("failed to pin {}", path.display()))?;
-    Ok(m)
+    .with_context(|| format!("failed to create the {} tables map", part.what()))
 }
 
 /// Whether the pinned outer map at `path` (named `name`) takes this
@@ -609,7 +713,7 @@ pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<Built> {
     let m = slots::create(def.key, def.size, &def.name)?;
     let a = slots::ArrayTable::open(def.key, &m)?;
     match a.add(elems, def.size as usize) {
-        Ok(()) => Ok(Built(vec![(Part::Slots(def.key), m)])),
+        Ok(()) => Ok(Built(vec![(Part::of(def)[0], m)])),
         Err(r) => Err(refused(def, r)),
     }
 }
@@ -640,7 +744,7 @@ fn refused(def: &TableDef, r: slots::Refused) -> anyhow::Error {
 /// whole new one (a prefix table: per family; the IPv4 trie goes first).
 pub fn install(sd: &StateDir, t: &TableState, b: &Built) -> Result<()> {
     for (part, m) in &b.0 {
-        outer(sd, *part)?
+        outer_at(&sd.dir.join(part.outer_pin()), *part, Some(m))?
             .update(
                 &u32::from(t.id).to_ne_bytes(),
                 &(m.as_fd().as_raw_fd() as u32).to_ne_bytes(),
@@ -666,8 +770,8 @@ fn open_outer(path: &Path) -> Result<MapHandle> {
 
 /// Empties table `t`'s slot.
 pub fn uninstall(sd: &StateDir, t: &TableState) {
-    for part in Part::of(t.def.key) {
-        if let Ok(o) = pinned_outer(sd, *part) {
+    for part in Part::of(&t.def) {
+        if let Ok(o) = pinned_outer(sd, part) {
             let _ = o.delete(&u32::from(t.id).to_ne_bytes());
         }
     }
@@ -713,7 +817,7 @@ pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
         }),
         kt => Table::Array(slots::ArrayTable::open(
             kt,
-            &open_map(sd, t, Part::Slots(kt))?,
+            &open_map(sd, t, Part::of(&t.def)[0])?,
         )?),
     })
 }
@@ -824,6 +928,81 @@ mod tests {
         let p = parse_key(KeyType::Prefix, "10.1.2.3/8").unwrap();
         assert_eq!(u32::from_ne_bytes(p[..4].try_into().unwrap()), 104);
         assert_eq!(format_key(KeyType::Prefix, &p), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn outer_maps_are_named_by_part_and_size() {
+        let mut parts = Part::FIXED.to_vec();
+        for kt in [KeyType::Addr, KeyType::Pair, KeyType::Subflow] {
+            for bits in abi::TAB_MIN_BITS..=abi::TAB_MAX_BITS {
+                parts.push(Part::Slots(kt, bits));
+            }
+        }
+        for p in parts {
+            assert_eq!(Part::by_outer_pin(&p.outer_pin()), Some(p), "{p:?}");
+            assert!(p.kernel_name().len() <= 15, "{}", p.kernel_name());
+        }
+        for name in [
+            "emptcp_g_tab_addr",
+            "emptcp_g_tab_addr_3",
+            "emptcp_g_tab_addr_27",
+            "emptcp_g_tab_port_4",
+            "emptcp_g_tab_prefix_4",
+            "emptcp_g_tab_pair_x",
+        ] {
+            assert_eq!(Part::by_outer_pin(name), None, "{name}");
+        }
+        // every size a table may have has its outer map (tables.h EMPTCP_TAB_SIZES)
+        assert!(slots::slot_bits(MAX_SIZE) <= abi::TAB_MAX_BITS);
+        assert_eq!(slots::slot_bits(1), abi::TAB_MIN_BITS);
+    }
+
+    /// A `lookup` stage's description naming table `id` of `kt` with
+    /// 2^`bits` slots.
+    fn lookup_desc(kt: KeyType, id: u8, bits: u32) -> abi::types::emptcp_stage {
+        let mut d = abi::types::emptcp_stage {
+            kind: abi::KIND_LOOKUP,
+            ..Default::default()
+        };
+        d.param[..4].copy_from_slice(&[id, kt.layout(), 0, (bits as u8) << abi::TAB_BITS_SHIFT]);
+        d
+    }
+
+    #[test]
+    fn each_size_a_program_names_gets_a_binding() {
+        let bind =
+            |d: &abi::types::emptcp_stage| (d.param[3] >> abi::TAB_BIND_SHIFT) & abi::TAB_BIND_MASK;
+        let mut ds = vec![
+            lookup_desc(KeyType::Addr, 1, 18),
+            lookup_desc(KeyType::Pair, 1, 18),
+            lookup_desc(KeyType::Addr, 2, 18),
+            lookup_desc(KeyType::Subflow, 1, 5),
+            lookup_desc(KeyType::Port, 1, 0),
+            lookup_desc(KeyType::Addr, 3, 12),
+        ];
+        let used = assign_binds(&mut ds, "w").unwrap();
+        assert_eq!(
+            used,
+            [
+                Part::Slots(KeyType::Addr, 18),
+                Part::Slots(KeyType::Pair, 18),
+                Part::Slots(KeyType::Subflow, 5),
+                Part::Slots(KeyType::Addr, 12),
+            ]
+        );
+        let got: Vec<u8> = ds.iter().map(bind).collect();
+        assert_eq!(got, [0, 1, 0, 2, 0, 3], "a port table has no binding");
+        // the size bits stay
+        assert_eq!(ds[5].param[3] >> abi::TAB_BITS_SHIFT, 12);
+        ds.push(lookup_desc(KeyType::Addr, 4, 20));
+        let e = assign_binds(&mut ds, "the walk of chains a")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "the walk of chains a looks up addr, pair and subflow tables of 5 sizes; \
+             one program holds 4: give the sets and maps it uses fewer sizes"
+        );
     }
 
     #[test]

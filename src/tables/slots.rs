@@ -37,7 +37,6 @@ const EMPTY: u64 = abi::TAB_EMPTY as u64;
 const VALID: u64 = abi::TAB_VALID as u64;
 const GONE: u64 = abi::TAB_GONE as u64;
 
-const BPF_F_INNER_MAP: u32 = 1 << 12;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// The key's 8-byte words in a slot table (None: not a slot table).
@@ -89,17 +88,21 @@ fn words_of(k: &[u8], n: usize) -> Vec<u64> {
 
 /// The array map for a table of `kt` (not prefix) for `size` elements.
 pub fn create(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
-    let (value, entries, flags) = match key_words(kt) {
-        Some(w) => (
-            8 * (w as u32 + 2),
-            (1u32 << slot_bits(size)) + 1,
-            BPF_F_INNER_MAP | BPF_F_MMAPABLE,
-        ),
-        None => (8, PORTS, BPF_F_MMAPABLE),
+    create_bits(kt, slot_bits(size), name)
+}
+
+/// The array map for a slot table of `kt` of 2^`bits` slots (a port
+/// table: `bits` unused). Every table of one size has the same length,
+/// so that the outer map of that size (tables.h) needs no
+/// BPF_F_INNER_MAP and the verifier inlines the slot's lookup.
+pub fn create_bits(kt: KeyType, bits: u32, name: &str) -> Result<MapHandle> {
+    let (value, entries) = match key_words(kt) {
+        Some(w) => (8 * (w as u32 + 2), (1u32 << bits) + 1),
+        None => (8, PORTS),
     };
     let opts = libbpf_sys::bpf_map_create_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-        map_flags: flags,
+        map_flags: BPF_F_MMAPABLE,
         ..Default::default()
     };
     MapHandle::create(
