@@ -1113,6 +1113,26 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         "set-retype",
         "[[set]]\nname = \"hosts\"\ntype = \"prefix\"\n",
     );
+    // 40 stages (past the tail calls) looking up addr sets of five sizes:
+    // a program binds four
+    let mut sizes = String::new();
+    for i in 1..=5 {
+        sizes += &format!(
+            "[[set]]\nname = \"z{i}\"\ntype = \"addr\"\nsize = {}\nelements = [\"10.9.0.{i}\"]\n",
+            1000 << i
+        );
+    }
+    let names: Vec<String> = (1..=20).map(|i| format!("w{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        sizes += &chain_text(
+            n,
+            &x1a,
+            "tc-ingress",
+            &a,
+            &sel(&format!("  kind = \"src\"\n  set = \"z{}\"", i % 5 + 1)),
+        );
+    }
+    let p_sizes = pol("five-sizes", &sizes);
     let policies: Vec<(String, String)> = vec![
         (p_unknown.clone(), "chain \"x\": select[0] (src): no set or map called \"nosuch\" (declare it with [[set]] or [[map]])".into()),
         (p_keytype.clone(), format!("{p_keytype}: chain \"x\": select[0] (src): set \"ports\" has keys of type port, which `src` cannot look up")),
@@ -1124,6 +1144,7 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         (p_size.clone(), format!("{p_size}: set \"s\": 3 elements do not fit its size 2")),
         (p_mapval.clone(), format!("{p_mapval}: map \"m\": element \"80=fast\": \"fast\" is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")),
         (p_retype.clone(), "set \"hosts\": exists with addr keys; `emptcp set delete` it first".into()),
+        (p_sizes.clone(), format!("the walk of chains {} (tc) looks up addr, pair and subflow tables of 5 sizes; one program holds 4: give the sets and maps it uses fewer sizes", names.join(", "))),
     ];
     let mut all: Vec<(Vec<String>, String)> = cases
         .into_iter()
