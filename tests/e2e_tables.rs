@@ -687,6 +687,71 @@ fn resized_set_keeps_selecting_v4() {
     wire("after set del", wire::Verdict::Passed);
 }
 
+/// Sets of several sizes on one hook, judged on the wire: five chains
+/// (`src` in a set, then `drop`), each set of its own size, the client's
+/// address in the last one only. With four sizes the chains run in one
+/// walk, which binds one outer map per size; with five, more than a walk
+/// binds, `apply` says so in one line and they run as a program per stage.
+/// A SYN from the client is dropped either way, and passes once the
+/// address leaves the set.
+#[test]
+fn sets_of_several_sizes_drop_on_the_wire_v4() {
+    if !root_or_skip("sets_of_several_sizes_drop_on_the_wire_v4") {
+        return;
+    }
+    let bed = Testbed::new(Family::V4);
+    let target = SocketAddr::new(wire::server_addr_on(&bed, 1), 23998);
+    let me = bed.client_addr1();
+    let wire = |what: &str, want: wire::Verdict| {
+        let got = wire::probe_from(&bed.a, &[target], wire::PROBE_TIMEOUT);
+        assert_eq!(got, vec![want], "{what}: a SYN from {me} to {target}");
+    };
+    for (sizes, warns) in [
+        ([2, 1000, 5000, 100_000, 100_000], false),
+        ([2, 1000, 5000, 20_000, 100_000], true),
+    ] {
+        let mut text = String::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let elem = if i == sizes.len() - 1 {
+                me.to_string()
+            } else {
+                format!("10.98.0.{i}")
+            };
+            text += &format!("[[set]]\nname = \"z{i}\"\ntype = \"addr\"\nsize = {size}\nelements = [\"{elem}\"]\n");
+        }
+        for i in 0..sizes.len() {
+            text += &format!(
+                "[[chain]]\nname = \"z{i}\"\ndev = \"{}\"\nhook = \"tc-egress\"\nnetns = \"{}\"\n\
+                 [[chain.select]]\nkind = \"src\"\nset = \"z{i}\"\n[[chain.act]]\nkind = \"drop\"\n",
+                bed.x1a, bed.a
+            );
+        }
+        let p = bed.policy(&format!("sizes{warns}"), &text);
+        let o = bed.emptcp(&["apply", p.to_str().unwrap()]).expect_ok();
+        let warned: Vec<&str> = o.stderr.lines().filter(|l| l.contains("warning")).collect();
+        if warns {
+            assert!(
+                warned.len() == 1
+                    && warned[0].contains("tables of 5 sizes; one program holds 4")
+                    && warned[0].ends_with("one program per stage instead"),
+                "five sizes: {warned:?}"
+            );
+        } else {
+            assert!(warned.is_empty(), "four sizes: {warned:?}");
+        }
+        let what = if warns {
+            "five sizes, a program per stage"
+        } else {
+            "four sizes, one walk"
+        };
+        wire(what, wire::Verdict::Dropped);
+        bed.emptcp(&["set", "del", "z4", &me.to_string()])
+            .expect_ok();
+        wire(&format!("{what}, after set del"), wire::Verdict::Passed);
+        bed.emptcp(&["detach", "--all"]).expect_ok();
+    }
+}
+
 /// Prefix sets and a prefix-keyed map on the wire, by longest match: the
 /// set holds 10.20.0.0/16, the map gives the /16 mark 2 and 10.20.1.0/24
 /// mark 3. A tenant in 10.20.0.0/24 leaves by r2b, one in 10.20.1.0/24 by
