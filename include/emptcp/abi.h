@@ -22,7 +22,8 @@ enum emptcp_abi_version {
 	 * 2: tables are arrays the stage probes (tables.h);
 	 * 3: a prefix table is a trie per family (emptcp_g_tab_prefix4);
 	 * 4: a slot table sits in the outer map of its size
-	 *    (emptcp_g_tab_<layout>_<bits>)
+	 *    (emptcp_g_tab_<layout>_<bits>), reached through a program's
+	 *    bindings (tab_bind0..3, the reference's flags)
 	 */
 	EMPTCP_ABI_VERSION = 4,
 };

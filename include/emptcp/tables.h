@@ -6,8 +6,9 @@
  *
  * Needs:      vmlinux.h; -DEMPTCP_XDP or -DEMPTCP_TC.
  * Guarantees: the outer maps (ARRAY_OF_MAPS) that hold the tables: one
- *             per slot layout and size, one for ports, two for prefixes
- *             (IPv4, IPv6);
+ *             for ports, two for prefixes (IPv4, IPv6), and the four
+ *             bindings (tab_bind0..3) through which a program reaches
+ *             the slot tables' outer maps, one per layout and size;
  *             like maps.h's maps they are the ABI, declared
  *             identically by every object that looks tables up, created
  *             and pinned by emptcp before any stage is loaded.

@@ -417,8 +417,8 @@ impl Part {
         }
     }
 
-    /// The outer map's pin name, also its name in the BPF objects
-    /// (tables.h).
+    /// The outer map's pin name; for FIXED also its name in the BPF
+    /// objects (tables.h).
     pub fn outer_pin(self) -> String {
         match self {
             Part::Slots(kt, bits) => format!("emptcp_g_tab_{kt}_{bits}"),
@@ -428,16 +428,10 @@ impl Part {
         }
     }
 
-    /// The part whose outer map is pinned as `name`.
+    /// The part whose outer map a BPF object names `name`: one of
+    /// FIXED (the slot tables' are reached through bindings, bind_outers).
     pub fn by_outer_pin(name: &str) -> Option<Part> {
-        if let Some(p) = Part::FIXED.into_iter().find(|p| p.outer_pin() == name) {
-            return Some(p);
-        }
-        let (kt, bits) = name.strip_prefix("emptcp_g_tab_")?.rsplit_once('_')?;
-        let kt: KeyType = kt.parse().ok()?;
-        let bits: u32 = bits.parse().ok()?;
-        (slots::key_words(kt).is_some() && (abi::TAB_MIN_BITS..=abi::TAB_MAX_BITS).contains(&bits))
-            .then_some(Part::Slots(kt, bits))
+        Part::FIXED.into_iter().find(|p| p.outer_pin() == name)
     }
 
     /// The outer map's kernel name (15 characters at most): made by an
@@ -938,21 +932,20 @@ mod tests {
                 parts.push(Part::Slots(kt, bits));
             }
         }
-        for p in parts {
-            assert_eq!(Part::by_outer_pin(&p.outer_pin()), Some(p), "{p:?}");
+        let pins: std::collections::HashSet<String> = parts.iter().map(|p| p.outer_pin()).collect();
+        let kernel: std::collections::HashSet<String> =
+            parts.iter().map(|p| p.kernel_name()).collect();
+        assert_eq!(
+            (pins.len(), kernel.len()),
+            (parts.len(), parts.len()),
+            "names are unique"
+        );
+        for p in &parts {
             assert!(p.kernel_name().len() <= 15, "{}", p.kernel_name());
+            let fixed = Part::FIXED.contains(p).then_some(*p);
+            assert_eq!(Part::by_outer_pin(&p.outer_pin()), fixed, "{p:?}");
         }
-        for name in [
-            "emptcp_g_tab_addr",
-            "emptcp_g_tab_addr_3",
-            "emptcp_g_tab_addr_27",
-            "emptcp_g_tab_port_4",
-            "emptcp_g_tab_prefix_4",
-            "emptcp_g_tab_pair_x",
-        ] {
-            assert_eq!(Part::by_outer_pin(name), None, "{name}");
-        }
-        // every size a table may have has its outer map (tables.h EMPTCP_TAB_SIZES)
+        // every size a table may have fits the reference's bits
         assert!(slots::slot_bits(MAX_SIZE) <= abi::TAB_MAX_BITS);
         assert_eq!(slots::slot_bits(1), abi::TAB_MIN_BITS);
     }
