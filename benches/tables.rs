@@ -288,6 +288,42 @@ struct LCase {
     stages: String,
     /// `set_mark` with its mark from an addr map (TC), not a selector.
     mark: bool,
+    /// IPv4 prefix lengths of a prefix set made of several (prefix_cases).
+    lens: Option<usize>,
+}
+
+/// IPv4 prefix sets of 1,000 elements of several lengths, the packet's
+/// address in the shortest (a lookup probes every length before it
+/// hits): 2, as many as the IPv4 index probes, and one more (the lookup
+/// goes to the trie); the sets' TOML into `policy`.
+fn prefix_cases(policy: &mut String, cases: &mut Vec<LCase>) {
+    const LENS: [u32; 4] = [32, 28, 24, 20];
+    for nl in [2, emptcp::abi::TAB_PFX_LENS, emptcp::abi::TAB_PFX_LENS + 1] {
+        let mut els = vec![
+            "10.0.0.0/8".to_string(),
+            packet_key(KeyType::Prefix, true).to_string(),
+        ];
+        let mut i = 0u32;
+        while els.len() < 1000 {
+            let len = LENS[i as usize % (nl - 1).min(LENS.len())];
+            els.push(format!("12.{}.{}.0/{len}", (i >> 8) & 0xff, i & 0xff));
+            i += 1;
+        }
+        let name = format!("prefix{nl}lens");
+        let _ = writeln!(
+            policy,
+            "[[set]]\nname = \"{name}\"\ntype = \"prefix\"\nsize = 1000\nelements = {}\n",
+            toml_list(&els)
+        );
+        cases.push(LCase {
+            kind: KeyType::Prefix,
+            size: Some(1000),
+            v6: Some(false),
+            stages: format!("[[chain.select]]\nkind = \"src\"\nset = \"{name}\"\n"),
+            mark: false,
+            lens: Some(nl),
+        });
+    }
 }
 
 /// A `set_mark` from an addr map keyed by the source against a literal
@@ -301,6 +337,7 @@ fn mark_cases(quick: bool, policy: &mut String, cases: &mut Vec<LCase>) {
         v6: None,
         stages: act("7"),
         mark: true,
+        lens: None,
     });
     // both families' keys in one map: at least 2 elements
     for n in sizes(KeyType::Addr, quick).into_iter().map(|n| n.max(2)) {
@@ -324,6 +361,7 @@ fn mark_cases(quick: bool, policy: &mut String, cases: &mut Vec<LCase>) {
             v6: None,
             stages: act(&format!("{{ map = \"{name}\", key = \"src\" }}")),
             mark: true,
+            lens: None,
         });
     }
 }
@@ -405,6 +443,7 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                     v6: f,
                     stages: format!("[[chain.select]]\nkind = \"{field}\"\nset = \"{name}\"\n"),
                     mark: false,
+                    lens: None,
                 });
             }
         }
@@ -418,9 +457,11 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                 v6: if kt == KeyType::Port { None } else { Some(v6) },
                 stages: format!("[[chain.select]]\n{}", literal(kt, v6)),
                 mark: false,
+                lens: None,
             });
         }
     }
+    prefix_cases(&mut policy, &mut cases);
     mark_cases(quick, &mut policy, &mut cases);
     let hooks = [("xdp", "xdp"), ("tc-egress", "tc")];
     // device h * cases + i: case i on hook h; 2 * cases + h: `pass` alone
@@ -564,10 +605,14 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                 let lit = &t[0];
                 for (i, c) in order.iter().enumerate() {
                     let d: Vec<f64> = t[i].iter().zip(lit).map(|(x, y)| x - y).collect();
-                    let what = match (c.size, mark) {
-                        (None, _) => "literal".to_string(),
-                        (Some(n), false) => format!("set of {n}"),
-                        (Some(n), true) => format!("map of {n}"),
+                    let what = match (c.size, c.lens, mark) {
+                        (None, _, _) => "literal".to_string(),
+                        (Some(n), Some(l), _) if l > emptcp::abi::TAB_PFX_LENS => {
+                            format!("{l} lens of {n}, trie")
+                        }
+                        (Some(n), Some(l), _) => format!("{l} lens of {n}"),
+                        (Some(n), None, false) => format!("set of {n}"),
+                        (Some(n), None, true) => format!("map of {n}"),
                     };
                     let kind = if mark {
                         "set_mark".to_string()
@@ -579,7 +624,7 @@ fn lookup(quick: bool, rounds: usize, repeat: u32, js: &mut Json) -> String {
                         .expect("array")
                         .push(serde_json::json!({
                             "hook": fam, "pkt": if v6 { "v6" } else { "v4" },
-                            "kind": kind, "size": c.size, "ns_min": min(&t[i]),
+                            "kind": kind, "size": c.size, "lens": c.lens, "ns_min": min(&t[i]),
                             "over_base": min(&t[i]) - min(&b), "over_pass": min(&t[i]) - min(&ps),
                             "vs_literal_min": min(&t[i]) - min(lit), "vs_literal_median": median(&d),
                         }));

@@ -175,6 +175,9 @@ from_btf! {
     TAB_MAX_BITS: u32 = emptcp_tab_limit::EMPTCP_TAB_MAX_BITS;
     TAB_PORTS: u32 = emptcp_tab_limit::EMPTCP_TAB_PORTS;
     TAB_PORT_SET_BIT: u32 = emptcp_tab_limit::EMPTCP_TAB_PORT_SET_BIT;
+    TAB_PFX_LENS: usize = emptcp_tab_pfx::EMPTCP_TAB_PFX_LENS;
+    TAB_PFX_TRIE: u8 = emptcp_tab_pfx::EMPTCP_TAB_PFX_TRIE;
+    TAB_PFX_AUX: u32 = emptcp_tab_pfx::EMPTCP_TAB_PFX_AUX;
 }
 
 /// The head slot of attach point `id`: the entry program jumps there

@@ -1144,7 +1144,7 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         (p_size.clone(), format!("{p_size}: set \"s\": 3 elements do not fit its size 2")),
         (p_mapval.clone(), format!("{p_mapval}: map \"m\": element \"80=fast\": \"fast\" is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")),
         (p_retype.clone(), "set \"hosts\": exists with addr keys; `emptcp set delete` it first".into()),
-        (p_sizes.clone(), format!("the walk of chains {} (tc) looks up addr, pair and subflow tables of 5 sizes; one program holds 4: give the sets and maps it uses fewer sizes", names.join(", "))),
+        (p_sizes.clone(), format!("the walk of chains {} (tc) looks up addr, prefix, pair and subflow tables of 5 sizes; one program holds 4: give the sets and maps it uses fewer sizes", names.join(", "))),
     ];
     let mut all: Vec<(Vec<String>, String)> = cases
         .into_iter()

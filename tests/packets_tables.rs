@@ -958,6 +958,264 @@ fn prefix_sets_select_by_longest_match() {
     );
 }
 
+/// A prefix table's IPv4 index head (abi.h struct emptcp_tab_pfx_head)
+/// for lengths `lens`, longest first: each + 1 in a byte.
+fn lens_head(lens: &[u8]) -> u64 {
+    lens.iter()
+        .enumerate()
+        .fold(0, |w, (i, l)| w | u64::from(l + 1) << (8 * i))
+}
+
+/// The head that sends lookups to the IPv4 trie.
+const TRIE_HEAD: u64 = 0xff;
+
+/// IPv4 prefix sets changed live through the index's states (abi.h
+/// struct emptcp_tab_pfx_head): lengths probed one by one (2, 1, 4), past
+/// EMPTCP_TAB_PFX_LENS lengths the trie (5), back to the index when a
+/// length goes, /0 in and out, no IPv4 prefix at all. Each state is read
+/// from the index's head, and at each the selector answers for every
+/// length at the walk's first position (inline: each length's own slot)
+/// and after 9 `port` selectors (the stage's full lookup: the trie).
+#[test]
+fn prefix_sets_through_the_index_and_the_trie() {
+    if !root("prefix_sets_through_the_index_and_the_trie") {
+        return;
+    }
+    let t0 = Instant::now();
+    let tables = format!(
+        "{}size = 64\n",
+        set_toml(
+            "pfx",
+            "prefix",
+            &["10.0.0.0/8", "10.1.0.0/16", "fd00:1::/48"]
+        )
+    );
+    let late: Vec<Stage> = (0..9)
+        .map(|_| "kind = \"port\"\ndport = 5201".into())
+        .chain([in_set("src", "pfx", "")])
+        .collect();
+    // the sources each step sends (its prefixes decide which hit)
+    let probes = [
+        "10.1.2.3",
+        "10.2.0.1",
+        "11.0.0.1",
+        "10.9.9.7",
+        "10.8.8.8",
+        "10.8.8.9",
+        "10.7.7.200",
+        "10.7.7.5",
+        "10.6.15.1",
+        "10.6.16.1",
+        "fd00:1::5",
+    ];
+    // (step, adds, dels, head, the probes that hit)
+    let steps: [(&str, &[&str], &[&str], u64, &[&str]); 8] = [
+        (
+            "/16 and /8",
+            &[],
+            &[],
+            lens_head(&[16, 8]),
+            &[
+                "10.1.2.3",
+                "10.2.0.1",
+                "10.9.9.7",
+                "10.8.8.8",
+                "10.8.8.9",
+                "10.7.7.200",
+                "10.7.7.5",
+                "10.6.15.1",
+                "10.6.16.1",
+                "fd00:1::5",
+            ],
+        ),
+        (
+            "/8 deleted",
+            &[],
+            &["10.0.0.0/8"],
+            lens_head(&[16]),
+            &["10.1.2.3", "fd00:1::5"],
+        ),
+        (
+            "/32, /25, /24, /20 added: five lengths",
+            &["10.9.9.0/24", "10.8.8.8/32", "10.7.7.128/25", "10.6.0.0/20"],
+            &[],
+            TRIE_HEAD,
+            &[
+                "10.1.2.3",
+                "10.9.9.7",
+                "10.8.8.8",
+                "10.7.7.200",
+                "10.6.15.1",
+                "fd00:1::5",
+            ],
+        ),
+        (
+            "/16 deleted: four lengths",
+            &[],
+            &["10.1.0.0/16"],
+            lens_head(&[32, 25, 24, 20]),
+            &[
+                "10.9.9.7",
+                "10.8.8.8",
+                "10.7.7.200",
+                "10.6.15.1",
+                "fd00:1::5",
+            ],
+        ),
+        (
+            "/0 added: five lengths",
+            &["0.0.0.0/0"],
+            &[],
+            TRIE_HEAD,
+            &probes,
+        ),
+        (
+            "/32 and /25 deleted: /0 with three",
+            &[],
+            &["10.8.8.8/32", "10.7.7.128/25"],
+            lens_head(&[24, 20, 0]),
+            &probes,
+        ),
+        (
+            "/0 deleted",
+            &[],
+            &["0.0.0.0/0"],
+            lens_head(&[24, 20]),
+            &["10.9.9.7", "10.6.15.1", "fd00:1::5"],
+        ),
+        (
+            "no IPv4 prefix",
+            &[],
+            &["10.9.9.0/24", "10.6.0.0/20"],
+            0,
+            &["fd00:1::5"],
+        ),
+    ];
+    for hook in FAMILIES {
+        for (pos, sel) in [
+            ("position 0", vec![in_set("src", "pfx", "")]),
+            ("position 9", late.clone()),
+        ] {
+            let rig = Rig::new(hook, &tables, &sel, &[drop_()]);
+            let ids = prog_ids(&rig);
+            let pass_v = verdict_code(hook, Verdict::Pass);
+            let drop_v = verdict_code(hook, Verdict::Drop);
+            for (step, adds, dels, head, hits) in steps {
+                if !adds.is_empty() {
+                    rig.h.table_add("pfx", adds).expect("add");
+                }
+                if !dels.is_empty() {
+                    rig.h.table_del("pfx", dels).expect("del");
+                }
+                assert_eq!(
+                    rig.h.table_prefix_lens("pfx").expect("head"),
+                    head,
+                    "{hook} {pos}, {step}: the index's head"
+                );
+                for a in probes {
+                    let src = ip(a);
+                    let dst = quad(if src.is_ipv4() { "v4" } else { "v6" })[1];
+                    let p = ack_pkt(src, dst).build();
+                    let want = if hits.contains(&a) { drop_v } else { pass_v };
+                    assert_eq!(
+                        rig.run(&p).ret,
+                        want,
+                        "{hook} {pos}, {step}: source {a}\npolicy:\n{}",
+                        rig.text
+                    );
+                }
+            }
+            assert_eq!(prog_ids(&rig), ids, "{hook}: no program was reloaded");
+        }
+    }
+    eprintln!(
+        "prefix_sets_through_the_index_and_the_trie: {:.2?}",
+        t0.elapsed()
+    );
+}
+
+/// A /24 of `base` (10.1.x.0) whose IPv4 index key (abi.h: the length,
+/// the mapped address's second word) hashes to the same slot as
+/// 10.1.2.0/24's in a table of `size`.
+fn same_slot_24(size: u32) -> String {
+    use emptcp::tables::slots::{slot_bits, slot_of};
+    let bits = slot_bits(size);
+    let words = |c: u8| [24u64, u64::from_ne_bytes([0, 0, 0xff, 0xff, 10, 1, c, 0])];
+    let want = slot_of(&words(2), bits);
+    let c = (3..=255u8)
+        .find(|c| slot_of(&words(*c), bits) == want)
+        .expect("a /24 on 10.1.2.0/24's slot");
+    format!("10.1.{c}.0/24")
+}
+
+/// A prefix map's value is the longest match's when the longest one's key
+/// is not in its own slot (another /24 took it first) and a shorter one
+/// is: the walk's inline lookup leaves it to the trie; the same past the
+/// index's lengths (the head says trie), at the walk's first position and
+/// late.
+#[test]
+fn prefix_maps_take_the_longest_match_past_their_own_slot() {
+    if !root("prefix_maps_take_the_longest_match_past_their_own_slot") {
+        return;
+    }
+    let other = same_slot_24(8);
+    let o_in = other.replace(".0/24", ".9");
+    let mut els = vec![
+        (other.as_str(), "99"),
+        ("10.1.2.0/24", "24"),
+        ("10.1.0.0/16", "16"),
+        ("10.0.0.0/8", "8"),
+    ];
+    let cases = |five: bool| {
+        // the mark each source gets (None: not in the map, untouched)
+        let mut c = vec![
+            ("10.1.2.3", Some(24)),
+            (o_in.as_str(), Some(99)),
+            ("10.1.200.1", Some(16)),
+            ("10.200.0.1", Some(8)),
+            ("11.0.0.1", None),
+        ];
+        if five {
+            c.extend([("10.1.2.77", Some(32)), ("10.1.2.70", Some(26))]);
+        }
+        c
+    };
+    for five in [false, true] {
+        if five {
+            els.extend([("10.1.2.77/32", "32"), ("10.1.2.64/26", "26")]);
+        }
+        let tables = format!("{}size = 8\n", map_toml("pm", "prefix", "u32", &els));
+        for hook in TC_HOOKS {
+            for late in [false, true] {
+                let n = if late { 9 } else { 0 };
+                let sel: Vec<Stage> = (0..n)
+                    .map(|_| "kind = \"port\"\ndport = 5201".into())
+                    .collect();
+                let act = "kind = \"set_mark\"\nmark = { map = \"pm\", key = \"src\" }".to_owned();
+                let rig = Rig::new(hook, &tables, &sel, &[act]);
+                let head = rig.h.table_prefix_lens("pm").expect("head");
+                let want_head = if five {
+                    TRIE_HEAD
+                } else {
+                    lens_head(&[24, 16, 8])
+                };
+                assert_eq!(head, want_head, "{hook}: the index's head");
+                for (a, exp) in cases(five) {
+                    let p = ack_pkt(ip(a), quad("v4")[1]).build();
+                    let (o, m) = rig.h.run_mark(&p, MARK_IN).expect("test_run");
+                    assert_eq!(o.data, p, "{hook} {a}: bytes untouched");
+                    let want = exp.unwrap_or(MARK_IN);
+                    assert_eq!(
+                        m, want,
+                        "{hook} late={late} five={five} {a}: mark {m:#x}, want {want:#x}\npolicy:\n{}",
+                        rig.text
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `ip_pair` with a pair set, with and without `bidir`.
 #[test]
 fn pair_sets_select_by_address_pair() {

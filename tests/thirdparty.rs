@@ -250,7 +250,7 @@ fn third_party_declaration_is_checked() {
     assert!(
         err.ends_with(
             "program bare declares no stage (build it with EMPTCP_SELECTOR or EMPTCP_ACTOR \
-             from <emptcp/chain.h>, stage ABI 4)"
+             from <emptcp/chain.h>, stage ABI 5)"
         ),
         "message: {err}"
     );

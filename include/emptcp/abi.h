@@ -24,8 +24,11 @@ enum emptcp_abi_version {
 	 * 4: a slot table sits in the outer map of its size
 	 *    (emptcp_g_tab_<layout>_<bits>), reached through a program's
 	 *    bindings (tab_bind0..3, the reference's flags)
+	 * 5: a prefix table's IPv4 prefixes are also in a slot table keyed
+	 *    by (length, masked address), probed per length
+	 *    (emptcp_g_tab_prefix_<bits>, struct emptcp_tab_pfx_head)
 	 */
-	EMPTCP_ABI_VERSION = 4,
+	EMPTCP_ABI_VERSION = 5,
 };
 
 enum emptcp_limits {
@@ -524,6 +527,9 @@ _Static_assert(sizeof(struct emptcp_rl_flow) == 32, "emptcp_rl_flow is 32 bytes"
  *   maps: IPv4 (struct emptcp_key_prefix4, 4 address bytes: the kernel
  *   compares a node in one step) and IPv6 (struct emptcp_key_prefix). An
  *   IPv6 prefix matches IPv6 packets only, as the literal `src`/`dst`.
+ *   The IPv4 prefixes again in a slot table, the IPv4 index (struct
+ *   emptcp_tab_pfx_head), which a walk's inline lookup probes first; its
+ *   size in the reference's flags, as a slot table's.
  * The arrays are mmapable: emptcp writes each element with single aligned
  * 8-byte stores (key words first, the tag last), so a packet sees an
  * element whole or not at all, and a value old or new, never torn.
@@ -540,7 +546,7 @@ enum emptcp_layout {
 	EMPTCP_LAYOUT_PAIR = 1,		/* slots, struct emptcp_key_pair */
 	EMPTCP_LAYOUT_SUBFLOW = 2,	/* slots, struct emptcp_key_subflow */
 	EMPTCP_LAYOUT_PORT = 3,		/* array indexed by port */
-	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM tries, emptcp_key_prefix4 and emptcp_key_prefix */
+	EMPTCP_LAYOUT_PREFIX = 4,	/* LPM tries, and slots for IPv4 (emptcp_tab_pfx_head) */
 	EMPTCP_LAYOUT__MAX = 5,
 };
 
@@ -647,5 +653,34 @@ struct emptcp_tab_slot {
 	__u64 value;
 };
 _Static_assert(sizeof(struct emptcp_tab_slot) == 56, "emptcp_tab_slot is 56 bytes");
+
+/*
+ * A prefix table's IPv4 index: its IPv4 prefixes in a slot table of two
+ * key words, (prefix length, the IPv4-mapped address's second word with
+ * the bits past the prefix cleared), at the table's id in the outer map
+ * of its size (emptcp_g_tab_prefix_<bits>). A walk's inline lookup
+ * probes the address's own slot at each length the index's head lists,
+ * longest first, so that a set of a few lengths costs a few array loads
+ * where the trie costs a kernel call (docs/design.md "An IPv4 index for
+ * prefix sets"). When a slot does not tell, when the head says
+ * EMPTCP_TAB_PFX_TRIE (more lengths than EMPTCP_TAB_PFX_LENS), and for
+ * every other lookup, the IPv4 trie answers: it always holds every IPv4
+ * prefix. The head is the slot after the 2^bits a probe reaches (the
+ * table's counts); the index array has EMPTCP_TAB_PFX_AUX slots more,
+ * where emptcp keeps the number of prefixes of each length.
+ */
+struct emptcp_tab_pfx_head {
+	__u64 tag;	/* EMPTCP_TAB_GONE: a probe never stops here */
+	__u64 valid;	/* slots holding an element */
+	__u64 gone;	/* slots deleted since the table was built */
+	__u64 lens;	/* byte i: the i-th longest length + 1; 0: no more */
+};
+_Static_assert(sizeof(struct emptcp_tab_pfx_head) == 32, "one slot of two key words");
+
+enum emptcp_tab_pfx {
+	EMPTCP_TAB_PFX_LENS = 4,	/* lengths an inline lookup probes at most */
+	EMPTCP_TAB_PFX_TRIE = 0xff,	/* lens' first byte: ask the trie */
+	EMPTCP_TAB_PFX_AUX = 9,		/* slots after the head: a count per length 0..32 */
+};
 
 #endif /* __EMPTCP_ABI_H */

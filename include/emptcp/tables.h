@@ -325,6 +325,71 @@ static __always_inline __u64 *emptcp_tab_probe(void *outer, __u32 id, const __u6
 }
 
 /*
+ * The IPv4 index's key (abi.h struct emptcp_tab_pfx_head) of address @k0
+ * (an IPv4 trie key's word: the address in its high half) at the length
+ * the first byte of @lens names (+ 1), into @w: the length, and the
+ * IPv4-mapped address's second word with the bits past it cleared.
+ */
+static __always_inline void emptcp_tab_pfx_key(__u64 w[2], __u64 k0, __u64 lens)
+{
+	__u32 len = ((lens & 0xff) - 1) & 63;
+	/* the top @len bits of 32, in network order */
+	__u32 mask = 0xffffffff00000000ULL >> len;
+
+	w[0] = len;
+	w[1] = (k0 & (__u64)bpf_htonl(mask) << 32) | bpf_htonl(0xffff);
+}
+
+/*
+ * IPv4 address @k0 (an IPv4 trie key's word: the address in the high
+ * half) in prefix table @ref's IPv4 index (abi.h struct
+ * emptcp_tab_pfx_head): the own slot of the address's key at each length
+ * the head lists, longest first (emptcp_tab_probe() with first), a few
+ * instructions each, for a walk's inline lookup. A slot that does not
+ * tell, at a length longer than the first hit, leaves it to the trie (a
+ * map's value is the longest match's), as every other lookup
+ * (emptcp_tab_get()): full probes of several lengths, each ending at any
+ * of its 32 slots, multiplied the verifier's paths (16 lookups in one
+ * walk went past its 8,192 pending branches), where a trie lookup is one
+ * call. The value in *@v. Returns an enum emptcp_tab_found, or -1 when
+ * the head sends the lookup to the trie.
+ */
+static __always_inline int emptcp_tab_prefix4(struct emptcp_tab_ref ref, __u64 k0, __u64 **v)
+{
+	void *outer = emptcp_tab_outer(ref.flags);
+	__u32 id = ref.id, bits = ref.flags >> EMPTCP_TAB_BITS_SHIFT;
+	__u32 head = 1U << bits;
+	__u64 *h, lens, w[2];
+	int i, more = 0;
+	void *t;
+
+	if (!outer)
+		return EMPTCP_TAB_NOT;
+	t = bpf_map_lookup_elem(outer, &id);
+	if (!t)
+		return EMPTCP_TAB_NOT;
+	h = bpf_map_lookup_elem(t, &head);
+	if (!h)
+		return EMPTCP_TAB_NOT;
+	lens = *(volatile __u64 *)&h[3];
+	if ((lens & 0xff) == EMPTCP_TAB_PFX_TRIE)
+		return -1;
+#pragma clang loop unroll(full)
+	for (i = 0; i < EMPTCP_TAB_PFX_LENS; i++) {
+		int m = 0;
+
+		if (!(lens >> (8 * i) & 0xff))
+			break;
+		emptcp_tab_pfx_key(w, k0, lens >> (8 * i));
+		*v = emptcp_tab_probe(outer, id, w, 2, bits, 1, &m);
+		if (*v)
+			return more ? EMPTCP_TAB_MORE : EMPTCP_TAB_HIT;
+		more |= m;
+	}
+	return more ? EMPTCP_TAB_MORE : EMPTCP_TAB_NOT;
+}
+
+/*
  * The value of @key in table @ref names (id and layout; a slot table's
  * size in its flags) in *@out; with @first a slot table's key's own slot
  * only (emptcp_tab_probe()). Returns an enum emptcp_tab_found.
@@ -371,14 +436,26 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 		*out = pv & ~EMPTCP_TAB_PORT_SET;
 		return 1;
 	}
-	case EMPTCP_LAYOUT_PREFIX:
+	case EMPTCP_LAYOUT_PREFIX: {
 		/*
-		 * An IPv4 key is the only one of 32 bits (emptcp_tab_key_of).
+		 * An IPv4 key is the only one of 32 bits (emptcp_tab_key_of):
+		 * inline (@first), the index first, the trie when the index
+		 * does not tell (no call of the full lookup: the same trie);
+		 * else the trie.
 		 * Each trie has its own lookup call: a call that the verifier
 		 * sees with both tries' maps becomes the generic helper, an
 		 * indirect call (+30 ns where that is a retpoline). The empty
 		 * asm after each keeps clang from merging the two into one.
 		 */
+		int st = -1;
+
+		if (key->prefix4.prefixlen == 32 && first)
+			st = emptcp_tab_prefix4(ref, key->words[0], &v);
+		if (st == EMPTCP_TAB_HIT)
+			break;
+		if (st == EMPTCP_TAB_NOT)
+			return st;
+		v = NULL;
 		if (key->prefix4.prefixlen == 32) {
 			t = bpf_map_lookup_elem(&emptcp_g_tab_prefix4, &id);
 			if (t)
@@ -391,6 +468,7 @@ static __always_inline int emptcp_tab_get(struct emptcp_tab_ref ref, const union
 			asm volatile("");
 		}
 		break;
+	}
 	}
 	if (!v)
 		return more ? EMPTCP_TAB_MORE : EMPTCP_TAB_NOT;

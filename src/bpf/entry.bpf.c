@@ -69,6 +69,7 @@ struct emptcp_abi_types {
 	enum emptcp_tab_flag tab_flag;
 	enum emptcp_tab_tag tab_tag;
 	enum emptcp_tab_limit tab_limit;
+	enum emptcp_tab_pfx tab_pfx;
 };
 const volatile struct emptcp_abi_types emptcp_abi SEC(".rodata.abi") = {};
 

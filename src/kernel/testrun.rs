@@ -211,6 +211,17 @@ impl Harness {
         tables::open(sd, t)?.elements()
     }
 
+    /// A prefix table's IPv4 index head (abi.h struct emptcp_tab_pfx_head
+    /// `lens`): the lengths a lookup probes, longest first, each + 1 in a
+    /// byte, or EMPTCP_TAB_PFX_TRIE in the first.
+    pub fn table_prefix_lens(&self, name: &str) -> Result<u64> {
+        let (sd, t) = self.table(name)?;
+        match tables::open(sd, t)? {
+            tables::Table::Tries(tr) => tr.index_lens(),
+            tables::Table::Array(_) => anyhow::bail!("{name:?} is not a prefix table"),
+        }
+    }
+
     /// The id of the map in a table's outer slot (a rebuild swaps in a
     /// new one).
     pub fn table_map_id(&self, name: &str) -> Result<u32> {

@@ -82,7 +82,7 @@ pub fn limits() -> Vec<(&'static str, String)> {
             (crate::tables::MAX_TABLES - 1).to_string(),
         ),
         (
-            "sizes of addr, pair and subflow tables one walk looks up (more: a program per stage)",
+            "sizes of addr, prefix, pair and subflow tables one walk looks up (more: a program per stage)",
             crate::abi::TAB_BINDS.to_string(),
         ),
         (
@@ -96,7 +96,7 @@ pub fn limits() -> Vec<(&'static str, String)> {
         (
             "kernel memory of a set or map, allocated when it is made",
             format!(
-                "addr, pair, subflow: 4 x size slots rounded up to a power of two (32, 48, 56 bytes each); port: {} KiB; prefix: per element",
+                "addr, pair, subflow: 4 x size slots rounded up to a power of two (32, 48, 56 bytes each); port: {} KiB; prefix: per element, and an IPv4 index of 4 x size slots of 32 bytes",
                 crate::tables::slots::PORTS as usize * 8 / 1024
             ),
         ),

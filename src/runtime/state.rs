@@ -25,7 +25,9 @@ use crate::tables::TableState;
 /// look IPv4 prefixes up in the IPv6 trie.
 /// 3: a slot table sits in the outer map of its size; the stages of a
 /// state of 2 look it up in one outer map for every size.
-const STATE_VERSION: u32 = 3;
+/// 4: a prefix table has an IPv4 index; the stages of a state of 3 find
+/// none and miss every IPv4 prefix.
+const STATE_VERSION: u32 = 4;
 
 /// One chain as applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,13 +6,15 @@
 //! `emptcp_g_tab_<layout>` (include/emptcp/tables.h): an array the BPF
 //! side probes itself for addr, pair, subflow and port keys (slots.rs); a
 //! prefix table is two LPM tries, one per family, in two outer maps
-//! (tries.rs). Stages name a table by (layout, id, and a slot
+//! (tries.rs), and its IPv4 prefixes again in a slot table that lookups
+//! probe per prefix length (index.rs). Stages name a table by (layout, id, and a slot
 //! table's size) in their .rodata; the table itself is not pinned: it
 //! lives as long as its outer slot holds it. Replacing a table's contents
 //! as a whole (apply, flush, a rebuild) builds a new map and swaps it into
 //! the slot in one update; `add`/`del` change elements in place, each
 //! atomically.
 
+pub mod index;
 pub mod sets;
 pub mod slots;
 pub mod tries;
@@ -398,7 +400,7 @@ pub enum Part {
     Slots(KeyType, u32),
     /// port: an array indexed by the port
     Port,
-    /// prefix: the IPv4 trie
+    /// prefix: the IPv4 trie (its IPv4 index is Slots(Prefix, bits))
     Prefix4,
     /// prefix: the IPv6 trie
     Prefix6,
@@ -412,7 +414,11 @@ impl Part {
     pub fn of(def: &TableDef) -> Vec<Part> {
         match def.key {
             KeyType::Port => vec![Part::Port],
-            KeyType::Prefix => vec![Part::Prefix4, Part::Prefix6],
+            KeyType::Prefix => vec![
+                Part::Prefix4,
+                Part::Prefix6,
+                Part::Slots(KeyType::Prefix, slots::slot_bits(def.size)),
+            ],
             kt => vec![Part::Slots(kt, slots::slot_bits(def.size))],
         }
     }
@@ -438,7 +444,13 @@ impl Part {
     /// emptcp whose tables are today's, so that check_outer needs no probe.
     fn kernel_name(self) -> String {
         match self {
-            Part::Slots(kt, bits) => format!("emptcp_t3_{}{bits}", &kt.to_string()[..1]),
+            Part::Slots(kt, bits) => {
+                let c = match kt {
+                    KeyType::Prefix => 'f',
+                    kt => kt.to_string().as_bytes()[0] as char,
+                };
+                format!("emptcp_t3_{c}{bits}")
+            }
             Part::Port => "emptcp_t2_port".into(),
             Part::Prefix4 => "emptcp_t2_pfx4".into(),
             Part::Prefix6 => "emptcp_t2_pfx6".into(),
@@ -448,6 +460,7 @@ impl Part {
     /// What its tables hold, for messages.
     fn what(self) -> String {
         match self {
+            Part::Slots(KeyType::Prefix, bits) => format!("IPv4 prefix index (2^{bits} slots)"),
             Part::Slots(kt, bits) => format!("{kt} (2^{bits} slots)"),
             Part::Port => "port".into(),
             Part::Prefix4 => "IPv4 prefix".into(),
@@ -485,9 +498,14 @@ pub fn assign_binds(descs: &mut [abi::types::emptcp_stage], what: &str) -> Resul
             }
             _ => continue,
         };
-        let kt = [KeyType::Addr, KeyType::Pair, KeyType::Subflow]
-            .into_iter()
-            .find(|kt| kt.layout() == r[1]);
+        let kt = [
+            KeyType::Addr,
+            KeyType::Prefix,
+            KeyType::Pair,
+            KeyType::Subflow,
+        ]
+        .into_iter()
+        .find(|kt| kt.layout() == r[1]);
         let (Some(kt), true) = (kt, r[0] != 0) else {
             continue;
         };
@@ -504,7 +522,7 @@ pub fn assign_binds(descs: &mut [abi::types::emptcp_stage], what: &str) -> Resul
     }
     if used.len() > abi::TAB_BINDS {
         bail!(
-            "{what} looks up addr, pair and subflow tables of {} sizes; one program holds {}: \
+            "{what} looks up addr, prefix, pair and subflow tables of {} sizes; one program holds {}: \
              give the sets and maps it uses fewer sizes",
             used.len(),
             abi::TAB_BINDS
@@ -700,9 +718,14 @@ pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<Built> {
     }
     if def.key == KeyType::Prefix {
         let t = tries::Tries::new(def.size, &def.name)?;
-        t.fill(elems)
+        t.fill_new(def, elems)
             .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
-        return Ok(Built(vec![(Part::Prefix4, t.v4), (Part::Prefix6, t.v6)]));
+        let ix = Part::of(def)[2];
+        return Ok(Built(vec![
+            (Part::Prefix4, t.v4),
+            (Part::Prefix6, t.v6),
+            (ix, t.ix),
+        ]));
     }
     let m = slots::create(def.key, def.size, &def.name)?;
     let a = slots::ArrayTable::open(def.key, &m)?;
@@ -735,7 +758,8 @@ fn refused(def: &TableDef, r: slots::Refused) -> anyhow::Error {
 }
 
 /// Puts `b` into table `t`'s slot: packets see the whole old table or the
-/// whole new one (a prefix table: per family; the IPv4 trie goes first).
+/// whole new one (a prefix table: per family; the tries go first, then the
+/// IPv4 index, which sends a lookup to the new trie or holds the same).
 pub fn install(sd: &StateDir, t: &TableState, b: &Built) -> Result<()> {
     for (part, m) in &b.0 {
         outer_at(&sd.dir.join(part.outer_pin()), *part, Some(m))?
@@ -808,6 +832,7 @@ pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
         KeyType::Prefix => Table::Tries(tries::Tries {
             v4: open_map(sd, t, Part::Prefix4)?,
             v6: open_map(sd, t, Part::Prefix6)?,
+            ix: open_map(sd, t, Part::of(&t.def)[2])?,
         }),
         kt => Table::Array(slots::ArrayTable::open(
             kt,
@@ -847,7 +872,7 @@ impl Table {
 pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()> {
     let def = &t.def;
     match open(sd, t)? {
-        Table::Tries(tr) => tr.add(def, elems),
+        Table::Tries(tr) => reindex(sd, t, &tr, tr.add(def, elems)?),
         Table::Array(a) => match a.add(elems, def.size as usize) {
             Ok(()) => Ok(()),
             Err(slots::Refused::NoSlot(_)) => {
@@ -865,13 +890,22 @@ pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()
     }
 }
 
+/// Swaps a new IPv4 index into prefix table `t`'s slot when `r` says so.
+fn reindex(sd: &StateDir, t: &TableState, tr: &tries::Tries, r: tries::Reindex) -> Result<()> {
+    if r == tries::Reindex::Yes {
+        let ix = tr.reindex(&t.def)?;
+        install(sd, t, &Built(vec![(Part::of(&t.def)[2], ix)]))?;
+    }
+    Ok(())
+}
+
 /// Deletes elements of applied table `t`; one that is not there refuses
 /// them all. An array table with many deleted slots (a quarter of its
 /// slots) is rebuilt and swapped in, so that probes stay short.
 pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
     let def = &t.def;
     let a = match open(sd, t)? {
-        Table::Tries(tr) => return tr.del(def, keys),
+        Table::Tries(tr) => return reindex(sd, t, &tr, tr.del(def, keys)?),
         Table::Array(a) => a,
     };
     a.will_touch(keys.len())?;
@@ -927,7 +961,12 @@ mod tests {
     #[test]
     fn outer_maps_are_named_by_part_and_size() {
         let mut parts = Part::FIXED.to_vec();
-        for kt in [KeyType::Addr, KeyType::Pair, KeyType::Subflow] {
+        for kt in [
+            KeyType::Addr,
+            KeyType::Prefix,
+            KeyType::Pair,
+            KeyType::Subflow,
+        ] {
             for bits in abi::TAB_MIN_BITS..=abi::TAB_MAX_BITS {
                 parts.push(Part::Slots(kt, bits));
             }
@@ -993,7 +1032,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "the walk of chains a looks up addr, pair and subflow tables of 5 sizes; \
+            "the walk of chains a looks up addr, prefix, pair and subflow tables of 5 sizes; \
              one program holds 4: give the sets and maps it uses fewer sizes"
         );
     }

@@ -39,13 +39,24 @@ const GONE: u64 = abi::TAB_GONE as u64;
 
 const BPF_F_MMAPABLE: u32 = 1 << 10;
 
-/// The key's 8-byte words in a slot table (None: not a slot table).
+/// The key's 8-byte words in a slot table (None: not a slot table). A
+/// prefix table's slot table is its IPv4 index (index.rs): (length,
+/// masked address).
 pub fn key_words(kt: KeyType) -> Option<usize> {
     match kt {
-        KeyType::Addr => Some(2),
+        KeyType::Addr | KeyType::Prefix => Some(2),
         KeyType::Pair => Some(4),
         KeyType::Subflow => Some(5),
-        KeyType::Port | KeyType::Prefix => None,
+        KeyType::Port => None,
+    }
+}
+
+/// Slots after the header: a prefix index's count per length (abi.h
+/// EMPTCP_TAB_PFX_AUX), none for the others.
+fn aux_slots(kt: KeyType) -> u32 {
+    match kt {
+        KeyType::Prefix => abi::TAB_PFX_AUX,
+        _ => 0,
     }
 }
 
@@ -97,7 +108,7 @@ pub fn create(kt: KeyType, size: u32, name: &str) -> Result<MapHandle> {
 /// BPF_F_INNER_MAP and the verifier inlines the slot's lookup.
 pub fn create_bits(kt: KeyType, bits: u32, name: &str) -> Result<MapHandle> {
     let (value, entries) = match key_words(kt) {
-        Some(w) => (8 * (w as u32 + 2), (1u32 << bits) + 1),
+        Some(w) => (8 * (w as u32 + 2), (1u32 << bits) + 1 + aux_slots(kt)),
         None => (8, PORTS),
     };
     let opts = libbpf_sys::bpf_map_create_opts {
@@ -449,6 +460,24 @@ impl ArrayTable {
             self.mm.store(a + 2, 0)?;
             self.mm.store(a, GONE)?;
         }
+        Ok(())
+    }
+
+    /// Word `i` of the header's value and the slots after it (a prefix
+    /// index's lengths and counts, index.rs), mapped by touch_aux().
+    pub fn aux(&self, i: usize) -> Result<u64> {
+        self.mm.load(self.at(self.slots()) + 3 + i)
+    }
+
+    pub fn set_aux(&self, i: usize, v: u64) -> Result<()> {
+        self.mm.store(self.at(self.slots()) + 3 + i, v)
+    }
+
+    /// Maps the words aux() reaches (`n` of them), so that writing them
+    /// cannot fail half-way.
+    pub fn touch_aux(&self, n: usize) -> Result<()> {
+        self.aux(0)?;
+        self.aux(n - 1)?;
         Ok(())
     }
 

@@ -5,6 +5,10 @@
 //! three steps a node where 4 bytes take one, and one trie for both
 //! families put a node splitting them in front of every IPv4 lookup.
 //!
+//! The IPv4 trie's prefixes are also in the table's IPv4 index
+//! (index.rs), which lookups probe first: changes go to both, the trie
+//! first, so that the trie always holds every prefix.
+//!
 //! A prefix's key in emptcp stays the IPv4-mapped 20 bytes of parse_key
 //! (one text form, one order); it is split here. A key in the mapped
 //! space (`::ffff:0:0/96` and longer) is an IPv4 prefix; any other IPv6
@@ -16,7 +20,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
-use super::{quoted, TableDef};
+use super::index::{self, Index};
+use super::{quoted, slots, TableDef};
 
 /// Key bytes of a trie of each family.
 const KEY4: usize = 8;
@@ -25,10 +30,21 @@ const KEY6: usize = 20;
 /// The length of an IPv4-mapped prefix of the IPv4 /0.
 const MAPPED_BITS: u32 = 96;
 
-/// A prefix table's two tries.
+/// A prefix table's two tries and its IPv4 index.
 pub struct Tries {
     pub v4: MapHandle,
     pub v6: MapHandle,
+    /// the IPv4 index's array (index.rs)
+    pub ix: MapHandle,
+}
+
+/// What a change left the IPv4 index needing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reindex {
+    No,
+    /// a new index, built from the trie (reindex()): a prefix found no
+    /// free slot, or many slots are deleted ones
+    Yes,
 }
 
 /// `k` (a 20-byte prefix key) as the IPv4 trie's key, when it is one.
@@ -53,6 +69,12 @@ fn mapped(k4: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The value of key `k` in trie `m` (a longest match).
+fn value(m: &MapHandle, k: &[u8]) -> Option<u64> {
+    let v = m.lookup(k, MapFlags::ANY).ok().flatten()?;
+    Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))
+}
+
 /// An empty trie of one family (`v4`) for `size` prefixes.
 pub fn create(v4: bool, size: u32, name: &str) -> Result<MapHandle> {
     let opts = libbpf_sys::bpf_map_create_opts {
@@ -72,12 +94,39 @@ pub fn create(v4: bool, size: u32, name: &str) -> Result<MapHandle> {
 }
 
 impl Tries {
-    /// Two empty tries, each able to take `size` prefixes.
+    /// Two empty tries, each able to take `size` prefixes, and an empty
+    /// index for as many.
     pub fn new(size: u32, name: &str) -> Result<Tries> {
         Ok(Tries {
             v4: create(true, size, name)?,
             v6: create(false, size, name)?,
+            ix: index::create(slots::slot_bits(size), name)?,
         })
+    }
+
+    fn index(&self) -> Result<Index> {
+        Index::open(&self.ix)
+    }
+
+    /// The IPv4 index's head: the lengths lookups probe, or the trie
+    /// (abi.h struct emptcp_tab_pfx_head `lens`).
+    pub fn index_lens(&self) -> Result<u64> {
+        self.index()?.lens()
+    }
+
+    /// A new index holding the IPv4 trie's prefixes, for a table of
+    /// `def`, not yet in any slot.
+    pub fn reindex(&self, def: &TableDef) -> Result<MapHandle> {
+        let ix = index::create(slots::slot_bits(def.size), &def.name)?;
+        let v4: Vec<(Vec<u8>, u64)> = self
+            .v4
+            .keys()
+            .filter_map(|k| Some((k.clone(), value(&self.v4, &k)?)))
+            .collect();
+        Index::open(&ix)?
+            .add(&v4, def.size as usize)
+            .map_err(|r| super::refused(def, r))?;
+        Ok(ix)
     }
 
     /// The trie that holds `k` and `k` as its key there.
@@ -88,8 +137,9 @@ impl Tries {
         }
     }
 
-    /// Adds (or changes) `elems` in their tries.
-    pub fn fill(&self, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+    /// Adds (or changes) `elems` in their tries; returns the IPv4 ones
+    /// (trie keys).
+    fn fill(&self, elems: &[(Vec<u8>, u64)]) -> Result<Vec<(Vec<u8>, u64)>> {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for (k, v) in elems {
             match key4(k) {
@@ -98,15 +148,20 @@ impl Tries {
             }
         }
         super::fill(&self.v4, KEY4, &v4)?;
-        super::fill(&self.v6, KEY6, &v6)
+        super::fill(&self.v6, KEY6, &v6)?;
+        Ok(v4)
+    }
+
+    /// Fills a new table (Tries::new) with `elems`.
+    pub fn fill_new(&self, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+        let v4 = self.fill(elems)?;
+        self.index()?
+            .add(&v4, def.size as usize)
+            .map_err(|r| super::refused(def, r))
     }
 
     /// Every element (20-byte keys), in key order.
     pub fn elements(&self) -> Vec<(Vec<u8>, u64)> {
-        let value = |m: &MapHandle, k: &[u8]| {
-            let v = m.lookup(k, MapFlags::ANY).ok().flatten()?;
-            Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))
-        };
         let mut out: Vec<(Vec<u8>, u64)> = self
             .v4
             .keys()
@@ -158,9 +213,9 @@ impl Tries {
 
     /// Adds (or changes) `elems`, all or none: more prefixes than the
     /// table's size is one line and nothing changes; when the kernel
-    /// refuses one, the ones added are deleted again and the changed ones
-    /// get their old values back.
-    pub fn add(&self, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<()> {
+    /// refuses one, or the index cannot take them, the ones added are
+    /// deleted again and the changed ones get their old values back.
+    pub fn add(&self, def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<Reindex> {
         let first = self.firsts();
         let old: Vec<Option<Vec<u8>>> = elems.iter().map(|(k, _)| self.exact(k, &first)).collect();
         let new: HashSet<&[u8]> = elems
@@ -197,25 +252,45 @@ impl Tries {
         if let Some(e) = (used[0] && used[1]).then(over).flatten() {
             return Err(e);
         }
-        let Err(e) = self.fill(elems) else {
-            return Ok(());
+        let undo = || {
+            for ((k, _), o) in elems.iter().zip(&old) {
+                let (m, k) = self.trie_of(k);
+                let _ = match o {
+                    None => m.delete(&k),
+                    Some(v) => m.update(&k, v, MapFlags::ANY),
+                };
+            }
         };
-        for ((k, _), o) in elems.iter().zip(&old) {
-            let (m, k) = self.trie_of(k);
-            let _ = match o {
-                None => m.delete(&k),
-                Some(v) => m.update(&k, v, MapFlags::ANY),
-            };
+        let v4 = match self.fill(elems) {
+            Ok(v4) => v4,
+            Err(e) => {
+                undo();
+                if let Some(full) = over() {
+                    return Err(full);
+                }
+                return Err(e).with_context(|| {
+                    format!("failed to add to {} {}", def.what(), quoted(&def.name))
+                });
+            }
+        };
+        match self.index().map(|ix| ix.add(&v4, def.size as usize)) {
+            Ok(Ok(())) => Ok(Reindex::No),
+            Ok(Err(slots::Refused::NoSlot(_))) => Ok(Reindex::Yes),
+            Ok(Err(r)) => {
+                undo();
+                Err(super::refused(def, r))
+            }
+            Err(e) => {
+                undo();
+                Err(e)
+            }
         }
-        if let Some(full) = over() {
-            return Err(full);
-        }
-        Err(e).with_context(|| format!("failed to add to {} {}", def.what(), quoted(&def.name)))
     }
 
     /// Deletes `keys`; one that is not there (exactly: a longer prefix
-    /// inside one that is there is not) refuses them all.
-    pub fn del(&self, def: &TableDef, keys: &[Vec<u8>]) -> Result<()> {
+    /// inside one that is there is not) refuses them all. The index goes
+    /// first: a length leaves its head before the trie loses a prefix.
+    pub fn del(&self, def: &TableDef, keys: &[Vec<u8>]) -> Result<Reindex> {
         let first = self.firsts();
         if let Some(k) = keys.iter().find(|k| self.exact(k, &first).is_none()) {
             bail!(
@@ -225,13 +300,21 @@ impl Tries {
                 quoted(&super::format_key(def.key, k))
             );
         }
+        let v4: Vec<Vec<u8>> = keys.iter().filter_map(|k| key4(k)).map(Vec::from).collect();
+        let ix = self.index()?;
+        ix.del(&v4)?;
         for k in keys {
             let (m, k) = self.trie_of(k);
             m.delete(&k).map_err(|e| anyhow!("{e}")).with_context(|| {
                 format!("failed to delete from {} {}", def.what(), quoted(&def.name))
             })?;
         }
-        Ok(())
+        let slots = 1usize << slots::slot_bits(def.size);
+        Ok(if ix.gone()? > slots / 4 {
+            Reindex::Yes
+        } else {
+            Reindex::No
+        })
     }
 }
 
