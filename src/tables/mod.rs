@@ -414,13 +414,14 @@ impl Part {
     pub fn of(def: &TableDef) -> Vec<Part> {
         match def.key {
             KeyType::Port => vec![Part::Port],
-            KeyType::Prefix => vec![
-                Part::Prefix4,
-                Part::Prefix6,
-                Part::Slots(KeyType::Prefix, slots::slot_bits(def.size)),
-            ],
+            KeyType::Prefix => vec![Part::Prefix4, Part::Prefix6, Part::index_of(def)],
             kt => vec![Part::Slots(kt, slots::slot_bits(def.size))],
         }
+    }
+
+    /// A prefix table's IPv4 index (index.rs): a slot table of its size.
+    pub fn index_of(def: &TableDef) -> Part {
+        Part::Slots(KeyType::Prefix, slots::slot_bits(def.size))
     }
 
     /// The outer map's pin name; for FIXED also its name in the BPF
@@ -720,7 +721,7 @@ pub fn build(def: &TableDef, elems: &[(Vec<u8>, u64)]) -> Result<Built> {
         let t = tries::Tries::new(def.size, &def.name)?;
         t.fill_new(def, elems)
             .with_context(|| format!("failed to fill {} {}", def.what(), quoted(&def.name)))?;
-        let ix = Part::of(def)[2];
+        let ix = Part::index_of(def);
         return Ok(Built(vec![
             (Part::Prefix4, t.v4),
             (Part::Prefix6, t.v6),
@@ -832,7 +833,7 @@ pub fn open(sd: &StateDir, t: &TableState) -> Result<Table> {
         KeyType::Prefix => Table::Tries(tries::Tries {
             v4: open_map(sd, t, Part::Prefix4)?,
             v6: open_map(sd, t, Part::Prefix6)?,
-            ix: open_map(sd, t, Part::of(&t.def)[2])?,
+            ix: open_map(sd, t, Part::index_of(&t.def))?,
         }),
         kt => Table::Array(slots::ArrayTable::open(
             kt,
@@ -894,7 +895,7 @@ pub fn add(sd: &StateDir, t: &TableState, elems: &[(Vec<u8>, u64)]) -> Result<()
 fn reindex(sd: &StateDir, t: &TableState, tr: &tries::Tries, r: tries::Reindex) -> Result<()> {
     if r == tries::Reindex::Yes {
         let ix = tr.reindex(&t.def)?;
-        install(sd, t, &Built(vec![(Part::of(&t.def)[2], ix)]))?;
+        install(sd, t, &Built(vec![(Part::index_of(&t.def), ix)]))?;
     }
     Ok(())
 }
