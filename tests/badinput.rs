@@ -1133,6 +1133,21 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         );
     }
     let p_sizes = pol("five-sizes", &sizes);
+    // 64 chains of one addr-set lookup each on one hook: past tail calls,
+    // and too complex for the verifier as one walk
+    let mut many =
+        String::from("[[set]]\nname = \"one\"\ntype = \"addr\"\nelements = [\"10.9.1.1\"]\n");
+    let many_names: Vec<String> = (1..=64).map(|i| format!("t{i}")).collect();
+    for n in &many_names {
+        many += &chain_text(
+            n,
+            &x1a,
+            "tc-ingress",
+            &a,
+            &sel("  kind = \"src\"\n  set = \"one\""),
+        );
+    }
+    let p_many = pol("many-lookups", &many);
     let policies: Vec<(String, String)> = vec![
         (p_unknown.clone(), "chain \"x\": select[0] (src): no set or map called \"nosuch\" (declare it with [[set]] or [[map]])".into()),
         (p_keytype.clone(), format!("{p_keytype}: chain \"x\": select[0] (src): set \"ports\" has keys of type port, which `src` cannot look up")),
@@ -1145,6 +1160,7 @@ fn set_and_map_bad_input_one_exact_line_nothing_changed() {
         (p_mapval.clone(), format!("{p_mapval}: map \"m\": element \"80=fast\": \"fast\" is not a rate (a number with a tc unit: 100kbit, 20mbit, 1gbit, 5MBps)")),
         (p_retype.clone(), "set \"hosts\": exists with addr keys; `emptcp set delete` it first".into()),
         (p_sizes.clone(), format!("the walk of chains {} (tc) looks up addr, prefix, pair and subflow tables of 5 sizes; one program holds 4: give the sets and maps it uses fewer sizes", names.join(", "))),
+        (p_many.clone(), format!("failed to load the walk of chains {} (tc): verifier: The sequence of 8193 jumps is too complex: the walk is too complex for the verifier; put fewer chains on this attach point (one chain looking up a set serves many tenants)", many_names.join(", "))),
     ];
     let mut all: Vec<(Vec<String>, String)> = cases
         .into_iter()

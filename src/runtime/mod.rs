@@ -823,7 +823,7 @@ impl Runtime {
                 Err(e) if store::may_fall_back(&e, stages) => {
                     eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(store::walk_refused(e)),
             }
         }
         Ok(n)

@@ -286,6 +286,23 @@ fn looks_up_inline(d: &types::emptcp_stage) -> bool {
 /// one program per stage instead: it fits the tail calls, and the refusal
 /// is the walk's own, not an older state's pinned map (which the stage
 /// programs share, so they would fail on it too).
+/// A walk's load error when it cannot fall back to tail calls: the
+/// verifier's own line, and what to do when the walk was too complex for
+/// it (many full set lookups, each a probe of up to 32 slots, in one
+/// walk: 48 chains of one addr-set lookup on one hook, where one chain
+/// with the set serves every tenant).
+pub fn walk_refused(e: anyhow::Error) -> anyhow::Error {
+    let m = e.to_string();
+    if m.contains("is too complex") || m.contains("is too large") {
+        let m = m.trim_end_matches('.');
+        return anyhow!(
+            "{m}: the walk is too complex for the verifier; put fewer chains on this \
+             attach point (one chain looking up a set serves many tenants)"
+        );
+    }
+    e
+}
+
 pub fn may_fall_back(e: &anyhow::Error, stages: usize) -> bool {
     stages <= crate::runtime::capacity::MAX_TAIL_CALLS
         && e.downcast_ref::<loader::StaleMap>().is_none()
@@ -420,7 +437,7 @@ pub(crate) fn write_slots(
                 eprintln!("emptcp: warning: {e:#}; one program per stage instead");
                 walk = None;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(walk_refused(e)),
         }
     }
     if walk.is_none() {
