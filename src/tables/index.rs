@@ -1,8 +1,10 @@
 //! A prefix table's IPv4 index (abi.h struct emptcp_tab_pfx_head): its
 //! IPv4 prefixes in a slot table (slots.rs) keyed by (prefix length,
-//! address with the bits past the length cleared), which the BPF side
-//! probes once per length the head lists, longest first: an array probe
-//! per length where the trie is a kernel call (docs/design.md "Tables").
+//! address with the bits past the length cleared), in which a walk's
+//! inline lookup probes the address's own slot at each length the head
+//! lists, longest first: an array load per length where the trie is a
+//! kernel call (docs/design.md "An IPv4 index for prefix sets"); when
+//! that does not tell, the trie answers.
 //! Past TAB_PFX_LENS lengths the head sends lookups to the IPv4 trie,
 //! which holds every prefix whatever the index says (tries.rs), so that
 //! the head may change at any time: a new element is written before the
@@ -123,9 +125,9 @@ impl Index {
         self.write(&counts)
     }
 
-    /// Slots deleted since the index was built.
-    pub fn gone(&self) -> Result<usize> {
-        self.0.gone()
+    /// Whether the index should be built anew (slots.rs ArrayTable::worn).
+    pub fn worn(&self) -> Result<bool> {
+        self.0.worn()
     }
 }
 

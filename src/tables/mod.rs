@@ -921,8 +921,7 @@ pub fn del(sd: &StateDir, t: &TableState, keys: &[Vec<u8>]) -> Result<()> {
         }
     }
     a.del(keys)?;
-    if slots::key_words(def.key).is_some() && a.gone()? > (1usize << slots::slot_bits(def.size)) / 4
-    {
+    if a.worn()? {
         install(sd, t, &build(def, &a.elements()?)?)?;
     }
     Ok(())

@@ -442,11 +442,17 @@ impl ArrayTable {
     }
 
     /// Slots deleted since the table was built (a slot table's).
-    pub fn gone(&self) -> Result<usize> {
+    fn gone(&self) -> Result<usize> {
         match self.words {
             None => Ok(0),
             Some(_) => Ok(self.mm.load(self.at(self.slots()) + 2)? as usize),
         }
+    }
+
+    /// Whether a quarter of the slots are deleted ones: then the table is
+    /// built anew and swapped in, so that probes stay short.
+    pub fn worn(&self) -> Result<bool> {
+        Ok(self.gone()? > self.slots() / 4)
     }
 
     /// A fresh table's header: the slot after the 2^bits a probe reaches

@@ -309,8 +309,7 @@ impl Tries {
                 format!("failed to delete from {} {}", def.what(), quoted(&def.name))
             })?;
         }
-        let slots = 1usize << slots::slot_bits(def.size);
-        Ok(if ix.gone()? > slots / 4 {
+        Ok(if ix.worn()? {
             Reindex::Yes
         } else {
             Reindex::No
