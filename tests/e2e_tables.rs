@@ -755,7 +755,9 @@ fn sets_of_several_sizes_drop_on_the_wire_v4() {
 /// Prefix sets and a prefix-keyed map on the wire, by longest match: the
 /// set holds 10.20.0.0/16, the map gives the /16 mark 2 and 10.20.1.0/24
 /// mark 3. A tenant in 10.20.0.0/24 leaves by r2b, one in 10.20.1.0/24 by
-/// r3b; after `map del` of the /24 both leave by r2b, after `set del` of
+/// r3b; the same with the map past the 4 IPv4 lengths a walk's inline
+/// lookup probes (a /32, /30, /25 and /20 added: the trie answers) and
+/// back; after `map del` of the /24 both leave by r2b, after `set del` of
 /// the /16 both by r1b (unmarked). Short MPTCP connections, every byte
 /// checked, no reset, no fallback.
 #[test]
@@ -814,6 +816,24 @@ fn prefix_set_and_map_steer_by_longest_match_v4() {
         }
     };
     check("as applied", [Some(2), Some(3)]);
+    let more = [
+        "10.20.1.5/32",
+        "10.20.1.4/30",
+        "10.20.1.0/25",
+        "10.20.0.0/20",
+    ];
+    let mut add = vec!["map", "add", "net_link"];
+    let vals: Vec<String> = more
+        .iter()
+        .map(|k| format!("{k}={}", if k.ends_with("/20") { 2 } else { 3 }))
+        .collect();
+    add.extend(vals.iter().map(String::as_str));
+    bed.emptcp(&add).expect_ok();
+    check("with six IPv4 lengths (the trie)", [Some(2), Some(3)]);
+    let mut del = vec!["map", "del", "net_link"];
+    del.extend(more);
+    bed.emptcp(&del).expect_ok();
+    check("back to two lengths", [Some(2), Some(3)]);
     bed.emptcp(&["map", "del", "net_link", "10.20.1.0/24"])
         .expect_ok();
     check("after `map del` of the /24", [Some(2), Some(2)]);
