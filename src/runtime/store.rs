@@ -282,10 +282,6 @@ fn looks_up_inline(d: &types::emptcp_stage) -> bool {
     d.kind == KIND_LOOKUP || (d.kind == KIND_SET_MARK && d.param[PARAM_TAB_OFF] != 0)
 }
 
-/// Whether a walk of `stages` stages the kernel refused (`e`) may run as
-/// one program per stage instead: it fits the tail calls, and the refusal
-/// is the walk's own, not an older state's pinned map (which the stage
-/// programs share, so they would fail on it too).
 /// A walk's load error when it cannot fall back to tail calls: the
 /// verifier's own line, and what to do when the walk was too complex for
 /// it (many full set lookups, each a probe of up to 32 slots, in one
@@ -303,6 +299,10 @@ pub fn walk_refused(e: anyhow::Error) -> anyhow::Error {
     e
 }
 
+/// Whether a walk of `stages` stages the kernel refused (`e`) may run as
+/// one program per stage instead: it fits the tail calls, and the refusal
+/// is the walk's own, not an older state's pinned map (which the stage
+/// programs share, so they would fail on it too).
 pub fn may_fall_back(e: &anyhow::Error, stages: usize) -> bool {
     stages <= crate::runtime::capacity::MAX_TAIL_CALLS
         && e.downcast_ref::<loader::StaleMap>().is_none()
